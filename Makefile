@@ -1,0 +1,47 @@
+# crossmargin — the two commands a fresh machine needs: `make demo` and `make test`.
+# Both install what they need: uv (bootstrapped with pip), the Python env from uv.lock,
+# and the pinned npm tooling (Anvil, solcjs) from package-lock.json.
+
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: demo test check lint typecheck install python-env node-env services contracts bench clean
+
+demo: install
+	$(UV) run crossmargin demo
+
+test: install services check
+	$(UV) run pytest $(PYTEST_ARGS)
+
+check: lint typecheck
+
+lint: python-env
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: python-env
+	$(UV) run mypy
+
+install: python-env node-env
+
+python-env:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen
+
+node-env: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+services:
+	bash scripts/ensure-services.sh
+
+contracts: node-env
+	node scripts/build-contracts.mjs
+
+bench: install
+	$(UV) run python bench/watcher.py
+
+clean:
+	rm -rf .venv node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pieces every crossmargin package shares: the error hierarchy, redaction, amount formatting."""

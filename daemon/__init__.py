@@ -1,0 +1,1 @@
+"""crossmargin daemon package."""

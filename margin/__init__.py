@@ -1,0 +1,1 @@
+"""crossmargin margin package."""

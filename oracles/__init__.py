@@ -1,0 +1,1 @@
+"""crossmargin oracles package."""
