@@ -58,6 +58,18 @@ class RpcTimeout(RpcError):
         super().__init__(endpoint, f"no answer within {timeout_s:g}s")
 
 
+class StateUnavailable(RpcError):
+    """The node lacks the requested block or state (header not found, unknown block, missing
+    trie node): it lags behind or has pruned it. Another endpoint or a later try may have it,
+    and the endpoint itself is working, so its breaker does not count this.
+    """
+
+    def __init__(self, endpoint: str, code: int, message: str) -> None:
+        self.code = code
+        self.rpc_message = message
+        super().__init__(endpoint, f"state unavailable: error {code}: {message}")
+
+
 class CallTooLarge(NonRetryableError):
     """The request or its execution exceeds a node limit (body size, gas cap, response size).
 

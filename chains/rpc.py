@@ -1,0 +1,404 @@
+"""Per-chain JSON-RPC pool: ordered failover over several endpoints, each behind a breaker.
+
+Traffic always goes to the first usable endpoint in configuration order, so when an earlier
+endpoint recovers, traffic returns to it. Each endpoint has one keep-alive aiohttp session, its
+chain id is checked (``eth_chainId``) before first use and after every re-activation, and a
+breaker parks it after consecutive transport failures for a delay that doubles per consecutive
+parking. A parked endpoint whose delay has run out gets one half-open probe (the next request
+that picks it) which decides between healthy and parked again.
+
+Within one request, a failed attempt moves on to the next untried usable endpoint at once;
+tenacity drives the further attempts and sleeps (full jitter, exponential) only once every
+usable endpoint has been tried. Reverts, too-large calls and other JSON-RPC answers go to the
+caller at once: the node worked, and retrying would get the same answer.
+
+This is the hot path for balance reads: bodies are built by string formatting around
+pre-serialised params, parsed with ``json.loads``, and nothing is logged per request. URLs carry
+API keys, so only ``redact_url`` forms are ever shown (status, repr, errors and logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from chains.rpc_endpoint import (
+    BASE_REACTIVATION_DELAY_S,
+    BREAKER_FAILURE_THRESHOLD,
+    MAX_REACTIVATION_DELAY_S,
+    MAX_RETRY_AFTER_S,
+    BreakerPolicy,
+    EndpointStatus,
+    RpcEndpoint,
+)
+from chains.rpc_endpoint import EndpointState as EndpointState  # re-export
+from chains.rpc_errors import (
+    LARGE_BODY_BYTES,
+    batch_results,
+    decode_reply,
+    describe_transport_error,
+    single_result,
+)
+from core.errors import (
+    CallTooLarge,
+    ChainIdMismatch,
+    ConfigError,
+    CrossmarginError,
+    ExecutionReverted,
+    JsonRpcError,
+    NoHealthyEndpoint,
+    RetryableError,
+    RpcError,
+    RpcTimeout,
+    StateUnavailable,
+)
+from core.redaction import redact_url
+
+BACKOFF_BASE_S = 0.05  # jittered backoff multiplier once every usable endpoint was tried
+BACKOFF_MAX_S = 2.0  # cap of one backoff sleep
+CONNECTIONS_PER_ENDPOINT = 16  # keep-alive connections per endpoint (concurrent requests)
+KEEPALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
+# The breaker's constants (BREAKER_FAILURE_THRESHOLD, BASE_/MAX_REACTIVATION_DELAY_S,
+# MAX_RETRY_AFTER_S) live in chains.rpc_endpoint, next to the breaker.
+
+_T = TypeVar("_T")
+_Decoder = Callable[[str, Any], _T]
+
+
+@dataclass(slots=True)
+class _Attempts:
+    tried: set[int]
+    last: CrossmarginError | None = None
+
+
+class _Exhausted(Exception):
+    """Nothing usable is left for this request: stop retrying and raise ``error``."""
+
+    def __init__(self, error: CrossmarginError) -> None:
+        self.error = error
+
+
+class RpcPool:
+    """JSON-RPC client for one chain over an ordered list of endpoint URLs.
+
+    Use as ``async with RpcPool(chain=…, chain_id=…, urls=[…]) as pool`` (or ``start``/``close``,
+    both idempotent). ``max_attempts`` bounds the tries of one request across all endpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        chain: str,
+        chain_id: int,
+        urls: Sequence[str],
+        request_timeout_s: float = 10.0,
+        max_attempts: int = 4,
+        breaker_failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
+        base_reactivation_delay_s: float = BASE_REACTIVATION_DELAY_S,
+        max_reactivation_delay_s: float = MAX_REACTIVATION_DELAY_S,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
+        connections_per_endpoint: int = CONNECTIONS_PER_ENDPOINT,
+    ) -> None:
+        key = f"chains.{chain}"
+        if not urls:
+            raise ConfigError(f"{key}.rpc_urls", "at least one RPC URL is required")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{key}.rpc_urls", "must be http(s) URLs", redact_url(url))
+        if request_timeout_s <= 0 or max_attempts < 1 or breaker_failure_threshold < 1:
+            raise ConfigError(key, "timeout, attempts and breaker threshold must be positive")
+        if not 0 < base_reactivation_delay_s <= max_reactivation_delay_s:
+            raise ConfigError(key, "need 0 < base_reactivation_delay_s <= max_reactivation_delay_s")
+        self.chain = chain
+        self.chain_id = chain_id
+        policy = BreakerPolicy(
+            failure_threshold=breaker_failure_threshold,
+            base_delay_s=base_reactivation_delay_s,
+            max_delay_s=max_reactivation_delay_s,
+            max_retry_after_s=max_retry_after_s,
+        )
+        self._endpoints = [
+            RpcEndpoint(chain=chain, index=i, url=url, policy=policy) for i, url in enumerate(urls)
+        ]
+        self._request_timeout_s = request_timeout_s
+        self._max_attempts = max_attempts
+        self._connections = connections_per_endpoint
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._next_id = 1
+        self._started = False
+
+    def __repr__(self) -> str:
+        shown = [ep.shown for ep in self._endpoints]
+        return f"RpcPool(chain={self.chain!r}, chain_id={self.chain_id}, endpoints={shown!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open one keep-alive session per endpoint. Connections are made on first use."""
+        if self._started:
+            return
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout_s)
+        for ep in self._endpoints:
+            connector = aiohttp.TCPConnector(
+                limit=self._connections, keepalive_timeout=KEEPALIVE_TIMEOUT_S
+            )
+            ep.session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                headers={"Content-Type": "application/json"},
+            )
+        self._started = True
+
+    async def close(self) -> None:
+        """Close every session and cancel pending chain id checks."""
+        if not self._started:
+            return
+        self._started = False
+        for ep in self._endpoints:
+            if ep.chain_check is not None:
+                ep.chain_check.cancel()
+                ep.chain_check = None
+            if ep.session is not None:
+                await ep.session.close()
+                ep.session = None
+
+    async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """Call ``method`` with ``params`` and return its ``result``."""
+        return await self.request_raw(method, json.dumps(params, separators=(",", ":")))
+
+    async def request_raw(self, method: str, params_json: str) -> Any:
+        """Like ``request`` with ``params_json`` the already serialised JSON params array."""
+        rid = self._take_ids(1)
+        data = _envelope(rid, method, params_json).encode()
+        return await self._send(data, partial(single_result, request_id=rid, body_len=len(data)))
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any] | str]]) -> list[Any]:
+        """Send ``(method, params)`` calls as one JSON-RPC batch; results in call order.
+
+        ``params`` may be a pre-serialised JSON array string. A call that failed is returned as
+        its exception object in the list (e.g. ``ExecutionReverted``), not raised; faults of the
+        whole batch (transport, size, rate limit) are raised like for ``request``.
+        """
+        if not calls:
+            return []
+        first = self._take_ids(len(calls))
+        parts = []
+        for rid, (method, params) in enumerate(calls, start=first):
+            ps = params if isinstance(params, str) else json.dumps(params, separators=(",", ":"))
+            parts.append(_envelope(rid, method, ps))
+        data = f"[{','.join(parts)}]".encode()
+        decode = partial(batch_results, first_id=first, count=len(calls), body_len=len(data))
+        return await self._send(data, decode)
+
+    def status(self) -> list[EndpointStatus]:
+        """One redacted status per endpoint, in failover order."""
+        now = time.monotonic()
+        return [ep.status(now) for ep in self._endpoints]
+
+    @property
+    def active_endpoint(self) -> str | None:
+        """Redacted URL of the endpoint the next request would use, or None if all are out."""
+        now = time.monotonic()
+        return next((ep.shown for ep in self._endpoints if ep.usable(now)), None)
+
+    # -- request path -------------------------------------------------------------------------
+
+    def _take_ids(self, count: int) -> int:
+        first = self._next_id
+        self._next_id += count
+        return first
+
+    async def _send(self, body: bytes, decode: _Decoder[_T]) -> _T:
+        if not self._started:
+            raise RuntimeError(f"RpcPool for chain {self.chain} is not started")
+        attempts = _Attempts(set())
+        try:
+            # First try without tenacity, which costs ~70 µs a request: most requests succeed.
+            return await self._attempt(attempts, body, decode)
+        except _Exhausted as exc:
+            raise exc.error from None
+        except RetryableError:
+            if self._max_attempts == 1:
+                raise
+        pause = self._backoff(attempts, 1)
+        if pause:
+            await asyncio.sleep(pause)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts - 1),
+            wait=lambda state: self._backoff(attempts, state.attempt_number + 1),
+            retry=retry_if_exception_type(RetryableError),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(attempts, body, decode)
+        except _Exhausted as exc:
+            raise exc.error from None
+        raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
+
+    def _backoff(self, attempts: _Attempts, failed: int) -> float:
+        """Seconds to sleep after ``failed`` attempts of one request.
+
+        Zero while an untried endpoint is usable (fail over at once) or when nothing is usable
+        (the next attempt ends the request); else full jitter, uniform in [0, base·2^failed]
+        capped at ``backoff_max_s``.
+        """
+        now = time.monotonic()
+        usable = [ep for ep in self._endpoints if ep.usable(now)]
+        if not usable or any(ep.index not in attempts.tried for ep in usable):
+            return 0.0
+        return random.uniform(0.0, min(self._backoff_max_s, self._backoff_base_s * 2.0**failed))
+
+    def _choose(self, tried: set[int]) -> RpcEndpoint | None:
+        now = time.monotonic()
+        fallback = None
+        for ep in self._endpoints:
+            if ep.usable(now):
+                if ep.index not in tried:
+                    return ep
+                fallback = fallback or ep
+        if fallback is not None:
+            tried.clear()  # a new round over the usable endpoints, after the backoff sleep
+        return fallback
+
+    async def _attempt(self, attempts: _Attempts, body: bytes, decode: _Decoder[_T]) -> _T:
+        while True:
+            ep = self._choose(attempts.tried)
+            if ep is None:
+                raise _Exhausted(self._exhausted_error(attempts))
+            attempts.tried.add(ep.index)
+            probe = ep.parked  # half-open: this request decides; others skip ep meanwhile
+            ep.probing = probe
+            try:
+                if not ep.chain_id_verified:
+                    try:
+                        await self._ensure_chain_id(ep)  # accounts for its own failures
+                    except ChainIdMismatch:
+                        continue  # parked by the check; fail over without using an attempt
+                    except CrossmarginError as exc:
+                        attempts.last = exc
+                        raise
+                try:
+                    result = decode(ep.shown, await self._post(ep, body))
+                except CrossmarginError as exc:
+                    attempts.last = exc
+                    ep.record_error(exc)
+                    raise
+                if ep.parked or ep.consecutive_failures:
+                    ep.record_ok()
+                return result
+            finally:
+                if probe:
+                    ep.probing = False
+
+    def _exhausted_error(self, attempts: _Attempts) -> CrossmarginError:
+        mismatches = [ep.mismatch for ep in self._endpoints if ep.mismatch is not None]
+        if len(mismatches) == len(self._endpoints):
+            return mismatches[-1]
+        if attempts.last is not None:
+            return attempts.last
+        last = next((ep.last_error for ep in self._endpoints if ep.last_error), None)
+        return NoHealthyEndpoint(self.chain, last)
+
+    async def _post(self, ep: RpcEndpoint, body: bytes) -> Any:
+        session = ep.session
+        if session is None:
+            raise RuntimeError(f"RpcPool for chain {self.chain} is closed")
+        ep.requests += 1
+        start = time.monotonic()
+        # aiohttp's exception messages embed the raw URL (with its key): errors are rebuilt from
+        # the failure kind and chained ``from None`` so tracebacks cannot leak it either.
+        try:
+            async with session.post(ep.url, data=body) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise RpcTimeout(ep.shown, self._request_timeout_s) from None
+        except aiohttp.ClientError as exc:
+            if (
+                len(body) >= LARGE_BODY_BYTES
+                and isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
+                and not isinstance(exc, aiohttp.ClientConnectorError)
+            ):
+                # Anvil (and nginx-style limits) may answer and close while a body over its
+                # limit is still being written: the client sees a broken pipe, not the answer.
+                problem = f"connection dropped while sending a {len(body)}-byte request"
+                raise CallTooLarge(ep.shown, problem) from None
+            raise RpcError(ep.shown, describe_transport_error(exc)) from None
+        ep.record_latency((time.monotonic() - start) * 1000.0)
+        return decode_reply(ep.shown, status, raw, retry_after, len(body))
+
+    # -- chain id and breaker -----------------------------------------------------------------
+
+    async def _ensure_chain_id(self, ep: RpcEndpoint) -> None:
+        # One check per endpoint at a time; concurrent requests share its outcome.
+        task = ep.chain_check
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._check_chain_id(ep), name=f"rpc-chain-id:{self.chain}:{ep.index}"
+            )
+            task.add_done_callback(_retrieve)
+            ep.chain_check = task
+        await asyncio.shield(task)
+
+    async def _check_chain_id(self, ep: RpcEndpoint) -> None:
+        rid = self._take_ids(1)
+        body = _envelope(rid, "eth_chainId", "[]").encode()
+        try:
+            result = single_result(ep.shown, await self._post(ep, body), rid, len(body))
+            actual = int(result, 16) if isinstance(result, str) else None
+            if actual is None:
+                raise RpcError(ep.shown, f"eth_chainId returned {type(result).__name__}")
+        except ValueError:
+            err: CrossmarginError = RpcError(ep.shown, "eth_chainId returned a non-hex string")
+            ep.record_error(err)
+            raise err from None
+        except (ExecutionReverted, JsonRpcError, CallTooLarge, StateUnavailable) as exc:
+            # An endpoint that cannot say its chain id is as unusable as an unreachable one.
+            err = RpcError(ep.shown, f"eth_chainId failed: {type(exc).__name__}")
+            ep.record_error(err)
+            raise err from None
+        except CrossmarginError as exc:
+            ep.record_error(exc)
+            raise
+        if actual != self.chain_id:
+            mismatch = ChainIdMismatch(ep.shown, self.chain_id, actual)
+            ep.record_error(mismatch)  # parks it for the longest delay
+            raise mismatch
+        ep.mismatch = None
+        ep.chain_id_verified = True
+
+
+def _envelope(rid: int, method: str, params_json: str) -> str:
+    return f'{{"jsonrpc":"2.0","id":{rid},"method":{json.dumps(method)},"params":{params_json}}}'
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # Every waiter may have been cancelled: fetch the outcome so asyncio does not warn about it.
+    if not task.cancelled():
+        task.exception()
