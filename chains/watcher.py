@@ -1,0 +1,371 @@
+"""One chain's watcher: follows heads, reads balances at head - confirmations, survives reorgs.
+
+Each cycle targets one block. Transfer logs since the last cycle mark the pairs they touch
+dirty (and, with discovery, add new accounts); only dirty and new pairs are re-read, except on
+a periodic full sweep that catches balances moving without events (rebasing aTokens). A reorg
+that reaches below the blocks we read from drops those readings and re-reads them on the new
+canonical chain: nothing read from an orphaned block survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chains.blocks import BlockRef, NewBlock, Reorg
+from chains.discovery import ZERO_ADDRESS, TransferScanner
+from chains.heads import HeadTracker
+from chains.reads import BalanceReader, Pair
+from core.errors import DecimalsMismatch, RetryableError
+
+log = logging.getLogger(__name__)
+
+
+class ChainSettings(Protocol):
+    """What the watcher needs to know of a chain (``daemon.config.ChainConfig`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def ws_url(self) -> str | None: ...
+    @property
+    def confirmations(self) -> int: ...
+    @property
+    def poll_interval_s(self) -> float: ...
+    @property
+    def max_lag_s(self) -> float: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def sweep_interval_s(self) -> float: ...
+    @property
+    def log_range_blocks(self) -> int: ...
+    @property
+    def discovery_from_block(self) -> int: ...
+    @property
+    def multicall_address(self) -> str: ...
+
+
+class TokenSettings(Protocol):
+    """What the watcher needs to know of a token (``daemon.config.TokenConfig`` fits)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def decimals(self) -> int | None: ...
+
+
+class Requester(Protocol):
+    """The part of ``RpcPool`` the watcher needs."""
+
+    async def request(self, method: str, params: list[Any]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A watched token as found on chain at start-up."""
+
+    address: str
+    decimals: int | None
+    problem: str | None = None  # e.g. "no contract code": its reads will all fail
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One balance as read: raw amount (``None`` = failed read) at a block."""
+
+    raw: int | None
+    block_number: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdate:
+    """What one cycle changed. ``dropped_above`` is set after a reorg: readings from blocks
+    above it were orphaned and must be discarded by every consumer that stored them."""
+
+    chain: str
+    block: BlockRef
+    readings: dict[Pair, Reading]
+    dropped_above: int | None = None
+
+
+@dataclass(slots=True)
+class WatcherStats:
+    """Counters the status endpoint and metrics report."""
+
+    cycles: int = 0
+    reads: int = 0
+    failed_reads: int = 0
+    sweeps: int = 0
+    last_cycle_s: float = 0.0
+    discovered: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """A chain's watching state as operators and the engine see it.
+
+    ``last_read_age_s`` is the age of the last block read (by its timestamp); ``stale`` is set
+    when that exceeds ``max_lag_s`` or the head has not been fetched for that long.
+    """
+
+    chain: str
+    chain_id: int
+    head_number: int | None
+    head_hash: str | None
+    last_read_number: int | None
+    last_read_hash: str | None
+    last_read_age_s: float | None
+    since_head_s: float | None
+    stale: bool
+    reorgs: int
+    accounts: int
+    holdings: int
+    failed_reads: int
+    batch_size: int
+    last_error: str | None
+    endpoints: tuple[object, ...]
+
+
+class ChainWatcher:
+    """Watches every (token, account) pair of one chain."""
+
+    def __init__(
+        self,
+        *,
+        chain: ChainSettings,
+        tokens: Sequence[TokenSettings],
+        accounts: Iterable[str],
+        discover: bool,
+        requester: Requester,
+        override_code: bytes | None,
+    ) -> None:
+        self.chain = chain
+        self._rpc = requester
+        self._token_settings = list(tokens)
+        self.tokens: dict[str, TokenInfo] = {}
+        self.accounts: set[str] = {a.lower() for a in accounts}
+        self.discover = discover
+        self.reader = BalanceReader(
+            chain=chain.name,
+            requester=requester,
+            multicall_address=chain.multicall_address,
+            override_code=override_code,
+            batch_size=chain.batch_size,
+        )
+        self.heads = HeadTracker(
+            chain=chain.name,
+            requester=requester,
+            poll_interval_s=chain.poll_interval_s,
+            ring_depth=chain.confirmations + 64,
+            ws_url=chain.ws_url,
+        )
+        self.scanner = TransferScanner(
+            chain=chain.name,
+            requester=requester,
+            tokens=[t.address for t in tokens],
+            from_block=chain.discovery_from_block,
+            max_range=chain.log_range_blocks,
+        )
+        self.holdings: dict[Pair, Reading] = {}
+        self.last_read: BlockRef | None = None
+        self.stats = WatcherStats()
+        self._last_sweep = float("-inf")
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    async def setup(self) -> BlockRef:
+        """Check every token on chain (code, decimals vs config); return the current head."""
+        head = await self.heads.latest()
+        addresses = [t.address.lower() for t in self._token_settings]
+        decimals = await self.reader.decimals(addresses, head)
+        for settings, address, on_chain in zip(
+            self._token_settings, addresses, decimals, strict=True
+        ):
+            code = await self._rpc.request("eth_getCode", [address, {"blockHash": head.hash}])
+            problem = None
+            if code in ("0x", "0x0", None):
+                problem = "no contract code at this address"
+            elif on_chain is None:
+                problem = "decimals() failed"
+            configured = settings.decimals
+            if configured is not None and on_chain is not None and configured != on_chain:
+                raise DecimalsMismatch(self.chain.name, address, configured, on_chain)
+            self.tokens[address] = TokenInfo(
+                address=address,
+                decimals=configured if configured is not None else on_chain,
+                problem=problem,
+            )
+            if problem is not None:
+                log.warning("token_problem chain=%s token=%s %s", self.chain.name, address, problem)
+        return head
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def pairs(self) -> list[Pair]:
+        """Every watched (token, account) pair, tokens in config order, accounts sorted."""
+        accounts = sorted(self.accounts)
+        return [(token, account) for token in self.tokens for account in accounts]
+
+    async def target(self, head: BlockRef) -> BlockRef:
+        """The block reads are pinned to: ``head - confirmations`` (from the ring if known)."""
+        number = max(0, head.number - self.chain.confirmations)
+        known = self.heads.ring.at(number)
+        if known is not None:
+            return known
+        block = await self._rpc.request("eth_getBlockByNumber", [hex(number), False])
+        return BlockRef.from_rpc(block)
+
+    async def sweep(self, block: BlockRef) -> BalanceUpdate:
+        """Read every pair at ``block`` (the snapshot command and the periodic sweep)."""
+        if self.discover:
+            await self._discover(block)
+        self.scanner.cursor = max(self.scanner.cursor, block.number)
+        self._last_sweep = time.monotonic()
+        self.stats.sweeps += 1
+        return await self._read(self.pairs(), block)
+
+    async def cycle(self, block: BlockRef, dropped_above: int | None = None) -> BalanceUpdate:
+        """Bring every pair up to date at ``block``: dirty and new pairs, or all on a sweep."""
+        started = time.perf_counter()
+        if time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s:
+            update = await self.sweep(block)
+        else:
+            dirty = await self._discover(block)
+            stale = [p for p in self.pairs() if p not in self.holdings]
+            update = await self._read(sorted(dirty | set(stale)), block)
+        self.last_read = block
+        self.stats.cycles += 1
+        self.stats.last_cycle_s = time.perf_counter() - started
+        if dropped_above is not None:
+            update = BalanceUpdate(
+                chain=update.chain,
+                block=update.block,
+                readings=update.readings,
+                dropped_above=dropped_above,
+            )
+        return update
+
+    async def _discover(self, block: BlockRef) -> set[Pair]:
+        """Scan Transfer logs up to ``block``; return watched pairs they touched."""
+        dirty: set[Pair] = set()
+        for seen in await self.scanner.scan_to(block.number):
+            for account in (seen.sender, seen.recipient):
+                if account == ZERO_ADDRESS:
+                    continue
+                if self.discover and account not in self.accounts:
+                    self.accounts.add(account)
+                    self.stats.discovered += 1
+                if account in self.accounts and seen.token in self.tokens:
+                    dirty.add((seen.token, account))
+        return dirty
+
+    async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
+        values = await self.reader.balances(pairs, block)
+        readings: dict[Pair, Reading] = {}
+        failed = 0
+        for pair, raw in zip(pairs, values, strict=True):
+            reading = Reading(raw=raw, block_number=block.number, block_hash=block.hash)
+            failed += raw is None
+            previous = self.holdings.get(pair)
+            self.holdings[pair] = reading
+            if previous is None or previous.raw != raw:
+                readings[pair] = reading
+        self.stats.reads += len(pairs)
+        self.stats.failed_reads += failed
+        return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
+
+    def roll_back(self, reorg: Reorg) -> int:
+        """Drop readings from blocks the reorg orphaned; return the last surviving block."""
+        floor = (
+            reorg.ancestor.number
+            if reorg.ancestor is not None
+            else max(0, reorg.head.number - self.heads.ring.depth)
+        )
+        orphaned = [p for p, r in self.holdings.items() if r.block_number > floor]
+        for pair in orphaned:
+            del self.holdings[pair]
+        self.scanner.rewind(floor)
+        if reorg.ancestor is None:
+            self._last_sweep = float("-inf")  # deeper than we can reason about: read it all
+        if self.last_read is not None and self.last_read.number > floor:
+            self.last_read = None
+        log.warning(
+            "reorg chain=%s depth=%d ancestor=%s dropped_readings=%d",
+            self.chain.name,
+            reorg.depth,
+            floor,
+            len(orphaned),
+        )
+        return floor
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def updates(self) -> AsyncIterator[BalanceUpdate]:
+        """Follow the chain forever, yielding one ``BalanceUpdate`` per cycle."""
+        if not self.tokens:
+            await self.setup()
+        dropped_above: int | None = None
+        async for event in self.heads.events():
+            match event:
+                case Reorg():
+                    dropped_above = self.roll_back(event)
+                    head = event.head
+                case NewBlock(block=head):
+                    pass
+            try:
+                target = await self.target(head)
+                if self.last_read is not None and target.hash == self.last_read.hash:
+                    continue
+                update = await self.cycle(target, dropped_above)
+            except RetryableError as exc:
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                log.warning("cycle_failed chain=%s error=%s", self.chain.name, exc)
+                continue
+            dropped_above = None
+            yield update
+
+    def status(self, endpoints: Sequence[object] = ()) -> ChainStatus:
+        """Where this chain stands: head, last read block, lag, reorgs, endpoints."""
+        tip = self.heads.ring.tip
+        lag = self.lag_s()
+        since_head = (
+            None if self.heads.last_head_at is None else time.monotonic() - self.heads.last_head_at
+        )
+        stale = lag is None or lag > self.chain.max_lag_s
+        if since_head is None or since_head > self.chain.max_lag_s:
+            stale = True
+        return ChainStatus(
+            chain=self.chain.name,
+            chain_id=self.chain.chain_id,
+            head_number=None if tip is None else tip.number,
+            head_hash=None if tip is None else tip.hash,
+            last_read_number=None if self.last_read is None else self.last_read.number,
+            last_read_hash=None if self.last_read is None else self.last_read.hash,
+            last_read_age_s=lag,
+            since_head_s=since_head,
+            stale=stale,
+            reorgs=self.heads.reorg_count,
+            accounts=len(self.accounts),
+            holdings=len(self.holdings),
+            failed_reads=sum(r.raw is None for r in self.holdings.values()),
+            batch_size=self.reader.batch_size,
+            last_error=self.stats.last_error or self.heads.last_error,
+            endpoints=tuple(endpoints),
+        )
+
+    def lag_s(self, now: float | None = None) -> float | None:
+        """Seconds since the timestamp of the last block read (``None`` before any read)."""
+        if self.last_read is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.last_read.timestamp)

@@ -1,0 +1,261 @@
+"""Typed configuration: a YAML file with ``${ENV_VAR}`` interpolation, validated by pydantic.
+
+The keys below are the contract with operators (extend, never rename). Any problem becomes one
+``ConfigError`` naming the offending key (dotted path) and value; the CLI turns it into one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from core.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _checked_address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    return value.lower()
+
+
+Address = Annotated[str, AfterValidator(_checked_address)]
+"""An EVM address, stored lower-case (the config accepts any hex case)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(StrEnum):
+    """What a watched token is to the margin engine."""
+
+    COLLATERAL = "collateral"
+    LIABILITY = "liability"
+
+
+class ChainConfig(_Strict):
+    """One EVM chain and how to watch it."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    chain_id: int = Field(gt=0)
+    rpc_urls: list[str] = Field(min_length=1)
+    ws_url: str | None = None
+    confirmations: int = Field(default=0, ge=0, le=256)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    max_lag_s: float = Field(default=30.0, gt=0)
+    liquidation_latency_s: float = Field(default=60.0, ge=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=5000)
+    """(account, token) reads per aggregate3 call; halves by itself on size/gas errors."""
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    """Full re-read of every holding, for balances that move without Transfer events."""
+    log_range_blocks: int = Field(default=2000, ge=1)
+    """Initial eth_getLogs span for discovery; adapts to the node's limits."""
+    discovery_from_block: int = Field(default=0, ge=0)
+    """First block scanned for Transfer logs when discovering accounts."""
+    use_state_override: bool = True
+    """Read through a deploy-less Multicall3 via eth_call state override (else it must exist)."""
+    multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
+    sequencer_uptime_feed: Address | None = None
+    sequencer_grace_period_s: float = Field(default=3600.0, ge=0)
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("every rpc_urls entry must be an http(s) URL")
+        return urls
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("ws://", "wss://")):
+            raise ValueError("ws_url must be a ws(s) URL")
+        return url
+
+
+class TokenConfig(_Strict):
+    """An ERC-20 on one chain representing an asset, as collateral or as a liability."""
+
+    chain: str
+    address: Address
+    asset: str = Field(min_length=1)
+    role: Role
+    weight: float = Field(gt=0)
+    decimals: int | None = Field(default=None, ge=0, le=77)
+    symbol: str | None = None
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_matches_role(cls, weight: float, info: ValidationInfo) -> float:
+        role = info.data.get("role")
+        if role is Role.COLLATERAL and weight > 1:
+            raise ValueError("a collateral weight is 1 - haircut: it must be in (0, 1]")
+        if role is Role.LIABILITY and weight < 1:
+            raise ValueError("a liability weight must be >= 1")
+        return weight
+
+
+class Config(_Strict):
+    """The whole daemon configuration."""
+
+    chains: list[ChainConfig] = Field(min_length=1)
+    tokens: list[TokenConfig] = Field(min_length=1)
+    accounts: list[Address] = Field(default_factory=list)
+    discover_accounts: bool = False
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Self:
+        names = [c.name for c in self.chains]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise _KeyedError(f"chains[{i}].name", "duplicate chain name", name)
+        ids = [c.chain_id for c in self.chains]
+        for i, chain_id in enumerate(ids):
+            if ids.index(chain_id) != i:
+                raise _KeyedError(f"chains[{i}].chain_id", "duplicate chain id", chain_id)
+        seen: set[tuple[str, str]] = set()
+        for i, token in enumerate(self.tokens):
+            if token.chain not in names:
+                raise _KeyedError(f"tokens[{i}].chain", "names no configured chain", token.chain)
+            if (token.chain, token.address) in seen:
+                raise _KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
+            seen.add((token.chain, token.address))
+        if not self.accounts and not self.discover_accounts:
+            raise _KeyedError(
+                "accounts", "nothing to watch: list accounts or set discover_accounts: true"
+            )
+        return self
+
+    def chain(self, name: str) -> ChainConfig:
+        """The chain called ``name`` (validated to exist for every token)."""
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        raise KeyError(name)
+
+    def tokens_on(self, chain: str) -> list[TokenConfig]:
+        """Tokens watched on ``chain``, in config order."""
+        return [t for t in self.tokens if t.chain == chain]
+
+
+class _KeyedError(ValueError):
+    """A cross-field problem that knows its own key path (raised inside validators)."""
+
+    def __init__(self, key: str, problem: str, value: object = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.value = value
+        super().__init__(problem)
+
+
+def interpolate_env(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` with environment values.
+
+    A reference to an unset variable without a default is an error, never an empty string:
+    an empty RPC URL or token would fail later and further from the cause.
+    """
+    environ = os.environ if env is None else env
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"${{{name}}}", "environment variable is not set")
+
+    return _ENV_REF.sub(substitute, text)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate already-loaded YAML data; raise ``ConfigError`` naming the first bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", "the config must be a YAML mapping", type(data).__name__)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data) from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate the YAML config at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(interpolate_env(text, env))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("<file>", f"not valid YAML{where}") from None
+    return parse_config(data)
+
+
+def _config_error(exc: ValidationError, data: Any) -> ConfigError:
+    first = exc.errors(include_url=False)[0]
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _KeyedError):
+        return ConfigError(ctx_error.key, ctx_error.problem, ctx_error.value)
+    loc = first["loc"]
+    key = _dotted(loc)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        return ConfigError(key, "is required")
+    if first["type"] == "extra_forbidden":
+        return ConfigError(key, "is not a known key")
+    return ConfigError(key, message, _value_at(data, loc))
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "<root>"
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if isinstance(node, (dict, list)):
+        return None
+    return _redacted_value(loc, node)
+
+
+def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
+    # URLs carry API keys: never echo them back in an error message.
+    if any(part in ("rpc_urls", "ws_url", "database_url", "url") for part in loc):
+        from core.redaction import redact_url
+
+        return redact_url(str(value))
+    return value
