@@ -31,8 +31,11 @@ python-env:
 
 node-env: node_modules/.package-lock.json
 
+# `npm install --no-save` against the committed lockfile rather than `npm ci`: the registry
+# mirror here serves only this platform's Anvil binary, so npm 11 cannot lock the other
+# platforms' optional packages and `npm ci` refuses the (correct for us) partial lockfile.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-save --no-audit --no-fund --loglevel=error
 
 services:
 	bash scripts/ensure-services.sh

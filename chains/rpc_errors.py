@@ -58,6 +58,7 @@ RATE_LIMIT_CODES = frozenset({-32005, -32029, 429})
 _TOO_LARGE = (
     "out of gas",  # geth "out of gas"; Anvil estimateGas "Out of gas: gas required exceeds …"
     "outofgas",  # Anvil eth_call: "EVM error OutOfGas"
+    "memoryoog",  # Anvil eth_call: "EVM error MemoryOOG" (aggregate3 of ~4,600 cold reads)
     "gas required exceeds",
     "intrinsic gas too high",  # Anvil: calldata floor above the gas cap
     "gas limit",  # "exceeds block gas limit", "gas limit reached", "gas limit exceeded"
