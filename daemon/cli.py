@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("-c", "--config", required=True, help="path to the YAML config")
     snap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    demo = commands.add_parser(
+        "demo", help="run local Anvil chains with seeded accounts and watch them live"
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
 
 
@@ -40,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
+        if args.command == "demo":
+            from daemon.demo import run_demo
+
+            return asyncio.run(run_demo(duration_s=args.duration))
         config = load_config(args.config)
         if args.command == "snapshot":
             from daemon.snapshot import print_snapshot, take_snapshot
