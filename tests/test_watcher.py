@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from chains.watcher import BalanceUpdate
 from core.errors import DecimalsMismatch
 from daemon.config import Config
-from daemon.devnet import DevChain, encode_call
+from daemon.devnet import AnvilNode, DevChain, encode_call
 from daemon.snapshot import snapshot_rows, take_snapshot
-from tests.faultproxy import FaultMode, FaultProxy
+from tests.faultproxy import FaultMode, FaultProxy, free_port
 from tests.watchkit import chain_entry, make_config, running_watcher, token_entry
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")
@@ -293,3 +298,96 @@ async def test_reads_fail_over_to_the_second_url_and_return_when_healthy(
             await dev_a.transact(token, "MintableERC20", "mint", carol, 4)
             await running.until(lambda u: reading_of(u, token, carol) == 10)
             assert proxy.requests > served_before  # traffic went back to the first URL
+
+
+async def test_websocket_new_heads_wake_the_watcher_before_the_poll_interval(
+    chain_a: AnvilNode, dev_a: DevChain
+) -> None:
+    token = await deploy_token(dev_a, 18)
+    (dave,) = fresh_accounts(1, salt=10)
+    config = single_chain(dev_a, token, [dave], poll_interval_s=30.0, ws_url=chain_a.ws_url)
+    async with running_watcher(config, config.chains[0]) as running:
+        await running.next_update()
+        await asyncio.sleep(0.5)  # let the subscription settle
+        started = time.monotonic()
+        await dev_a.transact(token, "MintableERC20", "mint", dave, 5)
+        await running.until(lambda u: reading_of(u, token, dave) == 5, timeout=10)
+        assert time.monotonic() - started < 5  # far below the 30 s poll interval
+
+
+async def test_chain_status_reports_head_reads_lag_reorgs_and_endpoints(dev_a: DevChain) -> None:
+    token = await deploy_token(dev_a, 18)
+    accounts = fresh_accounts(3, salt=11)
+    config = single_chain(dev_a, token, accounts)
+    async with running_watcher(config, config.chains[0]) as running:
+        first = await running.next_update()
+        status = running.watcher.status(endpoints=("endpoint-a",))
+        number, block_hash = await dev_a.head()
+        assert status.chain == "a"
+        assert status.chain_id == dev_a.chain_id
+        assert (status.head_number, status.head_hash) == (number, block_hash)
+        assert (status.last_read_number, status.last_read_hash) == (
+            first.block.number,
+            first.block.hash,
+        )
+        assert status.last_read_age_s is not None
+        assert status.last_read_age_s >= 0
+        assert (status.accounts, status.holdings, status.failed_reads) == (3, 3, 0)
+        assert status.reorgs == 0
+        assert status.endpoints == ("endpoint-a",)
+        await dev_a.mine()
+        await running.until(lambda u: u.block.number == number + 1)
+        await dev_a.rpc("anvil_rollback", [1])
+        rolled_back = await running.until(lambda u: u.dropped_above is not None)
+        assert rolled_back.dropped_above == number
+        assert running.watcher.status().reorgs == 1
+
+
+async def test_snapshot_command_prints_json_lines_and_fails_on_an_unreachable_chain(
+    dev_a: DevChain, tmp_path: Path
+) -> None:
+    token = await deploy_token(dev_a, 6)
+    (erin,) = fresh_accounts(1, salt=12)
+    await dev_a.transact(token, "MintableERC20", "mint", erin, 2_500_000)
+    dead_port = free_port()
+    config = {
+        "chains": [
+            chain_entry("a", dev_a.chain_id, dev_a.url),
+            chain_entry("down", 4242, f"http://127.0.0.1:{dead_port}/v2/SECRETKEY0123456789"),
+        ],
+        "tokens": [token_entry("a", token, decimals=6), token_entry("down", token)],
+        "accounts": [erin],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "snapshot",
+        "-c",
+        str(path),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    rows = [json.loads(line) for line in stdout.decode().splitlines()]
+    number, block_hash = await dev_a.head()
+    assert rows[0] == {
+        "chain": "a",
+        "chain_id": dev_a.chain_id,
+        "block_number": number,
+        "block_hash": block_hash,
+        "token": token,
+        "asset": "ETH",
+        "account": erin,
+        "raw": "2500000",
+        "amount": "2.5",
+    }
+    assert rows[1]["chain"] == "down"
+    assert rows[1]["chain_id"] == 4242
+    assert "no healthy RPC endpoint" in rows[1]["error"] or "rpc" in rows[1]["error"]
+    assert b"chain down unreachable" in stderr
+    assert b"SECRETKEY" not in stdout + stderr
