@@ -180,6 +180,7 @@ class ChainWatcher:
         self.last_read: BlockRef | None = None
         self.stats = WatcherStats()
         self._last_sweep = float("-inf")
+        self._unread: set[Pair] = set()  # pairs whose reading was dropped (reorg) and not re-read
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -231,6 +232,7 @@ class ChainWatcher:
             await self._discover(block)
         self.scanner.cursor = max(self.scanner.cursor, block.number)
         self._last_sweep = time.monotonic()
+        self._unread.clear()
         self.stats.sweeps += 1
         return await self._read(self.pairs(), block)
 
@@ -240,9 +242,9 @@ class ChainWatcher:
         if time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s:
             update = await self.sweep(block)
         else:
-            dirty = await self._discover(block)
-            stale = [p for p in self.pairs() if p not in self.holdings]
-            update = await self._read(sorted(dirty | set(stale)), block)
+            dirty = await self._discover(block) | self._unread
+            self._unread = set()
+            update = await self._read(sorted(dirty), block)
         self.last_read = block
         self.stats.cycles += 1
         self.stats.last_cycle_s = time.perf_counter() - started
@@ -265,6 +267,7 @@ class ChainWatcher:
                 if self.discover and account not in self.accounts:
                     self.accounts.add(account)
                     self.stats.discovered += 1
+                    dirty.update((token, account) for token in self.tokens)
                 if account in self.accounts and seen.token in self.tokens:
                     dirty.add((seen.token, account))
         return dirty
@@ -294,6 +297,7 @@ class ChainWatcher:
         orphaned = [p for p, r in self.holdings.items() if r.block_number > floor]
         for pair in orphaned:
             del self.holdings[pair]
+        self._unread.update(orphaned)
         self.scanner.rewind(floor)
         if reorg.ancestor is None:
             self._last_sweep = float("-inf")  # deeper than we can reason about: read it all
