@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from chains.requester import Requester
 from core.errors import CallTooLarge, JsonRpcError, RpcTimeout
 
 log = logging.getLogger(__name__)
@@ -19,12 +20,6 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 ZERO_ADDRESS = "0x" + "0" * 40
 MIN_LOG_RANGE = 1  # blocks
 RANGE_GROWTH = 2  # factor applied to the span after a successful query
-
-
-class Requester(Protocol):
-    """The part of ``RpcPool`` the scanner needs."""
-
-    async def request(self, method: str, params: list[Any]) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

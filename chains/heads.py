@@ -15,11 +15,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
 
 import aiohttp
 
 from chains.blocks import BlockRef, HeadEvent, NewBlock, Reorg
+from chains.requester import Requester
 from core.errors import RetryableError
 from core.redaction import redact_url
 
@@ -29,12 +29,6 @@ MIN_RING_DEPTH = 64  # blocks kept for reorg detection, at least; more with deep
 MAX_GAP_FILL = 256  # blocks fetched one by one to link a jump in head numbers; beyond: resync
 WS_RECONNECT_DELAY_S = 2.0
 WS_HEARTBEAT_S = 15.0
-
-
-class Requester(Protocol):
-    """The part of ``RpcPool`` the tracker needs."""
-
-    async def request(self, method: str, params: list[Any]) -> Any: ...
 
 
 BlockFetcher = Callable[[str], Awaitable[BlockRef | None]]

@@ -13,6 +13,7 @@ slices the returned bytes instead of running a generic ABI decoder (~10x faster,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from core.errors import NonRetryableError
@@ -25,6 +26,10 @@ CALL_RESULT_BYTES = 32  # a well-formed uint256 return; anything else is a faile
 
 _ALLOW_FAILURE = "0" * 63 + "1"
 _BYTES_OFFSET = f"{0x60:064x}"
+_BALANCE_OF_LEN = f"{4 + 32:064x}"  # calldata bytes: selector + one address word
+_BALANCE_OF_PAD = "0" * 56  # 36 calldata bytes padded to 64
+_RESULT_TUPLE_BYTES = 128  # success | 0x40 | 32 | word: a call that returned one word
+_RESULT_TUPLE_HEAD = (1).to_bytes(32, "big") + (0x40).to_bytes(32, "big") + (32).to_bytes(32, "big")
 
 
 def _word(value: int) -> str:
@@ -43,15 +48,43 @@ def encode_call(target: str, calldata_hex: str) -> str:
     return _address_word(target) + _ALLOW_FAILURE + _BYTES_OFFSET + _word(length) + padded
 
 
+@functools.lru_cache(maxsize=4096)
+def _balance_of_prefix(token: str) -> str:
+    """Everything of a ``balanceOf`` Call3 tuple before the account word, per token."""
+    return (
+        _address_word(token)
+        + _ALLOW_FAILURE
+        + _BYTES_OFFSET
+        + _BALANCE_OF_LEN
+        + BALANCE_OF_SELECTOR
+    )
+
+
 def balance_of_call(token: str, account: str) -> str:
-    """The ``Call3`` tuple for ``token.balanceOf(account)``."""
-    return encode_call(token, BALANCE_OF_SELECTOR + _address_word(account))
+    """The ``Call3`` tuple for ``token.balanceOf(account)`` (one concatenation: cold reads of
+    100k pairs spend ~0.3 s in the generic ``encode_call``)."""
+    return _balance_of_prefix(token) + _address_word(account) + _BALANCE_OF_PAD
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_heads(n: int, tuple_hex_len: int) -> str:
+    """Head offsets of ``n`` tuples that all have the same hex length."""
+    step = tuple_hex_len // 2
+    return "".join(_word(n * 32 + i * step) for i in range(n))
 
 
 def encode_aggregate3(tuples: Sequence[str]) -> str:
-    """Assemble ``aggregate3(calls)`` calldata (0x-prefixed hex) from encoded tuples."""
+    """Assemble ``aggregate3(calls)`` calldata (0x-prefixed hex) from encoded tuples.
+
+    When every tuple has the same length (all ``balanceOf`` tuples do) the head offsets come
+    from a cache: a thousand word formats fewer per chunk.
+    """
     n = len(tuples)
-    parts = ["0x", AGGREGATE3_SELECTOR, _word(0x20), _word(n)]
+    head = "0x" + AGGREGATE3_SELECTOR + _word(0x20) + _word(n)
+    lengths = {len(item) for item in tuples}
+    if len(lengths) == 1:
+        return head + _uniform_heads(n, lengths.pop()) + "".join(tuples)
+    parts = [head]
     offset = n * 32
     for item in tuples:
         parts.append(_word(offset))
@@ -74,6 +107,9 @@ def decode_aggregate3(result_hex: str, expected: int) -> list[bytes | None]:
     address without code "succeeds" with empty data: that is not a zero balance).
     """
     raw = bytes.fromhex(result_hex.removeprefix("0x"))
+    words = _uniform_words(raw, expected)
+    if words is not None:
+        return words
     try:
         if int.from_bytes(raw[0:32], "big") != 0x20:
             raise MalformedReturn("unexpected array offset")
@@ -95,6 +131,31 @@ def decode_aggregate3(result_hex: str, expected: int) -> list[bytes | None]:
     except IndexError as exc:
         raise MalformedReturn("return data shorter than its offsets") from exc
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_layout(n: int) -> tuple[bytes, tuple[bytes, ...]]:
+    """For ``n`` calls that all returned one word: the exact bytes before the tuples (offset,
+    length, heads), and each of a tuple's first 96 bytes repeated ``n`` times."""
+    heads = b"".join((n * 32 + i * _RESULT_TUPLE_BYTES).to_bytes(32, "big") for i in range(n))
+    prefix = (0x20).to_bytes(32, "big") + n.to_bytes(32, "big") + heads
+    return prefix, tuple(bytes([b]) * n for b in _RESULT_TUPLE_HEAD)
+
+
+def _uniform_words(raw: bytes, n: int) -> list[bytes | None] | None:
+    """The fast path of ``decode_aggregate3``: when every call succeeded with exactly one word,
+    the layout is fixed and checked whole with one prefix comparison and 96 strided-slice
+    comparisons (C loops), then words are sliced at a fixed stride. ``None``: not that case."""
+    base = 64 + 32 * n
+    if n == 0 or len(raw) != base + n * _RESULT_TUPLE_BYTES:
+        return None
+    prefix, columns = _uniform_layout(n)
+    if not raw.startswith(prefix):
+        return None
+    for k, column in enumerate(columns):
+        if raw[base + k :: _RESULT_TUPLE_BYTES] != column:
+            return None
+    return [raw[i : i + 32] for i in range(base + 96, len(raw), _RESULT_TUPLE_BYTES)]
 
 
 def decode_uint(word: bytes | None) -> int | None:

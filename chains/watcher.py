@@ -19,6 +19,7 @@ from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
 from chains.reads import BalanceReader, Pair
+from chains.requester import Requester
 from core.errors import DecimalsMismatch, RetryableError
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,6 @@ class TokenSettings(Protocol):
     def address(self) -> str: ...
     @property
     def decimals(self) -> int | None: ...
-
-
-class Requester(Protocol):
-    """The part of ``RpcPool`` the watcher needs."""
-
-    async def request(self, method: str, params: list[Any]) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
