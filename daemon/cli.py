@@ -10,7 +10,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from core.errors import ConfigError, CrossmarginError
 from daemon.config import load_config
@@ -19,6 +20,19 @@ from daemon.logs import setup_logging
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+_N = TypeVar("_N", int, float)
+
+
+def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("-c", "--config", required=True, help="path to the YAML config")
     snap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema to a revision (default: the newest)"
+    )
+    migrate.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    migrate.add_argument(
+        "--revision", default="head", help="head (default), base, a revision id, or -1/+1"
+    )
+    migrate.add_argument("--sql", action="store_true", help="print the SQL, change nothing")
+    prices = commands.add_parser(
+        "prices", help="run oracle rounds and print each asset's price, status and sources"
+    )
+    prices.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    prices.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    prices.add_argument(
+        "--rounds", type=_positive(int), default=1, help="rounds to run (default 1)"
+    )
+    prices.add_argument(
+        "--interval",
+        type=_positive(float),
+        default=None,
+        help="seconds between rounds (default: oracle_polling.round_interval_s)",
+    )
     demo = commands.add_parser(
         "demo", help="run local Anvil chains with seeded accounts and watch them live"
     )
@@ -54,6 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             snapshots = asyncio.run(take_snapshot(config))
             return print_snapshot(snapshots, as_json=args.json)
+        if args.command == "migrate":
+            from daemon.store.migrate import run_migrate_command
+
+            url = config.database_url or ""
+            return run_migrate_command(url, revision=args.revision, sql=args.sql)
+        if args.command == "prices":
+            from daemon.prices import run_prices
+
+            return asyncio.run(
+                run_prices(config, rounds=args.rounds, interval_s=args.interval, as_json=args.json)
+            )
     except ConfigError as exc:
         print(f"crossmargin: {exc}", file=sys.stderr)
         return EXIT_CONFIG

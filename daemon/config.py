@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -27,6 +28,12 @@ from pydantic import (
 )
 
 from core.errors import ConfigError
+from daemon.asset_config import (
+    SOURCE_KINDS,
+    AssetConfig,
+    OraclePollingConfig,
+    asset_reference_problem,
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -117,6 +124,58 @@ class TokenConfig(_Strict):
         return weight
 
 
+MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+"""Accepted ``mqtt.url`` schemes and their default ports (``mqtts`` is TLS)."""
+
+
+class MqttConfig(_Strict):
+    """The MQTT publisher (``daemon.mqtt``); MQTT is off while ``url`` is unset."""
+
+    url: str | None = None
+    """``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` (TLS against the system CAs)."""
+    topic_prefix: str = Field(default="crossmargin", min_length=1)
+    client_id: str | None = Field(default=None, min_length=1)
+    """Defaults to ``crossmargin-<hostname>-<pid>``."""
+    keepalive_s: int = Field(default=30, gt=0, le=65535)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    max_pending: int = Field(default=10000, ge=1)
+    """QoS 1 events kept while the broker is away; beyond it the oldest are dropped."""
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        if parts.scheme not in MQTT_DEFAULT_PORTS:
+            raise ValueError("must be an mqtt:// or mqtts:// URL")
+        if not parts.hostname:
+            raise ValueError("names no broker host")
+        return url
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, prefix: str) -> str:
+        if any(char in prefix for char in "+#\0"):
+            raise ValueError("must not contain the MQTT wildcards + or # (or NUL)")
+        if prefix.startswith(("/", "$")) or prefix.endswith("/") or "//" in prefix:
+            raise ValueError("must not start with / or $, end with /, or have empty levels")
+        return prefix
+
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _max_above_min(cls, max_s: float, info: ValidationInfo) -> float:
+        min_s = info.data.get("reconnect_min_s")
+        if min_s is not None and max_s < min_s:
+            raise ValueError("must be >= reconnect_min_s")
+        return max_s
+
+
 class Config(_Strict):
     """The whole daemon configuration."""
 
@@ -124,6 +183,14 @@ class Config(_Strict):
     tokens: list[TokenConfig] = Field(min_length=1)
     accounts: list[Address] = Field(default_factory=list)
     discover_accounts: bool = False
+    database_url: str | None = None
+    """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
+    SQLite file ``crossmargin.sqlite3`` next to the config file (cwd without a file)."""
+    assets: list[AssetConfig] = Field(default_factory=list)
+    """Priced assets and their oracle sources (``daemon.asset_config``); optional."""
+    oracle_polling: OraclePollingConfig = Field(default_factory=OraclePollingConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    """Publishing to an MQTT broker (``daemon.mqtt``); off unless ``mqtt.url`` is set."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -146,6 +213,9 @@ class Config(_Strict):
             raise _KeyedError(
                 "accounts", "nothing to watch: list accounts or set discover_accounts: true"
             )
+        problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
+        if problem is not None:
+            raise _KeyedError(*problem)
         return self
 
     def chain(self, name: str) -> ChainConfig:
@@ -189,14 +259,33 @@ def interpolate_env(text: str, env: Mapping[str, str] | None = None) -> str:
     return _ENV_REF.sub(substitute, text)
 
 
-def parse_config(data: Any) -> Config:
-    """Validate already-loaded YAML data; raise ``ConfigError`` naming the first bad key."""
+def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
+    """Validate already-loaded YAML data; raise ``ConfigError`` naming the first bad key.
+
+    An unset ``database_url`` becomes SQLite in ``base_dir`` (the config file's directory),
+    or ``./crossmargin.sqlite3`` relative to the working directory without one.
+    """
     if not isinstance(data, dict):
         raise ConfigError("<root>", "the config must be a YAML mapping", type(data).__name__)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, data) from None
+    return _with_database_url(config, base_dir)
+
+
+def _with_database_url(config: Config, base_dir: Path | None) -> Config:
+    from daemon.store.urls import default_database_url, normalize_database_url
+
+    if config.database_url is None:
+        return config.model_copy(update={"database_url": default_database_url(base_dir)})
+    try:
+        url = normalize_database_url(config.database_url)
+    except ValueError as exc:
+        raise ConfigError(
+            "database_url", str(exc), _redacted_value(("database_url",), config.database_url)
+        ) from None
+    return config.model_copy(update={"database_url": url})
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -212,7 +301,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("<file>", f"not valid YAML{where}") from None
-    return parse_config(data)
+    return parse_config(data, base_dir=path.parent)
 
 
 def _config_error(exc: ValidationError, data: Any) -> ConfigError:
@@ -220,14 +309,28 @@ def _config_error(exc: ValidationError, data: Any) -> ConfigError:
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyedError):
         return ConfigError(ctx_error.key, ctx_error.problem, ctx_error.value)
-    loc = first["loc"]
+    loc = _without_union_tags(first["loc"])
     key = _dotted(loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         return ConfigError(key, "is required")
     if first["type"] == "extra_forbidden":
         return ConfigError(key, "is not a known key")
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        kinds = ", ".join(sorted(SOURCE_KINDS))
+        return ConfigError(
+            f"{key}.kind", f"must be one of {kinds}", _value_at(data, (*loc, "kind"))
+        )
     return ConfigError(key, message, _value_at(data, loc))
+
+
+def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic puts the discriminator's tag in the path (sources.1.chainlink.address).
+    return tuple(
+        part
+        for i, part in enumerate(loc)
+        if not (part in SOURCE_KINDS and i >= 2 and loc[i - 2] == "sources")
+    )
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -254,7 +357,7 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
 
 def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
     # URLs carry API keys: never echo them back in an error message.
-    if any(part in ("rpc_urls", "ws_url", "database_url", "url") for part in loc):
+    if any(part in ("rpc_urls", "ws_url", "database_url", "url", "headers") for part in loc):
         from core.redaction import redact_url
 
         return redact_url(str(value))

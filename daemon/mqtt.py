@@ -1,0 +1,347 @@
+"""MQTT publisher: retained state and QoS 1 events that survive broker outages.
+
+The daemon never waits for the broker: the publishing methods only record what should be on
+the broker in an ``Outbox`` (``daemon.mqtt_outbox``: retained state by topic, never dropped;
+events in a bounded FIFO) and wake one background task, which owns the connection. On every
+(re)connect that task publishes ``{prefix}/status`` = ``online``, then ALL retained state (a
+restarted broker may have lost it), then the waiting events in order, and keeps going until
+the connection drops (reconnect with jittered exponential backoff) or ``close()``. A last
+will sets ``status`` to ``offline`` when the daemon dies; ``close()`` sets it itself.
+Delivery is at least once: an event whose PUBACK was lost is sent again after a reconnect.
+
+Topics and payloads are described in ``daemon.mqtt_topics``. URLs carry credentials, so only
+``redact_url`` forms are ever logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from core.redaction import redact_url
+from daemon.config import MQTT_DEFAULT_PORTS, MqttConfig
+from daemon.mqtt_outbox import Message, Outbox
+from daemon.mqtt_topics import STATUS_OFFLINE, STATUS_ONLINE, EventKind, Topics, encode_json
+
+BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is restarted
+CLOSE_GRACE_S = 5.0  # close(): flush what is pending, publish offline, disconnect
+OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
+CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
+BACKOFF_FACTOR = 2.0  # reconnect delay cap grows by this per failed attempt in a row
+QOS_AT_LEAST_ONCE = 1
+
+log = logging.getLogger(__name__)
+_CLIENT_LOG = logging.getLogger(f"{__name__}.client")  # aiomqtt/paho diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to connect, parsed from ``mqtt.url`` (validated by the config)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> BrokerAddress:
+        """Parse ``mqtt[s]://[user[:password]@]host[:port]`` (userinfo is percent-decoded)."""
+        parts = urlsplit(url)
+        return cls(
+            host=parts.hostname or "",
+            port=parts.port or MQTT_DEFAULT_PORTS[parts.scheme],
+            username=None if parts.username is None else unquote(parts.username),
+            password=None if parts.password is None else unquote(parts.password),
+            tls=parts.scheme == "mqtts",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStats:
+    """Counters for metrics and the status API."""
+
+    enabled: bool
+    connected: bool
+    published: int
+    dropped: int
+    reconnects: int
+    pending_events: int
+    retained_topics: int
+    last_error: str | None
+
+
+def default_client_id() -> str:
+    """``crossmargin-<hostname>-<pid>``: unique per process, recognisable on the broker."""
+    return f"crossmargin-{socket.gethostname()}-{os.getpid()}"
+
+
+def reconnect_delay(failures: int, min_s: float, max_s: float) -> float:
+    """Jittered exponential backoff: uniform in [min_s, min(max_s, min_s·2^failures)]."""
+    cap = min(max_s, min_s * BACKOFF_FACTOR ** min(failures, 64))
+    return random.uniform(min_s, max(min_s, cap))
+
+
+class MqttPublisher:
+    """Async context manager owning the broker connection (a no-op while ``url`` is unset).
+
+    Publishing methods never block and never raise because of the broker; call them from the
+    event loop thread.
+    """
+
+    def __init__(self, config: MqttConfig, *, close_grace_s: float = CLOSE_GRACE_S) -> None:
+        self._config = config
+        self._close_grace_s = close_grace_s
+        self._broker = None if config.url is None else BrokerAddress.from_url(config.url)
+        self._shown_url = "" if config.url is None else redact_url(config.url)
+        self._client_id = config.client_id or default_client_id()
+        tls = self._broker is not None and self._broker.tls
+        self._tls_context = ssl.create_default_context() if tls else None
+        self._topics = Topics(config.topic_prefix)
+        self._outbox = Outbox(config.max_pending)
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._flush_deadline = float("inf")
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._ever_connected = False
+        self._published = 0
+        self._reconnects = 0
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MqttPublisher(url={self._shown_url!r}, prefix={self._topics.prefix!r})"
+
+    @property
+    def enabled(self) -> bool:
+        """False when ``mqtt.url`` is unset: every method is then a no-op."""
+        return self._broker is not None
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker connection is up."""
+        return self._connected
+
+    @property
+    def topics(self) -> Topics:
+        """The topic names this publisher uses."""
+        return self._topics
+
+    def stats(self) -> MqttStats:
+        """A snapshot of the counters."""
+        return MqttStats(
+            enabled=self.enabled,
+            connected=self._connected,
+            published=self._published,
+            dropped=self._outbox.dropped,
+            reconnects=self._reconnects,
+            pending_events=self._outbox.pending_events,
+            retained_topics=self._outbox.retained_topics,
+            last_error=self._last_error,
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("MqttPublisher is not reusable")
+        if self._broker is not None:
+            self._task = asyncio.create_task(self._run(), name="mqtt-publisher")
+            self._task.add_done_callback(_log_crash)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def set_account_state(self, address: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
+        self._retain(self._topics.account(address), encode_json(payload))
+
+    def clear_account(self, address: str) -> None:
+        """Delete the retained state of ``address`` (an empty retained message)."""
+        self._retain(self._topics.account(address), b"")
+
+    def set_oracle_status(self, asset: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the oracle status of ``asset``."""
+        self._retain(self._topics.oracle(asset), encode_json(payload))
+
+    def set_chain_status(self, name: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the status of chain ``name``."""
+        self._retain(self._topics.chain(name), encode_json(payload))
+
+    def event(self, kind: EventKind, payload: Mapping[str, object]) -> None:
+        """Queue a QoS 1 event; when ``max_pending`` are waiting, the oldest is dropped."""
+        topic = self._topics.event(kind)
+        if not self.enabled or self._closing.is_set():
+            return
+        self._outbox.push_event((topic, encode_json(payload)))
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Flush, publish ``offline`` and disconnect within the grace period (idempotent)."""
+        task = self._task
+        if task is None or self._closing.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        self._flush_deadline = loop.time() + max(0.0, self._close_grace_s - OFFLINE_RESERVE_S)
+        self._closing.set()
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=self._close_grace_s)
+        if not done:
+            log.warning("mqtt_close_timeout grace_s=%s", self._close_grace_s)
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        log.info(
+            "mqtt_closed published=%d dropped=%d pending_events=%d",
+            self._published,
+            self._outbox.dropped,
+            self._outbox.pending_events,
+        )
+
+    def _retain(self, topic: str, payload: bytes) -> None:
+        if self.enabled and not self._closing.is_set() and self._outbox.retain(topic, payload):
+            self._wake.set()
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closing.is_set():
+            connected = await self._session()
+            if self._closing.is_set():
+                return
+            failures = 0 if connected else failures + 1
+            delay = reconnect_delay(
+                failures, self._config.reconnect_min_s, self._config.reconnect_max_s
+            )
+            log.warning(
+                "mqtt_unavailable broker=%s error=%s attempt=%d retry_in_s=%.2f",
+                self._shown_url,
+                self._last_error,
+                failures,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _session(self) -> bool:
+        """One connection, until it fails or close() completes; True if it got connected."""
+        connected = False
+        try:
+            async with self._client() as client:
+                connected = True
+                self._on_connected()
+                async with asyncio.TaskGroup() as group:
+                    watch = group.create_task(_watch_connection(client), name="mqtt-watch")
+                    await self._drain(client)
+                    watch.cancel()
+        except* aiomqtt.MqttError as failure:
+            self._last_error = self._describe(failure.exceptions[0])
+        finally:
+            self._connected = False
+        return connected
+
+    def _client(self) -> aiomqtt.Client:
+        broker = self._broker
+        assert broker is not None  # only _run calls this, and only when enabled
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=self._client_id,
+            will=aiomqtt.Will(
+                self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
+            ),
+            keepalive=self._config.keepalive_s,
+            timeout=BROKER_TIMEOUT_S,
+            tls_context=self._tls_context,
+            logger=_CLIENT_LOG,
+        )
+
+    def _on_connected(self) -> None:
+        if self._ever_connected:
+            self._reconnects += 1
+        self._ever_connected = True
+        self._connected = True
+        log.info(
+            "mqtt_connected broker=%s client_id=%s retained=%d pending_events=%d reconnects=%d",
+            self._shown_url,
+            self._client_id,
+            self._outbox.retained_topics,
+            self._outbox.pending_events,
+            self._reconnects,
+        )
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish status, all retained state, then events as they come; return on close."""
+        outbox = self._outbox
+        await self._publish(client, (self._topics.status, STATUS_ONLINE), retain=True)
+        outbox.connected()  # the broker may have lost any retained state: all of it again
+        loop = asyncio.get_running_loop()
+        while True:
+            flushing = loop.time() < self._flush_deadline
+            if flushing and (retained := outbox.take_retained()) is not None:
+                try:
+                    await self._publish(client, retained, retain=True)
+                except BaseException:
+                    outbox.retained_failed(retained)
+                    raise
+                outbox.retained_done(retained)
+            elif flushing and (event := outbox.take_event()) is not None:
+                try:
+                    await self._publish(client, event, retain=False)
+                except BaseException:
+                    outbox.event_failed(event)
+                    raise
+            elif self._closing.is_set():
+                await self._publish(client, (self._topics.status, STATUS_OFFLINE), retain=True)
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def _publish(self, client: aiomqtt.Client, message: Message, *, retain: bool) -> None:
+        topic, payload = message
+        await client.publish(topic, payload, qos=QOS_AT_LEAST_ONCE, retain=retain)
+        self._published += 1
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        if exc.__cause__ is not None:  # aiomqtt chains the reason for a lost connection
+            text += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+        broker = self._broker
+        for secret in (broker.password, broker.username) if broker else ():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+async def _watch_connection(client: aiomqtt.Client) -> None:
+    """Raise ``MqttError`` as soon as the connection drops (nothing is subscribed).
+
+    aiomqtt's message iterator is its documented way to notice a disconnect; without it an
+    idle publisher would not notice a restarted broker that lost the retained state.
+    """
+    async for _ in client.messages:
+        pass
+    raise aiomqtt.MqttError("connection watcher ended")
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    # A bug in the publisher must not pass silently: MQTT would just stop.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("mqtt_publisher_crashed error=%s", type(exc).__name__, exc_info=exc)

@@ -1,0 +1,88 @@
+"""Bulk writes shared by every table: dialect-specific upserts and staged loads.
+
+A large write goes in two steps inside the caller's transaction: rows are loaded into a
+per-connection temporary table (PostgreSQL: binary ``COPY`` through asyncpg, the fastest way
+in; SQLite: one ``executemany``), then one set-based ``INSERT … SELECT … ON CONFLICT`` moves
+them into place. Set-based SQL also lets the database itself compare new and stored rows
+(health transitions) in the same snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateTable
+
+Upsert = postgresql.Insert | sqlite.Insert
+
+
+def insert_for(conn: AsyncConnection, table: sa.Table) -> Upsert:
+    """An INSERT of the connection's dialect that supports ``ON CONFLICT``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def on_conflict_update(
+    stmt: Upsert,
+    *,
+    conflict: Sequence[str],
+    update: Iterable[str],
+    where: sa.ColumnElement[bool] | None = None,
+) -> Upsert:
+    """``stmt`` with ``ON CONFLICT (conflict) DO UPDATE SET c = excluded.c`` for ``update``.
+
+    ``where`` restricts the update (e.g. never move a balance back to an older block); a row
+    that fails it is left as it is, which keeps replays idempotent.
+    """
+    excluded = stmt.excluded
+    values = {name: excluded[name] for name in update}
+    return stmt.on_conflict_do_update(index_elements=list(conflict), set_=values, where=where)
+
+
+def on_conflict_nothing(stmt: Upsert, *, conflict: Sequence[str] | None = None) -> Upsert:
+    """``stmt`` with ``ON CONFLICT [(conflict)] DO NOTHING``."""
+    elements = None if conflict is None else list(conflict)
+    return stmt.on_conflict_do_nothing(index_elements=elements)
+
+
+def select_all(select: sa.Select[Any]) -> sa.Select[Any]:
+    """``select`` made safe as the source of an ``INSERT … SELECT … ON CONFLICT``.
+
+    SQLite's parser reads ``ON`` after a bare ``FROM t`` as a join constraint; a ``WHERE``
+    clause removes the ambiguity (harmless elsewhere).
+    """
+    return select.where(sa.true())
+
+
+async def load_stage(
+    conn: AsyncConnection, stage: sa.Table, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Create ``stage`` for this connection if needed, empty it, and fill it with ``rows``
+    (tuples in column order). Must run inside the caller's transaction."""
+    # Executing through SQLAlchemy first also makes sure asyncpg's transaction has started
+    # before the raw COPY below runs on the same connection.
+    await conn.execute(CreateTable(stage, if_not_exists=True))
+    if conn.dialect.name != "postgresql":
+        await conn.execute(sa.delete(stage))
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.copy_records_to_table(
+            stage.name, records=rows, columns=[c.name for c in stage.columns]
+        )
+        return
+    marks = ", ".join("?" for _ in stage.columns)
+    await conn.exec_driver_sql(f"INSERT INTO {stage.name} VALUES ({marks})", list(rows))  # noqa: S608
+
+
+async def execute_many(conn: AsyncConnection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``stmt`` for every row (executemany), skipped when there are none."""
+    if rows:
+        await conn.execute(stmt, list(rows))

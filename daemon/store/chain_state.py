@@ -1,0 +1,94 @@
+"""One watcher cycle in SQL: reorg roll-back, balance upserts, the chain cursor.
+
+Runs inside the caller's transaction. Balances are current values only (one row per chain,
+token and account, with the block it was read at), which is all a restart needs; a reorg
+deletes the rows read from orphaned blocks, and the watcher re-reads those pairs on the new
+chain in the same update (``chains.watcher.ChainWatcher.roll_back``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chains.watcher import BalanceUpdate
+from daemon.store.bulk import insert_for, load_stage, on_conflict_update, select_all
+from daemon.store.schema import balance_stage, balances, chain_cursors
+from daemon.store.types import Timestamp
+
+
+async def store_balance_update(conn: AsyncConnection, update: BalanceUpdate, now: float) -> int:
+    """Apply ``update``; return how many balances the reorg (if any) dropped."""
+    dropped = 0
+    if update.dropped_above is not None:
+        result = await conn.execute(
+            sa.delete(balances).where(
+                balances.c.chain == update.chain,
+                balances.c.block_number > update.dropped_above,
+            )
+        )
+        dropped = result.rowcount
+    await _upsert_balances(conn, update, now)
+    await _move_cursor(conn, update, now)
+    return dropped
+
+
+async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:
+    if not update.readings:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    records = [
+        (
+            update.chain,
+            token,
+            account,
+            None if r.raw is None else (Decimal(r.raw) if postgres else str(r.raw)),
+            r.block_number,
+            r.block_hash,
+        )
+        for (token, account), r in update.readings.items()
+    ]
+    await load_stage(conn, balance_stage, records)
+    s = balance_stage.c
+    source = sa.select(
+        s.chain,
+        s.token,
+        s.account,
+        s.raw,
+        s.block_number,
+        s.block_hash,
+        sa.literal(now, Timestamp()),
+    )
+    stmt = insert_for(conn, balances).from_select(
+        [c.name for c in balances.columns], select_all(source)
+    )
+    # Never replace a reading with one from an older block: replays stay harmless.
+    stmt = on_conflict_update(
+        stmt,
+        conflict=["chain", "token", "account"],
+        update=["raw", "block_number", "block_hash", "updated_at"],
+        where=balances.c.block_number <= stmt.excluded.block_number,
+    )
+    await conn.execute(stmt)
+
+
+async def _move_cursor(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:
+    block = update.block
+    stmt = insert_for(conn, chain_cursors).values(
+        chain=update.chain,
+        block_number=block.number,
+        block_hash=block.hash,
+        block_timestamp=block.timestamp,
+        updated_at=now,
+    )
+    # Forward only, except after a reorg, which may leave the chain shorter than before.
+    forward = chain_cursors.c.block_number <= stmt.excluded.block_number
+    stmt = on_conflict_update(
+        stmt,
+        conflict=["chain"],
+        update=["block_number", "block_hash", "block_timestamp", "updated_at"],
+        where=None if update.dropped_above is not None else forward,
+    )
+    await conn.execute(stmt)

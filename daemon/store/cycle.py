@@ -1,0 +1,161 @@
+"""One engine cycle in SQL: record it, append flag transitions, upsert current health.
+
+All three run inside the caller's transaction, set-based over the staged rows, with other
+cycle writers kept out (advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so the
+comparison with the stored flags and their replacement cannot interleave with another cycle:
+
+1. ``cycles`` gets the cycle (``ON CONFLICT (key) DO NOTHING``: a stored cycle is skipped);
+2. ``health_transitions`` gets one row per account whose staged flags differ from its stored
+   flags (a new account counts as stored with no flags, so a healthy newcomer is silent);
+3. ``account_health``: stored rows that differ are updated, new accounts inserted.
+
+Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
+PostgreSQL), so no ``Decimal`` is built per row in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from daemon.store.bulk import (
+    insert_for,
+    load_stage,
+    on_conflict_nothing,
+    on_conflict_update,
+)
+from daemon.store.rows import CycleContext, HealthRows
+from daemon.store.schema import (
+    MONEY_COLUMNS,
+    account_health,
+    cycles,
+    health_stage,
+    health_transitions,
+)
+from daemon.store.types import Timestamp
+
+CYCLE_LOCK_KEY = 0x63_72_6F_73_73_6D_61_72
+"""PostgreSQL advisory lock (transaction-scoped) serializing cycle writers ("crossmar")."""
+PG_CYCLE_WORK_MEM = "64MB"
+HEALTH_COLUMNS = [c.name for c in account_health.columns]
+_TRANSITION_COLUMNS = [
+    "account",
+    "cycle_id",
+    "from_flags",
+    "to_flags",
+    "health",
+    "health_latency",
+    "shortfall",
+    "actionable",
+    "at",
+]
+
+
+async def write_health_cycle(
+    conn: AsyncConnection, rows: HealthRows, context: CycleContext
+) -> tuple[int | None, list[sa.Row[Any]]]:
+    """Apply one cycle; return its id (``None`` if it was stored before, then nothing is
+    written) and the ``health_transitions`` rows it appended."""
+    if conn.dialect.name == "postgresql":
+        # One cycle writer at a time: two overlapping cycles would both compare against the
+        # same stored flags and report the same change twice. (SQLite: BEGIN IMMEDIATE.)
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CYCLE_LOCK_KEY)))
+        # Hash joins of 100k staged rows against account_health fit in memory this way
+        # (the default 4MB spills them to temporary files).
+        await conn.execute(sa.text(f"SET LOCAL work_mem = '{PG_CYCLE_WORK_MEM}'"))
+    cycle_id = await _new_cycle(conn, context, len(rows))
+    if cycle_id is None:
+        return None, []
+    await load_stage(conn, health_stage, list(rows.records()))
+    transitions = await _append_transitions(conn, cycle_id, context.at, rows.value_decimals)
+    await _upsert_health(conn, cycle_id, context.at, rows.value_decimals)
+    return cycle_id, transitions
+
+
+async def _new_cycle(conn: AsyncConnection, context: CycleContext, accounts: int) -> int | None:
+    stmt = insert_for(conn, cycles).values(
+        key=context.cycle_key(),
+        at=context.at,
+        blocks=dict(sorted(context.blocks.items())),
+        prices=context.prices_json(),
+        accounts=accounts,
+    )
+    returning = on_conflict_nothing(stmt, conflict=["key"]).returning(cycles.c.id)
+    found = (await conn.execute(returning)).scalar()
+    return None if found is None else int(found)
+
+
+def _usd(
+    conn: AsyncConnection, column: sa.ColumnElement[Any], value_decimals: int
+) -> sa.ColumnElement[Any]:
+    """Value units → USD: exact NUMERIC on PostgreSQL (a product by 0.01 is exact and much
+    cheaper than a NUMERIC division), the nearest REAL on SQLite (a division is)."""
+    if conn.dialect.name == "postgresql":
+        quantum: sa.ColumnElement[Any] = sa.literal_column(f"CAST(1e-{value_decimals} AS NUMERIC)")
+        return sa.type_coerce(sa.cast(column, sa.Numeric()) * quantum, sa.Numeric())
+    return column / sa.literal_column(f"{10**value_decimals}.0")
+
+
+async def _append_transitions(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+) -> list[sa.Row[Any]]:
+    s, h = health_stage.c, account_health.c
+    stored = sa.func.coalesce(h.flags, 0)
+    source = (
+        sa.select(
+            s.account,
+            sa.literal(cycle_id, sa.BigInteger()),
+            stored,
+            s.flags,
+            s.health,
+            s.health_latency,
+            _usd(conn, s.shortfall, value_decimals),
+            s.actionable,
+            sa.literal(at, Timestamp()),
+        )
+        .select_from(health_stage.outerjoin(account_health, h.account == s.account))
+        .where(stored != s.flags)
+    )
+    stmt = on_conflict_nothing(
+        insert_for(conn, health_transitions).from_select(_TRANSITION_COLUMNS, source),
+        conflict=["account", "cycle_id", "from_flags", "to_flags"],
+    ).returning(*health_transitions.columns)
+    return list((await conn.execute(stmt)).all())
+
+
+async def _upsert_health(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+) -> None:
+    s, h = health_stage.c, account_health.c
+    staged = sa.select(
+        s.account,
+        s.health,
+        s.health_latency,
+        *(_usd(conn, s[name], value_decimals).label(name) for name in MONEY_COLUMNS),
+        s.flags,
+        s.actionable,
+        s.breakdown,
+    ).subquery("staged")  # money converted once per row, not once per use
+    values = {c.name: c for c in staged.c if c.name != "account"}
+    cycle = {
+        "cycle_id": sa.literal(cycle_id, sa.BigInteger()),
+        "updated_at": sa.literal(at, Timestamp()),
+    }
+    # Existing accounts: one UPDATE … FROM (a hash join; cheaper than ON CONFLICT's
+    # per-row speculative insert). An unchanged row is not even locked: no write, no WAL,
+    # and it keeps the cycle_id of the cycle that last changed it.
+    changed = sa.or_(*(h[name].is_distinct_from(value) for name, value in values.items()))
+    await conn.execute(
+        sa.update(account_health)
+        .where(h.account == staged.c.account, changed)
+        .values(**values, **cycle)
+    )
+    # New accounts. The conflict clause only matters if a second writer slipped in, which
+    # the cycle lock rules out.
+    fresh = sa.select(*staged.c, *cycle.values()).where(
+        ~sa.exists().where(h.account == staged.c.account)
+    )
+    stmt = insert_for(conn, account_health).from_select(HEALTH_COLUMNS, fresh)
+    await conn.execute(on_conflict_update(stmt, conflict=["account"], update=HEALTH_COLUMNS[1:]))

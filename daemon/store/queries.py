@@ -1,0 +1,267 @@
+"""Reads: what the API, the MQTT publisher and a restarting daemon ask of the store.
+
+Every read runs in its own short transaction, so it sees one committed cycle or the next,
+never part of one. Money comes back quantized to the store's ``value_decimals``; infinite
+health (NULL) comes back as ``inf``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chains.reads import Pair
+from chains.watcher import Reading
+from daemon.store.records import (
+    AccountRecord,
+    ChainCursor,
+    StoredBalance,
+    StoredCycle,
+    StoredHealth,
+    StoredPrice,
+    StoredTransition,
+    position_from_row,
+)
+from daemon.store.schema import (
+    LIQUIDATABLE,
+    account_health,
+    balances,
+    chain_cursors,
+    cycles,
+    health_transitions,
+    positions,
+    price_history,
+)
+from margin.model import Flag, Position
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+class StoreQueries:
+    """Read access to the store; cheap to create, shares the engine's pool."""
+
+    def __init__(self, engine: AsyncEngine, *, value_decimals: int = 2) -> None:
+        self.engine = engine
+        self.value_decimals = value_decimals
+        self._quantum = Decimal(1).scaleb(-value_decimals)
+
+    async def _rows(self, query: sa.Executable) -> Sequence[sa.Row[Any]]:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
+    # ---- health --------------------------------------------------------------------------
+
+    def _liquidatable_filter(
+        self,
+        *,
+        actionable_only: bool,
+        min_shortfall: Decimal | None,
+        chain: str | None,
+        without: Flag,
+    ) -> list[sa.ColumnElement[bool]]:
+        h = account_health.c
+        where = [LIQUIDATABLE]
+        if actionable_only:
+            where.append(h.actionable.is_(True))
+        if min_shortfall is not None:
+            where.append(h.shortfall >= min_shortfall)
+        if without:
+            where.append(h.flags.bitwise_and(int(without)) == 0)
+        if chain is not None:
+            held = sa.exists().where(
+                balances.c.account == h.account,
+                balances.c.chain == chain,
+                balances.c.raw.is_not(None),
+                balances.c.raw != 0,
+            )
+            posted = sa.exists().where(positions.c.account == h.account, positions.c.chain == chain)
+            where.append(sa.or_(held, posted))
+        return where
+
+    async def liquidatable(
+        self,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        actionable_only: bool = False,
+        min_shortfall: Decimal | None = None,
+        chain: str | None = None,
+        without: Flag = Flag.NONE,
+    ) -> list[StoredHealth]:
+        """Liquidatable accounts, largest shortfall first (ties by address).
+
+        ``chain`` keeps accounts holding a non-zero balance or a position there; ``without``
+        drops accounts carrying any of those flags.
+        """
+        where = self._liquidatable_filter(
+            actionable_only=actionable_only,
+            min_shortfall=min_shortfall,
+            chain=chain,
+            without=without,
+        )
+        query = (
+            sa.select(account_health)
+            .where(*where)
+            .order_by(account_health.c.shortfall.desc(), account_health.c.account)
+            .limit(min(limit, MAX_LIMIT))
+            .offset(offset)
+        )
+        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+
+    async def count_liquidatable(
+        self,
+        *,
+        actionable_only: bool = False,
+        min_shortfall: Decimal | None = None,
+        chain: str | None = None,
+        without: Flag = Flag.NONE,
+    ) -> int:
+        """How many accounts ``liquidatable`` would list without a limit."""
+        where = self._liquidatable_filter(
+            actionable_only=actionable_only,
+            min_shortfall=min_shortfall,
+            chain=chain,
+            without=without,
+        )
+        query = sa.select(sa.func.count()).select_from(account_health).where(*where)
+        return int((await self._rows(query))[0][0])
+
+    async def accounts_with_flags(
+        self, flags: Flag, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+    ) -> list[StoredHealth]:
+        """Accounts carrying any of ``flags``, ordered by address."""
+        query = (
+            sa.select(account_health)
+            .where(account_health.c.flags.bitwise_and(int(flags)) != 0)
+            .order_by(account_health.c.account)
+            .limit(min(limit, MAX_LIMIT))
+            .offset(offset)
+        )
+        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+
+    async def health(self, address: str) -> StoredHealth | None:
+        """One account's current health, or ``None`` if never written."""
+        query = sa.select(account_health).where(account_health.c.account == address.lower())
+        rows = await self._rows(query)
+        return StoredHealth.from_row(rows[0], self._quantum) if rows else None
+
+    async def account(self, address: str) -> AccountRecord | None:
+        """Health, balances and positions of one account (``None`` if the store has none)."""
+        address = address.lower()
+        async with self.engine.connect() as conn, conn.begin():
+            health = (
+                await conn.execute(
+                    sa.select(account_health).where(account_health.c.account == address)
+                )
+            ).first()
+            held = (
+                await conn.execute(
+                    sa.select(balances)
+                    .where(balances.c.account == address)
+                    .order_by(balances.c.chain, balances.c.token)
+                )
+            ).all()
+            posted = (
+                await conn.execute(
+                    sa.select(positions)
+                    .where(positions.c.account == address)
+                    .order_by(positions.c.asset)
+                )
+            ).all()
+        if health is None and not held and not posted:
+            return None
+        return AccountRecord(
+            account=address,
+            health=None if health is None else StoredHealth.from_row(health, self._quantum),
+            balances=[StoredBalance.from_row(b) for b in held],
+            positions=[position_from_row(p) for p in posted],
+        )
+
+    async def health_flags(self) -> dict[str, Flag]:
+        """Stored flags of every account."""
+        query = sa.select(account_health.c.account, account_health.c.flags)
+        return {row.account: Flag(row.flags) for row in await self._rows(query)}
+
+    # ---- transitions and cycles ----------------------------------------------------------
+
+    async def transitions(
+        self,
+        *,
+        account: str | None = None,
+        after_id: int = 0,
+        limit: int = DEFAULT_LIMIT,
+        unpublished_only: bool = False,
+    ) -> list[StoredTransition]:
+        """Transitions in the order they were written, after ``after_id``."""
+        t = health_transitions.c
+        query = sa.select(health_transitions).where(t.id > after_id)
+        if account is not None:
+            query = query.where(t.account == account.lower())
+        if unpublished_only:
+            query = query.where(t.published_at.is_(None))
+        query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
+        return [StoredTransition.from_row(row, self._quantum) for row in await self._rows(query)]
+
+    async def last_cycle(self) -> StoredCycle | None:
+        """The most recently written cycle."""
+        rows = await self._rows(sa.select(cycles).order_by(cycles.c.id.desc()).limit(1))
+        return StoredCycle.from_row(rows[0]) if rows else None
+
+    async def cycle(self, cycle_id: int) -> StoredCycle | None:
+        """One cycle's block and price context."""
+        rows = await self._rows(sa.select(cycles).where(cycles.c.id == cycle_id))
+        return StoredCycle.from_row(rows[0]) if rows else None
+
+    # ---- chains, balances, prices, positions ---------------------------------------------
+
+    async def chain_cursors(self) -> dict[str, ChainCursor]:
+        """Per chain, the last block stored."""
+        query = sa.select(chain_cursors).order_by(chain_cursors.c.chain)
+        return {row.chain: ChainCursor.from_row(row) for row in await self._rows(query)}
+
+    async def balances(self, chain: str | None = None) -> dict[str, dict[Pair, Reading]]:
+        """Stored readings per chain, keyed like the watcher's holdings: (token, account)."""
+        query = sa.select(balances)
+        if chain is not None:
+            query = query.where(balances.c.chain == chain)
+        out: dict[str, dict[Pair, Reading]] = {}
+        for row in await self._rows(query):
+            out.setdefault(row.chain, {})[(row.token, row.account)] = Reading(
+                raw=row.raw, block_number=row.block_number, block_hash=row.block_hash
+            )
+        return out
+
+    async def latest_prices(self) -> dict[str, StoredPrice]:
+        """The newest stored round of every asset."""
+        p = price_history.c
+        newest = (
+            sa.select(p.asset, sa.func.max(p.round_at).label("round_at"))
+            .group_by(p.asset)
+            .subquery()
+        )
+        query = sa.select(price_history).join(
+            newest, sa.and_(p.asset == newest.c.asset, p.round_at == newest.c.round_at)
+        )
+        return {row.asset: StoredPrice.from_row(row) for row in await self._rows(query)}
+
+    async def price_history(self, asset: str, *, limit: int = DEFAULT_LIMIT) -> list[StoredPrice]:
+        """An asset's rounds, newest first."""
+        query = (
+            sa.select(price_history)
+            .where(price_history.c.asset == asset)
+            .order_by(price_history.c.round_at.desc())
+            .limit(min(limit, MAX_LIMIT))
+        )
+        return [StoredPrice.from_row(row) for row in await self._rows(query)]
+
+    async def positions(self, account: str | None = None) -> list[Position]:
+        """Stored positions (of one account), ordered by account and asset."""
+        query = sa.select(positions).order_by(positions.c.account, positions.c.asset)
+        if account is not None:
+            query = query.where(positions.c.account == account.lower())
+        return [position_from_row(row) for row in await self._rows(query)]

@@ -1,0 +1,244 @@
+"""What reads return: stored rows as plain frozen data, and how each is built from a row.
+
+Money comes back as ``Decimal`` quantized to the store's ``value_decimals``; NULL health (an
+account that owes nothing) comes back as ``inf``; times are unix seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from chains.reads import Pair
+from chains.watcher import Reading
+from daemon.store.schema import MONEY_COLUMNS
+from margin.model import HELD_REASONS, Flag, Position, Tier
+
+Row = sa.Row[Any]
+
+
+def _health(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainCursor:
+    """The last block a chain's balances were stored at."""
+
+    chain: str
+    block_number: int
+    block_hash: str
+    block_timestamp: int | None
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> ChainCursor:
+        """From a ``chain_cursors`` row."""
+        return cls(
+            chain=row.chain,
+            block_number=row.block_number,
+            block_hash=row.block_hash,
+            block_timestamp=row.block_timestamp,
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCycle:
+    """A written cycle and its block/price context."""
+
+    id: int
+    key: str
+    at: float
+    blocks: dict[str, int]
+    prices: dict[str, str | None]
+    accounts: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> StoredCycle:
+        """From a ``cycles`` row."""
+        return cls(
+            id=row.id,
+            key=row.key,
+            at=row.at,
+            blocks=row.blocks,
+            prices=row.prices,
+            accounts=row.accounts,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredHealth:
+    """An account's current health as stored; ``cycle_id``/``updated_at`` name the cycle
+    that last changed it."""
+
+    account: str
+    health: float
+    health_latency: float
+    collateral_value: Decimal
+    weighted_collateral: Decimal
+    liability_value: Decimal
+    weighted_liability: Decimal
+    unrealized_pnl: Decimal
+    maintenance: Decimal
+    shortfall: Decimal
+    flags: Flag
+    actionable: bool
+    breakdown: dict[str, Any] | None
+    cycle_id: int
+    updated_at: float
+
+    @property
+    def held_reasons(self) -> Flag:
+        """Flags that keep a liquidation back (derived from ``flags``, not stored)."""
+        return self.flags & HELD_REASONS
+
+    @classmethod
+    def from_row(cls, row: Row, quantum: Decimal) -> StoredHealth:
+        """From an ``account_health`` row, money quantized to ``quantum``."""
+        money = {name: getattr(row, name).quantize(quantum) for name in MONEY_COLUMNS}
+        return cls(
+            account=row.account,
+            health=_health(row.health),
+            health_latency=_health(row.health_latency),
+            flags=Flag(row.flags),
+            actionable=row.actionable,
+            breakdown=row.breakdown,
+            cycle_id=row.cycle_id,
+            updated_at=row.updated_at,
+            **money,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredTransition:
+    """An account's flags changed in a cycle (append-only history, and the MQTT outbox)."""
+
+    id: int
+    account: str
+    cycle_id: int
+    from_flags: Flag
+    to_flags: Flag
+    health: float
+    health_latency: float
+    shortfall: Decimal
+    actionable: bool
+    at: float
+    published_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row, quantum: Decimal) -> StoredTransition:
+        """From a ``health_transitions`` row, the shortfall quantized to ``quantum``."""
+        return cls(
+            id=row.id,
+            account=row.account,
+            cycle_id=row.cycle_id,
+            from_flags=Flag(row.from_flags),
+            to_flags=Flag(row.to_flags),
+            health=_health(row.health),
+            health_latency=_health(row.health_latency),
+            shortfall=row.shortfall.quantize(quantum),
+            actionable=row.actionable,
+            at=row.at,
+            published_at=row.published_at,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredPrice:
+    """One oracle round of one asset as stored in the price history."""
+
+    asset: str
+    round_at: float
+    status: str
+    price: Decimal | None
+    price_low: Decimal | None
+    price_high: Decimal | None
+    round_price: Decimal | None
+    observed_at: float | None
+    held: bool
+    hold_reason: str | None
+    spread: float | None
+    volatility: float
+    sources: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Row) -> StoredPrice:
+        """From a ``price_history`` row."""
+        return cls(
+            asset=row.asset,
+            round_at=row.round_at,
+            status=row.status,
+            price=row.price,
+            price_low=row.price_low,
+            price_high=row.price_high,
+            round_price=row.round_price,
+            observed_at=row.observed_at,
+            held=row.held,
+            hold_reason=row.hold_reason,
+            spread=row.spread,
+            volatility=row.volatility,
+            sources=row.sources,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredBalance:
+    """A raw balance as stored (``raw`` ``None``: the read at ``block_number`` failed)."""
+
+    chain: str
+    token: str
+    account: str
+    raw: int | None
+    block_number: int
+    block_hash: str
+
+    @classmethod
+    def from_row(cls, row: Row) -> StoredBalance:
+        """From a ``balances`` row."""
+        return cls(
+            chain=row.chain,
+            token=row.token,
+            account=row.account,
+            raw=row.raw,
+            block_number=row.block_number,
+            block_hash=row.block_hash,
+        )
+
+
+def position_from_row(row: Row) -> Position:
+    """A ``Position`` from a ``positions`` row (validated again on the way out)."""
+    return Position(
+        account=row.account,
+        asset=row.asset,
+        chain=row.chain,
+        size=row.size,
+        entry_price=row.entry_price,
+        mmr_tiers=tuple(Tier(rate, up_to) for rate, up_to in row.mmr_tiers),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountRecord:
+    """One account as the API shows it: current health, balances on every chain, positions."""
+
+    account: str
+    health: StoredHealth | None
+    balances: list[StoredBalance]
+    positions: list[Position]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredState:
+    """Everything a restarting daemon resumes from."""
+
+    cursors: dict[str, ChainCursor]
+    balances: dict[str, dict[Pair, Reading]]
+    health_flags: dict[str, Flag]
+    positions: list[Position]
+    latest_prices: dict[str, StoredPrice]
+    last_cycle: StoredCycle | None

@@ -1,0 +1,206 @@
+"""What the store is given to write: one cycle's health, in columns, and its context.
+
+Health goes in as columns (``HealthRows``), because a cycle may write 100,000 accounts and
+building that many objects would cost more than the database write. Money is carried as the
+engine's integer *value units* (``10**-value_decimals`` USD) and divided in SQL, so no
+``Decimal`` is built per row on the hot path. Infinite health (an account that owes nothing)
+is ``None`` in ``HealthRows`` and NULL in the database; reads turn it back into ``inf``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from margin.kernel import HealthTable
+from margin.model import AccountHealth
+
+HealthRecord = tuple[Any, ...]
+"""One row of ``HealthRows.records()``, in ``schema.health_stage`` column order."""
+
+
+def _finite_or_none(values: Sequence[float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values]
+
+
+def _units(value: Decimal, value_decimals: int) -> int:
+    return int(value.scaleb(value_decimals))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthRows:
+    """The health of many accounts, column by column (one cycle's write)."""
+
+    value_decimals: int
+    accounts: list[str]
+    health: list[float | None]
+    health_latency: list[float | None]
+    collateral_value: list[int]
+    weighted_collateral: list[int]
+    liability_value: list[int]
+    weighted_liability: list[int]
+    unrealized_pnl: list[int]
+    maintenance: list[int]
+    shortfall: list[int]
+    flags: list[int]
+    actionable: list[bool]
+    breakdowns: list[str | None]
+    """JSON text of the per-token breakdown, or ``None`` (not computed for bulk cycles)."""
+
+    def __post_init__(self) -> None:
+        n = len(self.accounts)
+        for name in self.__dataclass_fields__:
+            column = getattr(self, name)
+            if isinstance(column, list) and len(column) != n:
+                raise ValueError(f"HealthRows.{name} has {len(column)} rows, expected {n}")
+        if len(set(self.accounts)) != n:
+            raise ValueError("HealthRows: an account appears twice in one cycle")
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+    def records(self) -> Iterator[HealthRecord]:
+        """Row tuples in ``schema.health_stage`` column order."""
+        return zip(
+            self.accounts,
+            self.health,
+            self.health_latency,
+            self.collateral_value,
+            self.weighted_collateral,
+            self.liability_value,
+            self.weighted_liability,
+            self.unrealized_pnl,
+            self.maintenance,
+            self.shortfall,
+            self.flags,
+            self.actionable,
+            self.breakdowns,
+            strict=True,
+        )
+
+    @classmethod
+    def from_table(
+        cls, accounts: Sequence[str], table: HealthTable, *, value_decimals: int
+    ) -> HealthRows:
+        """From the engine's ``HealthTable`` (``accounts[i]`` is row ``i``), without breakdowns."""
+        if len(accounts) != len(table):
+            raise ValueError("HealthRows.from_table: accounts and table differ in length")
+
+        def units(column: Any) -> list[int]:
+            # Value units are exact integers held in float64 (margin.kernel).
+            ints: list[int] = column.astype("int64").tolist()
+            return ints
+
+        return cls(
+            value_decimals=value_decimals,
+            accounts=[a.lower() for a in accounts],
+            health=_finite_or_none(table.health.tolist()),
+            health_latency=_finite_or_none(table.health_latency.tolist()),
+            collateral_value=units(table.collateral_value),
+            weighted_collateral=units(table.weighted_collateral),
+            liability_value=units(table.liability_value),
+            weighted_liability=units(table.weighted_liability),
+            unrealized_pnl=units(table.unrealized_pnl),
+            maintenance=units(table.maintenance),
+            shortfall=units(table.shortfall),
+            flags=table.flags.astype("int64").tolist(),
+            actionable=table.actionable.tolist(),
+            breakdowns=[None] * len(accounts),
+        )
+
+    @classmethod
+    def from_accounts(
+        cls, healths: Iterable[AccountHealth], *, value_decimals: int, breakdown: bool = True
+    ) -> HealthRows:
+        """From ``AccountHealth`` objects (``engine.account_health``), with their breakdowns."""
+        items = list(healths)
+
+        def units(name: str) -> list[int]:
+            return [_units(getattr(h, name), value_decimals) for h in items]
+
+        return cls(
+            value_decimals=value_decimals,
+            accounts=[h.account.lower() for h in items],
+            health=_finite_or_none([h.health for h in items]),
+            health_latency=_finite_or_none([h.health_latency for h in items]),
+            collateral_value=units("collateral_value"),
+            weighted_collateral=units("weighted_collateral"),
+            liability_value=units("liability_value"),
+            weighted_liability=units("weighted_liability"),
+            unrealized_pnl=units("unrealized_pnl"),
+            maintenance=units("maintenance"),
+            shortfall=units("shortfall"),
+            flags=[int(h.flags) for h in items],
+            actionable=[h.actionable for h in items],
+            breakdowns=[json.dumps(breakdown_of(h)) if breakdown else None for h in items],
+        )
+
+
+def breakdown_of(health: AccountHealth) -> dict[str, Any]:
+    """The per-chain, per-token breakdown as JSON-ready data (exact numbers as strings)."""
+    return {
+        "holdings": [
+            {
+                "chain": h.chain,
+                "token": h.token,
+                "asset": h.asset,
+                "role": str(h.role),
+                "raw": str(h.raw),
+                "amount": str(h.amount),
+                "price": h.price,
+                "value": str(h.value),
+                "weight": h.weight,
+                "weighted_value": str(h.weighted_value),
+                "block": h.block,
+                "flags": int(h.flags),
+            }
+            for h in health.holdings
+        ],
+        "positions": [
+            {
+                "asset": p.asset,
+                "chain": p.chain,
+                "size": p.size,
+                "entry_price": p.entry_price,
+                "mark": p.mark,
+                "notional": str(p.notional),
+                "unrealized_pnl": str(p.unrealized_pnl),
+                "mmr": p.mmr,
+                "maintenance": str(p.maintenance),
+                "flags": int(p.flags),
+            }
+            for p in health.positions
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CycleContext:
+    """What one engine cycle was computed from: per-chain blocks, per-asset prices, its time.
+
+    ``key`` identifies the cycle; writing the same cycle again (same key) changes nothing.
+    By default it is derived from the whole context, time included.
+    """
+
+    at: float
+    blocks: Mapping[str, int]
+    prices: Mapping[str, Decimal | float | str | None] = field(default_factory=dict)
+    key: str = ""
+
+    def prices_json(self) -> dict[str, str | None]:
+        """Prices as exact strings (``None`` for an asset without a price)."""
+        return {a: None if p is None else str(p) for a, p in sorted(self.prices.items())}
+
+    def cycle_key(self) -> str:
+        """``key`` or a digest of the context."""
+        if self.key:
+            return self.key
+        canonical = json.dumps(
+            [repr(self.at), sorted(self.blocks.items()), self.prices_json()], sort_keys=True
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]

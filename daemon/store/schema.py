@@ -1,0 +1,207 @@
+"""The database schema, in SQLAlchemy Core (bulk writes never go through an ORM).
+
+``metadata`` is what ``migrations/versions`` create; a test checks the two agree. The
+``*_stage`` tables are per-connection temporary tables a cycle is bulk-loaded into before one
+set-based upsert (COPY on PostgreSQL, executemany on SQLite); they are not migrated.
+
+Tables:
+- ``chain_cursors``: per chain, the last block balances were stored at (number, hash).
+- ``balances``: current raw balance per (chain, token, account) and the block it was read at;
+  ``raw`` NULL means the read at that block failed (as ``chains.watcher.Reading``).
+- ``price_history``: every oracle round per asset, with status and sources (append-only).
+- ``cycles``: one row per engine cycle written: its key, time, block and price context.
+- ``account_health``: one row per account, upserted; ``health`` NULL means infinite;
+  ``cycle_id``/``updated_at`` name the cycle that last *changed* the row (an unchanged row is
+  not rewritten; ``cycles`` tells how current the table is). No foreign key to ``cycles``:
+  checking one per row would double the cost of a 100k-row write, and cycles are never
+  deleted. The ranking index covers liquidatable accounts only.
+- ``health_transitions``: append-only history of flag changes; also the MQTT outbox
+  (``published_at`` NULL until published).
+- ``positions``: derivative positions posted by the protocol.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from daemon.store.types import ExactDecimal, JSONDocument, Money, Timestamp, Uint256
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so migrations (and SQLite batch mode) can refer to them."""
+
+ADDRESS = sa.String(42)
+HASH = sa.String(66)
+NAME = sa.String(64)
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""SQLite only auto-increments an ``INTEGER PRIMARY KEY``."""
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+chain_cursors = sa.Table(
+    "chain_cursors",
+    metadata,
+    sa.Column("chain", NAME, primary_key=True),
+    sa.Column("block_number", sa.BigInteger(), nullable=False),
+    sa.Column("block_hash", HASH, nullable=False),
+    sa.Column("block_timestamp", sa.BigInteger(), nullable=True),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+balances = sa.Table(
+    "balances",
+    metadata,
+    sa.Column("chain", NAME, primary_key=True),
+    sa.Column("token", ADDRESS, primary_key=True),
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("raw", Uint256(), nullable=True),
+    sa.Column("block_number", sa.BigInteger(), nullable=False),
+    sa.Column("block_hash", HASH, nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+    sa.Index(None, "chain", "block_number"),
+    sa.Index(None, "account"),
+)
+
+price_history = sa.Table(
+    "price_history",
+    metadata,
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("asset", NAME, nullable=False),
+    sa.Column("round_at", Timestamp(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("price", ExactDecimal(), nullable=True),
+    sa.Column("price_low", ExactDecimal(), nullable=True),
+    sa.Column("price_high", ExactDecimal(), nullable=True),
+    sa.Column("round_price", ExactDecimal(), nullable=True),
+    sa.Column("observed_at", Timestamp(), nullable=True),
+    sa.Column("held", sa.Boolean(), nullable=False),
+    sa.Column("hold_reason", sa.String(32), nullable=True),
+    sa.Column("spread", sa.Double(), nullable=True),
+    sa.Column("volatility", sa.Double(), nullable=False),
+    sa.Column("sources", JSONDocument, nullable=False),
+    sa.UniqueConstraint("asset", "round_at"),
+)
+
+cycles = sa.Table(
+    "cycles",
+    metadata,
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("key", NAME, nullable=False, unique=True),
+    sa.Column("at", Timestamp(), nullable=False),
+    sa.Column("blocks", JSONDocument, nullable=False),
+    sa.Column("prices", JSONDocument, nullable=False),
+    sa.Column("accounts", sa.Integer(), nullable=False),
+)
+
+MONEY_COLUMNS = (
+    "collateral_value",
+    "weighted_collateral",
+    "liability_value",
+    "weighted_liability",
+    "unrealized_pnl",
+    "maintenance",
+    "shortfall",
+)
+
+HEALTH_FILLFACTOR = 50
+
+account_health = sa.Table(
+    "account_health",
+    metadata,
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("health", sa.Double(), nullable=True),
+    sa.Column("health_latency", sa.Double(), nullable=True),
+    *(sa.Column(name, Money(), nullable=False) for name in MONEY_COLUMNS),
+    sa.Column("flags", sa.Integer(), nullable=False),
+    sa.Column("actionable", sa.Boolean(), nullable=False),
+    sa.Column("breakdown", JSONDocument, nullable=True),
+    sa.Column("cycle_id", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+    # Half-empty pages let PostgreSQL update a row in place (HOT, no index writes): a cycle
+    # rewrites most rows, and their indexed columns (shortfall, flags) rarely change.
+    postgresql_with={"fillfactor": HEALTH_FILLFACTOR},
+)
+LIQUIDATABLE = account_health.c.flags.bitwise_and(sa.literal_column("1")) == sa.literal_column("1")
+"""``flags & 1 = 1`` with literals, so the planner can match the partial index below."""
+sa.Index(
+    "ix_account_health_liquidatable",
+    account_health.c.shortfall.desc(),
+    account_health.c.account,
+    postgresql_where=LIQUIDATABLE,
+    sqlite_where=LIQUIDATABLE,
+)
+
+health_transitions = sa.Table(
+    "health_transitions",
+    metadata,
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("account", ADDRESS, nullable=False),
+    sa.Column("cycle_id", sa.BigInteger(), sa.ForeignKey("cycles.id"), nullable=False),
+    sa.Column("from_flags", sa.Integer(), nullable=False),
+    sa.Column("to_flags", sa.Integer(), nullable=False),
+    sa.Column("health", sa.Double(), nullable=True),
+    sa.Column("health_latency", sa.Double(), nullable=True),
+    sa.Column("shortfall", Money(), nullable=False),
+    sa.Column("actionable", sa.Boolean(), nullable=False),
+    sa.Column("at", Timestamp(), nullable=False),
+    sa.Column("published_at", Timestamp(), nullable=True),
+    # Re-writing a cycle can never append the same change twice.
+    sa.UniqueConstraint("account", "cycle_id", "from_flags", "to_flags"),
+    sa.Index(None, "account", "id"),
+)
+sa.Index(
+    "ix_health_transitions_unpublished",
+    health_transitions.c.id,
+    postgresql_where=health_transitions.c.published_at.is_(None),
+    sqlite_where=health_transitions.c.published_at.is_(None),
+)
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("asset", NAME, primary_key=True),
+    sa.Column("chain", NAME, nullable=False),
+    sa.Column("size", sa.Double(), nullable=False),
+    sa.Column("entry_price", sa.Double(), nullable=False),
+    sa.Column("mmr_tiers", JSONDocument, nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+# ---- per-connection staging tables (not migrated) ---------------------------------------
+# No keys: the writer hands over unique rows, and an index would slow the bulk load.
+
+stage_metadata = sa.MetaData()
+
+health_stage = sa.Table(
+    "health_stage",
+    stage_metadata,
+    sa.Column("account", ADDRESS),
+    sa.Column("health", sa.Double()),
+    sa.Column("health_latency", sa.Double()),
+    *(sa.Column(name, sa.BigInteger()) for name in MONEY_COLUMNS),  # value units
+    sa.Column("flags", sa.Integer()),
+    sa.Column("actionable", sa.Boolean()),
+    sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
+
+balance_stage = sa.Table(
+    "balance_stage",
+    stage_metadata,
+    sa.Column("chain", NAME),
+    sa.Column("token", ADDRESS),
+    sa.Column("account", ADDRESS),
+    sa.Column("raw", sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql")),
+    sa.Column("block_number", sa.BigInteger()),
+    sa.Column("block_hash", HASH),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)

@@ -1,0 +1,241 @@
+"""``HealthStore``: every write of the daemon, one transaction each, idempotent.
+
+    async with await HealthStore.open(url) as store:      # checks the schema is at head
+        state = await store.load_state()                   # resume after a restart
+        await store.apply_balance_update(update)           # per watcher cycle (reorg-aware)
+        await store.record_prices(prices)                  # per oracle round
+        transitions = await store.write_cycle(rows, context)  # per engine cycle
+
+Transitions are decided by the database, not by memory: a cycle's flags are compared with
+the stored flags in the same transaction that replaces them. So a restart (or a second
+replica) needs no cache to avoid duplicates: the first cycle after it compares against what
+is stored. A cycle whose key is already stored is skipped whole (a retry after a lost
+commit acknowledgement, or a stale replay that must not undo newer cycles), and the unique
+key (account, cycle, from, to) on transitions backs that up in the schema.
+
+Transitions double as the MQTT outbox: ``queries.transitions(unpublished_only=True)`` lists
+what still has to be published, ``mark_published`` takes it out, so a crash between commit
+and publish loses no event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Self
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chains.watcher import BalanceUpdate
+from daemon.store import migrate
+from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
+from daemon.store.chain_state import store_balance_update
+from daemon.store.cycle import write_health_cycle
+from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.queries import StoreQueries
+from daemon.store.records import StoredState, StoredTransition
+from daemon.store.rows import CycleContext, HealthRows
+from daemon.store.schema import health_transitions, positions, price_history
+from daemon.store.urls import shown_url
+from margin.model import Position
+from oracles.model import AssetPrice
+
+log = logging.getLogger(__name__)
+
+
+class HealthStore:
+    """The daemon's persistent state in PostgreSQL or SQLite (see ``daemon.store.schema``)."""
+
+    def __init__(self, engine: AsyncEngine, *, value_decimals: int = 2) -> None:
+        self.engine = engine
+        self.value_decimals = value_decimals
+        self.queries = StoreQueries(engine, value_decimals=value_decimals)
+
+    @classmethod
+    async def open(
+        cls, url: str, *, value_decimals: int = 2, check_schema: bool = True
+    ) -> HealthStore:
+        """Connect to ``url``; raise ``StoreUnavailable`` if unreachable and
+        ``SchemaNotCurrent`` (run ``crossmargin migrate``) unless the schema is at head."""
+        engine = create_store_engine(url)
+        try:
+            await check_reachable(engine)
+            if check_schema:
+                await migrate.ensure_at_head(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        log.info("store_open url=%s dialect=%s", shown_url(url), engine.dialect.name)
+        return cls(engine, value_decimals=value_decimals)
+
+    async def close(self) -> None:
+        """Close every pooled connection (idempotent)."""
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- chains -----------------------------------------------------------------------------
+
+    async def apply_balance_update(self, update: BalanceUpdate, *, at: float | None = None) -> None:
+        """Store one watcher cycle: drop balances read above ``dropped_above`` (a reorg
+        orphaned them), upsert the new readings, move the chain cursor to ``update.block``.
+
+        A reading never replaces one from a newer block, so replaying an update is harmless;
+        the cursor only moves back when the update carries a reorg.
+        """
+        async with write_transaction(self.engine) as conn:
+            dropped = await store_balance_update(conn, update, time.time() if at is None else at)
+        log.debug(
+            "balances_stored chain=%s block=%d readings=%d dropped=%d",
+            update.chain,
+            update.block.number,
+            len(update.readings),
+            dropped,
+        )
+
+    # ---- prices -----------------------------------------------------------------------------
+
+    async def record_prices(self, prices: Iterable[AssetPrice]) -> None:
+        """Append oracle rounds to the price history (a round already stored is skipped)."""
+        rows = [
+            {
+                "asset": p.symbol,
+                "round_at": p.round_at,
+                "status": str(p.status),
+                "price": p.price,
+                "price_low": p.price_low,
+                "price_high": p.price_high,
+                "round_price": p.round_price,
+                "observed_at": p.observed_at,
+                "held": p.held,
+                "hold_reason": None if p.hold_reason is None else str(p.hold_reason),
+                "spread": p.spread,
+                "volatility": p.volatility,
+                "sources": {
+                    "used": list(p.used),
+                    "anchors": list(p.anchors),
+                    "dropped": {k: str(v) for k, v in sorted(p.dropped.items())},
+                },
+            }
+            for p in prices
+        ]
+        if not rows:
+            return
+        async with write_transaction(self.engine) as conn:
+            stmt = insert_for(conn, price_history)
+            await conn.execute(on_conflict_nothing(stmt, conflict=["asset", "round_at"]), rows)
+
+    # ---- health -----------------------------------------------------------------------------
+
+    async def write_cycle(self, rows: HealthRows, context: CycleContext) -> list[StoredTransition]:
+        """Store one engine cycle atomically: record the cycle, append a transition for every
+        account whose flags differ from the stored ones (an account seen for the first time
+        counts as coming from no flags), update the rows that changed and insert new
+        accounts. Return the new transitions.
+
+        A cycle whose key is already stored is not applied again (nothing changes, ``[]``).
+        """
+        if rows.value_decimals != self.value_decimals:
+            raise ValueError(
+                f"rows in units of 10**-{rows.value_decimals} USD, "
+                f"store expects 10**-{self.value_decimals}"
+            )
+        started = time.perf_counter()
+        async with write_transaction(self.engine) as conn:
+            cycle_id, appended = await write_health_cycle(conn, rows, context)
+        if cycle_id is None:
+            # Written before: a retry, or a replay that must not undo newer cycles.
+            log.info("cycle_already_stored key=%s", context.cycle_key())
+            return []
+        quantum = Decimal(1).scaleb(-self.value_decimals)
+        changed = [StoredTransition.from_row(row, quantum) for row in appended]
+        log.info(
+            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
+            cycle_id,
+            len(rows),
+            len(changed),
+            time.perf_counter() - started,
+        )
+        return changed
+
+    async def mark_published(self, ids: Sequence[int], *, at: float | None = None) -> None:
+        """Mark transitions as published (MQTT): they leave the outbox."""
+        if not ids:
+            return
+        t = health_transitions.c
+        async with write_transaction(self.engine) as conn:
+            await conn.execute(
+                sa.update(health_transitions)
+                .where(t.id.in_(list(ids)), t.published_at.is_(None))
+                .values(published_at=time.time() if at is None else at)
+            )
+
+    # ---- positions --------------------------------------------------------------------------
+
+    async def upsert_position(self, position: Position, *, at: float | None = None) -> None:
+        """Create or replace ``position.account``'s position in ``position.asset``."""
+        async with write_transaction(self.engine) as conn:
+            stmt = insert_for(conn, positions).values(
+                account=position.account.lower(),
+                asset=position.asset,
+                chain=position.chain,
+                size=position.size,
+                entry_price=position.entry_price,
+                mmr_tiers=[[t.rate, t.up_to] for t in position.mmr_tiers],
+                updated_at=time.time() if at is None else at,
+            )
+            update = ["chain", "size", "entry_price", "mmr_tiers", "updated_at"]
+            await conn.execute(
+                on_conflict_update(stmt, conflict=["account", "asset"], update=update)
+            )
+
+    async def delete_position(self, account: str, asset: str) -> bool:
+        """Remove a position; ``False`` if there was none."""
+        async with write_transaction(self.engine) as conn:
+            result = await conn.execute(
+                sa.delete(positions).where(
+                    positions.c.account == account.lower(), positions.c.asset == asset
+                )
+            )
+        return bool(result.rowcount)
+
+    async def positions(self, account: str | None = None) -> list[Position]:
+        """Stored positions (of one account)."""
+        return await self.queries.positions(account)
+
+    # ---- restart ----------------------------------------------------------------------------
+
+    async def load_state(self) -> StoredState:
+        """What a restarting daemon resumes from: cursors, balances, stored flags, positions,
+        the latest price of every asset and the last cycle. Each part is read on its own, so
+        call it before the writers start."""
+        q = self.queries
+        state = StoredState(
+            cursors=await q.chain_cursors(),
+            balances=await q.balances(),
+            health_flags=await q.health_flags(),
+            positions=await q.positions(),
+            latest_prices=await q.latest_prices(),
+            last_cycle=await q.last_cycle(),
+        )
+        log.info(
+            "store_state_loaded chains=%d balances=%d accounts=%d positions=%d",
+            len(state.cursors),
+            sum(len(b) for b in state.balances.values()),
+            len(state.health_flags),
+            len(state.positions),
+        )
+        return state

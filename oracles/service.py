@@ -1,0 +1,313 @@
+"""The oracle service: polls every price source and sequencer feed, and runs rounds.
+
+``OracleService`` owns the sources of every asset (and the HTTP client they share), one
+``AssetAggregator`` per asset and the L2 sequencer-uptime feeds. The RPC pools the on-chain
+sources read through belong to the caller.
+
+Two ways to use it:
+
+- **one-shot** (``crossmargin prices``): ``await service.run_round()`` fetches every source
+  now (bounded concurrency, each fetch cut off at its source's ``timeout_s``), then aggregates;
+- **long-running** (the daemon): ``async for prices in service.rounds():`` does one such fresh
+  round, then starts one poller task per source (each on its own ``poll_interval_s``) and
+  per sequencer feed, and yields a round over the latest quotes every ``round_interval_s``.
+
+Either way one failing or hung source never stalls the others: each fetch runs under its own
+timeout, holding one of ``max_concurrency`` slots at most that long, and any fault of a source
+becomes a failed quote (with its reason) instead of an exception. A source's latest result is
+what a round sees: after a failure that is the failure, until the next successful fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from oracles.aggregate import AssetAggregator
+from oracles.model import AssetPrice, DropReason, OracleParams, PriceStatus, SourceQuote
+from oracles.sequencer import SequencerStatus
+from oracles.sources.base import PriceSource
+from oracles.sources.chainlink import SequencerReading, SequencerUptimeFeed
+from oracles.sources.httpclient import JsonHttpClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENCY = 32  # fetches in flight at once, over all sources
+DEFAULT_ROUND_INTERVAL_S = 5.0  # long-running mode: seconds between two rounds
+NOT_POLLED = "not fetched yet"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssetFeeds:
+    """One asset: its oracle settings and its sources (ids unique within the asset)."""
+
+    symbol: str
+    params: OracleParams
+    sources: Sequence[PriceSource]
+
+
+class OracleService:
+    """Prices every configured asset from its sources; see the module docstring.
+
+    ``http`` is the client the HTTP/Pyth sources were built with: the service starts and
+    closes it. ``clock`` gives the round time (unix s) when a caller passes no ``now``.
+    """
+
+    def __init__(
+        self,
+        *,
+        assets: Sequence[AssetFeeds],
+        sequencers: Sequence[SequencerUptimeFeed] = (),
+        http: JsonHttpClient | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        round_interval_s: float = DEFAULT_ROUND_INTERVAL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_concurrency < 1 or round_interval_s <= 0:
+            raise ValueError("max_concurrency must be >= 1 and round_interval_s > 0")
+        self._assets = {a.symbol: a for a in assets}
+        if len(self._assets) != len(assets):
+            raise ValueError("asset symbols must be unique")
+        for asset in assets:
+            ids = [s.source_id for s in asset.sources]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"asset {asset.symbol}: source ids must be unique")
+        self._aggregators = {
+            a.symbol: AssetAggregator(symbol=a.symbol, params=a.params) for a in assets
+        }
+        self._latest: dict[tuple[str, str], SourceQuote] = {
+            (a.symbol, s.source_id): SourceQuote.failed(
+                s.source_id, s.kind, DropReason.FETCH_FAILED, NOT_POLLED
+            )
+            for a in assets
+            for s in a.sources
+        }
+        self._sequencer_feeds = {feed.chain: feed for feed in sequencers}
+        self._sequencers: dict[str, SequencerReading] = {}
+        self._failing: dict[tuple[str, str], DropReason] = {}
+        self._status: dict[str, PriceStatus] = {}
+        self._http = http
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._round_interval_s = round_interval_s
+        self._clock = clock
+        self._pollers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Self:
+        if self._http is not None:
+            await self._http.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the pollers and close the HTTP client. Idempotent."""
+        await self.stop_polling()
+        if self._http is not None:
+            await self._http.close()
+
+    # -- queries ------------------------------------------------------------------------------
+
+    @property
+    def symbols(self) -> list[str]:
+        """Configured assets, in configuration order."""
+        return list(self._assets)
+
+    def aggregator(self, symbol: str) -> AssetAggregator:
+        """The aggregator of ``symbol`` (its ``last_good``/``volatility_state`` persist)."""
+        return self._aggregators[symbol]
+
+    def latest_quote(self, symbol: str, source_id: str) -> SourceQuote:
+        """The latest fetched quote of one source (a failed quote before the first fetch)."""
+        return self._latest[(symbol, source_id)]
+
+    def sequencer_status(self, chain: str, now: float | None = None) -> SequencerStatus | None:
+        """``UP``/``GRACE``/``DOWN`` of ``chain``'s sequencer at ``now`` (default: the clock)
+        from its latest reading; ``None`` when the chain has no uptime feed or was not read.
+        Anything but ``UP`` marks the chain ``SEQUENCER_DOWN``."""
+        reading = self._sequencers.get(chain)
+        if reading is None:
+            return None
+        return reading.status(self._clock() if now is None else now)
+
+    @property
+    def sequencers(self) -> Mapping[str, SequencerReading]:
+        """Latest reading of every chain with an uptime feed that was read."""
+        return dict(self._sequencers)
+
+    # -- one round ----------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Fetch every source and read every sequencer feed once, concurrently (bounded)."""
+        async with asyncio.TaskGroup() as group:
+            for asset in self._assets.values():
+                for source in asset.sources:
+                    group.create_task(self._fetch(asset.symbol, source))
+            for feed in self._sequencer_feeds.values():
+                group.create_task(self._read_sequencer(feed))
+
+    def aggregate(self, now: float | None = None) -> dict[str, AssetPrice]:
+        """One round over each source's latest quote, at ``now`` (default: the clock)."""
+        at = self._clock() if now is None else now
+        prices: dict[str, AssetPrice] = {}
+        for symbol, asset in self._assets.items():
+            quotes = [self._latest[(symbol, s.source_id)] for s in asset.sources]
+            price = self._aggregators[symbol].round(quotes, at)
+            self._note_status(price)
+            prices[symbol] = price
+        return prices
+
+    async def run_round(
+        self, now: float | None = None, *, refresh: bool = True
+    ) -> dict[str, AssetPrice]:
+        """Fetch everything now (unless ``refresh`` is false), then run one round."""
+        if refresh:
+            await self.refresh()
+        return self.aggregate(now)
+
+    # -- long-running mode --------------------------------------------------------------------
+
+    async def rounds(self, interval_s: float | None = None) -> AsyncIterator[dict[str, AssetPrice]]:
+        """Yield a fresh round, start the pollers, then yield a round every ``interval_s``
+        (default ``round_interval_s``) over the latest quotes. Pollers run until ``close``."""
+        interval = self._round_interval_s if interval_s is None else interval_s
+        loop = asyncio.get_running_loop()
+        yield await self.run_round()
+        self.start_polling()
+        next_at = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at = max(next_at + interval, loop.time())
+            yield self.aggregate()
+
+    def start_polling(self) -> None:
+        """Start one named poller task per source and per sequencer feed (idempotent)."""
+        if self._pollers:
+            return
+        for asset in self._assets.values():
+            for source in asset.sources:
+                self._spawn(
+                    f"oracle-poll:{asset.symbol}:{source.source_id}",
+                    source.poll_interval_s,
+                    functools.partial(self._fetch, asset.symbol, source),
+                )
+        for feed in self._sequencer_feeds.values():
+            self._spawn(
+                f"oracle-sequencer:{feed.chain}",
+                feed.poll_interval_s,
+                functools.partial(self._read_sequencer, feed),
+            )
+
+    async def stop_polling(self) -> None:
+        """Cancel the pollers and wait for them to finish."""
+        tasks, self._pollers = self._pollers, set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, name: str, interval_s: float, fetch: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._poll(interval_s, fetch), name=name)
+        self._pollers.add(task)
+
+    @staticmethod
+    async def _poll(interval_s: float, fetch: Callable[[], Awaitable[None]]) -> None:
+        """Fetch every ``interval_s`` on a fixed schedule (a slow fetch delays only itself)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + interval_s
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            await fetch()
+            next_at = max(next_at + interval_s, loop.time())
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    async def _fetch(self, symbol: str, source: PriceSource) -> None:
+        async with self._limit:
+            try:
+                async with asyncio.timeout(source.timeout_s):
+                    quote = await source.fetch()
+            except TimeoutError:
+                quote = SourceQuote.failed(
+                    source.source_id,
+                    source.kind,
+                    DropReason.FETCH_FAILED,
+                    f"no answer within {source.timeout_s:g}s",
+                )
+            except Exception as exc:  # a bug in one source must not stop the others
+                log.exception("oracle.source_error asset=%s source=%s", symbol, source.source_id)
+                quote = SourceQuote.failed(
+                    source.source_id,
+                    source.kind,
+                    DropReason.FETCH_FAILED,
+                    f"internal error: {type(exc).__name__}",
+                )
+        self._note_fetch(symbol, quote)
+        self._latest[(symbol, source.source_id)] = quote
+
+    async def _read_sequencer(self, feed: SequencerUptimeFeed) -> None:
+        async with self._limit:
+            try:
+                async with asyncio.timeout(feed.timeout_s):
+                    reading = await feed.read(self._clock())
+            except TimeoutError:
+                reading = feed.failed(self._clock(), f"no answer within {feed.timeout_s:g}s")
+            except Exception as exc:  # as in _fetch
+                log.exception("oracle.sequencer_error chain=%s", feed.chain)
+                reading = feed.failed(self._clock(), f"internal error: {type(exc).__name__}")
+        previous = self._sequencers.get(feed.chain)
+        status = reading.status(reading.checked_at)
+        if previous is None or previous.status(reading.checked_at) is not status:
+            log.log(
+                logging.INFO if status.usable else logging.WARNING,
+                "oracle.sequencer chain=%s status=%s started_at=%s detail=%s",
+                feed.chain,
+                status,
+                reading.started_at,
+                reading.detail,
+            )
+        self._sequencers[feed.chain] = reading
+
+    def _note_fetch(self, symbol: str, quote: SourceQuote) -> None:
+        """Log a source's failures when they start or change, and its recovery."""
+        key = (symbol, quote.source_id)
+        before = self._failing.get(key)
+        if quote.failure is not None and quote.failure is not before:
+            self._failing[key] = quote.failure
+            log.warning(
+                "oracle.source_failed asset=%s source=%s reason=%s detail=%s",
+                symbol,
+                quote.source_id,
+                quote.failure,
+                quote.detail,
+            )
+        elif quote.failure is None and before is not None:
+            del self._failing[key]
+            log.info("oracle.source_recovered asset=%s source=%s", symbol, quote.source_id)
+
+    def _note_status(self, price: AssetPrice) -> None:
+        before = self._status.get(price.symbol)
+        if before is not price.status:
+            self._status[price.symbol] = price.status
+            log.log(
+                logging.INFO if price.status is PriceStatus.OK else logging.WARNING,
+                "oracle.status asset=%s status=%s previous=%s hold_reason=%s price=%s",
+                price.symbol,
+                price.status,
+                before,
+                price.hold_reason,
+                price.price,
+            )
