@@ -18,8 +18,8 @@ from eth_utils.crypto import keccak
 
 from core.contracts import ArtifactNotFound, load_artifact
 from core.errors import ExecutionReverted
-from daemon import devnet
 from daemon.devnet import AnvilNode, AnvilNotFound, AnvilStartError, DevChain, encode_call
+from daemon.devnet import anvil as devnet_anvil
 from tests.conftest import (
     CHAIN_A_ID,
     CHAIN_FORK_ID,
@@ -379,9 +379,11 @@ async def test_bind_probe_fallback_retries_a_port_taken_in_the_race(
         squatter.bind(("127.0.0.1", 0))
         taken = squatter.getsockname()[1]
         probes = iter([taken])
-        real_probe = devnet._probe_free_port
-        monkeypatch.setattr(devnet, "_PROC_NET", False)
-        monkeypatch.setattr(devnet, "_probe_free_port", lambda: next(probes, None) or real_probe())
+        real_probe = devnet_anvil._probe_free_port
+        monkeypatch.setattr(devnet_anvil, "_PROC_NET", False)
+        monkeypatch.setattr(
+            devnet_anvil, "_probe_free_port", lambda: next(probes, None) or real_probe()
+        )
         async with AnvilNode(chain_id=4243) as node:
             assert node.port != taken
             assert node.chain_id == 4243
