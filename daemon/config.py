@@ -7,6 +7,7 @@ on stderr and exit code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -34,6 +36,7 @@ from daemon.asset_config import (
     OraclePollingConfig,
     asset_reference_problem,
 )
+from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -102,6 +105,24 @@ class ChainConfig(_Strict):
         return url
 
 
+class TierConfig(_Strict):
+    """One slice of a tiered collateral schedule: value up to ``up_to`` USD counts at ``weight``."""
+
+    up_to: float | None = Field(default=None, gt=0)
+    weight: float = Field(ge=0, le=1)
+
+
+class MarginConfig(_Strict):
+    """How the margin engine values accounts (``margin``)."""
+
+    model: MarginModel = MarginModel.WEIGHTED
+    """``weighted`` (flat weight per token) or ``tiered`` (token ``tiers`` apply)."""
+    z: float = Field(default=2.33, gt=0, le=10)
+    """Confidence multiplier of the latency shock (2.33 = one-sided 99%)."""
+    value_decimals: int = Field(default=2, ge=0, le=4)
+    """USD values are rounded to this many decimals, collateral down and debts up."""
+
+
 class TokenConfig(_Strict):
     """An ERC-20 on one chain representing an asset, as collateral or as a liability."""
 
@@ -112,6 +133,25 @@ class TokenConfig(_Strict):
     weight: float = Field(gt=0)
     decimals: int | None = Field(default=None, ge=0, le=77)
     symbol: str | None = None
+    tiers: list[TierConfig] | None = None
+    """Collateral only, with ``margin.model: tiered``: weights by value slice (USD), e.g.
+    ``[{up_to: 100000, weight: 0.8}, {up_to: 1000000, weight: 0.6}, {weight: 0.4}]``."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_are_a_schedule(
+        cls, tiers: list[TierConfig] | None, info: ValidationInfo
+    ) -> list[TierConfig] | None:
+        if tiers is None:
+            return None
+        if info.data.get("role") is not Role.COLLATERAL:
+            raise ValueError("tiers apply to collateral tokens only")
+        schedule = tuple(Tier(rate=t.weight, up_to=t.up_to) for t in tiers)
+        try:
+            validate_tiers(schedule, low=0.0, high=1.0, what="tiers")
+        except MarginInputError as exc:
+            raise ValueError(str(exc)) from None
+        return tiers
 
     @field_validator("weight")
     @classmethod
@@ -176,6 +216,70 @@ class MqttConfig(_Strict):
         return max_s
 
 
+API_DEFAULT_LISTEN = "127.0.0.1:8080"
+API_MIN_TOKEN_CHARS = 16
+API_DEFAULT_MAX_BODY_BYTES = 1_048_576
+API_MAX_BODY_BYTES = 64 * 1_048_576
+_HOSTNAME = re.compile(r"^[A-Za-z0-9.\-]+$")
+_MAX_PORT = 65535
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[ipv6]:port`` as ``(host, port)``; ``ValueError`` if malformed.
+
+    Port 0 asks the OS for a free port (tests); the IPv6 host comes back without brackets.
+    """
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("an IPv6 listen address is written [addr]:port") from None
+    else:
+        host, sep, port = value.rpartition(":")
+        if not _HOSTNAME.match(host):
+            raise ValueError("must be host:port (IPv6 as [addr]:port)")
+    if not sep or not port.isdigit() or int(port) > _MAX_PORT:
+        raise ValueError(f"must end in :port with a port in 0..{_MAX_PORT}")
+    return host, int(port)
+
+
+class ApiConfig(_Strict):
+    """The keeper HTTP API (``daemon.api``)."""
+
+    listen: str = API_DEFAULT_LISTEN
+    """``host:port`` to bind (``[::1]:8080`` for IPv6); loopback unless told otherwise."""
+    token: SecretStr | None = None
+    """Bearer token for writes (``PUT /v1/positions/…``); unset, writes are refused. Give it
+    as ``${CROSSMARGIN_API_TOKEN}`` rather than in the file."""
+    max_body_bytes: int = Field(default=API_DEFAULT_MAX_BODY_BYTES, ge=1024, le=API_MAX_BODY_BYTES)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and token.get_secret_value() == "":
+            return None  # "${CROSSMARGIN_API_TOKEN:-}" with the variable unset: writes are off
+        if token is not None and len(token.get_secret_value()) < API_MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {API_MIN_TOKEN_CHARS} characters long")
+        return token
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (IPv6 without brackets)."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return parse_listen(self.listen)[1]
+
+
 class Config(_Strict):
     """The whole daemon configuration."""
 
@@ -191,6 +295,9 @@ class Config(_Strict):
     oracle_polling: OraclePollingConfig = Field(default_factory=OraclePollingConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     """Publishing to an MQTT broker (``daemon.mqtt``); off unless ``mqtt.url`` is set."""
+    margin: MarginConfig = Field(default_factory=MarginConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    """The keeper HTTP API (``daemon.api``); writes need ``api.token``."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -296,12 +403,27 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except OSError as exc:
         raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(interpolate_env(text, env))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("<file>", f"not valid YAML{where}") from None
-    return parse_config(data, base_dir=path.parent)
+    return parse_config(_interpolate_tree(data, env, ()), base_dir=path.parent)
+
+
+def _interpolate_tree(node: Any, env: Mapping[str, str] | None, loc: tuple[int | str, ...]) -> Any:
+    """``${VAR}`` in string values only (after parsing: comments and keys are left alone, and
+    a substituted value cannot change the YAML structure). Errors name the key."""
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, env, (*loc, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, env, (*loc, i)) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        try:
+            return interpolate_env(node, env)
+        except ConfigError as exc:
+            raise ConfigError(_dotted(loc), f"{exc.key}: {exc.problem}") from None
+    return node
 
 
 def _config_error(exc: ValidationError, data: Any) -> ConfigError:
@@ -356,6 +478,8 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
 
 
 def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
+    if "token" in loc:
+        return "***"
     # URLs carry API keys: never echo them back in an error message.
     if any(part in ("rpc_urls", "ws_url", "database_url", "url", "headers") for part in loc):
         from core.redaction import redact_url

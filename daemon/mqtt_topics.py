@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal, NamedTuple, get_args
 
-from margin.model import AccountHealth, Flag
+from margin.model import AccountHealth, Flag, flag_names
 
 CRITICAL_HEALTH = 1.05  # health below this (and ≥ 1) is "critical"
 WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
@@ -100,11 +100,6 @@ def transition_events(
     if before & _RISK_FLAGS and not after & _RISK_FLAGS:
         events.append("recovered")
     return tuple(events)
-
-
-def flag_names(flags: Flag) -> list[str]:
-    """Lower-case names of the set flags, in declaration order (``["liquidatable", …]``)."""
-    return [(member.name or "").lower() for member in Flag if member and member in flags]
 
 
 def account_state_payload(health: AccountHealth, *, at: float) -> dict[str, object]:

@@ -51,6 +51,21 @@ HELD_REASONS = Flag.STALE_PRICE | Flag.ORACLE_TRIPPED | Flag.SEQUENCER_DOWN
 """Flags that hold a liquidation back (DESIGN §3: not STALE_CHAIN, which is informative)."""
 
 
+def flag_names(flags: Flag) -> list[str]:
+    """Names of the set flags in declaration order (``["LIQUIDATABLE", "STALE_PRICE"]``): the
+    spelling of flags everywhere they are shown (API, MQTT, CLI)."""
+    return [member.name or "" for member in Flag if member and member in flags]
+
+
+def parse_flag(name: str) -> Flag:
+    """The flag called ``name`` (any case); ``ValueError`` naming the valid ones otherwise."""
+    member = Flag.__members__.get(name.upper())
+    if member is None or member is Flag.NONE:
+        valid = ", ".join(f.name or "" for f in Flag if f)
+        raise ValueError(f"unknown flag {name!r}; one of {valid}")
+    return member
+
+
 class Role(enum.StrEnum):
     """What a token is to an account (same values as ``daemon.config.Role``)."""
 

@@ -107,3 +107,14 @@ def test_cli_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -
 def test_unparsable_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_env_references_in_comments_are_ignored_and_errors_name_the_key(tmp_path: Path) -> None:
+    text = "# set ${UNSET_IN_COMMENT} before starting\n" + GOOD
+    config = load_config(write(tmp_path, text), env={"RPC_KEY": "k"})
+    assert config.chains[0].rpc_urls[0].endswith("/k")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD), env={})
+    assert str(info.value) == (
+        "config error at chains[0].rpc_urls[0]: ${RPC_KEY}: environment variable is not set"
+    )

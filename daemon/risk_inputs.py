@@ -1,0 +1,112 @@
+"""Adapters from what watchers, the oracle and the config produce to margin-engine inputs.
+
+The engine (``margin/``) takes plain data; this module is the one place that knows how the
+other packages' outputs map onto it, so the ``health`` command and the daemon agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from chains.watcher import ChainWatcher, Reading, TokenInfo
+from daemon.config import ChainConfig, Config, Role
+from margin.model import (
+    ChainInput,
+    EngineParams,
+    Holding,
+    PriceInput,
+    PriceStatus,
+    Tier,
+    TokenRisk,
+)
+from margin.model import Role as MarginRole
+from oracles.model import AssetPrice
+from oracles.sequencer import SequencerStatus
+
+_ROLES = {Role.COLLATERAL: MarginRole.COLLATERAL, Role.LIABILITY: MarginRole.LIABILITY}
+
+
+def engine_params(config: Config) -> EngineParams:
+    """Margin model, z and value precision from ``margin:``."""
+    margin = config.margin
+    return EngineParams(model=margin.model, z=margin.z, value_decimals=margin.value_decimals)
+
+
+def token_risks(config: Config, found: Mapping[str, Mapping[str, TokenInfo]]) -> list[TokenRisk]:
+    """One ``TokenRisk`` per configured token whose decimals are known.
+
+    ``found`` is chain → token address → ``TokenInfo`` as the watchers' set-up read it; a token
+    whose decimals could not be established (no code, ``decimals()`` failing, not configured)
+    is left out: every read of it fails anyway.
+    """
+    risks = []
+    for token in config.tokens:
+        info = found.get(token.chain, {}).get(token.address)
+        decimals = info.decimals if info is not None else token.decimals
+        if decimals is None:
+            continue
+        tiers = tuple(Tier(rate=t.weight, up_to=t.up_to) for t in token.tiers or ())
+        risks.append(
+            TokenRisk(
+                chain=token.chain,
+                token=token.address,
+                asset=token.asset,
+                role=_ROLES[token.role],
+                weight=token.weight,
+                decimals=decimals,
+                tiers=tiers,
+            )
+        )
+    return risks
+
+
+def chain_input(
+    chain: ChainConfig,
+    *,
+    stale: bool,
+    sequencer: SequencerStatus | None,
+    last_block: int | None,
+) -> ChainInput:
+    """A chain as the engine sees it: latency horizon, staleness and sequencer state."""
+    return ChainInput(
+        name=chain.name,
+        liquidation_latency_s=chain.liquidation_latency_s,
+        stale=stale,
+        sequencer_down=sequencer is not None and not sequencer.usable,
+        last_block=last_block,
+    )
+
+
+def price_inputs(prices: Iterable[AssetPrice]) -> list[PriceInput]:
+    """Oracle outputs as engine prices; an asset that never had a price is left out (the
+    engine then values it at zero and flags ``STALE_PRICE``)."""
+    inputs = []
+    for price in prices:
+        if price.price is None:
+            continue
+        inputs.append(
+            PriceInput(
+                asset=price.symbol,
+                price=float(price.price),
+                status=PriceStatus(price.status.value),
+                volatility=price.volatility,
+                price_low=None if price.price_low is None else float(price.price_low),
+                price_high=None if price.price_high is None else float(price.price_high),
+            )
+        )
+    return inputs
+
+
+def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Holding]:
+    """Successful readings as engine holdings. A failed read (``raw is None``) is skipped:
+    the last good value, if any, stays in the engine until a read succeeds again."""
+    return [
+        Holding(account=account, chain=chain, token=token, raw=r.raw, block=r.block_number)
+        for (token, account), r in readings.items()
+        if r.raw is not None
+    ]
+
+
+def watcher_tokens(watchers: Iterable[ChainWatcher]) -> dict[str, dict[str, TokenInfo]]:
+    """chain → token → ``TokenInfo`` from set-up watchers."""
+    return {w.chain.name: dict(w.tokens) for w in watchers}
