@@ -1,0 +1,198 @@
+"""The keeper API application and its server.
+
+    async with ApiServer(
+        queries=store.queries, store=store, view=daemon, settings=config.api,
+        metrics=metrics, markets=PositionMarkets.from_config(config),
+    ) as server:                                   # binds api.listen; server.url
+        ...
+
+One middleware turns every failure into a JSON error (``daemon.api.errors``), so no request
+ever gets aiohttp's text/plain pages or a traceback, and counts the request in the metrics.
+Access logs are structured and carry method, route, status and duration only: never headers,
+so never the ``Authorization`` bearer token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from daemon.api.errors import INTERNAL_ERROR, ApiError, error_response, from_http_exception
+from daemon.api.openapi import build_spec
+from daemon.api.positions import PositionMarkets
+from daemon.api.routes import KeeperRoutes
+from daemon.api.view import DaemonView
+from daemon.config import ApiConfig
+from daemon.metrics import Metrics
+from daemon.store.queries import StoreQueries
+from daemon.store.writer import HealthStore
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("daemon.api.access")
+
+SHUTDOWN_GRACE_S = 5.0
+"""In-flight requests get this long to finish on close before their connections are cut."""
+UNMATCHED_ROUTE = "unmatched"
+"""Metrics label of requests that matched no route (404s of arbitrary paths)."""
+
+
+def _route_of(request: BaseRequest) -> str:
+    """The route template (``/v1/accounts/{address}``): bounded label cardinality."""
+    match = getattr(request, "match_info", None)
+    resource = None if match is None else match.route.resource
+    return UNMATCHED_ROUTE if resource is None else resource.canonical
+
+
+class KeeperAccessLogger(AbstractAccessLogger):
+    """One structured line per request; no headers, no query string."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            "http_request method=%s route=%s path=%s status=%d seconds=%.4f",
+            request.method,
+            _route_of(request),
+            request.path,
+            response.status,
+            time,
+        )
+
+
+def _error_middleware(metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def handle_errors(request: web.Request, handler: Handler) -> StreamResponse:
+        started = time.perf_counter()
+        response: StreamResponse
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = exc.response()
+        except web.HTTPException as exc:
+            if exc.status < web.HTTPBadRequest.status_code:
+                raise  # redirects and the like are not errors
+            response = from_http_exception(exc)
+        except Exception:  # CancelledError is a BaseException: it passes through
+            log.exception(
+                "api_unhandled_error method=%s route=%s", request.method, _route_of(request)
+            )
+            response = error_response(500, INTERNAL_ERROR, "internal error")
+        metrics.observe_http(
+            route=_route_of(request),
+            method=request.method,
+            status=response.status,
+            seconds=time.perf_counter() - started,
+        )
+        return response
+
+    return handle_errors
+
+
+def build_app(
+    *,
+    queries: StoreQueries,
+    store: HealthStore,
+    view: DaemonView,
+    settings: ApiConfig,
+    metrics: Metrics,
+    markets: PositionMarkets,
+) -> web.Application:
+    """The aiohttp application: every route, the JSON error middleware, the body limit."""
+    app = web.Application(
+        middlewares=[_error_middleware(metrics)], client_max_size=settings.max_body_bytes
+    )
+    routes = KeeperRoutes(
+        queries=queries,
+        store=store,
+        view=view,
+        settings=settings,
+        metrics=metrics,
+        markets=markets,
+        spec=build_spec(markets),
+    )
+    routes.register(app.router)
+    return app
+
+
+class ApiServer:
+    """Serves the keeper API on ``settings.listen`` while entered; closes gracefully on exit.
+
+    Takes what ``build_app`` takes; ``app`` is the application it serves.
+    """
+
+    def __init__(
+        self,
+        *,
+        queries: StoreQueries,
+        store: HealthStore,
+        view: DaemonView,
+        settings: ApiConfig,
+        metrics: Metrics,
+        markets: PositionMarkets,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+    ) -> None:
+        self.app = build_app(
+            queries=queries,
+            store=store,
+            view=view,
+            settings=settings,
+            metrics=metrics,
+            markets=markets,
+        )
+        self._settings = settings
+        self._runner = web.AppRunner(
+            self.app,
+            access_log_class=KeeperAccessLogger,
+            access_log=access_log,
+            shutdown_timeout=shutdown_grace_s,
+        )
+        self._site: web.TCPSite | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the bound socket (IPv6 hosts in brackets)."""
+        if self.port is None:
+            raise RuntimeError("ApiServer is not started")
+        host = self._settings.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving (``port`` is then the real port, also for ``:0``)."""
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
+        await self._site.start()
+        self.port = int(self._runner.addresses[0][1])  # the real port, also for ":0"
+        log.info("api_listening url=%s", self.url)
+
+    async def close(self) -> None:
+        """Stop accepting, let in-flight requests finish (grace period), close (idempotent)."""
+        if self.port is None and self._site is None:
+            return
+        await self._runner.cleanup()
+        self._site = None
+        log.info("api_closed")
+        self.port = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

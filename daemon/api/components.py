@@ -1,0 +1,288 @@
+"""The named schemas of the OpenAPI document (``components/schemas``; paths: ``openapi``).
+
+Shapes follow ``daemon.api.schemas`` (reads) and ``daemon.api.positions`` (the PUT body).
+The configured assets and chains are enums of the PUT body, so clients (and the schemathesis
+test) know which values a position may name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.api.positions import (
+    MAX_ABS_SIZE,
+    MAX_NUMBER_CHARS,
+    MAX_POSITIONS,
+    MAX_PRICE,
+    MAX_TIERS,
+    PRICE_PATTERN,
+    SIZE_PATTERN,
+    PositionMarkets,
+)
+from daemon.api.schemas import MONEY_FIELDS
+from margin.model import Flag
+from oracles.model import PriceStatus
+
+Schema = dict[str, Any]
+
+DECIMAL: Schema = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "examples": ["110.00"]}
+UINT: Schema = {"type": "string", "pattern": r"^[0-9]+$"}
+LOWER_ADDRESS: Schema = {"type": "string", "pattern": r"^0x[0-9a-f]{40}$"}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def enum_of(values: frozenset[str]) -> Schema:
+    """A string limited to ``values`` (any string when there are none: ``enum`` can't be [])."""
+    return {"type": "string", "enum": sorted(values)} if values else {"type": "string"}
+
+
+def _null(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+
+
+def _flags() -> Schema:
+    return {"type": "array", "items": ref("Flag")}
+
+
+def _number_input(pattern: str, low: float, high: float) -> Schema:
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": low, "maximum": high},
+            {"type": "string", "pattern": pattern, "maxLength": MAX_NUMBER_CHARS},
+        ]
+    }
+
+
+def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
+    """Every named schema (``Account``, ``HoldingLine``, ``PositionPut``, …)."""
+    text, num, integer, boolean = (
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "integer"},
+        {"type": "boolean"},
+    )
+    names = {"type": "array", "items": text}
+    return {
+        "Flag": {"type": "string", "enum": [f.name for f in Flag if f]},
+        "Error": _object(
+            {
+                "error": _object(
+                    {"code": text, "message": text, "field": text}, required=["code", "message"]
+                )
+            }
+        ),
+        "HoldingLine": _object(
+            {
+                "chain": text,
+                "token": text,
+                "asset": text,
+                "role": {"type": "string", "enum": ["collateral", "liability"]},
+                "raw": _null(UINT),
+                "amount": _null(DECIMAL),
+                "price": _null(DECIMAL),
+                "value": _null(DECIMAL),
+                "weight": _null(num),
+                "weighted_value": _null(DECIMAL),
+                "block": integer,
+                "flags": _flags(),
+            }
+        ),
+        "PositionLine": _object(
+            {
+                "asset": text,
+                "chain": text,
+                "size": _null(DECIMAL),
+                "entry_price": _null(DECIMAL),
+                "mark": _null(DECIMAL),
+                "notional": _null(DECIMAL),
+                "unrealized_pnl": _null(DECIMAL),
+                "mmr": _null(num),
+                "maintenance": _null(DECIMAL),
+                "flags": _flags(),
+            }
+        ),
+        "Breakdown": _object(
+            {
+                "holdings": {"type": "array", "items": ref("HoldingLine")},
+                "positions": {"type": "array", "items": ref("PositionLine")},
+            }
+        ),
+        "Account": _object(
+            {
+                "account": LOWER_ADDRESS,
+                "health": {**_null({"type": "number", "minimum": 0}), "description": "null: ∞"},
+                "health_latency": _null({"type": "number", "minimum": 0}),
+                "flags": _flags(),
+                "actionable": boolean,
+                "held_reasons": _flags(),
+                **dict.fromkeys(MONEY_FIELDS, DECIMAL),
+                "cycle_id": integer,
+                "updated_at": num,
+                "breakdown": _null(ref("Breakdown")),
+            }
+        ),
+        "BalanceLine": _object(
+            {"chain": text, "token": text, "raw": _null(UINT), "block": integer, "block_hash": text}
+        ),
+        "StoredTier": _object({"rate": num, "up_to": num}, required=["rate"]),
+        "StoredPosition": _object(
+            {
+                "asset": text,
+                "chain": text,
+                "size": DECIMAL,
+                "entry_price": DECIMAL,
+                "mmr_tiers": {"type": "array", "items": ref("StoredTier")},
+            }
+        ),
+        "AccountDetail": _object(
+            {
+                "account": LOWER_ADDRESS,
+                "state": _null(ref("Account")),
+                "balances": {"type": "array", "items": ref("BalanceLine")},
+                "positions": {"type": "array", "items": ref("StoredPosition")},
+            }
+        ),
+        "AsOf": _object(
+            {
+                "cycle_id": integer,
+                "at": num,
+                "blocks": {"type": "object", "additionalProperties": integer},
+                "accounts": integer,
+            }
+        ),
+        "LiquidatableList": _object(
+            {
+                "accounts": {"type": "array", "items": ref("Account")},
+                "total": integer,
+                "limit": integer,
+                "offset": integer,
+                "as_of": _null(ref("AsOf")),
+            }
+        ),
+        "FlaggedList": _object(
+            {
+                "accounts": {"type": "array", "items": ref("Account")},
+                "flags": _flags(),
+                "limit": integer,
+                "offset": integer,
+                "as_of": _null(ref("AsOf")),
+            }
+        ),
+        "Price": _object(
+            {
+                "asset": text,
+                "status": {"type": "string", "enum": [s.value for s in PriceStatus]},
+                "price": _null(DECIMAL),
+                "price_low": _null(DECIMAL),
+                "price_high": _null(DECIMAL),
+                "held": boolean,
+                "hold_reason": _null(text),
+                "used": names,
+                "anchors": names,
+                "dropped": {"type": "object", "additionalProperties": text},
+                "spread": _null(num),
+                "observed_at": _null(num),
+                "round_at": _null(num),
+                "volatility": _null(num),
+            },
+            required=["asset", "status", "price"],
+        ),
+        "Endpoint": _object(
+            {
+                "url": text,
+                "state": text,
+                "consecutive_failures": integer,
+                "latency_ms": _null(num),
+                "requests": integer,
+                "errors": integer,
+                "chain_id_verified": boolean,
+                "last_error": _null(text),
+            },
+            required=["url", "state"],
+        ),
+        "Chain": _object(
+            {
+                "name": text,
+                "chain_id": integer,
+                "head": _null(integer),
+                "head_hash": _null(text),
+                "last_read_block": _null(integer),
+                "last_read_hash": _null(text),
+                "last_read_age_s": _null(num),
+                "since_head_s": _null(num),
+                "lag_s": _null(num),
+                "stale": boolean,
+                "sequencer": _null({"type": "string", "enum": ["UP", "DOWN", "GRACE"]}),
+                "reorgs": integer,
+                "accounts": integer,
+                "holdings": integer,
+                "failed_reads": integer,
+                "last_error": _null(text),
+                "endpoints": {"type": "array", "items": ref("Endpoint")},
+            },
+            required=["name", "chain_id", "stale"],
+        ),
+        "TierInput": {
+            **_object(
+                {
+                    "up_to": _null({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PRICE}),
+                    "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                },
+                required=["rate"],
+            ),
+            "additionalProperties": False,
+        },
+        "PositionInput": {
+            **_object(
+                {
+                    "asset": enum_of(markets.assets),
+                    "chain": enum_of(markets.chains),
+                    "size": _number_input(SIZE_PATTERN, -MAX_ABS_SIZE, MAX_ABS_SIZE),
+                    "entry_price": _number_input(PRICE_PATTERN, 0, MAX_PRICE),
+                    "mmr_tiers": {
+                        "type": "array",
+                        "items": ref("TierInput"),
+                        "minItems": 1,
+                        "maxItems": MAX_TIERS,
+                        "description": "Notional slices: up_to strictly increasing, the last "
+                        "tier without up_to.",
+                    },
+                }
+            ),
+            "additionalProperties": False,
+        },
+        "PositionPut": {
+            **_object(
+                {
+                    "positions": {
+                        "type": "array",
+                        "items": ref("PositionInput"),
+                        "maxItems": MAX_POSITIONS,
+                        "description": "The account's complete set, one per asset; [] deletes.",
+                    }
+                }
+            ),
+            "additionalProperties": False,
+        },
+        "StoredPositions": _object(
+            {
+                "account": LOWER_ADDRESS,
+                "positions": {"type": "array", "items": ref("StoredPosition")},
+            }
+        ),
+        "PriceList": _object({"prices": {"type": "array", "items": ref("Price")}}),
+        "ChainList": _object({"chains": {"type": "array", "items": ref("Chain")}}),
+        "Readiness": _object({"ready": boolean, "reasons": names}),
+        "Liveness": _object({"status": {"type": "string", "enum": ["ok"]}}),
+    }

@@ -1,0 +1,216 @@
+"""Prometheus metrics of the daemon, in a registry of its own (never the process-global one).
+
+The service pushes what it observes through plain ``observe_*`` methods; ``/metrics`` renders
+the registry. Sources that keep cumulative counts themselves (reorgs per watcher, requests and
+errors per RPC endpoint, MQTT drops) are turned into Prometheus counters by adding the
+increase since the previous observation; a count that went down means its source restarted,
+so the whole new count is added (Prometheus' own reset rule).
+
+RPC endpoints are labelled by their redacted URL (``EndpointStatus.url``), never the raw one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from chains.rpc_endpoint import EndpointStatus
+from chains.watcher import ChainStatus
+from daemon.mqtt import MqttStats
+from margin.model import Flag
+from oracles.model import AssetPrice, PriceStatus
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""What ``render`` produces: the Prometheus text exposition format 0.0.4."""
+
+CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Engine cycle durations: milliseconds for an incremental cycle, seconds for 1M accounts."""
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+"""Block mined → event published: bounded below by block time and confirmations."""
+HTTP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MS_PER_S = 1000.0
+
+_FLAGS = tuple(f for f in Flag if f)
+
+
+def flag_counts(flags: Iterable[Flag]) -> dict[Flag, int]:
+    """How many of ``flags`` (one per account) carry each single flag."""
+    counts = dict.fromkeys(_FLAGS, 0)
+    for value in flags:
+        for flag in _FLAGS:
+            if flag in value:
+                counts[flag] += 1
+    return counts
+
+
+class _CumulativeCounter:
+    """A labelled Counter fed with a source's running totals instead of increments."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._last: dict[tuple[str, ...], float] = {}
+
+    def observe(self, labels: tuple[str, ...], total: float) -> None:
+        previous = self._last.get(labels, 0.0)
+        increase = total - previous if total >= previous else total
+        self._last[labels] = total
+        # ``labels()`` also makes a labelled series visible before its first increase.
+        child = self._counter.labels(*labels) if labels else self._counter
+        if increase > 0:
+            child.inc(increase)
+
+
+class Metrics:
+    """Every collector of the daemon, and the methods that update them."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        r = self.registry
+        self.chain_head_block = Gauge(
+            "crossmargin_chain_head_block", "Newest block seen per chain.", ["chain"], registry=r
+        )
+        self.chain_lag_seconds = Gauge(
+            "crossmargin_chain_lag_seconds",
+            "Age of the last block read per chain (its timestamp to now).",
+            ["chain"],
+            registry=r,
+        )
+        self.chain_stale = Gauge(
+            "crossmargin_chain_stale",
+            "1 when the chain lags beyond max_lag_s.",
+            ["chain"],
+            registry=r,
+        )
+        self._reorgs = _CumulativeCounter(
+            Counter("crossmargin_reorgs", "Reorgs seen per chain.", ["chain"], registry=r)
+        )
+        endpoint = ["chain", "endpoint"]
+        self._rpc_requests = _CumulativeCounter(
+            Counter("crossmargin_rpc_requests", "RPC requests per endpoint.", endpoint, registry=r)
+        )
+        self._rpc_errors = _CumulativeCounter(
+            Counter(
+                "crossmargin_rpc_errors", "Failed RPC requests per endpoint.", endpoint, registry=r
+            )
+        )
+        self.rpc_latency_seconds = Gauge(
+            "crossmargin_rpc_latency_seconds",
+            "Round-trip time per endpoint (the pool's EWMA).",
+            endpoint,
+            registry=r,
+        )
+        self.oracle_status = Gauge(
+            "crossmargin_oracle_status",
+            "1 for the current price status of each asset, 0 for the others.",
+            ["asset", "status"],
+            registry=r,
+        )
+        self.oracle_price = Gauge(
+            "crossmargin_oracle_price", "Price used per asset (USD).", ["asset"], registry=r
+        )
+        self.accounts = Gauge(
+            "crossmargin_accounts", "Accounts carrying each flag.", ["flag"], registry=r
+        )
+        self.cycle_seconds = Histogram(
+            "crossmargin_cycle_seconds",
+            "Duration of an engine cycle (recompute + store write).",
+            buckets=CYCLE_BUCKETS_S,
+            registry=r,
+        )
+        self.block_to_publish_seconds = Histogram(
+            "crossmargin_block_to_publish_seconds",
+            "End-to-end latency: block timestamp to the health change being published.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "crossmargin_mqtt_connected", "1 while connected to the broker.", registry=r
+        )
+        self._mqtt_dropped = _CumulativeCounter(
+            Counter("crossmargin_mqtt_dropped", "MQTT events dropped (queue full).", registry=r)
+        )
+        self._mqtt_published = _CumulativeCounter(
+            Counter("crossmargin_mqtt_published", "MQTT messages published.", registry=r)
+        )
+        self.http_requests = Counter(
+            "crossmargin_http_requests",
+            "API requests per route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "crossmargin_http_request_seconds",
+            "API request durations per route.",
+            ["route"],
+            buckets=HTTP_BUCKETS_S,
+            registry=r,
+        )
+        self.observe_accounts({})
+
+    # ---- chains ----------------------------------------------------------------------------
+
+    def observe_chain(self, status: ChainStatus) -> None:
+        """A chain watcher's status (and its pool's endpoints, if the status carries them)."""
+        chain = status.chain
+        if status.head_number is not None:
+            self.chain_head_block.labels(chain).set(status.head_number)
+        if status.last_read_age_s is not None:
+            self.chain_lag_seconds.labels(chain).set(status.last_read_age_s)
+        self.chain_stale.labels(chain).set(1 if status.stale else 0)
+        self._reorgs.observe((chain,), status.reorgs)
+        endpoints = [e for e in status.endpoints if isinstance(e, EndpointStatus)]
+        if endpoints:
+            self.observe_pool(chain, endpoints)
+
+    def observe_pool(self, chain: str, endpoints: Sequence[EndpointStatus]) -> None:
+        """Request/error counts and latency of every endpoint of ``chain``'s RPC pool."""
+        for endpoint in endpoints:
+            labels = (chain, endpoint.url)
+            self._rpc_requests.observe(labels, endpoint.requests)
+            self._rpc_errors.observe(labels, endpoint.errors)
+            if endpoint.latency_ewma_ms is not None:
+                self.rpc_latency_seconds.labels(*labels).set(endpoint.latency_ewma_ms / MS_PER_S)
+
+    # ---- oracle, accounts, cycles ----------------------------------------------------------
+
+    def observe_oracle(self, prices: Iterable[AssetPrice]) -> None:
+        """One oracle round: the status and price of every asset."""
+        for price in prices:
+            for status in PriceStatus:
+                self.oracle_status.labels(price.symbol, status.value).set(
+                    1 if status is price.status else 0
+                )
+            if price.price is not None:
+                self.oracle_price.labels(price.symbol).set(float(price.price))
+
+    def observe_accounts(self, counts: Mapping[Flag, int]) -> None:
+        """Accounts per flag (``flag_counts`` builds it); flags left out are set to 0."""
+        for flag in _FLAGS:
+            self.accounts.labels(flag.name).set(counts.get(flag, 0))
+
+    def observe_cycle(self, seconds: float) -> None:
+        """The duration of one engine cycle."""
+        self.cycle_seconds.observe(seconds)
+
+    def observe_latency(self, seconds: float) -> None:
+        """End-to-end latency of one change: its block's timestamp to publication."""
+        self.block_to_publish_seconds.observe(max(0.0, seconds))
+
+    def observe_mqtt(self, stats: MqttStats) -> None:
+        """The MQTT publisher's counters."""
+        self.mqtt_connected.set(1 if stats.connected else 0)
+        self._mqtt_dropped.observe((), stats.dropped)
+        self._mqtt_published.observe((), stats.published)
+
+    def observe_http(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        """One API request (``route`` is the route template, never the raw path)."""
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_seconds.labels(route).observe(seconds)
+
+    # ---- exposition ------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
