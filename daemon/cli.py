@@ -68,6 +68,25 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between rounds (default: oracle_polling.round_interval_s)",
     )
+    run = commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    run.add_argument(
+        "--migrate", action="store_true", help="upgrade the database schema before starting"
+    )
+    health = commands.add_parser(
+        "health", help="one full pass (balances, prices, engine) and print every account"
+    )
+    health.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    health.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    health.add_argument("--account", default=None, help="only this account (any hex case)")
+    check = commands.add_parser(
+        "check", help="validate the config and reach every RPC, token, price source, DB, broker"
+    )
+    check.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    check.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    check.add_argument(
+        "--timeout", type=_positive(float), default=None, help="seconds per check (default 10)"
+    )
     demo = commands.add_parser(
         "demo", help="run local Anvil chains with seeded accounts and watch them live"
     )
@@ -85,6 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_demo(duration_s=args.duration))
         config = load_config(args.config)
+        if args.command == "run":
+            from daemon.service import run_until_signalled
+
+            return asyncio.run(run_until_signalled(config, auto_migrate=args.migrate))
+        if args.command == "health":
+            from daemon.health_report import health_pass, print_health
+
+            healths, snapshots = asyncio.run(health_pass(config))
+            return print_health(healths, snapshots, as_json=args.json, account=args.account)
         if args.command == "snapshot":
             from daemon.snapshot import print_snapshot, take_snapshot
 
@@ -95,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             url = config.database_url or ""
             return run_migrate_command(url, revision=args.revision, sql=args.sql)
+        if args.command == "check":
+            from daemon.check import run_check
+
+            return asyncio.run(run_check(config, as_json=args.json, timeout_s=args.timeout))
         if args.command == "prices":
             from daemon.prices import run_prices
 

@@ -1,0 +1,307 @@
+"""The engine loop: apply balance, price, chain and position changes; recompute only the
+accounts they touch; persist the cycle in one transaction; then publish what changed.
+
+Events arriving while a cycle runs are coalesced into the next one, so a burst of blocks or a
+price round that touches every account costs one recompute and one write, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chains.watcher import BalanceUpdate
+from daemon.metrics import Metrics
+from daemon.mqtt import MqttPublisher
+from daemon.mqtt_topics import AccountSignal, health_bucket, transition_events
+from daemon.risk_inputs import holdings, price_inputs
+from daemon.store.records import StoredTransition
+from daemon.store.rows import CycleContext, HealthRows, breakdown_of
+from daemon.store.writer import HealthStore
+from margin.engine import MarginEngine
+from margin.kernel import HealthTable
+from margin.model import HELD_REASONS, ChainInput, Flag, Position, flag_names
+from margin.tiers import IndexArray
+from oracles.model import AssetPrice
+
+log = logging.getLogger(__name__)
+
+OUTBOX_BATCH = 10_000  # unpublished transitions re-sent at start
+BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+_WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
+
+
+@dataclass(frozen=True, slots=True)
+class PricesChanged:
+    """An oracle round."""
+
+    prices: Mapping[str, AssetPrice]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainsChanged:
+    """Chain staleness or sequencer state changed."""
+
+    chains: Sequence[ChainInput]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsChanged:
+    """An account's positions were replaced through the API (read them from the store)."""
+
+    account: str
+
+
+EngineEvent = BalanceUpdate | PricesChanged | ChainsChanged | PositionsChanged
+
+
+@dataclass(slots=True)
+class CycleStats:
+    """Counters and the last figures of the loop, for metrics and /v1/chains."""
+
+    cycles: int = 0
+    accounts_changed: int = 0
+    transitions: int = 0
+    last_cycle_s: float = 0.0
+    last_block_to_publish_s: float | None = None
+    prices_seen: set[str] = field(default_factory=set)
+
+
+class EngineLoop:
+    """Owns the margin engine; the only writer of health to the store and MQTT."""
+
+    def __init__(
+        self,
+        *,
+        engine: MarginEngine,
+        store: HealthStore,
+        publisher: MqttPublisher,
+        value_decimals: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.store = store
+        self.publisher = publisher
+        self.value_decimals = value_decimals
+        self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self.stats = CycleStats()
+        self.blocks: dict[str, int] = {}
+        self.prices: dict[str, AssetPrice] = {}
+        self._boot = uuid.uuid4().hex[:12]
+        self._signals: dict[str, AccountSignal] = {}
+        self._positions: dict[str, dict[str, Position]] = {}
+
+    def seed_signals(self, flags: Mapping[str, Flag]) -> None:
+        """Stored flags of a previous run: the first cycle publishes only real changes."""
+        for account, stored in flags.items():
+            self._signals[account] = AccountSignal(stored, health_bucket(None))
+
+    async def publish_outbox(self) -> None:
+        """Publish transitions a previous run stored but did not get to publish (it stopped
+        between the commit and the publish): nothing stored is lost on the way to MQTT."""
+        pending = await self.store.queries.transitions(unpublished_only=True, limit=OUTBOX_BATCH)
+        for t in pending:
+            before = AccountSignal(t.from_flags, health_bucket(None))
+            after = AccountSignal(t.to_flags, health_bucket(t.health))
+            for kind in transition_events(before, after):
+                self.publisher.event(kind, _event_payload(t, self.blocks))
+        if pending:
+            await self.store.mark_published([t.id for t in pending])
+            log.info("outbox_republished transitions=%d", len(pending))
+
+    async def run(self) -> None:
+        """Consume events forever, one coalesced cycle at a time."""
+        while True:
+            events = [await self.queue.get()]
+            while not self.queue.empty():
+                events.append(self.queue.get_nowait())
+            await self.cycle(events)
+
+    async def drain(self) -> None:
+        """Process whatever is queued (shutdown: flush pending writes)."""
+        events = []
+        while not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        if events:
+            await self.cycle(events)
+
+    async def cycle(self, events: Sequence[EngineEvent]) -> None:
+        """Apply ``events``, recompute the touched accounts, persist, publish."""
+        started = time.perf_counter()
+        oldest_block_ts = await self._apply(events)
+        before = self.engine.results.select(slice(None))
+        evaluated = self.engine.recompute_dirty()
+        changed = _changed(before, self.engine.results, evaluated)
+        transitions: list[StoredTransition] = []
+        if len(changed):
+            rows = self._rows(changed)
+            now = time.time()
+            context = CycleContext(
+                at=now,
+                blocks=dict(self.blocks),
+                prices={a: p.price for a, p in self.prices.items()},
+                key=f"{self._boot}:{self.stats.cycles}",
+            )
+            transitions = await self.store.write_cycle(rows, context)
+            self._publish(changed, transitions, now)
+            if transitions:
+                await self.store.mark_published([t.id for t in transitions])
+        self.stats.cycles += 1
+        self.stats.accounts_changed += len(changed)
+        self.stats.transitions += len(transitions)
+        self.stats.last_cycle_s = time.perf_counter() - started
+        if oldest_block_ts is not None:
+            self.stats.last_block_to_publish_s = max(0.0, time.time() - oldest_block_ts)
+        if self.metrics is not None:
+            self.metrics.observe_cycle(self.stats.last_cycle_s)
+            if oldest_block_ts is not None and self.stats.last_block_to_publish_s is not None:
+                self.metrics.observe_latency(self.stats.last_block_to_publish_s)
+
+    async def _apply(self, events: Sequence[EngineEvent]) -> float | None:
+        oldest: float | None = None
+        for event in events:
+            match event:
+                case BalanceUpdate():
+                    await self.store.apply_balance_update(event)
+                    for h in holdings(event.chain, event.readings):
+                        self.engine.set_balance(h.account, h.chain, h.token, h.raw, h.block)
+                    self.blocks[event.chain] = event.block.number
+                    if event.readings:
+                        ts = float(event.block.timestamp)
+                        oldest = ts if oldest is None else min(oldest, ts)
+                case PricesChanged(prices=prices):
+                    await self.store.record_prices(prices.values())
+                    self.prices.update(prices)
+                    self.stats.prices_seen.update(a for a, p in prices.items() if p.price)
+                    self.engine.set_prices(price_inputs(prices.values()))
+                case ChainsChanged(chains=chains):
+                    self.engine.set_chain_status(chains)
+                case PositionsChanged(account=account):
+                    await self._reload_positions(account)
+        return oldest
+
+    def seed_positions(self, positions: Sequence[Position]) -> None:
+        """Positions of a previous run (already set in the engine by the caller)."""
+        for position in positions:
+            self._positions.setdefault(position.account, {})[position.asset] = position
+
+    async def _reload_positions(self, account: str) -> None:
+        stored = {p.asset: p for p in await self.store.positions(account)}
+        for asset, old in self._positions.get(account, {}).items():
+            if asset not in stored:  # removed: a zero-size position counts for nothing
+                self.engine.set_position(
+                    Position(
+                        account=account,
+                        asset=asset,
+                        chain=old.chain,
+                        size=0.0,
+                        entry_price=old.entry_price,
+                        mmr_tiers=old.mmr_tiers,
+                    )
+                )
+        for position in stored.values():
+            self.engine.set_position(position)
+        self._positions[account] = stored
+
+    def _rows(self, changed: IndexArray) -> HealthRows:
+        accounts = self.engine.accounts
+        subset = self.engine.results.select(changed)
+        names = [accounts[i] for i in changed.tolist()]
+        rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
+        flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
+        for i in flagged.tolist():
+            rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
+        return rows
+
+    def _publish(
+        self,
+        changed: IndexArray,
+        transitions: Sequence[StoredTransition],
+        now: float,
+    ) -> None:
+        table = self.engine.results
+        accounts = self.engine.accounts
+        for i in changed.tolist():
+            account = accounts[i]
+            flags = Flag(int(table.flags[i]))
+            health = float(table.health[i])
+            signal = AccountSignal(flags, health_bucket(health))
+            if self._signals.get(account) == signal:
+                continue
+            self._signals[account] = signal
+            self.publisher.set_account_state(
+                account, _account_payload(account, table, i, self.value_decimals, now)
+            )
+        for t in transitions:
+            before = AccountSignal(t.from_flags, health_bucket(None))
+            after = AccountSignal(t.to_flags, health_bucket(t.health))
+            for kind in transition_events(before, after):
+                self.publisher.event(kind, _event_payload(t, self.blocks))
+
+
+def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
+    """Indices among ``evaluated`` whose results differ from ``before`` (or are new)."""
+    old = len(before.health)
+    new_accounts = evaluated[evaluated >= old]
+    seen = evaluated[evaluated < old]
+    differs = np.zeros(len(seen), dtype=bool)
+    for name, column in after.columns().items():
+        prev = before.columns()[name][seen]
+        cur = column[seen]
+        if column.dtype.kind == "f":
+            differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
+        else:
+            differs |= prev != cur
+    result: IndexArray = np.concatenate([seen[differs], new_accounts])
+    return result
+
+
+def _money(units: float, value_decimals: int) -> str:
+    return f"{int(units) / 10**value_decimals:.{value_decimals}f}"
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def _account_payload(
+    account: str, table: HealthTable, i: int, value_decimals: int, now: float
+) -> dict[str, object]:
+    flags = Flag(int(table.flags[i]))
+    health = float(table.health[i])
+    return {
+        "account": account,
+        "health": _finite(health),
+        "health_latency": _finite(float(table.health_latency[i])),
+        "bucket": health_bucket(health).value,
+        "flags": flag_names(flags),
+        "actionable": bool(table.actionable[i]),
+        "held_reasons": flag_names(flags & HELD_REASONS),
+        "shortfall": _money(float(table.shortfall[i]), value_decimals),
+        "collateral_value": _money(float(table.collateral_value[i]), value_decimals),
+        "liability_value": _money(float(table.liability_value[i]), value_decimals),
+        "updated_at": now,
+    }
+
+
+def _event_payload(t: StoredTransition, blocks: Mapping[str, int]) -> dict[str, object]:
+    return {
+        "id": t.id,
+        "account": t.account,
+        "from_flags": flag_names(t.from_flags),
+        "to_flags": flag_names(t.to_flags),
+        "health": _finite(t.health),
+        "health_latency": _finite(t.health_latency),
+        "shortfall": str(t.shortfall),
+        "actionable": t.actionable,
+        "blocks": dict(blocks),
+        "at": t.at,
+    }

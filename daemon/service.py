@@ -1,0 +1,305 @@
+"""``crossmargin run``: the always-on pipeline.
+
+One TaskGroup of named, supervised components: a watcher per chain and the oracle feed the
+engine loop's queue; a chain-status task turns lag and sequencer state into engine input; the
+engine loop recomputes, persists and publishes; the HTTP API serves keepers from the store.
+SIGTERM/SIGINT stop the intake, let the engine flush what is queued within a grace period,
+publish ``offline`` on MQTT and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from chains.rpc import RpcPool
+from chains.watcher import ChainWatcher
+from core.errors import CrossmarginError, NonRetryableError
+from daemon.api.app import ApiServer
+from daemon.api.positions import PositionMarkets
+from daemon.api.view import chain_document, price_document
+from daemon.config import Config
+from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
+from daemon.logs import setup_logging
+from daemon.metrics import Metrics, flag_counts
+from daemon.mqtt import MqttPublisher
+from daemon.prices import build_oracle_service
+from daemon.risk_inputs import chain_input, engine_params, token_risks, watcher_tokens
+from daemon.snapshot import build_watcher
+from daemon.store.migrate import migrate
+from daemon.store.records import StoredState
+from daemon.store.writer import HealthStore
+from daemon.supervisor import Supervisor
+from margin.engine import MarginEngine
+from margin.model import ChainInput, Flag
+from oracles.service import OracleService
+
+log = logging.getLogger(__name__)
+_UNSET = ChainInput(name="", liquidation_latency_s=0.0, stale=True)
+
+SETUP_TIMEOUT_S = 30.0  # start-up: how long to wait for every chain's token set-up
+STATUS_INTERVAL_S = 0.25  # chain staleness / sequencer checks feeding the engine
+PUBLISH_EVERY = 4  # status rounds between chain-status MQTT/metrics refreshes (1 s)
+SHUTDOWN_GRACE_S = 10.0  # after SIGTERM: time for the engine to flush queued work
+
+
+class Daemon:
+    """The running service; also the ``DaemonView`` the HTTP API reads live state from."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.supervisor = Supervisor()
+        self.metrics = Metrics()
+        self.pools: dict[str, RpcPool] = {}
+        self.watchers: dict[str, ChainWatcher] = {}
+        self.oracle: OracleService | None = None
+        self.loop: EngineLoop | None = None
+        self._chain_inputs: dict[str, ChainInput] = {}
+        self._started = time.time()
+
+    # -- DaemonView -----------------------------------------------------------------------
+
+    def chain_statuses(self) -> list[Mapping[str, object]]:
+        """Live status of every chain (config order)."""
+        documents: list[Mapping[str, object]] = []
+        for name, watcher in self.watchers.items():
+            sequencer = None if self.oracle is None else self.oracle.sequencer_status(name)
+            status = watcher.status(endpoints=self.pools[name].status())
+            documents.append(chain_document(status, sequencer=sequencer))
+        return documents
+
+    def price_statuses(self) -> list[Mapping[str, object]] | None:
+        """The oracle's latest round, or ``None`` before the first one."""
+        if self.loop is None or not self.loop.prices:
+            return None
+        return [price_document(p) for p in self.loop.prices.values()]
+
+    def readiness(self) -> list[str]:
+        """Reasons the daemon is not ready: chains not read yet, assets not priced yet."""
+        reasons = [
+            f"chain {name} not read yet" for name, w in self.watchers.items() if w.last_read is None
+        ]
+        seen = set() if self.loop is None else self.loop.stats.prices_seen
+        reasons += [
+            f"asset {a.symbol} not priced yet" for a in self.config.assets if a.symbol not in seen
+        ]
+        reasons += [
+            f"chain {name} status not applied yet"
+            for name, w in self.watchers.items()
+            if w.last_read is not None
+            and self._chain_inputs.get(name, _UNSET).stale
+            and not w.status().stale
+        ]
+        if self.loop is None:
+            reasons.append("engine not started")
+        return reasons
+
+    async def position_changed(self, account: str) -> None:
+        """Recompute ``account`` after the API replaced its positions."""
+        if self.loop is not None:
+            await self.loop.queue.put(PositionsChanged(account.lower()))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, auto_migrate: bool = False) -> None:
+        """Run until ``stop`` is set; raise ``CrossmarginError`` on a fatal start-up fault."""
+        config = self.config
+        url = config.database_url
+        assert url is not None  # load_config/parse_config always fill it
+        if auto_migrate:
+            await migrate(url)
+        async with contextlib.AsyncExitStack() as stack:
+            store = await HealthStore.open(url, value_decimals=config.margin.value_decimals)
+            stack.push_async_callback(store.close)
+            state = await store.load_state()
+            for chain in config.chains:
+                pool = RpcPool(
+                    chain=chain.name,
+                    chain_id=chain.chain_id,
+                    urls=chain.rpc_urls,
+                    request_timeout_s=chain.request_timeout_s,
+                )
+                self.pools[chain.name] = await stack.enter_async_context(pool)
+                self.watchers[chain.name] = self._watcher(chain.name, state)
+            await self._setup_watchers()
+            self.oracle = await stack.enter_async_context(
+                build_oracle_service(config, dict(self.pools))
+            )
+            publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
+            self.loop = self._engine_loop(store, publisher, state)
+            await stack.enter_async_context(
+                ApiServer(
+                    queries=store.queries,
+                    store=store,
+                    view=self,
+                    settings=config.api,
+                    metrics=self.metrics,
+                    markets=PositionMarkets.from_config(config),
+                )
+            )
+            log.info("daemon_started chains=%d assets=%d", len(config.chains), len(config.assets))
+            await self._run_components(stop, publisher)
+            log.info("daemon_stopped")
+
+    def _watcher(self, chain: str, state: StoredState) -> ChainWatcher:
+        watcher = build_watcher(self.config, self.config.chain(chain), self.pools[chain])
+        stored = state.balances.get(chain, {})
+        watcher.accounts.update(account for _, account in stored)
+        cursor = state.cursors.get(chain)
+        if cursor is not None:  # resume discovery; a reorg while down is re-scanned
+            watcher.scanner.cursor = max(
+                watcher.scanner.cursor, cursor.block_number - watcher.heads.ring.depth
+            )
+        return watcher
+
+    async def _setup_watchers(self) -> None:
+        """Check every chain's tokens; a chain down at start is retried by its component,
+        but a decimals mismatch is fatal (the config is wrong)."""
+
+        async def setup(watcher: ChainWatcher) -> None:
+            try:
+                await asyncio.wait_for(watcher.setup(), SETUP_TIMEOUT_S)
+            except NonRetryableError:
+                raise
+            except (CrossmarginError, TimeoutError) as exc:
+                log.warning("chain_setup_deferred chain=%s error=%s", watcher.chain.name, exc)
+
+        await asyncio.gather(*(setup(w) for w in self.watchers.values()))
+
+    def _engine_loop(
+        self, store: HealthStore, publisher: MqttPublisher, state: StoredState
+    ) -> EngineLoop:
+        config = self.config
+        tokens = token_risks(config, watcher_tokens(self.watchers.values()))
+        valued = {(t.chain, t.token) for t in tokens}
+        missing = {(t.chain, t.address) for t in config.tokens} - valued
+        for chain, token in sorted(missing):
+            log.warning(
+                "token_not_valued chain=%s token=%s reason=decimals unknown (chain down at start "
+                "and no decimals in the config)",
+                chain,
+                token,
+            )
+        self._chain_inputs = {
+            c.name: chain_input(c, stale=True, sequencer=None, last_block=None)
+            for c in config.chains
+        }
+        engine = MarginEngine(
+            tokens=tokens, chains=list(self._chain_inputs.values()), params=engine_params(config)
+        )
+        for chain, readings in state.balances.items():
+            for (token, account), reading in readings.items():
+                if reading.raw is not None and (chain, token) in valued:
+                    engine.set_balance(account, chain, token, reading.raw, reading.block_number)
+        for position in state.positions:
+            engine.set_position(position)
+        engine.recompute_all()
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=config.margin.value_decimals,
+            metrics=self.metrics,
+        )
+        loop.seed_signals(state.health_flags)
+        loop.seed_positions(state.positions)
+        return loop
+
+    async def _run_components(self, stop: asyncio.Event, publisher: MqttPublisher) -> None:
+        assert self.loop is not None
+        loop = self.loop
+        async with asyncio.TaskGroup() as tasks:
+            intake = [
+                self.supervisor.spawn(tasks, f"watch:{name}", self._watch_factory(w))
+                for name, w in self.watchers.items()
+            ]
+            intake.append(
+                self.supervisor.spawn(tasks, "oracle", lambda: self._feed_prices(publisher))
+            )
+            intake.append(
+                self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher))
+            )
+            await loop.publish_outbox()
+            engine = self.supervisor.spawn(tasks, "engine", loop.run)
+            await stop.wait()
+            log.info("daemon_stopping grace_s=%s", SHUTDOWN_GRACE_S)
+            for task in intake:
+                task.cancel()
+            engine.cancel()
+        # Intake is stopped: flush what is queued (bounded), then the stack closes MQTT
+        # (publishing offline), the API and the store.
+        try:
+            await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            log.warning("shutdown_flush_timeout pending=%d", loop.queue.qsize())
+
+    def _watch_factory(self, watcher: ChainWatcher) -> Callable[[], Awaitable[None]]:
+        async def watch() -> None:
+            assert self.loop is not None
+            async for update in watcher.updates():
+                await self.loop.queue.put(update)
+
+        return watch
+
+    async def _feed_prices(self, publisher: MqttPublisher) -> None:
+        assert self.oracle is not None
+        assert self.loop is not None
+        async for prices in self.oracle.rounds():
+            await self.loop.queue.put(PricesChanged(prices))
+            self.metrics.observe_oracle(prices.values())
+            for asset, price in prices.items():
+                publisher.set_oracle_status(asset, price_document(price))
+
+    async def _chain_status(self, publisher: MqttPublisher) -> None:
+        """Every second: staleness and sequencer state to the engine (on change), chain status
+        to MQTT and metrics, and the account/MQTT/cycle gauges."""
+        assert self.loop is not None
+        for round_no in itertools.count():
+            publish = round_no % PUBLISH_EVERY == 0
+            changed = []
+            for name, watcher in self.watchers.items():
+                chain = self.config.chain(name)
+                sequencer = None if self.oracle is None else self.oracle.sequencer_status(name)
+                status = watcher.status(endpoints=self.pools[name].status())
+                current = chain_input(
+                    chain,
+                    stale=status.stale,
+                    sequencer=sequencer,
+                    last_block=status.last_read_number,
+                )
+                previous = self._chain_inputs.get(name)
+                if previous is None or (previous.stale, previous.sequencer_down) != (
+                    current.stale,
+                    current.sequencer_down,
+                ):
+                    changed.append(current)
+                self._chain_inputs[name] = current
+                if publish:
+                    publisher.set_chain_status(name, chain_document(status, sequencer=sequencer))
+                    self.metrics.observe_chain(status)
+                    self.metrics.observe_pool(name, self.pools[name].status())
+            if changed:
+                await self.loop.queue.put(ChainsChanged(changed))
+            if not publish:
+                await asyncio.sleep(STATUS_INTERVAL_S)
+                continue
+            flags = self.loop.engine.results.flags.tolist()
+            self.metrics.observe_accounts(flag_counts(Flag(f) for f in flags))
+            self.metrics.observe_mqtt(publisher.stats())
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+async def run_until_signalled(config: Config, *, auto_migrate: bool = False) -> int:
+    """``crossmargin run``: run until SIGTERM or SIGINT; 0 on a clean stop."""
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(signum, stop.set)
+    setup_logging(logging.INFO)
+    await Daemon(config).run(stop, auto_migrate=auto_migrate)
+    return 0
