@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -62,6 +61,7 @@ from core.errors import (
     RpcTimeout,
     StateUnavailable,
 )
+from core.lifecycle import AsyncResource
 from core.redaction import redact_url
 
 BACKOFF_BASE_S = 0.05  # jittered backoff multiplier once every usable endpoint was tried
@@ -88,7 +88,7 @@ class _Exhausted(Exception):
         self.error = error
 
 
-class RpcPool:
+class RpcPool(AsyncResource):
     """JSON-RPC client for one chain over an ordered list of endpoint URLs.
 
     Use as ``async with RpcPool(chain=…, chain_id=…, urls=[…]) as pool`` (or ``start``/``close``,
@@ -143,18 +143,6 @@ class RpcPool:
     def __repr__(self) -> str:
         shown = [ep.shown for ep in self._endpoints]
         return f"RpcPool(chain={self.chain!r}, chain_id={self.chain_id}, endpoints={shown!r})"
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Open one keep-alive session per endpoint. Connections are made on first use."""

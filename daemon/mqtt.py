@@ -24,12 +24,11 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from core.lifecycle import AsyncResource
 from core.redaction import redact_url
 from daemon.config import MQTT_DEFAULT_PORTS, MqttConfig
 from daemon.mqtt_outbox import Message, Outbox
@@ -94,7 +93,7 @@ def reconnect_delay(failures: int, min_s: float, max_s: float) -> float:
     return random.uniform(min_s, max(min_s, cap))
 
 
-class MqttPublisher:
+class MqttPublisher(AsyncResource):
     """Async context manager owning the broker connection (a no-op while ``url`` is unset).
 
     Publishing methods never block and never raise because of the broker; call them from the
@@ -152,21 +151,13 @@ class MqttPublisher:
             last_error=self._last_error,
         )
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Start the background publisher task (nothing when MQTT is off)."""
         if self._task is not None:
             raise RuntimeError("MqttPublisher is not reusable")
         if self._broker is not None:
             self._task = asyncio.create_task(self._run(), name="mqtt-publisher")
             self._task.add_done_callback(_log_crash)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def set_account_state(self, address: str, payload: Mapping[str, object]) -> None:
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""

@@ -27,9 +27,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from core.lifecycle import AsyncResource
 from oracles.aggregate import AssetAggregator
 from oracles.model import AssetPrice, DropReason, OracleParams, PriceStatus, SourceQuote
 from oracles.sequencer import SequencerStatus
@@ -53,7 +52,7 @@ class AssetFeeds:
     sources: Sequence[PriceSource]
 
 
-class OracleService:
+class OracleService(AsyncResource):
     """Prices every configured asset from its sources; see the module docstring.
 
     ``http`` is the client the HTTP/Pyth sources were built with: the service starts and
@@ -99,18 +98,10 @@ class OracleService:
         self._clock = clock
         self._pollers: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Start the HTTP client the sources share."""
         if self._http is not None:
             await self._http.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop the pollers and close the HTTP client. Idempotent."""

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from types import TracebackType
-from typing import Self
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -25,6 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from core.lifecycle import AsyncResource
 from daemon.api.errors import INTERNAL_ERROR, ApiError, error_response, from_http_exception
 from daemon.api.openapi import build_spec
 from daemon.api.positions import PositionMarkets
@@ -120,7 +119,7 @@ def build_app(
     return app
 
 
-class ApiServer:
+class ApiServer(AsyncResource):
     """Serves the keeper API on ``settings.listen`` while entered; closes gracefully on exit.
 
     Takes what ``build_app`` takes; ``app`` is the application it serves.
@@ -167,8 +166,12 @@ class ApiServer:
     async def start(self) -> None:
         """Bind and start serving (``port`` is then the real port, also for ``:0``)."""
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
-        await self._site.start()
+        try:
+            self._site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
+            await self._site.start()
+        except BaseException:  # e.g. the port is taken: release the runner before raising
+            await self._runner.cleanup()
+            raise
         self.port = int(self._runner.addresses[0][1])  # the real port, also for ":0"
         log.info("api_listening url=%s", self.url)
 
@@ -180,19 +183,3 @@ class ApiServer:
         self._site = None
         log.info("api_closed")
         self.port = None
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -7,8 +7,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 import aiohttp
 from eth_abi.abi import decode as abi_decode
@@ -27,6 +26,7 @@ from core.errors import (
     JsonRpcError,
     RpcError,
 )
+from core.lifecycle import AsyncResource
 from daemon.devnet.anvil import DevnetError
 
 RPC_TIMEOUT_S = 60.0
@@ -92,7 +92,7 @@ def _checksum_addresses(kind: str, value: Any) -> Any:
     return value
 
 
-class DevChain:
+class DevChain(AsyncResource):
     """Async JSON-RPC driver for one dev node, over one keep-alive aiohttp session.
 
     Use as ``async with DevChain(url) as dev``; ``dev.accounts`` are the node's unlocked dev
@@ -107,19 +107,7 @@ class DevChain:
         self._accounts: list[str] = []
         self.chain_id = 0
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def open(self) -> None:
+    async def start(self) -> None:
         """Create the session and read the chain id and dev accounts."""
         if self._session is None:
             self._session = aiohttp.ClientSession(

@@ -24,13 +24,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from types import TracebackType
-from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.watcher import BalanceUpdate
+from core.lifecycle import AsyncResource
 from daemon.store import migrate
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
 from daemon.store.chain_state import store_balance_update
@@ -47,7 +46,7 @@ from oracles.model import AssetPrice
 log = logging.getLogger(__name__)
 
 
-class HealthStore:
+class HealthStore(AsyncResource):
     """The daemon's persistent state in PostgreSQL or SQLite (see ``daemon.store.schema``)."""
 
     def __init__(self, engine: AsyncEngine, *, value_decimals: int = 2) -> None:
@@ -75,17 +74,6 @@ class HealthStore:
     async def close(self) -> None:
         """Close every pooled connection (idempotent)."""
         await self.engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ---- chains -----------------------------------------------------------------------------
 

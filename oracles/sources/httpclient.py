@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
+from core.lifecycle import AsyncResource
 from core.redaction import redact_url
 from oracles.model import DropReason
 from oracles.sources.base import SourceFault
@@ -60,7 +60,7 @@ def describe_client_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class JsonHttpClient:
+class JsonHttpClient(AsyncResource):
     """GETs JSON for the HTTP price sources over one keep-alive session.
 
     Use as ``async with JsonHttpClient() as client`` (or ``start``/``close``, idempotent).
@@ -78,18 +78,6 @@ class JsonHttpClient:
         self._max_connections = max_connections
         self._max_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Open the session (connections are made on first use)."""
