@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from core.errors import ConfigError, CrossmarginError
-from daemon.config import load_config
+from daemon.config import API_DEFAULT_LISTEN, load_config
 from daemon.logs import setup_logging
 
 EXIT_OK = 0
@@ -88,9 +88,20 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive(float), default=None, help="seconds per check (default 10)"
     )
     demo = commands.add_parser(
-        "demo", help="run local Anvil chains with seeded accounts and watch them live"
+        "demo", help="local chains, exchanges and the daemon playing an ETH crash, viewed live"
     )
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--duration", type=_positive(float), default=None, help="stop after this many seconds"
+    )
+    demo.add_argument("--accounts", type=_positive(int), help="accounts to seed (default 1000)")
+    demo.add_argument("--api", help=f"API host:port (default {API_DEFAULT_LISTEN})")
+    demo.add_argument(
+        "--no-view", action="store_true", help="one summary line every 2 s instead of the view"
+    )
+    demo.add_argument(
+        "--speed", type=_positive(float), help="play the scenario N times faster (default 1)"
+    )
+    demo.add_argument("--seed", type=int, help="random seed of the portfolios (default 7)")
     return parser
 
 
@@ -100,9 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "demo":
-            from daemon.demo import run_demo
+            from daemon.demo import DemoOptions, run_demo
 
-            return asyncio.run(run_demo(duration_s=args.duration))
+            given = {
+                "accounts": args.accounts,
+                "api": args.api,
+                "speed": args.speed,
+                "seed": args.seed,
+            }  # unset options keep DemoOptions' defaults
+            options = DemoOptions(
+                duration_s=args.duration,
+                view=not args.no_view,
+                **{k: v for k, v in given.items() if v is not None},
+            )
+            return asyncio.run(run_demo(options))
         config = load_config(args.config)
         if args.command == "run":
             from daemon.service import run_until_signalled

@@ -1,208 +1,282 @@
-"""``crossmargin demo``: real Anvil chains, seeded portfolios, watchers following them live.
+"""``crossmargin demo``: the whole product on one machine, playing a market crash.
 
-Everything runs on this machine and stops on Ctrl-C: three Anvil nodes with different block
-times, a USDC (6 decimals) and a WETH (18 decimals) token on each, ``DEMO_ACCOUNTS`` accounts
-with random cross-chain balances, then one ``ChainWatcher`` per chain. A scenario moves funds
-(Transfer logs mark pairs dirty), adds newcomers (discovered from logs) and reorganises one
-chain (``anvil_reorg``), while a terminal view shows heads, reads, lag and reorgs per chain.
+Starts three Anvil chains with different block times and liquidation latencies
+(``daemon.demo_world``), deploys tokens and Chainlink-style feeds, runs two loopback exchanges,
+seeds random cross-chain portfolios (``daemon.demo_portfolios``), runs the real daemon
+in-process on SQLite with its keeper API (MQTT only if a broker answers on 127.0.0.1:1883),
+posts perp positions through that API, then plays the scenario (``daemon.demo_scenario``)
+while a live view (``daemon.demo_view``) shows accounts turning latency-risky, liquidatable
+and held. Ctrl-C or SIGTERM stops the daemon gracefully, then the exchanges and the chains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
+import logging
 import random
+import signal
+import socket
 import sys
-import time
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
-from chains.rpc import RpcPool
-from chains.watcher import ChainWatcher
-from daemon.config import Config, parse_config
-from daemon.devnet import AnvilNode, DevChain, encode_call
-from daemon.snapshot import build_watcher
+from core.errors import CrossmarginError
+from daemon.config import API_DEFAULT_LISTEN, parse_listen
+from daemon.demo_config import DEMO_API_TOKEN, MQTT_TOPIC_PREFIX, demo_config, mqtt_broker_url
+from daemon.demo_portfolios import draw_portfolios, mint_portfolios, post_positions
+from daemon.demo_scenario import STALL_CHAIN, STALL_MARGIN_S, EventLog, Scenario, build_timeline
+from daemon.demo_view import ACTIONABLE, DemoState, changes, observe, render_frame, summary_line
+from daemon.demo_world import CHAIN_SPECS, DemoError, DemoWorld, open_world
+from daemon.service import Daemon
 
-DEMO_ACCOUNTS = 1000
-DEMO_SEED = 7
+DEFAULT_ACCOUNTS = 1000
+DEFAULT_SEED = 7
 VIEW_REFRESH_S = 1.0
-SCENARIO_STEP_S = 3.0
-REORG_GAS = 200_000  # explicit: Anvil's estimate for a reorg replacement tx runs out of gas
-CHAINS = (  # name, chain id, block time (s), liquidation latency (s)
-    ("ethereum", 31001, 2.0, 60.0),
-    ("arbitrum", 31002, 0.5, 20.0),
-    ("base", 31003, 1.0, 30.0),
-)
+SUMMARY_EVERY_S = 2.0  # --no-view: one summary line this often
+READY_TIMEOUT_S = 90.0
+READY_POLL_S = 0.2
+VIEW_REPORTED_EVENTS = ("oracle.status",)  # log events the view reports in its own words
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
-@dataclass(slots=True)
-class DemoChain:
-    """One running demo chain: its node, driver and tokens."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoOptions:
+    """What ``crossmargin demo`` was asked to do."""
 
-    name: str
-    node: AnvilNode
-    dev: DevChain
-    usdc: str
-    weth: str
-
-
-async def _start_chain(
-    stack: contextlib.AsyncExitStack, name: str, chain_id: int, block_time_s: float
-) -> DemoChain:
-    node = await stack.enter_async_context(AnvilNode(chain_id=chain_id, block_time_s=block_time_s))
-    dev = await stack.enter_async_context(DevChain(node.url))
-    usdc = (await dev.deploy("MintableERC20", "USD Coin", "USDC", 6)).lower()
-    weth = (await dev.deploy("MintableERC20", "Wrapped Ether", "WETH", 18)).lower()
-    return DemoChain(name=name, node=node, dev=dev, usdc=usdc, weth=weth)
+    duration_s: float | None = None  # from start-up; None: until Ctrl-C
+    accounts: int = DEFAULT_ACCOUNTS
+    api: str = API_DEFAULT_LISTEN
+    view: bool = True
+    speed: float = 1.0
+    seed: int = DEFAULT_SEED
 
 
-async def _seed(chain: DemoChain, accounts: list[str], rng: random.Random) -> None:
-    usdc = [(a, rng.randrange(1, 50_000) * 10**6) for a in accounts if rng.random() < 0.6]
-    weth = [(a, rng.randrange(1, 40) * 10**17) for a in accounts if rng.random() < 0.5]
-    await chain.dev.mint_many(chain.usdc, usdc)
-    await chain.dev.mint_many(chain.weth, weth)
+class _EventLogHandler(logging.Handler):
+    """Warnings of the daemon as view events, so they do not scribble over the view."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith(VIEW_REPORTED_EVENTS):
+            self.log.add(f"log {record.levelname.lower()}: {message}")
 
 
-def demo_config(chains: list[DemoChain], accounts: list[str]) -> Config:
-    """The config a user would write for these chains (printed at start)."""
-    return parse_config(
-        {
-            "chains": [
-                {
-                    "name": c.name,
-                    "chain_id": c.node.chain_id,
-                    "rpc_urls": [c.node.url],
-                    "poll_interval_s": 0.25,
-                    "max_lag_s": 10,
-                    "liquidation_latency_s": latency,
-                    "sweep_interval_s": 30,
-                }
-                for c, (_, _, _, latency) in zip(chains, CHAINS, strict=True)
-            ],
-            "tokens": [
-                entry
-                for c in chains
-                for entry in (
-                    {
-                        "chain": c.name,
-                        "address": c.usdc,
-                        "asset": "USDC",
-                        "role": "liability",
-                        "weight": 1.0,
-                        "decimals": 6,
-                    },
-                    {
-                        "chain": c.name,
-                        "address": c.weth,
-                        "asset": "ETH",
-                        "role": "collateral",
-                        "weight": 0.8,
-                        "decimals": 18,
-                    },
+@contextlib.contextmanager
+def _logs_into(log: EventLog) -> Iterator[None]:
+    """Route log records to ``log`` instead of stderr while the view is drawn."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [_EventLogHandler(log)]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+
+
+def _api_address(listen: str) -> tuple[str, int]:
+    """``host:port`` of ``--api``; port 0 is refused (the demo posts to the port it names)."""
+    host, port = parse_listen(listen)
+    if port == 0:
+        raise ValueError("give a real port: the demo posts positions to it and prints it")
+    return host, port
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the API cannot listen on ``host:port``, or ``None`` if it can."""
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"{listen} is already in use (another demo or daemon?); "
+                    f"free it or pass --api 127.0.0.1:<port>"
                 )
-            ],
-            "accounts": accounts,
-            "discover_accounts": True,
-        }
-    )
+            return f"cannot listen on {listen}: {exc.strerror}"
+    return None
 
 
-async def _follow(watcher: ChainWatcher, counts: dict[str, int]) -> None:
-    async for update in watcher.updates():
-        counts[watcher.chain.name] += len(update.readings)
+async def run_demo(options: DemoOptions, *, out: TextIO = sys.stdout) -> int:
+    """Run the demo until Ctrl-C/SIGTERM (or ``options.duration_s``); 0 on a clean stop.
+
+    Everything started is stopped on the way out, also when start-up is interrupted.
+    """
+    try:
+        host, port = _api_address(options.api)
+    except ValueError as exc:
+        print(f"crossmargin demo: --api {options.api}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = port_problem(host, port)
+    if problem is not None:
+        print(f"crossmargin demo: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    if options.view and not out.isatty():  # a pipe or a file: summaries, not screen redraws
+        options = dataclasses.replace(options, view=False)
+    stop = asyncio.Event()
+    running = asyncio.Event()
+    session = _DemoSession(options, stop=stop, running=running, out=out)
+    body = asyncio.create_task(session.run(), name="demo")
+
+    def on_signal() -> None:
+        if stop.is_set() or not running.is_set():
+            body.cancel()  # during start-up, or a second Ctrl-C: unwind now
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        await body
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        out.write("demo interrupted; everything it started has been stopped.\n")
+    except BaseExceptionGroup as group:  # from a TaskGroup: report the first real failure
+        raise _leaf_error(group) from None
+    except OSError as exc:
+        raise DemoError(f"demo failed: {exc}") from None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return EXIT_OK
 
 
-async def _scenario(chains: list[DemoChain], rng: random.Random, log: list[str]) -> None:
-    step = 0
-    while True:
-        await asyncio.sleep(SCENARIO_STEP_S)
-        step += 1
-        chain = chains[step % len(chains)]
-        if step % 5 == 0:
-            victim = chain.dev.accounts[1]
-            data = "0x" + encode_call("MintableERC20", "mint", victim, 10**18).hex()
-            tx = {
-                "from": chain.dev.accounts[0],
-                "to": chain.weth,
-                "data": data,
-                "gas": hex(REORG_GAS),
-            }
-            await chain.dev.rpc("anvil_reorg", [2, [[tx, 0]]])
-            log.append(f"{chain.name}: reorg of depth 2 (replacement block mints 1 WETH)")
-        else:
-            newcomer = f"0x{rng.getrandbits(160):040x}"
-            await chain.dev.transact(chain.weth, "MintableERC20", "mint", newcomer, 10**18)
-            log.append(f"{chain.name}: newcomer {newcomer[:10]}… receives 1 WETH")
+def _leaf_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception inside ``group``, an ``OSError`` turned into a ``DemoError``."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    if isinstance(leaf, OSError):
+        return DemoError(f"demo failed: {leaf}")
+    return leaf if isinstance(leaf, CrossmarginError) else group
 
 
-def _render(
-    watchers: list[ChainWatcher], counts: dict[str, int], log: list[str], out: TextIO
-) -> None:
-    lines = ["\x1b[2J\x1b[H crossmargin demo — chain watchers (Ctrl-C to stop)", ""]
-    lines.append(
-        f" {'chain':<10}{'head':>8}{'read@':>8}{'lag s':>8}{'accounts':>10}"
-        f"{'holdings':>10}{'changes':>9}{'reorgs':>8}{'batch':>7}"
-    )
-    for watcher in watchers:
-        s = watcher.status()
-        lag = "-" if s.last_read_age_s is None else f"{s.last_read_age_s:.1f}"
-        lines.append(
-            f" {s.chain:<10}{s.head_number or 0:>8}{s.last_read_number or 0:>8}{lag:>8}"
-            f"{s.accounts:>10}{s.holdings:>10}{counts[s.chain]:>9}{s.reorgs:>8}"
-            f"{s.batch_size:>7}"
-        )
-    lines += ["", " recent events:"] + [f"   {line}" for line in log[-8:]]
-    out.write("\n".join(lines) + "\n")
-    out.flush()
+class _DemoSession:
+    """One run of the demo: start the world and the daemon, play, show, stop."""
 
+    def __init__(
+        self, options: DemoOptions, *, stop: asyncio.Event, running: asyncio.Event, out: TextIO
+    ) -> None:
+        self.options = options
+        self.stop = stop
+        self.running = running  # set once start-up is over (Ctrl-C then stops gracefully)
+        self.out = out
+        self.log = EventLog(echo=None if options.view else out)
+        self.peaks: dict[str, int] = {}
+        self.api_url = f"http://{options.api}"
 
-@contextlib.asynccontextmanager
-async def _demo_chains() -> AsyncIterator[list[DemoChain]]:
-    async with contextlib.AsyncExitStack() as stack:
-        chains = [
-            await _start_chain(stack, name, chain_id, block_time)
-            for name, chain_id, block_time, _ in CHAINS
-        ]
-        yield chains
+    def say(self, message: str) -> None:
+        """A start-up progress line."""
+        self.out.write(message + "\n")
+        self.out.flush()
 
-
-async def run_demo(*, duration_s: float | None = None, out: TextIO = sys.stdout) -> int:
-    """Run the demo until Ctrl-C (or ``duration_s``); everything started is stopped."""
-    rng = random.Random(DEMO_SEED)
-    accounts = [f"0x{rng.getrandbits(160):040x}" for _ in range(DEMO_ACCOUNTS)]
-    out.write("starting 3 Anvil chains and seeding portfolios…\n")
-    async with _demo_chains() as chains, contextlib.AsyncExitStack() as stack:
-        for chain in chains:
-            await _seed(chain, accounts, rng)
-        config = demo_config(chains, accounts)
-        watchers = []
-        for chain_config in config.chains:
-            pool = await stack.enter_async_context(
-                RpcPool(
-                    chain=chain_config.name,
-                    chain_id=chain_config.chain_id,
-                    urls=chain_config.rpc_urls,
-                )
+    async def run(self) -> None:
+        """Everything, from start-up to the final line."""
+        options = self.options
+        async with contextlib.AsyncExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="crossmargin-demo-"))
+            workdir = Path(tmp)
+            if options.view:
+                stack.enter_context(_logs_into(self.log))
+            self.say(f"starting {len(CHAIN_SPECS)} Anvil chains, tokens, feeds and 2 exchanges…")
+            world = await open_world(stack)
+            portfolios = draw_portfolios(random.Random(options.seed), options.accounts)
+            self.say(f"seeding {len(portfolios)} cross-chain portfolios…")
+            mints = await mint_portfolios(world, portfolios)
+            mqtt_url = mqtt_broker_url()
+            mqtt = f"{mqtt_url} ({MQTT_TOPIC_PREFIX}/…)" if mqtt_url else "off (no broker)"
+            config = demo_config(
+                world,
+                [p.account for p in portfolios],
+                listen=options.api,
+                workdir=workdir,
+                mqtt_url=mqtt_url,
             )
-            watcher = build_watcher(config, chain_config, pool)
-            await watcher.setup()
-            watchers.append(watcher)
-        counts = {w.chain.name: 0 for w in watchers}
-        log: list[str] = []
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        async with asyncio.TaskGroup() as tasks:
-            followers = [
-                tasks.create_task(_follow(w, counts), name=f"watch:{w.chain.name}")
-                for w in watchers
-            ]
-            scenario = tasks.create_task(_scenario(chains, rng, log), name="scenario")
-            try:
-                while deadline is None or time.monotonic() < deadline:
-                    _render(watchers, counts, log, out)
-                    await asyncio.sleep(VIEW_REFRESH_S)
-            finally:
-                for task in [*followers, scenario]:
-                    task.cancel()
-    out.write("demo stopped; all Anvil nodes shut down.\n")
-    return 0
+            self.say(f"{mints} balances minted; starting the daemon (SQLite, MQTT {mqtt})…")
+            daemon = Daemon(config)
+            daemon_stop = asyncio.Event()
+            async with asyncio.TaskGroup() as tasks:
+                daemon_task = tasks.create_task(
+                    daemon.run(daemon_stop, auto_migrate=True), name="daemon"
+                )
+                background = [
+                    tasks.create_task(c.producer.run(), name=f"blocks:{c.name}")
+                    for c in world.chains
+                ]
+                try:
+                    await _wait_ready(daemon, daemon_task)
+                    self.log.add(f"daemon ready; API {self.api_url} (token {DEMO_API_TOKEN})")
+                    posted = await post_positions(self.api_url, DEMO_API_TOKEN, portfolios)
+                    self.log.add(f"{posted} perp positions posted through PUT /v1/positions")
+                    stall_min_s = config.chain(STALL_CHAIN).max_lag_s + STALL_MARGIN_S
+                    timeline = build_timeline(speed=options.speed, stall_min_s=stall_min_s)
+                    scenario = Scenario(world, timeline, self.log)
+                    background.append(tasks.create_task(scenario.run(), name="scenario"))
+                    self.running.set()
+                    await self.show(daemon, world, scenario, mqtt)
+                finally:
+                    for task in background:
+                        task.cancel()
+                    daemon_stop.set()
+        peaks = " ".join(f"{k}={v}" for k, v in self.peaks.items() if k != ACTIONABLE)
+        self.say(
+            f"demo stopped after {self.log.elapsed():.0f}s; peaks: {peaks}; the daemon, both "
+            f"exchanges and all {len(CHAIN_SPECS)} Anvil chains are shut down."
+        )
+
+    async def show(self, daemon: Daemon, world: DemoWorld, scenario: Scenario, mqtt: str) -> None:
+        """Redraw the view (or print summaries) until stopped or ``duration_s`` is over."""
+        options, log = self.options, self.log
+        title = (
+            f"{options.accounts} accounts on {len(CHAIN_SPECS)} chains, ETH crash "
+            f"(speed ×{options.speed:g}), SQLite, MQTT {mqtt}"
+        )
+        previous: DemoState | None = None
+        last_summary = float("-inf")
+        while not self.stop.is_set() and (
+            options.duration_s is None or log.elapsed() < options.duration_s
+        ):
+            state = observe(
+                daemon, world, elapsed_s=log.elapsed(), phase=scenario.phase, peaks=self.peaks
+            )
+            for line in changes(previous, state):
+                log.add(line)
+            previous = state
+            if options.view:
+                self.out.write(
+                    render_frame(state, title=title, api=self.api_url, events=log.entries)
+                )
+                self.out.flush()
+            elif state.elapsed_s - last_summary >= SUMMARY_EVERY_S:
+                last_summary = state.elapsed_s
+                self.say(summary_line(state))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), VIEW_REFRESH_S)
+
+
+async def _wait_ready(daemon: Daemon, daemon_task: asyncio.Task[None]) -> None:
+    """Until every chain is read and every asset priced (or the daemon fails)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT_S
+    while daemon.readiness():
+        if daemon_task.done():
+            daemon_task.result()  # raises the daemon's error
+            raise DemoError("the daemon stopped during start-up")
+        if loop.time() > deadline:
+            reasons = "; ".join(daemon.readiness())
+            raise DemoError(f"daemon not ready within {READY_TIMEOUT_S:g}s: {reasons}")
+        await asyncio.sleep(READY_POLL_S)
