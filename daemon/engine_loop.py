@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +33,7 @@ from oracles.model import AssetPrice
 
 log = logging.getLogger(__name__)
 
+WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
 OUTBOX_BATCH = 10_000  # unpublished transitions re-sent at start
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
@@ -85,9 +86,17 @@ class EngineLoop:
         publisher: MqttPublisher,
         value_decimals: int,
         metrics: Metrics | None = None,
+        required_chains: Collection[str] = (),
+        required_assets: Collection[str] = (),
+        warmup_timeout_s: float = WARMUP_TIMEOUT_S,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self._required_chains = set(required_chains)
+        self._required_assets = set(required_assets)
+        self._chains_seen: set[str] = set()
+        self._warmup_deadline = time.monotonic() + warmup_timeout_s
+        self._warm = False
         self.store = store
         self.publisher = publisher
         self.value_decimals = value_decimals
@@ -133,10 +142,33 @@ class EngineLoop:
         if events:
             await self.cycle(events)
 
+    def warm(self) -> bool:
+        """True once every chain was read and every asset priced (or the warm-up timed out).
+
+        Until then cycles only apply their inputs: valuing an account whose debt chain was
+        read before its collateral chain would publish a false ``liquidatable`` (and then a
+        ``recovered``) for every such account on a cold start.
+        """
+        if self._warm:
+            return True
+        missing = sorted(self._required_chains - self._chains_seen) + sorted(
+            self._required_assets - self.stats.prices_seen
+        )
+        if missing and time.monotonic() < self._warmup_deadline:
+            return False
+        self._warm = True
+        if missing:
+            log.warning("engine_warm_timeout missing=%s", ",".join(missing))
+        else:
+            log.info("engine_warm")
+        return True
+
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
         """Apply ``events``, recompute the touched accounts, persist, publish."""
         started = time.perf_counter()
         oldest_block_ts = await self._apply(events)
+        if not self.warm():
+            return  # inputs applied; the engine keeps them dirty for the first warm cycle
         before = self.engine.results.select(slice(None))
         evaluated = self.engine.recompute_dirty()
         changed = _changed(before, self.engine.results, evaluated)
@@ -174,6 +206,7 @@ class EngineLoop:
                     for h in holdings(event.chain, event.readings):
                         self.engine.set_balance(h.account, h.chain, h.token, h.raw, h.block)
                     self.blocks[event.chain] = event.block.number
+                    self._chains_seen.add(event.chain)
                     if event.readings:
                         ts = float(event.block.timestamp)
                         oldest = ts if oldest is None else min(oldest, ts)

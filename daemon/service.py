@@ -97,6 +97,8 @@ class Daemon:
         ]
         if self.loop is None:
             reasons.append("engine not started")
+        elif not self.loop.warm():
+            reasons.append("engine warming up")
         return reasons
 
     async def position_changed(self, account: str) -> None:
@@ -205,6 +207,8 @@ class Daemon:
             publisher=publisher,
             value_decimals=config.margin.value_decimals,
             metrics=self.metrics,
+            required_chains=[c.name for c in config.chains],
+            required_assets=[a.symbol for a in config.assets],
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)

@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
+ANALYZE_STAGE_MAX_ROWS = 1_000  # PostgreSQL: stages up to this many rows get fresh statistics
+
 Upsert = postgresql.Insert | sqlite.Insert
 
 
@@ -77,6 +79,11 @@ async def load_stage(
         await driver.copy_records_to_table(
             stage.name, records=rows, columns=[c.name for c in stage.columns]
         )
+        if len(rows) <= ANALYZE_STAGE_MAX_ROWS:
+            # A never-analysed temp table makes the planner hash-join the whole target table
+            # for a one-row stage; statistics turn that into primary-key probes (bench/e2e.py:
+            # a one-row health cycle 46-52 ms -> 29-32 ms). Large stages gain nothing from it.
+            await conn.exec_driver_sql(f"ANALYZE {stage.name}")
         return
     marks = ", ".join("?" for _ in stage.columns)
     await conn.exec_driver_sql(f"INSERT INTO {stage.name} VALUES ({marks})", list(rows))  # noqa: S608
