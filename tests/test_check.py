@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +16,11 @@ import yaml
 from daemon.check import CheckRow, CheckStatus, print_rows, run_checks
 from daemon.check_probes import probe_database
 from daemon.config import parse_config
-from daemon.devnet import REPO_ROOT, AnvilNode, DevChain
+from daemon.devnet import AnvilNode, DevChain
 from daemon.store.engine import create_store_engine, write_transaction
 from daemon.store.migrate import head_revision, migrate
 from daemon.store.urls import shown_url
+from tests.clikit import crossmargin
 from tests.faultproxy import FaultMode, FaultProxy, free_port
 from tests.pricekit import ACCOUNT, Mode, PriceServer, coinbase
 from tests.storekit import fresh_database, postgres_database
@@ -68,22 +66,6 @@ def by_component(rows: list[CheckRow]) -> dict[str, CheckRow]:
     components = [row.component for row in rows]
     assert len(set(components)) == len(components), components
     return {row.component: row for row in rows}
-
-
-async def crossmargin(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "daemon.cli",
-        *args,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_all_green_exits_0_with_one_ok_row_per_component(

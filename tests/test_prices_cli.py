@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.devnet import REPO_ROOT, DevChain
+from daemon.devnet import DevChain
+from tests.clikit import crossmargin
 from tests.pricekit import Mode, PriceServer, binance, coinbase, oracle_config_data
 from tests.watchkit import chain_entry
 
@@ -51,22 +49,6 @@ async def write_config(
     path = tmp_path / "crossmargin.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-async def crossmargin(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "daemon.cli",
-        *args,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_all_ok_exits_0_with_json_lines(
