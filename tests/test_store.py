@@ -443,3 +443,33 @@ async def test_account_prices_cursors_and_positions(store: HealthStore) -> None:
 
 def _fields(position: Position) -> dict[str, Any]:
     return {name: getattr(position, name) for name in position.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+async def test_replace_positions_swaps_the_whole_set_in_one_go(
+    dialect: str, tmp_path: Path
+) -> None:
+    async with fresh_database(dialect, tmp_path) as url:
+        await migrate(url)
+        async with await HealthStore.open(url) as store:
+            account = "0x" + "ab" * 20
+            tiers = (Tier(0.01, 100_000), Tier(0.02))
+
+            def perp(asset: str, size: float) -> Position:
+                return Position(
+                    account=account,
+                    asset=asset,
+                    chain="eth",
+                    size=size,
+                    entry_price=100.0,
+                    mmr_tiers=tiers,
+                )
+
+            assert await store.replace_positions(account, [perp("ETH", 1), perp("BTC", -2)]) == 0
+            removed = await store.replace_positions(
+                account.upper().replace("0X", "0x"), [perp("ETH", 3)]
+            )
+            assert removed == 1
+            assert [(p.asset, p.size) for p in await store.positions(account)] == [("ETH", 3.0)]
+            assert await store.replace_positions(account, []) == 1
+            assert await store.positions(account) == []

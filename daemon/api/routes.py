@@ -131,17 +131,13 @@ class KeeperRoutes:
         body = await request.read()  # aiohttp answers 413 beyond api.max_body_bytes
         positions = parse_positions(address, body, self.markets)
         async with self._write_lock:
-            stored = {p.asset for p in await self.store.positions(address)}
-            for position in positions:
-                await self.store.upsert_position(position)
-            for asset in sorted(stored - {p.asset for p in positions}):
-                await self.store.delete_position(address, asset)
+            removed = await self.store.replace_positions(address, positions)
             now = await self.store.positions(address)
         log.info(
             "positions_replaced account=%s positions=%d removed=%d",
             address,
             len(positions),
-            len(stored - {p.asset for p in positions}),
+            removed,
         )
         await self.view.position_changed(address)
         return json_response({"account": address, "positions": [position_document(p) for p in now]})

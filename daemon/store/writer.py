@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chains.watcher import BalanceUpdate
 from core.lifecycle import AsyncResource
@@ -176,19 +176,48 @@ class HealthStore(AsyncResource):
     async def upsert_position(self, position: Position, *, at: float | None = None) -> None:
         """Create or replace ``position.account``'s position in ``position.asset``."""
         async with write_transaction(self.engine) as conn:
-            stmt = insert_for(conn, positions).values(
-                account=position.account.lower(),
-                asset=position.asset,
-                chain=position.chain,
-                size=position.size,
-                entry_price=position.entry_price,
-                mmr_tiers=[[t.rate, t.up_to] for t in position.mmr_tiers],
-                updated_at=time.time() if at is None else at,
+            await self._upsert_positions(conn, [position], at)
+
+    async def replace_positions(
+        self, account: str, new: Sequence[Position], *, at: float | None = None
+    ) -> int:
+        """Make ``new`` the account's whole set of positions in one transaction (readers and
+        other replicas never see half of it); return how many stored positions it removed."""
+        account = account.lower()
+        keep = [p.asset for p in new]
+        async with write_transaction(self.engine) as conn:
+            removed = await conn.execute(
+                sa.delete(positions).where(
+                    positions.c.account == account, positions.c.asset.not_in(keep)
+                )
             )
-            update = ["chain", "size", "entry_price", "mmr_tiers", "updated_at"]
-            await conn.execute(
-                on_conflict_update(stmt, conflict=["account", "asset"], update=update)
-            )
+            await self._upsert_positions(conn, new, at)
+        return int(removed.rowcount or 0)
+
+    @staticmethod
+    async def _upsert_positions(
+        conn: AsyncConnection, items: Sequence[Position], at: float | None
+    ) -> None:
+        if not items:
+            return
+        now = time.time() if at is None else at
+        rows = [
+            {
+                "account": p.account.lower(),
+                "asset": p.asset,
+                "chain": p.chain,
+                "size": p.size,
+                "entry_price": p.entry_price,
+                "mmr_tiers": [[t.rate, t.up_to] for t in p.mmr_tiers],
+                "updated_at": now,
+            }
+            for p in items
+        ]
+        stmt = insert_for(conn, positions)
+        update = ["chain", "size", "entry_price", "mmr_tiers", "updated_at"]
+        await conn.execute(
+            on_conflict_update(stmt, conflict=["account", "asset"], update=update), rows
+        )
 
     async def delete_position(self, account: str, asset: str) -> bool:
         """Remove a position; ``False`` if there was none."""
