@@ -166,23 +166,34 @@ class EngineLoop:
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
         """Apply ``events``, recompute the touched accounts, persist, publish."""
         started = time.perf_counter()
+        balances = [e for e in events if isinstance(e, BalanceUpdate)]
+        rounds = [p for e in events if isinstance(e, PricesChanged) for p in e.prices.values()]
         oldest_block_ts = await self._apply(events)
         if not self.warm():
-            return  # inputs applied; the engine keeps them dirty for the first warm cycle
+            # Inputs are applied (the engine keeps them dirty for the first warm cycle) and
+            # stored, but nothing is valued or published yet.
+            await self.store.write_engine_cycle(
+                balances=balances, prices=rounds, rows=None, context=None
+            )
+            return
         before = self.engine.results.select(slice(None))
         evaluated = self.engine.recompute_dirty()
         changed = _changed(before, self.engine.results, evaluated)
+        now = time.time()
+        rows = self._rows(changed) if len(changed) else None
+        context = CycleContext(
+            at=now,
+            blocks=dict(self.blocks),
+            prices={a: p.price for a, p in self.prices.items()},
+            key=f"{self._boot}:{self.stats.cycles}",
+        )
         transitions: list[StoredTransition] = []
-        if len(changed):
-            rows = self._rows(changed)
-            now = time.time()
-            context = CycleContext(
-                at=now,
-                blocks=dict(self.blocks),
-                prices={a: p.price for a, p in self.prices.items()},
-                key=f"{self._boot}:{self.stats.cycles}",
+        if balances or rounds or rows is not None:
+            # One transaction: balances, price rounds and the health they produced.
+            transitions = await self.store.write_engine_cycle(
+                balances=balances, prices=rounds, rows=rows, context=context
             )
-            transitions = await self.store.write_cycle(rows, context)
+        if len(changed):
             self._publish(changed, transitions, now)
             if transitions:
                 await self.store.mark_published([t.id for t in transitions])
@@ -202,7 +213,6 @@ class EngineLoop:
         for event in events:
             match event:
                 case BalanceUpdate():
-                    await self.store.apply_balance_update(event)
                     for h in holdings(event.chain, event.readings):
                         self.engine.set_balance(h.account, h.chain, h.token, h.raw, h.block)
                     self.blocks[event.chain] = event.block.number
@@ -211,7 +221,6 @@ class EngineLoop:
                         ts = float(event.block.timestamp)
                         oldest = ts if oldest is None else min(oldest, ts)
                 case PricesChanged(prices=prices):
-                    await self.store.record_prices(prices.values())
                     self.prices.update(prices)
                     self.stats.prices_seen.update(a for a, p in prices.items() if p.price)
                     self.engine.set_prices(price_inputs(prices.values()))

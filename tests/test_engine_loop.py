@@ -76,11 +76,17 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
         assert not loop.warm()
         assert await store.queries.transitions() == []
         assert await store.queries.health(ACCOUNTS[0]) is None
+        # ... but the inputs are stored: nothing read is lost while warming up.
+        stored = await store.queries.balances("l2")
+        assert stored["l2"][(DEBT, ACCOUNTS[0])].raw == 1500 * 10**6
+        assert set(await store.queries.latest_prices()) == {"ETH", "USDC"}
 
         # The collateral chain: 1 WETH x 2000 x 0.8 = 1600 against 1500. Healthy, no event.
         await loop.cycle([update("l1", WETH, 10**18, 20)])
         assert loop.warm()
-        stored = await store.queries.health(ACCOUNTS[0])
-        assert stored is not None
-        assert stored.flags == Flag.NONE
+        health = await store.queries.health(ACCOUNTS[0])
+        assert health is not None
+        assert health.flags == Flag.NONE
+        # The collateral balances went in with the health they produced (one transaction).
+        assert (await store.queries.balances("l1"))["l1"][(WETH, ACCOUNTS[0])].raw == 10**18
         assert all(t.to_flags == Flag.NONE for t in await store.queries.transitions())

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -98,33 +99,11 @@ class HealthStore(AsyncResource):
 
     async def record_prices(self, prices: Iterable[AssetPrice]) -> None:
         """Append oracle rounds to the price history (a round already stored is skipped)."""
-        rows = [
-            {
-                "asset": p.symbol,
-                "round_at": p.round_at,
-                "status": str(p.status),
-                "price": p.price,
-                "price_low": p.price_low,
-                "price_high": p.price_high,
-                "round_price": p.round_price,
-                "observed_at": p.observed_at,
-                "held": p.held,
-                "hold_reason": None if p.hold_reason is None else str(p.hold_reason),
-                "spread": p.spread,
-                "volatility": p.volatility,
-                "sources": {
-                    "used": list(p.used),
-                    "anchors": list(p.anchors),
-                    "dropped": {k: str(v) for k, v in sorted(p.dropped.items())},
-                },
-            }
-            for p in prices
-        ]
+        rows = _price_rows(prices)
         if not rows:
             return
         async with write_transaction(self.engine) as conn:
-            stmt = insert_for(conn, price_history)
-            await conn.execute(on_conflict_nothing(stmt, conflict=["asset", "round_at"]), rows)
+            await _insert_prices(conn, rows)
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -136,14 +115,39 @@ class HealthStore(AsyncResource):
 
         A cycle whose key is already stored is not applied again (nothing changes, ``[]``).
         """
-        if rows.value_decimals != self.value_decimals:
+        return await self.write_engine_cycle(balances=(), prices=(), rows=rows, context=context)
+
+    async def write_engine_cycle(
+        self,
+        *,
+        balances: Sequence[BalanceUpdate],
+        prices: Iterable[AssetPrice],
+        rows: HealthRows | None,
+        context: CycleContext | None,
+    ) -> list[StoredTransition]:
+        """Everything one engine cycle produced, in ONE transaction: the watchers' balance
+        updates (reorg roll-backs included), the oracle rounds, and — when given — the health
+        cycle (see ``write_cycle``). Readers never see balances of a cycle without its health.
+        """
+        if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
                 f"rows in units of 10**-{rows.value_decimals} USD, "
                 f"store expects 10**-{self.value_decimals}"
             )
         started = time.perf_counter()
+        price_rows = _price_rows(prices)
+        cycle_id: int | None = None
+        appended: Sequence[Any] = ()
         async with write_transaction(self.engine) as conn:
-            cycle_id, appended = await write_health_cycle(conn, rows, context)
+            now = time.time()
+            for update in balances:
+                await store_balance_update(conn, update, now)
+            if price_rows:
+                await _insert_prices(conn, price_rows)
+            if rows is not None and context is not None:
+                cycle_id, appended = await write_health_cycle(conn, rows, context)
+        if rows is None or context is None:
+            return []
         if cycle_id is None:
             # Written before: a retry, or a replay that must not undo newer cycles.
             log.info("cycle_already_stored key=%s", context.cycle_key())
@@ -256,3 +260,34 @@ class HealthStore(AsyncResource):
             len(state.positions),
         )
         return state
+
+
+def _price_rows(prices: Iterable[AssetPrice]) -> list[dict[str, Any]]:
+    """``price_history`` rows of oracle rounds."""
+    return [
+        {
+            "asset": p.symbol,
+            "round_at": p.round_at,
+            "status": str(p.status),
+            "price": p.price,
+            "price_low": p.price_low,
+            "price_high": p.price_high,
+            "round_price": p.round_price,
+            "observed_at": p.observed_at,
+            "held": p.held,
+            "hold_reason": None if p.hold_reason is None else str(p.hold_reason),
+            "spread": p.spread,
+            "volatility": p.volatility,
+            "sources": {
+                "used": list(p.used),
+                "anchors": list(p.anchors),
+                "dropped": {k: str(v) for k, v in sorted(p.dropped.items())},
+            },
+        }
+        for p in prices
+    ]
+
+
+async def _insert_prices(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    stmt = insert_for(conn, price_history)
+    await conn.execute(on_conflict_nothing(stmt, conflict=["asset", "round_at"]), rows)
