@@ -20,14 +20,20 @@ import numpy as np
 from chains.watcher import BalanceUpdate
 from daemon.metrics import Metrics
 from daemon.mqtt import MqttPublisher
-from daemon.mqtt_topics import AccountSignal, health_bucket, transition_events
+from daemon.mqtt_topics import (
+    AccountSignal,
+    account_state_payload,
+    health_bucket,
+    should_publish_state,
+    transition_events,
+)
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.records import StoredTransition
 from daemon.store.rows import CycleContext, HealthRows, breakdown_of
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import HELD_REASONS, ChainInput, Flag, Position, flag_names
+from margin.model import ChainInput, Flag, Position, flag_names
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
 
@@ -117,11 +123,7 @@ class EngineLoop:
         """Publish transitions a previous run stored but did not get to publish (it stopped
         between the commit and the publish): nothing stored is lost on the way to MQTT."""
         pending = await self.store.queries.transitions(unpublished_only=True, limit=OUTBOX_BATCH)
-        for t in pending:
-            before = AccountSignal(t.from_flags, health_bucket(None))
-            after = AccountSignal(t.to_flags, health_bucket(t.health))
-            for kind in transition_events(before, after):
-                self.publisher.event(kind, _event_payload(t, self.blocks))
+        self._announce(pending)
         if pending:
             await self.store.mark_published([t.id for t in pending])
             log.info("outbox_republished transitions=%d", len(pending))
@@ -276,12 +278,19 @@ class EngineLoop:
             flags = Flag(int(table.flags[i]))
             health = float(table.health[i])
             signal = AccountSignal(flags, health_bucket(health))
-            if self._signals.get(account) == signal:
+            if not should_publish_state(self._signals.get(account), signal):
                 continue
             self._signals[account] = signal
             self.publisher.set_account_state(
-                account, _account_payload(account, table, i, self.value_decimals, now)
+                account,
+                account_state_payload(
+                    account, table, i, value_decimals=self.value_decimals, at=now
+                ),
             )
+        self._announce(transitions)
+
+    def _announce(self, transitions: Sequence[StoredTransition]) -> None:
+        """QoS 1 events for stored transitions (``liquidatable``, ``latency_risk``, …)."""
         for t in transitions:
             before = AccountSignal(t.from_flags, health_bucket(None))
             after = AccountSignal(t.to_flags, health_bucket(t.health))
@@ -295,8 +304,9 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
     new_accounts = evaluated[evaluated >= old]
     seen = evaluated[evaluated < old]
     differs = np.zeros(len(seen), dtype=bool)
+    previous = before.columns()
     for name, column in after.columns().items():
-        prev = before.columns()[name][seen]
+        prev = previous[name][seen]
         cur = column[seen]
         if column.dtype.kind == "f":
             differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
@@ -306,32 +316,8 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
     return result
 
 
-def _money(units: float, value_decimals: int) -> str:
-    return f"{int(units) / 10**value_decimals:.{value_decimals}f}"
-
-
 def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
-
-
-def _account_payload(
-    account: str, table: HealthTable, i: int, value_decimals: int, now: float
-) -> dict[str, object]:
-    flags = Flag(int(table.flags[i]))
-    health = float(table.health[i])
-    return {
-        "account": account,
-        "health": _finite(health),
-        "health_latency": _finite(float(table.health_latency[i])),
-        "bucket": health_bucket(health).value,
-        "flags": flag_names(flags),
-        "actionable": bool(table.actionable[i]),
-        "held_reasons": flag_names(flags & HELD_REASONS),
-        "shortfall": _money(float(table.shortfall[i]), value_decimals),
-        "collateral_value": _money(float(table.collateral_value[i]), value_decimals),
-        "liability_value": _money(float(table.liability_value[i]), value_decimals),
-        "updated_at": now,
-    }
 
 
 def _event_payload(t: StoredTransition, blocks: Mapping[str, int]) -> dict[str, object]:

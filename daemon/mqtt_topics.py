@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal, NamedTuple, get_args
 
-from margin.model import AccountHealth, Flag, flag_names
+from margin.kernel import HealthTable
+from margin.model import HELD_REASONS, Flag, flag_names
 
 CRITICAL_HEALTH = 1.05  # health below this (and ≥ 1) is "critical"
 WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
@@ -70,11 +71,6 @@ class AccountSignal(NamedTuple):
     flags: Flag
     bucket: HealthBucket
 
-    @classmethod
-    def of(cls, health: AccountHealth) -> AccountSignal:
-        """The signal of an engine result."""
-        return cls(health.flags, health_bucket(health.health))
-
 
 def should_publish_state(previous: AccountSignal | None, current: AccountSignal) -> bool:
     """True when the account's flags or health bucket changed (or it was never published)."""
@@ -102,19 +98,28 @@ def transition_events(
     return tuple(events)
 
 
-def account_state_payload(health: AccountHealth, *, at: float) -> dict[str, object]:
-    """The retained per-account JSON document (the HTTP API has the full breakdown)."""
+def account_state_payload(
+    account: str, table: HealthTable, i: int, *, value_decimals: int, at: float
+) -> dict[str, object]:
+    """The retained per-account JSON document of row ``i`` of the engine's ``HealthTable``
+    (the HTTP API has the full breakdown). Money in the table is exact integer units."""
+    flags = Flag(int(table.flags[i]))
+    health = float(table.health[i])
+
+    def money(column: str) -> Decimal:
+        return Decimal(int(getattr(table, column)[i])).scaleb(-value_decimals)
+
     return {
-        "account": health.account.lower(),
-        "health": health.health,
-        "health_latency": health.health_latency,
-        "bucket": health_bucket(health.health).value,
-        "flags": flag_names(health.flags),
-        "actionable": health.actionable,
-        "held_reasons": flag_names(health.held_reasons),
-        "shortfall": health.shortfall,
-        "collateral_value": health.collateral_value,
-        "liability_value": health.liability_value,
+        "account": account.lower(),
+        "health": health,
+        "health_latency": float(table.health_latency[i]),
+        "bucket": health_bucket(health).value,
+        "flags": flag_names(flags),
+        "actionable": bool(table.actionable[i]),
+        "held_reasons": flag_names(flags & HELD_REASONS),
+        "shortfall": money("shortfall"),
+        "collateral_value": money("collateral_value"),
+        "liability_value": money("liability_value"),
         "updated_at": at,
     }
 
