@@ -20,7 +20,6 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from pydantic import SecretStr
 
@@ -38,9 +37,16 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import ChainInput, PriceInput
-from oracles.model import AssetPrice, DropReason, PriceStatus
 from oracles.sequencer import SequencerStatus
-from tests.storekit import DUSDC, USDC_ARB, WETH, account_address, book, postgres_database
+from tests.storekit import (
+    DUSDC,
+    USDC_ARB,
+    WETH,
+    account_address,
+    asset_price,
+    book,
+    postgres_database,
+)
 
 TOKEN = f"test-token-{secrets.token_hex(16)}"
 ACCOUNTS = 40
@@ -138,28 +144,6 @@ def _balances(
         for i in NOTHING_ON_ARB:
             readings[(USDC_ARB, account_address(i))] = Reading(0, at.number, at.hash)
     return BalanceUpdate(chain=chain, block=at, readings=readings)
-
-
-def asset_price(symbol: str, price: str, round_at: float) -> AssetPrice:
-    value = Decimal(price)
-    return AssetPrice(
-        symbol=symbol,
-        status=PriceStatus.OK,
-        price=value,
-        price_low=value,
-        price_high=value,
-        observed_at=round_at - 1,
-        held=False,
-        hold_reason=None,
-        used=("cl", "http"),
-        anchors=(),
-        dropped={"twap": DropReason.STALE},
-        round_price=value,
-        spread=0.001,
-        volatility=1.0,
-        pending=None,
-        round_at=round_at,
-    )
 
 
 async def fill(store: HealthStore, engine: MarginEngine) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +18,7 @@ import asyncpg
 from daemon.store.rows import HealthRows
 from margin.engine import MarginEngine
 from margin.model import ChainInput, PriceInput, Role, TokenRisk
+from oracles.model import AssetPrice, DropReason, PriceStatus
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -109,4 +111,27 @@ def book_rows(engine: MarginEngine) -> HealthRows:
     table = engine.recompute_all()
     return HealthRows.from_table(
         list(engine.accounts), table, value_decimals=engine.params.value_decimals
+    )
+
+
+def asset_price(symbol: str, price: str, round_at: float, *, volatility: float = 0.6) -> AssetPrice:
+    """An accepted (OK) oracle round of ``symbol`` at ``price``, as the store and API see it."""
+    value = Decimal(price)
+    return AssetPrice(
+        symbol=symbol,
+        status=PriceStatus.OK,
+        price=value,
+        price_low=value,
+        price_high=value,
+        observed_at=round_at - 1,
+        held=False,
+        hold_reason=None,
+        used=("cl", "http"),
+        anchors=(),
+        dropped={"twap": DropReason.STALE},
+        round_price=value,
+        spread=0.001,
+        volatility=volatility,
+        pending=None,
+        round_at=round_at,
     )

@@ -23,13 +23,13 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, balances, health_transitions
 from daemon.store.writer import HealthStore
 from margin.model import Flag, Position, PriceInput, Tier
-from oracles.model import AssetPrice, DropReason, PriceStatus
 from tests.storekit import (
     DIALECTS,
     DUSDC,
     USDC_ARB,
     WETH,
     account_address,
+    asset_price,
     book,
     book_rows,
     fresh_database,
@@ -338,28 +338,6 @@ async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
 
 
 # ---- reads ----------------------------------------------------------------------------------
-
-
-def asset_price(symbol: str, price: str, round_at: float) -> AssetPrice:
-    value = Decimal(price)
-    return AssetPrice(
-        symbol=symbol,
-        status=PriceStatus.OK,
-        price=value,
-        price_low=value,
-        price_high=value,
-        observed_at=round_at - 1,
-        held=False,
-        hold_reason=None,
-        used=("cl", "http"),
-        anchors=(),
-        dropped={"twap": DropReason.STALE},
-        round_price=value,
-        spread=0.001,
-        volatility=0.6,
-        pending=None,
-        round_at=round_at,
-    )
 
 
 async def test_liquidatable_ranking_filters_and_pages(store: HealthStore) -> None:
