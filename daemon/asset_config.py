@@ -21,11 +21,17 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Literal, Self
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from core.redaction import redact_url
+from core.redaction import fingerprint, url_authority
 from oracles import model as om
 from oracles.sources.chainlink import DEFAULT_FEED_POLL_INTERVAL_S, DEFAULT_FEED_TIMEOUT_S
 from oracles.sources.http import (
@@ -108,7 +114,21 @@ class OracleSettings(_Strict):
 
 class _SourceBase(_Strict):
     name: str | None = Field(default=None, min_length=1)
-    """How the source is shown in output; derived from kind and address/URL when absent."""
+    """How the source is shown in output; derived when absent (``AssetConfig`` fills it in),
+    never from a URL's path, query or user-info (they carry API keys)."""
+
+    def source_id(self) -> str:
+        """The configured (or filled-in) name, else ``default_id()``."""
+        return self.name or self.default_id()
+
+    def default_id(self) -> str:
+        """The id derived from what the source reads (overridden per kind)."""
+        raise NotImplementedError
+
+    def identity(self) -> str:
+        """What tells two sources of one kind apart; its fingerprint makes a shared default
+        id unique (overridden per kind)."""
+        raise NotImplementedError
 
 
 class ChainlinkSourceConfig(_SourceBase):
@@ -121,9 +141,13 @@ class ChainlinkSourceConfig(_SourceBase):
     poll_interval_s: float = Field(default=DEFAULT_FEED_POLL_INTERVAL_S, gt=0)
     timeout_s: float = Field(default=DEFAULT_FEED_TIMEOUT_S, gt=0)
 
-    def source_id(self) -> str:
-        """The configured name, or ``chainlink:<chain>:<address prefix>``."""
-        return self.name or f"chainlink:{self.chain}:{self.address[:SHORT_ADDRESS_CHARS]}"
+    def default_id(self) -> str:
+        """``chainlink:<chain>:<address prefix>``."""
+        return f"chainlink:{self.chain}:{self.address[:SHORT_ADDRESS_CHARS]}"
+
+    def identity(self) -> str:
+        """The feed: chain and address."""
+        return f"{self.chain}:{self.address}"
 
 
 class HttpSourceConfig(_SourceBase):
@@ -169,14 +193,15 @@ class HttpSourceConfig(_SourceBase):
         url = preset.url(self.url, self.pair)
         return url, preset.price_path, preset.timestamp_path, preset.timestamp_unit
 
-    def source_id(self) -> str:
-        """The configured name, ``<preset>:<pair>``, or ``http:<host:port><path>``."""
-        if self.name:
-            return self.name
+    def default_id(self) -> str:
+        """``<preset>:<pair>``, or ``http:<host[:port]>`` (never the path or query)."""
         if self.preset is not None:
             return f"{self.preset}:{self.pair}"
-        parts = urlsplit(redact_url(self.url or ""))
-        return f"http:{parts.netloc}{parts.path}"
+        return f"http:{url_authority(self.url or '') or 'invalid-url'}"
+
+    def identity(self) -> str:
+        """The URL requested (the preset applied)."""
+        return self.resolved()[0]
 
 
 class PythSourceConfig(_SourceBase):
@@ -190,9 +215,13 @@ class PythSourceConfig(_SourceBase):
     poll_interval_s: float = Field(default=DEFAULT_PYTH_POLL_INTERVAL_S, gt=0)
     timeout_s: float = Field(default=DEFAULT_PYTH_TIMEOUT_S, gt=0)
 
-    def source_id(self) -> str:
-        """The configured name, or ``pyth:<feed id prefix>``."""
-        return self.name or f"pyth:{self.feed_id[:8]}"
+    def default_id(self) -> str:
+        """``pyth:<feed id prefix>``."""
+        return f"pyth:{self.feed_id[:8]}"
+
+    def identity(self) -> str:
+        """The Hermes URL and the feed."""
+        return f"{self.url} {self.feed_id}"
 
 
 class UniswapV3TwapSourceConfig(_SourceBase):
@@ -210,9 +239,13 @@ class UniswapV3TwapSourceConfig(_SourceBase):
     poll_interval_s: float = Field(default=DEFAULT_TWAP_POLL_INTERVAL_S, gt=0)
     timeout_s: float = Field(default=DEFAULT_TWAP_TIMEOUT_S, gt=0)
 
-    def source_id(self) -> str:
-        """The configured name, or ``uniswap_v3_twap:<chain>:<address prefix>``."""
-        return self.name or f"uniswap_v3_twap:{self.chain}:{self.address[:SHORT_ADDRESS_CHARS]}"
+    def default_id(self) -> str:
+        """``uniswap_v3_twap:<chain>:<address prefix>``."""
+        return f"uniswap_v3_twap:{self.chain}:{self.address[:SHORT_ADDRESS_CHARS]}"
+
+    def identity(self) -> str:
+        """The pool: chain and address."""
+        return f"{self.chain}:{self.address}"
 
 
 SourceConfig = Annotated[
@@ -229,6 +262,24 @@ class AssetConfig(_Strict):
     """Annualized (0.5 = 50 %): the EWMA volatility estimate never goes below it."""
     oracle: OracleSettings = Field(default_factory=OracleSettings)
     sources: list[SourceConfig] = Field(min_length=1)
+
+    @field_validator("sources")
+    @classmethod
+    def _named_sources(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        """Give every unnamed source its id: a default id shared by several unnamed sources
+        (two URLs on one host) gets ``#<fingerprint>`` of what each reads. A name given in
+        the config is kept as is (a clash with it is reported by ``asset_reference_problem``)."""
+        ids = [s.default_id() for s in sources if not s.name]
+
+        def named(source: SourceConfig) -> SourceConfig:
+            if source.name:
+                return source
+            default = source.default_id()
+            if ids.count(default) > 1:
+                default = f"{default}#{fingerprint(source.identity())}"
+            return source.model_copy(update={"name": default})
+
+        return [named(s) for s in sources]
 
     def params(self) -> om.OracleParams:
         """The pure aggregation's parameters for this asset."""

@@ -26,7 +26,7 @@ from typing import TextIO
 
 from chains.rpc import RpcPool
 from core.errors import CrossmarginError
-from core.redaction import redact_url
+from core.redaction import redact_url, scrub
 from daemon.check_probes import (
     CheckStatus,
     Outcome,
@@ -204,7 +204,7 @@ async def _run_one(check: _Check, timeout_s: float, chains: _ChainAccess) -> Che
         status, detail = CheckStatus.FAIL, f"unexpected {type(exc).__name__}"
     elapsed_ms = (time.perf_counter() - started) * 1000.0
     log.info("check_done component=%s status=%s ms=%.0f", check.component, status, elapsed_ms)
-    return CheckRow(check.component, status, detail)
+    return CheckRow(check.component, status, scrub(detail))  # servers may echo a key back
 
 
 # -- output ------------------------------------------------------------------------------------

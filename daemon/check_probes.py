@@ -27,7 +27,7 @@ from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
 from core.contracts import load_artifact
 from core.errors import RpcError
-from core.redaction import redact_url
+from core.redaction import redact_url, scrub
 from daemon.asset_config import AssetConfig, SourceConfig
 from daemon.config import ChainConfig, TokenConfig
 from daemon.mqtt import BrokerAddress
@@ -214,7 +214,7 @@ async def probe_mqtt(url: str, timeout_s: float) -> Outcome:
         for secret in (broker.password, broker.username):
             if secret:
                 text = text.replace(secret, "***")
-        return CheckStatus.FAIL, f"cannot connect: {text}"
+        return CheckStatus.FAIL, f"cannot connect: {scrub(text)}"
     return CheckStatus.OK, f"connected and disconnected, {_ms_since(started)}"
 
 

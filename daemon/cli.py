@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from core.errors import ConfigError, CrossmarginError
+from core.redaction import scrub
 from daemon.config import API_DEFAULT_LISTEN, load_config
 from daemon.logs import setup_logging
 
@@ -156,10 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_prices(config, rounds=args.rounds, interval_s=args.interval, as_json=args.json)
             )
     except ConfigError as exc:
-        print(f"crossmargin: {exc}", file=sys.stderr)
+        print(f"crossmargin: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except CrossmarginError as exc:
-        print(f"crossmargin: {exc}", file=sys.stderr)
+        print(f"crossmargin: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

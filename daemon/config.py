@@ -378,7 +378,11 @@ def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, data) from None
-    return _with_database_url(config, base_dir)
+    config = _with_database_url(config, base_dir)
+    from daemon.config_secrets import register_config_secrets
+
+    register_config_secrets(config)  # from now on, shown text is scrubbed of them
+    return config
 
 
 def _with_database_url(config: Config, base_dir: Path | None) -> Config:

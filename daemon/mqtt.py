@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from core.lifecycle import AsyncResource
-from core.redaction import redact_url
+from core.redaction import redact_url, scrub
 from daemon.config import MQTT_DEFAULT_PORTS, MqttConfig
 from daemon.mqtt_outbox import Message, Outbox
 from daemon.mqtt_topics import STATUS_OFFLINE, STATUS_ONLINE, EventKind, Topics, encode_json
@@ -318,7 +318,7 @@ class MqttPublisher(AsyncResource):
         for secret in (broker.password, broker.username) if broker else ():
             if secret:
                 text = text.replace(secret, "***")
-        return text
+        return scrub(text)
 
 
 async def _watch_connection(client: aiomqtt.Client) -> None:

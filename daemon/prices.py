@@ -22,6 +22,7 @@ from typing import TextIO
 
 from chains.rpc import RpcPool
 from core.errors import ConfigError
+from core.redaction import scrub
 from daemon.asset_config import (
     AssetConfig,
     ChainlinkSourceConfig,
@@ -194,7 +195,7 @@ def plain(value: Decimal | None) -> str | None:
 def price_row(index: int, price: AssetPrice, oracle: OracleService) -> dict[str, object]:
     """The JSON line of one asset in one round."""
     details = {
-        source: detail
+        source: scrub(detail)
         for source in price.dropped
         if (detail := oracle.latest_quote(price.symbol, source).detail)
     }
@@ -225,7 +226,7 @@ def sequencer_row(index: int, reading: SequencerReading, now: float) -> dict[str
         "chain": reading.chain,
         "sequencer": str(reading.status(now)),
         "started_at": reading.started_at,
-        "detail": reading.detail,
+        "detail": scrub(reading.detail),
     }
 
 
@@ -250,10 +251,10 @@ def print_round(
     for price in prices.values():
         out.write(f"  {_table_line(price, now)}\n")
         for source, why in price.dropped.items():
-            detail = oracle.latest_quote(price.symbol, source).detail
+            detail = scrub(oracle.latest_quote(price.symbol, source).detail)
             out.write(f"      dropped {source} {why}{f': {detail}' if detail else ''}\n")
     for reading in oracle.sequencers.values():
-        detail = f" ({reading.detail})" if reading.detail else ""
+        detail = f" ({scrub(reading.detail)})" if reading.detail else ""
         out.write(f"  chain {reading.chain} sequencer {reading.status(now)}{detail}\n")
     out.flush()
 

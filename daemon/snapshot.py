@@ -14,6 +14,7 @@ from chains.watcher import ChainWatcher, Reading
 from core.amounts import format_units
 from core.contracts import load_artifact
 from core.errors import CrossmarginError
+from core.redaction import scrub
 from daemon.config import ChainConfig, Config
 
 
@@ -57,7 +58,7 @@ async def snapshot_chain(config: Config, chain: ChainConfig) -> ChainSnapshot:
             await watcher.sweep(block)
             return ChainSnapshot(chain, assets, block=block, watcher=watcher, error=None)
     except CrossmarginError as exc:
-        return ChainSnapshot(chain, assets, block=None, watcher=None, error=str(exc))
+        return ChainSnapshot(chain, assets, block=None, watcher=None, error=scrub(str(exc)))
 
 
 async def take_snapshot(config: Config) -> list[ChainSnapshot]:

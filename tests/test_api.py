@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from chains.rpc_endpoint import EndpointState, EndpointStatus
 from core.errors import ConfigError
+from core.redaction import redact_url
 from daemon.api.view import price_document
 from daemon.config import ApiConfig, load_config
 from daemon.metrics import Metrics, flag_counts
@@ -249,7 +250,8 @@ async def test_chains_show_redacted_endpoints(api: RunningApi, http: aiohttp.Cli
     eth, arb = chains
     assert (eth["head"], eth["last_read_block"], eth["lag_s"]) == (ETH_BLOCK + 2, ETH_BLOCK, 3.5)
     assert (eth["sequencer"], arb["sequencer"]) == (None, "DOWN")
-    assert eth["endpoints"][0]["url"] == "https://eth.rpc.example/v2/***"
+    assert eth["endpoints"][0]["url"] == redact_url(RPC_KEY_URL)
+    assert eth["endpoints"][0]["url"].startswith("https://eth.rpc.example/…#")
     assert eth["endpoints"][0]["state"] == "healthy"
     text = json.dumps(chains)
     assert RPC_KEY_URL.rsplit("/", 1)[1] not in text
@@ -266,7 +268,7 @@ async def test_health_and_readiness(api: RunningApi, http: aiohttp.ClientSession
 
 async def test_metrics_endpoint(api: RunningApi, http: aiohttp.ClientSession) -> None:
     endpoint = EndpointStatus(
-        url="https://eth.rpc.example/v2/***",
+        url=redact_url(RPC_KEY_URL),
         state=EndpointState.HEALTHY,
         consecutive_failures=0,
         parked_remaining_s=0.0,
@@ -307,7 +309,7 @@ async def test_metrics_endpoint(api: RunningApi, http: aiohttp.ClientSession) ->
     ):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     assert (
-        'crossmargin_rpc_requests_total{chain="eth",endpoint="https://eth.rpc.example/v2/***"} 7.0'
+        f'crossmargin_rpc_requests_total{{chain="eth",endpoint="{redact_url(RPC_KEY_URL)}"}} 7.0'
         in text
     )
     assert 'crossmargin_oracle_status{asset="ETH",status="OK"} 1.0' in text

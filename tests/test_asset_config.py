@@ -72,7 +72,7 @@ def test_the_issue_example_loads_with_presets_resolved(tmp_path: Path) -> None:
     )
     assert [s.source_id() for s in eth.sources] == [
         "chainlink:mainnet:0x5f4ec3df",
-        "http:127.0.0.1:9001/eth",
+        "http:127.0.0.1:9001",
         "coinbase:ETH-USD",
         "binance:ETHUSDT",
         "pyth:ff61491a",

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from core.redaction import redact_url
 from daemon.check import CheckRow, CheckStatus, print_rows, run_checks
 from daemon.check_probes import probe_database
 from daemon.config import parse_config
@@ -111,8 +112,9 @@ async def test_all_green_exits_0_with_one_ok_row_per_component(
         "asset ETH source feed",
         "asset ETH source coinbase",
         f"database {shown_url(db_url)}",
-        f"mqtt broker mqtt://***@{SYSTEM_BROKER}",
+        f"mqtt broker {redact_url(f'mqtt://checker:{MQTT_PASSWORD}@{SYSTEM_BROKER}')}",
     ]
+    assert list(details)[-1].startswith(f"mqtt broker mqtt://{SYSTEM_BROKER}/…#")
     assert details["config"] == "1 chain(s), 1 token(s), 1 asset(s)"
     assert details[f"chain a rpc {dev_a.url}"].startswith(f"chain id {dev_a.chain_id}, head ")
     assert details[f"chain a token T {token.lower()}"] == "code present, decimals 6 (as configured)"
@@ -150,7 +152,9 @@ async def test_each_failure_is_its_own_row_and_exits_1(
 
     row = by_component(rows)
     assert [r.status for r in rows].count(CheckStatus.FAIL) == 8
-    shown_closed = closed.replace(API_KEY, "***")
+    shown_closed = redact_url(closed)
+    assert API_KEY not in shown_closed
+    assert shown_closed.startswith("http://127.0.0.1:")
     assert row[f"chain a rpc {shown_closed}"].status is CheckStatus.FAIL
     assert "connection failed" in row[f"chain a rpc {shown_closed}"].detail
     assert row[f"chain a rpc {dev_a.url}"].status is CheckStatus.OK  # its neighbour is fine

@@ -1,4 +1,5 @@
-"""Table tests of the shared pieces: URL redaction and exact amount formatting."""
+"""Table tests of the shared pieces: exact amount formatting and the error hierarchy
+(URL redaction: ``tests/test_redaction.py``)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,6 @@ import pytest
 
 from core.amounts import format_units
 from core.errors import ConfigError, CrossmarginError, NonRetryableError
-from core.redaction import redact_url
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-        (
-            "https://eth-mainnet.g.alchemy.com/v2/AbCdEf0123456789xyzKEY",
-            "https://eth-mainnet.g.alchemy.com/v2/***",
-        ),
-        ("https://user:pass@rpc.example.org/", "https://***@rpc.example.org/"),
-        ("https://rpc.example.org/?apikey=secret123", "https://rpc.example.org/?apikey=***"),
-        ("wss://mainnet.infura.io/ws/v3/0123456789abcdef0123", "wss://mainnet.infura.io/ws/v3/***"),
-    ],
-)
-def test_redact_url_hides_keys_keeps_host(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.redaction import scrub
 from daemon.api import params
 from daemon.api.auth import require_bearer
 from daemon.api.errors import (
@@ -163,7 +164,7 @@ class KeeperRoutes:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """Readiness: 503 with the reasons until every chain and asset was read once."""
-        reasons = list(self.view.readiness())
+        reasons = [scrub(reason) for reason in self.view.readiness()]  # may quote errors
         return json_response(
             {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
         )

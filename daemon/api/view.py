@@ -15,6 +15,7 @@ from typing import Protocol
 
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
+from core.redaction import scrub_optional
 from daemon.store.records import StoredPrice
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
@@ -52,7 +53,7 @@ def endpoint_document(endpoint: EndpointStatus) -> dict[str, object]:
         "requests": endpoint.requests,
         "errors": endpoint.errors,
         "chain_id_verified": endpoint.chain_id_verified,
-        "last_error": endpoint.last_error,
+        "last_error": scrub_optional(endpoint.last_error),
     }
 
 
@@ -80,7 +81,7 @@ def chain_document(
         "accounts": status.accounts,
         "holdings": status.holdings,
         "failed_reads": status.failed_reads,
-        "last_error": status.last_error,
+        "last_error": scrub_optional(status.last_error),
         "endpoints": [
             endpoint_document(e) for e in status.endpoints if isinstance(e, EndpointStatus)
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.errors import NonRetryableError, RetryableError
+from core.redaction import scrub
 from daemon.store.urls import shown_url
 
 
@@ -11,8 +12,8 @@ class StoreUnavailable(RetryableError):
 
     def __init__(self, url: str, problem: str) -> None:
         self.url = shown_url(url)
-        self.problem = problem
-        super().__init__(f"database {self.url} unreachable: {problem}")
+        self.problem = scrub(problem)  # driver messages name users, databases, hosts
+        super().__init__(f"database {self.url} unreachable: {self.problem}")
 
 
 class SchemaNotCurrent(NonRetryableError):
@@ -34,4 +35,4 @@ class MigrationFailed(NonRetryableError):
 
     def __init__(self, url: str, problem: str) -> None:
         self.url = shown_url(url)
-        super().__init__(f"migrating {self.url} failed: {problem}")
+        super().__init__(f"migrating {self.url} failed: {scrub(problem)}")

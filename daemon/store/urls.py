@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.redaction import redact_url
+
 DEFAULT_SQLITE_FILE = "crossmargin.sqlite3"
 POSTGRES_SCHEME = "postgresql+asyncpg"
 SQLITE_SCHEME = "sqlite+aiosqlite"
@@ -45,13 +47,7 @@ def dialect_of(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` as it may appear in messages and logs: secrets hidden.
-
-    A SQLite URL holds a file path and no credentials; it is shown as is, because
-    ``core.redaction.redact_url`` would drop the empty authority of ``sqlite:///path``.
-    """
-    if url.startswith(("sqlite", SQLITE_SCHEME)):
-        return url
-    from core.redaction import redact_url
-
+    """``url`` as it may appear in messages and logs: scheme, host and port, plus a
+    fingerprint of the rest (``core.redaction.redact_url``). A SQLite URL holds a file path
+    and no credentials; it is shown as is."""
     return redact_url(url)

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from core.lifecycle import AsyncResource
-from core.redaction import redact_url
+from core.redaction import redact_url, scrub
 from oracles.model import DropReason
 from oracles.sources.base import SourceFault
 
@@ -124,7 +124,7 @@ class JsonHttpClient(AsyncResource):
             data = json.loads(body, parse_float=Decimal, parse_constant=Decimal)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             snippet = body[:SNIPPET_CHARS].decode("utf-8", "replace")
-            snippet = "".join(ch for ch in snippet if ch.isprintable())
+            snippet = scrub("".join(ch for ch in snippet if ch.isprintable()))  # echoed keys
             raise SourceFault(
                 DropReason.MALFORMED, f"{redact_url(url)}: not JSON ({content_type}: {snippet!r})"
             ) from None
