@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import TextIO
 
 from chains.rpc import RpcPool
-from core.errors import ConfigError
+from core.errors import ConfigError, OracleStateInvalid
 from daemon.asset_config import (
     AssetConfig,
     ChainlinkSourceConfig,
@@ -31,7 +32,8 @@ from daemon.asset_config import (
     UniswapV3TwapSourceConfig,
 )
 from daemon.config import Config
-from oracles.model import AssetPrice, PriceStatus
+from oracles.model import AggregatorState, AssetPrice, PriceStatus
+from oracles.resume import state_from_json
 from oracles.service import AssetFeeds, OracleService
 from oracles.sources.base import PriceSource, RpcRequester
 from oracles.sources.chainlink import ChainlinkFeed, SequencerReading, SequencerUptimeFeed
@@ -39,6 +41,8 @@ from oracles.sources.http import HttpPriceSource, parse_path
 from oracles.sources.httpclient import JsonHttpClient
 from oracles.sources.pyth import PythSource
 from oracles.sources.twap import UniswapV3TwapSource
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_NOT_OK = 3  # some asset's price is not OK (held, stale, tripped or missing)
@@ -113,8 +117,41 @@ def oracle_chains(config: Config) -> list[str]:
     return [c.name for c in config.chains if c.name in used or c.sequencer_uptime_feed]
 
 
-def build_oracle_service(config: Config, pools: dict[str, RpcRequester]) -> OracleService:
-    """An ``OracleService`` for every configured asset and sequencer feed (not started)."""
+def resumed_states(config: Config, documents: Mapping[str, object]) -> dict[str, AggregatorState]:
+    """The stored oracle state of every configured asset that has a readable one.
+
+    A document of an unknown version or shape is logged and skipped: that asset starts fresh
+    (as on a first start) rather than keeping the daemon from starting.
+    """
+    configured = {asset.symbol for asset in config.assets}
+    states: dict[str, AggregatorState] = {}
+    for symbol, document in documents.items():
+        if symbol not in configured:
+            continue
+        try:
+            states[symbol] = state_from_json(document)
+        except OracleStateInvalid as exc:
+            log.warning("oracle.state_discarded asset=%s reason=%s", symbol, exc)
+            continue
+        state = states[symbol]
+        log.info(
+            "oracle.state_resumed asset=%s status=%s price=%s pending_confirmations=%s",
+            symbol,
+            state.status,
+            None if state.last_good is None else plain(state.last_good.price),
+            None if state.pending is None else state.pending.confirmations,
+        )
+    return states
+
+
+def build_oracle_service(
+    config: Config,
+    pools: dict[str, RpcRequester],
+    *,
+    resume: Mapping[str, AggregatorState] | None = None,
+) -> OracleService:
+    """An ``OracleService`` for every configured asset and sequencer feed (not started);
+    ``resume`` is the state each asset's aggregator stopped with (``resumed_states``)."""
     polling = config.oracle_polling
     http = JsonHttpClient(max_connections=polling.max_concurrency)
 
@@ -139,6 +176,7 @@ def build_oracle_service(config: Config, pools: dict[str, RpcRequester]) -> Orac
         http=http,
         max_concurrency=polling.max_concurrency,
         round_interval_s=polling.round_interval_s,
+        resume=resume,
     )
 
 

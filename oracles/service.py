@@ -30,7 +30,14 @@ from dataclasses import dataclass
 
 from core.lifecycle import AsyncResource
 from oracles.aggregate import AssetAggregator
-from oracles.model import AssetPrice, DropReason, OracleParams, PriceStatus, SourceQuote
+from oracles.model import (
+    AggregatorState,
+    AssetPrice,
+    DropReason,
+    OracleParams,
+    PriceStatus,
+    SourceQuote,
+)
 from oracles.sequencer import SequencerStatus
 from oracles.sources.base import PriceSource
 from oracles.sources.chainlink import SequencerReading, SequencerUptimeFeed
@@ -57,6 +64,8 @@ class OracleService(AsyncResource):
 
     ``http`` is the client the HTTP/Pyth sources were built with: the service starts and
     closes it. ``clock`` gives the round time (unix s) when a caller passes no ``now``.
+    ``resume`` maps a symbol to the state its aggregator stopped with (``AssetPrice.resume``
+    of the last stored round): the breaker, last good price and volatility carry on.
     """
 
     def __init__(
@@ -68,6 +77,7 @@ class OracleService(AsyncResource):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         round_interval_s: float = DEFAULT_ROUND_INTERVAL_S,
         clock: Callable[[], float] = time.time,
+        resume: Mapping[str, AggregatorState] | None = None,
     ) -> None:
         if max_concurrency < 1 or round_interval_s <= 0:
             raise ValueError("max_concurrency must be >= 1 and round_interval_s > 0")
@@ -78,8 +88,10 @@ class OracleService(AsyncResource):
             ids = [s.source_id for s in asset.sources]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"asset {asset.symbol}: source ids must be unique")
+        resumed = resume or {}
         self._aggregators = {
-            a.symbol: AssetAggregator(symbol=a.symbol, params=a.params) for a in assets
+            a.symbol: AssetAggregator(symbol=a.symbol, params=a.params, state=resumed.get(a.symbol))
+            for a in assets
         }
         self._latest: dict[tuple[str, str], SourceQuote] = {
             (a.symbol, s.source_id): SourceQuote.failed(
@@ -91,7 +103,11 @@ class OracleService(AsyncResource):
         self._sequencer_feeds = {feed.chain: feed for feed in sequencers}
         self._sequencers: dict[str, SequencerReading] = {}
         self._failing: dict[tuple[str, str], DropReason] = {}
-        self._status: dict[str, PriceStatus] = {}
+        self._status: dict[str, PriceStatus] = {
+            symbol: state.status
+            for symbol, state in resumed.items()
+            if symbol in self._assets and state.status is not None
+        }
         self._http = http
         self._limit = asyncio.Semaphore(max_concurrency)
         self._round_interval_s = round_interval_s
@@ -117,7 +133,7 @@ class OracleService(AsyncResource):
         return list(self._assets)
 
     def aggregator(self, symbol: str) -> AssetAggregator:
-        """The aggregator of ``symbol`` (its ``last_good``/``volatility_state`` persist)."""
+        """The aggregator of ``symbol`` (its ``state`` is what a restart resumes from)."""
         return self._aggregators[symbol]
 
     def latest_quote(self, symbol: str, source_id: str) -> SourceQuote:
