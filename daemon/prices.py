@@ -165,6 +165,7 @@ def build_oracle_service(
             address=chain.sequencer_uptime_feed,
             rpc=pools[chain.name],
             grace_period_s=chain.sequencer_grace_period_s,
+            poll_interval_s=chain.sequencer_poll_interval_s,
             timeout_s=chain.request_timeout_s,
         )
         for chain in config.chains
@@ -234,7 +235,7 @@ def price_row(index: int, price: AssetPrice, oracle: OracleService) -> dict[str,
     details = {
         source: detail
         for source in price.dropped
-        if (detail := oracle.latest_quote(price.symbol, source).detail)
+        if (detail := oracle.round_quote(price.symbol, source).detail)
     }
     return {
         "round": index,
@@ -288,7 +289,7 @@ def print_round(
     for price in prices.values():
         out.write(f"  {_table_line(price, now)}\n")
         for source, why in price.dropped.items():
-            detail = oracle.latest_quote(price.symbol, source).detail
+            detail = oracle.round_quote(price.symbol, source).detail
             out.write(f"      dropped {source} {why}{f': {detail}' if detail else ''}\n")
     for reading in oracle.sequencers.values():
         detail = f" ({reading.detail})" if reading.detail else ""

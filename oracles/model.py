@@ -101,10 +101,20 @@ class DropReason(enum.StrEnum):
     NO_QUORUM = "no_quorum"
     ANCHOR_VETO = "anchor_veto"
     JUMP_UNCONFIRMED = "jump_unconfirmed"
+    # the source's chain is not trusted (oracles.service): an L2 whose sequencer is down, in
+    # its grace period, or not confirmed up since the quote was read
+    SEQUENCER_DOWN = "sequencer_down"
 
 
 #: The reasons a poller may put on a failed quote; the others are decided by the pure code.
-FETCH_FAILURES = frozenset({DropReason.REVERTED, DropReason.FETCH_FAILED, DropReason.MALFORMED})
+FETCH_FAILURES = frozenset(
+    {
+        DropReason.REVERTED,
+        DropReason.FETCH_FAILED,
+        DropReason.MALFORMED,
+        DropReason.SEQUENCER_DOWN,
+    }
+)
 
 
 class PriceStatus(enum.StrEnum):
