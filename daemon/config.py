@@ -37,7 +37,6 @@ from daemon.asset_config import (
     asset_reference_problem,
 )
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
-from oracles.sources.chainlink import DEFAULT_SEQUENCER_POLL_INTERVAL_S
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -89,9 +88,7 @@ class ChainConfig(_Strict):
     multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
     sequencer_uptime_feed: Address | None = None
     sequencer_grace_period_s: float = Field(default=3600.0, ge=0)
-    sequencer_poll_interval_s: float = Field(
-        default=DEFAULT_SEQUENCER_POLL_INTERVAL_S, gt=0, allow_inf_nan=False
-    )
+    sequencer_poll_interval_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
     """Uptime feed polling period: bounds how long accounts on the chain stay actionable
     after the sequencer goes down (its own prices are dropped at once, see the README)."""
 
