@@ -139,3 +139,8 @@ class TokenSetupError(NonRetryableError):
         self.chain = chain
         self.token = token
         super().__init__(f"chain {chain} token {token}: {problem}")
+
+
+class OracleStateInvalid(NonRetryableError):
+    """A stored oracle state document has an unknown version or shape (see ``oracles.resume``);
+    the asset starts fresh instead."""

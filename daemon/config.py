@@ -88,6 +88,9 @@ class ChainConfig(_Strict):
     multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
     sequencer_uptime_feed: Address | None = None
     sequencer_grace_period_s: float = Field(default=3600.0, ge=0)
+    sequencer_poll_interval_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    """Uptime feed polling period: bounds how long accounts on the chain stay actionable
+    after the sequencer goes down (its own prices are dropped at once, see the README)."""
 
     @field_validator("rpc_urls")
     @classmethod

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import TextIO
 
 from chains.rpc import RpcPool
-from core.errors import ConfigError
+from core.errors import ConfigError, OracleStateInvalid
 from core.redaction import scrub
 from daemon.asset_config import (
     AssetConfig,
@@ -32,7 +33,8 @@ from daemon.asset_config import (
     UniswapV3TwapSourceConfig,
 )
 from daemon.config import Config
-from oracles.model import AssetPrice, PriceStatus
+from oracles.model import AggregatorState, AssetPrice, PriceStatus
+from oracles.resume import state_from_json
 from oracles.service import AssetFeeds, OracleService
 from oracles.sources.base import PriceSource, RpcRequester
 from oracles.sources.chainlink import ChainlinkFeed, SequencerReading, SequencerUptimeFeed
@@ -40,6 +42,8 @@ from oracles.sources.http import HttpPriceSource, parse_path
 from oracles.sources.httpclient import JsonHttpClient
 from oracles.sources.pyth import PythSource
 from oracles.sources.twap import UniswapV3TwapSource
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_NOT_OK = 3  # some asset's price is not OK (held, stale, tripped or missing)
@@ -114,8 +118,41 @@ def oracle_chains(config: Config) -> list[str]:
     return [c.name for c in config.chains if c.name in used or c.sequencer_uptime_feed]
 
 
-def build_oracle_service(config: Config, pools: dict[str, RpcRequester]) -> OracleService:
-    """An ``OracleService`` for every configured asset and sequencer feed (not started)."""
+def resumed_states(config: Config, documents: Mapping[str, object]) -> dict[str, AggregatorState]:
+    """The stored oracle state of every configured asset that has a readable one.
+
+    A document of an unknown version or shape is logged and skipped: that asset starts fresh
+    (as on a first start) rather than keeping the daemon from starting.
+    """
+    configured = {asset.symbol for asset in config.assets}
+    states: dict[str, AggregatorState] = {}
+    for symbol, document in documents.items():
+        if symbol not in configured:
+            continue
+        try:
+            states[symbol] = state_from_json(document)
+        except OracleStateInvalid as exc:
+            log.warning("oracle.state_discarded asset=%s reason=%s", symbol, exc)
+            continue
+        state = states[symbol]
+        log.info(
+            "oracle.state_resumed asset=%s status=%s price=%s pending_confirmations=%s",
+            symbol,
+            state.status,
+            None if state.last_good is None else plain(state.last_good.price),
+            None if state.pending is None else state.pending.confirmations,
+        )
+    return states
+
+
+def build_oracle_service(
+    config: Config,
+    pools: dict[str, RpcRequester],
+    *,
+    resume: Mapping[str, AggregatorState] | None = None,
+) -> OracleService:
+    """An ``OracleService`` for every configured asset and sequencer feed (not started);
+    ``resume`` is the state each asset's aggregator stopped with (``resumed_states``)."""
     polling = config.oracle_polling
     http = JsonHttpClient(max_connections=polling.max_concurrency)
 
@@ -129,6 +166,7 @@ def build_oracle_service(config: Config, pools: dict[str, RpcRequester]) -> Orac
             address=chain.sequencer_uptime_feed,
             rpc=pools[chain.name],
             grace_period_s=chain.sequencer_grace_period_s,
+            poll_interval_s=chain.sequencer_poll_interval_s,
             timeout_s=chain.request_timeout_s,
         )
         for chain in config.chains
@@ -140,6 +178,7 @@ def build_oracle_service(config: Config, pools: dict[str, RpcRequester]) -> Orac
         http=http,
         max_concurrency=polling.max_concurrency,
         round_interval_s=polling.round_interval_s,
+        resume=resume,
     )
 
 
@@ -197,7 +236,7 @@ def price_row(index: int, price: AssetPrice, oracle: OracleService) -> dict[str,
     details = {
         source: scrub(detail)
         for source in price.dropped
-        if (detail := oracle.latest_quote(price.symbol, source).detail)
+        if (detail := oracle.round_quote(price.symbol, source).detail)
     }
     return {
         "round": index,
@@ -251,7 +290,7 @@ def print_round(
     for price in prices.values():
         out.write(f"  {_table_line(price, now)}\n")
         for source, why in price.dropped.items():
-            detail = scrub(oracle.latest_quote(price.symbol, source).detail)
+            detail = scrub(oracle.round_quote(price.symbol, source).detail)
             out.write(f"      dropped {source} {why}{f': {detail}' if detail else ''}\n")
     for reading in oracle.sequencers.values():
         detail = f" ({scrub(reading.detail)})" if reading.detail else ""

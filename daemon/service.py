@@ -28,7 +28,7 @@ from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, Pric
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt import MqttPublisher
-from daemon.prices import build_oracle_service
+from daemon.prices import build_oracle_service, resumed_states
 from daemon.risk_inputs import chain_input, engine_params, token_risks, watcher_tokens
 from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
@@ -129,8 +129,10 @@ class Daemon:
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
+            # The breaker, last good prices and volatility resume where they stopped.
+            resume = resumed_states(config, state.oracle_states)
             self.oracle = await stack.enter_async_context(
-                build_oracle_service(config, dict(self.pools))
+                build_oracle_service(config, dict(self.pools), resume=resume)
             )
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
             self.loop = self._engine_loop(store, publisher, state)

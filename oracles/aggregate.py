@@ -37,7 +37,13 @@ its confidence band and ``observed_at``) is held, or ``None`` if there never was
 
 Recovery needs no restart: the first round that meets the conditions again is ``OK`` (after
 ``confirm_rounds`` rounds if the price moved more than ``max_jump`` meanwhile). The very first
-price has nothing to jump from and is accepted on quorum alone (``last_good`` restores one).
+price has nothing to jump from and is accepted on quorum alone.
+
+**Restart.** ``AssetAggregator.state`` (also carried on every ``AssetPrice`` as ``resume``)
+is everything the rules above read from earlier rounds: the last good price, the pending jump
+with its confirmations and the newest evidence counted, and the volatility estimator. An
+aggregator built with ``state=`` that snapshot decides every later round exactly as the one
+that took it: a restart during a trip stays tripped until the sources confirm the move.
 
 Accepted prices feed the EWMA volatility (at the round time). The accepted price's
 ``observed_at`` is the *oldest* timestamp among the sources used, so its age is never
@@ -55,6 +61,7 @@ from decimal import ROUND_CEILING, Context, Decimal
 from oracles.model import (
     EXACT,
     AcceptedPrice,
+    AggregatorState,
     AssetPrice,
     DropReason,
     HoldReason,
@@ -99,9 +106,8 @@ def _seen_at(quote: SourceQuote) -> float:
 class AssetAggregator:
     """Aggregates one asset's sources round after round, holding the breaker state.
 
-    ``last_good`` and ``volatility`` restore what a previous process persisted
-    (``AcceptedPrice`` and ``VolatilityState``); a pending jump is deliberately not restored:
-    it must be confirmed again by fresh rounds.
+    ``state`` resumes what a previous process persisted (``AssetPrice.resume`` of its last
+    stored round): last good price, pending jump and volatility, as if it had never stopped.
     """
 
     def __init__(
@@ -109,21 +115,22 @@ class AssetAggregator:
         *,
         symbol: str,
         params: OracleParams,
-        last_good: AcceptedPrice | None = None,
-        volatility: VolatilityState | None = None,
+        state: AggregatorState | None = None,
     ) -> None:
+        resumed = state or AggregatorState()
         self._symbol = symbol
         self._params = params
         self._max_deviation = ratio(params.max_deviation)
         self._max_jump = ratio(params.max_jump)
         self._anchor_tolerance = ratio(params.anchor_tolerance)
-        self._last_good = last_good
-        self._pending: PendingJump | None = None
+        self._last_good = resumed.last_good
+        self._pending = resumed.pending
+        self._status = resumed.status
         self._volatility = EwmaVolatility(
             lambda_=params.ewma_lambda,
             floor=params.volatility_floor,
             interval_s=params.ewma_interval_s,
-            state=volatility,
+            state=resumed.volatility,
         )
 
     @property
@@ -138,8 +145,18 @@ class AssetAggregator:
 
     @property
     def volatility_state(self) -> VolatilityState:
-        """The volatility estimator's state (persist it to resume after a restart)."""
+        """The volatility estimator's state."""
         return self._volatility.state
+
+    @property
+    def state(self) -> AggregatorState:
+        """Everything later rounds depend on (persist it; pass it back as ``state=``)."""
+        return AggregatorState(
+            last_good=self._last_good,
+            pending=self._pending,
+            volatility=self._volatility.state,
+            status=self._status,
+        )
 
     def round(self, quotes: Iterable[SourceQuote], now: float) -> AssetPrice:
         """Run one round over every source's quote for this asset at ``now`` (unix s)."""
@@ -172,9 +189,10 @@ class AssetAggregator:
             for quote in agreeing:
                 dropped[quote.source_id] = _DROP_OF_HOLD[hold]
             shown, used = self._last_good, ()
+        self._status = PriceStatus.OK if hold is None else _STATUS_OF_HOLD[hold]
         return AssetPrice(
             symbol=self._symbol,
-            status=PriceStatus.OK if hold is None else _STATUS_OF_HOLD[hold],
+            status=self._status,
             price=None if shown is None else shown.price,
             price_low=None if shown is None else shown.price_low,
             price_high=None if shown is None else shown.price_high,
@@ -189,6 +207,7 @@ class AssetAggregator:
             volatility=self._volatility.annualized,
             pending=self._pending,
             round_at=now,
+            resume=self.state,
         )
 
     def _agree(

@@ -29,7 +29,7 @@ from decimal import (
     Overflow,
 )
 
-from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
+from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA, VolatilityState
 
 DEFAULT_MIN_SOURCES = 2
 DEFAULT_MAX_DEVIATION = 0.02  # fraction of the median
@@ -101,10 +101,20 @@ class DropReason(enum.StrEnum):
     NO_QUORUM = "no_quorum"
     ANCHOR_VETO = "anchor_veto"
     JUMP_UNCONFIRMED = "jump_unconfirmed"
+    # the source's chain is not trusted (oracles.service): an L2 whose sequencer is down, in
+    # its grace period, or not confirmed up since the quote was read
+    SEQUENCER_DOWN = "sequencer_down"
 
 
 #: The reasons a poller may put on a failed quote; the others are decided by the pure code.
-FETCH_FAILURES = frozenset({DropReason.REVERTED, DropReason.FETCH_FAILED, DropReason.MALFORMED})
+FETCH_FAILURES = frozenset(
+    {
+        DropReason.REVERTED,
+        DropReason.FETCH_FAILED,
+        DropReason.MALFORMED,
+        DropReason.SEQUENCER_DOWN,
+    }
+)
 
 
 class PriceStatus(enum.StrEnum):
@@ -280,6 +290,23 @@ class PendingJump:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AggregatorState:
+    """Everything an ``AssetAggregator`` carries from one round to the next.
+
+    Persisted after every round (``oracles.resume`` turns it into JSON) and passed back as
+    ``state=`` on restart, so a restarted aggregator decides exactly as one that never
+    stopped: a jump pending before the restart keeps its confirmations, a tripped breaker
+    stays tripped. ``status`` is the last round's status (for logs and operators; the rules
+    never read it).
+    """
+
+    last_good: AcceptedPrice | None = None
+    pending: PendingJump | None = None
+    volatility: VolatilityState | None = None
+    status: PriceStatus | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AssetPrice:
     """The outcome of one round for one asset.
 
@@ -305,3 +332,4 @@ class AssetPrice:
     volatility: float  # annualized, never below the floor
     pending: PendingJump | None
     round_at: float
+    resume: AggregatorState | None = None  # the aggregator's state after this round (persist it)

@@ -10,12 +10,17 @@ Two ways to use it:
   now (bounded concurrency, each fetch cut off at its source's ``timeout_s``), then aggregates;
 - **long-running** (the daemon): ``async for prices in service.rounds():`` does one such fresh
   round, then starts one poller task per source (each on its own ``poll_interval_s``) and
-  per sequencer feed, and yields a round over the latest quotes every ``round_interval_s``.
+  per sequencer feed (each on its chain's ``sequencer_poll_interval_s``), and yields a round
+  over the latest quotes every ``round_interval_s``.
 
 Either way one failing or hung source never stalls the others: each fetch runs under its own
 timeout, holding one of ``max_concurrency`` slots at most that long, and any fault of a source
 becomes a failed quote (with its reason) instead of an exception. A source's latest result is
 what a round sees: after a failure that is the failure, until the next successful fetch.
+
+A source on an L2 with a sequencer-uptime feed (``chain:`` in its config) is trusted only
+while that sequencer is up and was confirmed up *after* the quote was read; otherwise its
+quote is dropped as ``SEQUENCER_DOWN`` (``oracles.sequencer_gate``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,16 @@ from dataclasses import dataclass
 
 from core.lifecycle import AsyncResource
 from oracles.aggregate import AssetAggregator
-from oracles.model import AssetPrice, DropReason, OracleParams, PriceStatus, SourceQuote
+from oracles.model import (
+    AggregatorState,
+    AssetPrice,
+    DropReason,
+    OracleParams,
+    PriceStatus,
+    SourceQuote,
+)
 from oracles.sequencer import SequencerStatus
+from oracles.sequencer_gate import SequencerGate
 from oracles.sources.base import PriceSource
 from oracles.sources.chainlink import SequencerReading, SequencerUptimeFeed
 from oracles.sources.httpclient import JsonHttpClient
@@ -41,6 +54,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENCY = 32  # fetches in flight at once, over all sources
 DEFAULT_ROUND_INTERVAL_S = 5.0  # long-running mode: seconds between two rounds
 NOT_POLLED = "not fetched yet"
+
+
+def source_chain(source: PriceSource) -> str | None:
+    """The chain an on-chain source reads (its ``chain:``), ``None`` for off-chain sources."""
+    chain = getattr(source, "chain", None)
+    return chain if isinstance(chain, str) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +76,8 @@ class OracleService(AsyncResource):
 
     ``http`` is the client the HTTP/Pyth sources were built with: the service starts and
     closes it. ``clock`` gives the round time (unix s) when a caller passes no ``now``.
+    ``resume`` maps a symbol to the state its aggregator stopped with (``AssetPrice.resume``
+    of the last stored round): the breaker, last good price and volatility carry on.
     """
 
     def __init__(
@@ -68,6 +89,7 @@ class OracleService(AsyncResource):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         round_interval_s: float = DEFAULT_ROUND_INTERVAL_S,
         clock: Callable[[], float] = time.time,
+        resume: Mapping[str, AggregatorState] | None = None,
     ) -> None:
         if max_concurrency < 1 or round_interval_s <= 0:
             raise ValueError("max_concurrency must be >= 1 and round_interval_s > 0")
@@ -78,8 +100,10 @@ class OracleService(AsyncResource):
             ids = [s.source_id for s in asset.sources]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"asset {asset.symbol}: source ids must be unique")
+        resumed = resume or {}
         self._aggregators = {
-            a.symbol: AssetAggregator(symbol=a.symbol, params=a.params) for a in assets
+            a.symbol: AssetAggregator(symbol=a.symbol, params=a.params, state=resumed.get(a.symbol))
+            for a in assets
         }
         self._latest: dict[tuple[str, str], SourceQuote] = {
             (a.symbol, s.source_id): SourceQuote.failed(
@@ -88,14 +112,18 @@ class OracleService(AsyncResource):
             for a in assets
             for s in a.sources
         }
-        self._sequencer_feeds = {feed.chain: feed for feed in sequencers}
-        self._sequencers: dict[str, SequencerReading] = {}
+        self._screened = dict(self._latest)  # what the last round used, after the gate
         self._failing: dict[tuple[str, str], DropReason] = {}
-        self._status: dict[str, PriceStatus] = {}
+        self._status: dict[str, PriceStatus] = {
+            symbol: state.status
+            for symbol, state in resumed.items()
+            if symbol in self._assets and state.status is not None
+        }
         self._http = http
         self._limit = asyncio.Semaphore(max_concurrency)
         self._round_interval_s = round_interval_s
         self._clock = clock
+        self._gate = SequencerGate(sequencers, limit=self._limit, clock=clock)
         self._pollers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -117,26 +145,33 @@ class OracleService(AsyncResource):
         return list(self._assets)
 
     def aggregator(self, symbol: str) -> AssetAggregator:
-        """The aggregator of ``symbol`` (its ``last_good``/``volatility_state`` persist)."""
+        """The aggregator of ``symbol`` (its ``state`` is what a restart resumes from)."""
         return self._aggregators[symbol]
 
     def latest_quote(self, symbol: str, source_id: str) -> SourceQuote:
         """The latest fetched quote of one source (a failed quote before the first fetch)."""
         return self._latest[(symbol, source_id)]
 
+    def round_quote(self, symbol: str, source_id: str) -> SourceQuote:
+        """The quote of one source as the last round used it: ``latest_quote``, or the
+        ``SEQUENCER_DOWN`` failure the sequencer gate turned it into."""
+        return self._screened[(symbol, source_id)]
+
     def sequencer_status(self, chain: str, now: float | None = None) -> SequencerStatus | None:
         """``UP``/``GRACE``/``DOWN`` of ``chain``'s sequencer at ``now`` (default: the clock)
         from its latest reading; ``None`` when the chain has no uptime feed or was not read.
         Anything but ``UP`` marks the chain ``SEQUENCER_DOWN``."""
-        reading = self._sequencers.get(chain)
-        if reading is None:
-            return None
-        return reading.status(self._clock() if now is None else now)
+        return self._gate.status(chain, self._clock() if now is None else now)
+
+    @property
+    def sequencer_feeds(self) -> list[SequencerUptimeFeed]:
+        """Every configured sequencer-uptime feed."""
+        return self._gate.feeds
 
     @property
     def sequencers(self) -> Mapping[str, SequencerReading]:
         """Latest reading of every chain with an uptime feed that was read."""
-        return dict(self._sequencers)
+        return self._gate.readings
 
     # -- one round ----------------------------------------------------------------------------
 
@@ -146,15 +181,21 @@ class OracleService(AsyncResource):
             for asset in self._assets.values():
                 for source in asset.sources:
                     group.create_task(self._fetch(asset.symbol, source))
-            for feed in self._sequencer_feeds.values():
+            for feed in self._gate.feeds:
                 group.create_task(self._read_sequencer(feed))
 
     def aggregate(self, now: float | None = None) -> dict[str, AssetPrice]:
-        """One round over each source's latest quote, at ``now`` (default: the clock)."""
+        """One round over each source's latest quote, at ``now`` (default: the clock); quotes
+        from an L2 whose sequencer is not confirmed up are dropped (``oracles.sequencer_gate``)."""
         at = self._clock() if now is None else now
         prices: dict[str, AssetPrice] = {}
         for symbol, asset in self._assets.items():
-            quotes = [self._latest[(symbol, s.source_id)] for s in asset.sources]
+            quotes = []
+            for source in asset.sources:
+                key = (symbol, source.source_id)
+                quote = self._gate.screen(key, source_chain(source), self._latest[key], at)
+                self._screened[key] = quote
+                quotes.append(quote)
             price = self._aggregators[symbol].round(quotes, at)
             self._note_status(price)
             prices[symbol] = price
@@ -194,7 +235,7 @@ class OracleService(AsyncResource):
                     source.poll_interval_s,
                     functools.partial(self._fetch, asset.symbol, source),
                 )
-        for feed in self._sequencer_feeds.values():
+        for feed in self._gate.feeds:
             self._spawn(
                 f"oracle-sequencer:{feed.chain}",
                 feed.poll_interval_s,
@@ -246,31 +287,17 @@ class OracleService(AsyncResource):
                     DropReason.FETCH_FAILED,
                     f"internal error: {type(exc).__name__}",
                 )
+        key = (symbol, source.source_id)
+        chain = source_chain(source)
+        if quote.failure is None and self._gate.guards(chain):
+            # An L2 quote waits for a sequencer reading sent after its answer came back.
+            assert chain is not None  # guards() is false for None
+            await self._gate.vouch(key, chain, asyncio.get_running_loop().time())
         self._note_fetch(symbol, quote)
-        self._latest[(symbol, source.source_id)] = quote
+        self._latest[key] = quote
 
     async def _read_sequencer(self, feed: SequencerUptimeFeed) -> None:
-        async with self._limit:
-            try:
-                async with asyncio.timeout(feed.timeout_s):
-                    reading = await feed.read(self._clock())
-            except TimeoutError:
-                reading = feed.failed(self._clock(), f"no answer within {feed.timeout_s:g}s")
-            except Exception as exc:  # as in _fetch
-                log.exception("oracle.sequencer_error chain=%s", feed.chain)
-                reading = feed.failed(self._clock(), f"internal error: {type(exc).__name__}")
-        previous = self._sequencers.get(feed.chain)
-        status = reading.status(reading.checked_at)
-        if previous is None or previous.status(reading.checked_at) is not status:
-            log.log(
-                logging.INFO if status.usable else logging.WARNING,
-                "oracle.sequencer chain=%s status=%s started_at=%s detail=%s",
-                feed.chain,
-                status,
-                reading.started_at,
-                reading.detail,
-            )
-        self._sequencers[feed.chain] = reading
+        await self._gate.read(feed)
 
     def _note_fetch(self, symbol: str, quote: SourceQuote) -> None:
         """Log a source's failures when they start or change, and its recovery."""

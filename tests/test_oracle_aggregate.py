@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from oracles.aggregate import AssetAggregator
 from oracles.model import (
     AcceptedPrice,
+    AggregatorState,
     AssetPrice,
     DropReason,
     HoldReason,
@@ -398,7 +399,7 @@ def test_restored_last_good_price_arms_the_jump_breaker() -> None:
     last = AcceptedPrice(
         price=D("100"), price_low=D("100"), price_high=D("100"), observed_at=T0, accepted_at=T0
     )
-    rounds = Rounds(last_good=last)
+    rounds = Rounds(state=AggregatorState(last_good=last))
     held = rounds.run(["50", "50"])
     assert held.status is PriceStatus.TRIPPED
     assert held.price == D("100")

@@ -33,6 +33,7 @@ from daemon.store.schema import (
     chain_cursors,
     cycles,
     health_transitions,
+    oracle_state,
     positions,
     price_history,
 )
@@ -248,6 +249,11 @@ class StoreQueries:
             newest, sa.and_(p.asset == newest.c.asset, p.round_at == newest.c.round_at)
         )
         return {row.asset: StoredPrice.from_row(row) for row in await self._rows(query)}
+
+    async def oracle_states(self) -> dict[str, Any]:
+        """asset → its stored oracle state document (JSON as written, not decoded)."""
+        query = sa.select(oracle_state.c.asset, oracle_state.c.state)
+        return {row.asset: row.state for row in await self._rows(query)}
 
     async def price_history(self, asset: str, *, limit: int = DEFAULT_LIMIT) -> list[StoredPrice]:
         """An asset's rounds, newest first."""

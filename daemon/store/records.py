@@ -7,7 +7,7 @@ account that owes nothing) comes back as ``inf``; times are unix seconds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -242,3 +242,6 @@ class StoredState:
     positions: list[Position]
     latest_prices: dict[str, StoredPrice]
     last_cycle: StoredCycle | None
+    oracle_states: dict[str, Any] = field(default_factory=dict)
+    """asset → the oracle state document of its newest stored round (``oracles.resume``
+    decodes it; an unreadable one is the caller's to skip)."""

@@ -9,6 +9,9 @@ Tables:
 - ``balances``: current raw balance per (chain, token, account) and the block it was read at;
   ``raw`` NULL means the read at that block failed (as ``chains.watcher.Reading``).
 - ``price_history``: every oracle round per asset, with status and sources (append-only).
+- ``oracle_state``: per asset, the aggregator's resumable state after its newest stored round
+  (``oracles.resume`` JSON: last good price, pending jump, volatility), upserted with that
+  round; ``round_at`` keeps a replayed older round from overwriting a newer state.
 - ``cycles``: one row per engine cycle written: its key, time, block and price context.
 - ``account_health``: one row per account, upserted; ``health`` NULL means infinite;
   ``cycle_id``/``updated_at`` name the cycle that last *changed* the row (an unchanged row is
@@ -86,6 +89,15 @@ price_history = sa.Table(
     sa.Column("volatility", sa.Double(), nullable=False),
     sa.Column("sources", JSONDocument, nullable=False),
     sa.UniqueConstraint("asset", "round_at"),
+)
+
+oracle_state = sa.Table(
+    "oracle_state",
+    metadata,
+    sa.Column("asset", NAME, primary_key=True),
+    sa.Column("round_at", Timestamp(), nullable=False),
+    sa.Column("state", JSONDocument, nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
 )
 
 cycles = sa.Table(

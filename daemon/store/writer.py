@@ -39,10 +39,11 @@ from daemon.store.engine import check_reachable, create_store_engine, write_tran
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition
 from daemon.store.rows import CycleContext, HealthRows
-from daemon.store.schema import health_transitions, positions, price_history
+from daemon.store.schema import health_transitions, oracle_state, positions, price_history
 from daemon.store.urls import shown_url
 from margin.model import Position
 from oracles.model import AssetPrice
+from oracles.resume import state_to_json
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,13 @@ class HealthStore(AsyncResource):
     # ---- prices -----------------------------------------------------------------------------
 
     async def record_prices(self, prices: Iterable[AssetPrice]) -> None:
-        """Append oracle rounds to the price history (a round already stored is skipped)."""
-        rows = _price_rows(prices)
-        if not rows:
+        """Append oracle rounds to the price history (a round already stored is skipped) and
+        keep each asset's resumable oracle state (``oracle_state``) at its newest round."""
+        rounds = list(prices)
+        if not rounds:
             return
         async with write_transaction(self.engine) as conn:
-            await _insert_prices(conn, rows)
+            await _insert_prices(conn, rounds)
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -135,15 +137,15 @@ class HealthStore(AsyncResource):
                 f"store expects 10**-{self.value_decimals}"
             )
         started = time.perf_counter()
-        price_rows = _price_rows(prices)
+        rounds = list(prices)
         cycle_id: int | None = None
         appended: Sequence[Any] = ()
         async with write_transaction(self.engine) as conn:
             now = time.time()
             for update in balances:
                 await store_balance_update(conn, update, now)
-            if price_rows:
-                await _insert_prices(conn, price_rows)
+            if rounds:
+                await _insert_prices(conn, rounds)
             if rows is not None and context is not None:
                 cycle_id, appended = await write_health_cycle(conn, rows, context)
         if rows is None or context is None:
@@ -241,7 +243,8 @@ class HealthStore(AsyncResource):
 
     async def load_state(self) -> StoredState:
         """What a restarting daemon resumes from: cursors, balances, stored flags, positions,
-        the latest price of every asset and the last cycle. Each part is read on its own, so
+        the latest price of every asset, the last cycle and the oracle's state documents. Each
+        part is read on its own, so
         call it before the writers start."""
         q = self.queries
         state = StoredState(
@@ -251,6 +254,7 @@ class HealthStore(AsyncResource):
             positions=await q.positions(),
             latest_prices=await q.latest_prices(),
             last_cycle=await q.last_cycle(),
+            oracle_states=await q.oracle_states(),
         )
         log.info(
             "store_state_loaded chains=%d balances=%d accounts=%d positions=%d",
@@ -288,6 +292,37 @@ def _price_rows(prices: Iterable[AssetPrice]) -> list[dict[str, Any]]:
     ]
 
 
-async def _insert_prices(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+async def _insert_prices(conn: AsyncConnection, rounds: Sequence[AssetPrice]) -> None:
+    """Append the rounds to ``price_history``; move each asset's ``oracle_state`` to its
+    newest round (never back to an older one: a replay leaves a newer state as it is)."""
     stmt = insert_for(conn, price_history)
-    await conn.execute(on_conflict_nothing(stmt, conflict=["asset", "round_at"]), rows)
+    await conn.execute(
+        on_conflict_nothing(stmt, conflict=["asset", "round_at"]), _price_rows(rounds)
+    )
+    newest: dict[str, AssetPrice] = {}
+    for p in rounds:
+        if p.resume is not None and (
+            p.symbol not in newest or p.round_at >= newest[p.symbol].round_at
+        ):
+            newest[p.symbol] = p
+    if not newest:
+        return
+    now = time.time()
+    rows = [
+        {
+            "asset": p.symbol,
+            "round_at": p.round_at,
+            "state": state_to_json(p.resume),
+            "updated_at": now,
+        }
+        for p in newest.values()
+        if p.resume is not None
+    ]
+    upsert = insert_for(conn, oracle_state)
+    newer = upsert.excluded.round_at >= oracle_state.c.round_at
+    await conn.execute(
+        on_conflict_update(
+            upsert, conflict=["asset"], update=["round_at", "state", "updated_at"], where=newer
+        ),
+        rows,
+    )

@@ -33,6 +33,7 @@ ROUND_DATA_WORDS = 5
 MAX_FEED_DECIMALS = 77  # a uint256 has 78 digits; anything above is not a price scale
 
 DEFAULT_FEED_POLL_INTERVAL_S = 10.0
+DEFAULT_SEQUENCER_POLL_INTERVAL_S = 2.0  # how late an outage may be noticed, at most
 DEFAULT_FEED_TIMEOUT_S = 5.0
 
 
@@ -158,7 +159,7 @@ class SequencerUptimeFeed:
     address: str
     rpc: RpcRequester
     grace_period_s: float
-    poll_interval_s: float = DEFAULT_FEED_POLL_INTERVAL_S
+    poll_interval_s: float = DEFAULT_SEQUENCER_POLL_INTERVAL_S
     timeout_s: float = DEFAULT_FEED_TIMEOUT_S
 
     async def read(self, now: float) -> SequencerReading:
