@@ -216,7 +216,7 @@ class EngineLoop:
             match event:
                 case BalanceUpdate():
                     for h in holdings(event.chain, event.readings):
-                        self.engine.set_balance(h.account, h.chain, h.token, h.raw, h.block)
+                        self.engine.set_holding(h)
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
                     if event.readings:

@@ -102,9 +102,7 @@ def evaluate(
     for watcher in watchers:
         for holding in holdings(watcher.chain.name, watcher.holdings):
             if (holding.chain, holding.token) in known and holding.token in watcher.tokens:
-                engine.set_balance(
-                    holding.account, holding.chain, holding.token, holding.raw, holding.block
-                )
+                engine.set_holding(holding)
     engine.recompute_all()
     return [engine.account_health(account) for account in engine.accounts]
 
