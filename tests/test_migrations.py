@@ -31,6 +31,7 @@ TABLES = {
     "health_transitions",
     "positions",
     "price_history",
+    "token_decimals",
 }
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
@@ -137,10 +138,10 @@ async def test_migrate_command_defaults_to_sqlite_next_to_the_config(
     config = write_config(tmp_path)
     assert await asyncio.to_thread(run_cli, "migrate", "-c", str(config)) == 0
     out = capsys.readouterr().out
-    assert "upgrade base -> 0001" in out
+    assert f"upgrade base -> {head_revision()}" in out
     assert (tmp_path / "crossmargin.sqlite3").exists()
     assert await asyncio.to_thread(run_cli, "migrate", "-c", str(config)) == 0
-    assert "already at 0001" in capsys.readouterr().out
+    assert f"already at {head_revision()}" in capsys.readouterr().out
     assert await asyncio.to_thread(run_cli, "migrate", "-c", str(config), "--revision", "x") == 1
     assert "Can't locate revision" in capsys.readouterr().err
 
