@@ -14,7 +14,10 @@ import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
-from daemon.risk_inputs import stored_holdings
+from daemon.config import MqttConfig
+from daemon.engine_loop import EngineLoop
+from daemon.mqtt import MqttPublisher
+from daemon.risk_inputs import price_inputs, stored_holdings
 from daemon.store.engine import create_store_engine, write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.records import StoredState
@@ -22,7 +25,7 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import balances
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
-from margin.model import Flag, PriceInput
+from margin.model import ChainInput, Flag, PriceInput, Role, TokenRisk
 from tests.storekit import (
     BOOK_CHAINS,
     BOOK_TOKENS,
@@ -33,8 +36,19 @@ from tests.storekit import (
     account_address,
     fresh_database,
 )
+from tests.test_engine_loop import prices
 
 A, B, C, D = (account_address(i) for i in range(4))
+LOOP_WETH, LOOP_DEBT = "0x" + "e7" * 20, "0x" + "d5" * 20  # as in tests/test_engine_loop.py
+LOOP_TOKENS = [
+    TokenRisk(
+        chain="l1", token=LOOP_WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+    ),
+    TokenRisk(
+        chain="l2", token=LOOP_DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
+    ),
+]
+LOOP_CHAINS = [ChainInput(name=n, liquidation_latency_s=1) for n in ("l1", "l2")]
 
 
 @pytest_asyncio.fixture(params=DIALECTS)
@@ -268,3 +282,54 @@ async def test_migration_0002_turns_old_null_reads_into_failures_and_back(url: s
         (A, None),
         (B, 5),
     ]
+
+
+# ---- the engine loop and a restart agree -----------------------------------------------------
+
+
+async def test_engine_loop_and_a_restart_agree_after_a_reorg_with_failed_reads(
+    store: HealthStore,
+) -> None:
+    def fresh_engine() -> MarginEngine:
+        return MarginEngine(tokens=LOOP_TOKENS, chains=LOOP_CHAINS)
+
+    async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off: nothing to connect to
+        loop = EngineLoop(
+            engine=fresh_engine(),
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        collateral = {(LOOP_WETH, x): 10**18 for x in (A, B, C)}
+        market = prices()
+        await loop.cycle([market, update("l1", block(5), collateral)])
+        await loop.cycle([update("l2", block(5), {(LOOP_DEBT, C): 1_500 * 10**6})])
+        debts = {(LOOP_DEBT, A): 1_700 * 10**6, (LOOP_DEBT, B): 1_700 * 10**6}
+        await loop.cycle([update("l2", block(12), debts)])
+        # Blocks above 10 were orphaned: A's re-read fails (her value came from block 12: gone),
+        # B's succeeds, C's fails too (her value from block 5 stands).
+        reread = {(LOOP_DEBT, A): None, (LOOP_DEBT, B): 1_400 * 10**6, (LOOP_DEBT, C): None}
+        await loop.cycle([update("l2", block(11, "f"), reread, dropped=10)])
+
+    live = {x: loop.engine.account_health(x) for x in (A, B, C)}
+    assert live[A].flags == Flag.READ_FAILED | Flag.DEBT_UNKNOWN
+    assert live[B].flags == Flag.NONE
+    assert live[C].flags == Flag.READ_FAILED
+    assert live[C].health == 1_600 / 1_500
+
+    restarted = fresh_engine()
+    state = await store.load_state()
+    for chain, readings in state.balances.items():
+        for holding in stored_holdings(chain, readings, state.read_failures.get(chain, {})):
+            restarted.set_holding(holding)
+    restarted.set_prices(price_inputs(market.prices.values()))  # the same market
+    restarted.recompute_all()
+    for x in (A, B, C):
+        assert restarted.account_health(x) == live[x], x
+    stored = {x: await store.queries.health(x) for x in (A, C)}
+    assert stored[A] is not None
+    assert not stored[A].health_known
+    assert stored[C] is not None
+    assert stored[C].flags == Flag.READ_FAILED
