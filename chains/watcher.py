@@ -176,6 +176,10 @@ class ChainWatcher:
         self.stats = WatcherStats()
         self._last_sweep = float("-inf")
         self._unread: set[Pair] = set()  # pairs whose reading was dropped (reorg) and not re-read
+        # per token: pairs with a current reading, and accounts whose latest read failed
+        # (kept as they change: status is asked several times a second)
+        self._read_pairs: dict[str, int] = {}
+        self._failing: dict[str, set[str]] = {}
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -276,6 +280,7 @@ class ChainWatcher:
             failed += raw is None
             previous = self.holdings.get(pair)
             self.holdings[pair] = reading
+            self._track(pair, reading, previous)
             if previous is None or previous.raw != raw:
                 readings[pair] = reading
         self.stats.reads += len(pairs)
@@ -291,7 +296,7 @@ class ChainWatcher:
         )
         orphaned = [p for p, r in self.holdings.items() if r.block_number > floor]
         for pair in orphaned:
-            del self.holdings[pair]
+            self._track(pair, None, self.holdings.pop(pair))
         self._unread.update(orphaned)
         self.scanner.rewind(floor)
         if reorg.ancestor is None:
@@ -306,6 +311,26 @@ class ChainWatcher:
             len(orphaned),
         )
         return floor
+
+    def _track(self, pair: Pair, reading: Reading | None, previous: Reading | None) -> None:
+        """Keep the per-token counts of ``read_failures`` in step with ``holdings``."""
+        token, account = pair
+        self._read_pairs[token] = (
+            self._read_pairs.get(token, 0) + (reading is not None) - (previous is not None)
+        )
+        if reading is not None and reading.raw is None:
+            self._failing.setdefault(token, set()).add(account)
+        else:
+            self._failing.get(token, set()).discard(account)
+
+    def read_failures(self) -> dict[str, tuple[int, int]]:
+        """Tokens whose latest read failed for some account: token → (failed, read), the
+        pairs whose latest read failed and the pairs with a current reading."""
+        return {
+            token: (len(accounts), self._read_pairs.get(token, 0))
+            for token, accounts in self._failing.items()
+            if accounts
+        }
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -357,7 +382,7 @@ class ChainWatcher:
             reorgs=self.heads.reorg_count,
             accounts=len(self.accounts),
             holdings=len(self.holdings),
-            failed_reads=sum(r.raw is None for r in self.holdings.values()),
+            failed_reads=sum(len(accounts) for accounts in self._failing.values()),
             batch_size=self.reader.batch_size,
             last_error=self.stats.last_error or self.heads.last_error,
             endpoints=tuple(endpoints),

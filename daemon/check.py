@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
 
+from chains.discovery import ZERO_ADDRESS
 from chains.rpc import RpcPool
 from core.errors import CrossmarginError
 from core.redaction import redact_url, scrub
@@ -156,9 +157,12 @@ def _chain_checks(config: Config, chain: ChainConfig) -> Iterator[_Check]:
     prefix = f"chain {chain.name}"
     if chain.ws_url is not None:
         yield _Check(f"{prefix} ws {redact_url(chain.ws_url)}", partial(probe_ws, chain.ws_url))
+    # balanceOf is probed with a watched account (the zero address without a static list).
+    holder = config.accounts[0] if config.accounts else ZERO_ADDRESS
     for token in config.tokens_on(chain.name):
         component = f"{prefix} token {token.symbol or token.asset} {token.address}"
-        yield _Check(component, partial(probe_token, chain, token), chain.name)
+        probe = partial(probe_token, chain, token, account=holder)
+        yield _Check(component, probe, chain.name)
     if (feed := chain.sequencer_uptime_feed) is not None:
         yield _Check(
             f"{prefix} sequencer {feed}", partial(probe_sequencer, chain, feed), chain.name

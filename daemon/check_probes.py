@@ -22,11 +22,13 @@ import aiohttp
 import aiomqtt
 import sqlalchemy as sa
 
+from chains.discovery import ZERO_ADDRESS
+from chains.multicall import BALANCE_OF_SELECTOR, CALL_RESULT_BYTES
 from chains.rpc import RpcPool
 from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
 from core.contracts import load_artifact
-from core.errors import RpcError
+from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
 from daemon.asset_config import AssetConfig, SourceConfig
 from daemon.config import ChainConfig, TokenConfig
@@ -109,8 +111,12 @@ async def probe_ws(url: str) -> Outcome:
     return CheckStatus.FAIL, f"{shown}: eth_subscribe newHeads refused: {message or reply!r:.100}"
 
 
-async def probe_token(chain: ChainConfig, token: TokenConfig, pool: RpcPool) -> Outcome:
-    """The watcher's own start-up check (code present, decimals vs config) for one token."""
+async def probe_token(
+    chain: ChainConfig, token: TokenConfig, pool: RpcPool, *, account: str = ZERO_ADDRESS
+) -> Outcome:
+    """The watcher's own start-up check (code present, decimals vs config) for one token, then
+    ``balanceOf(account)``: a revert, or an answer that is not exactly 32 bytes, fails (the
+    daemon would count every read of it as failed)."""
     override = load_artifact("Multicall3").deployed_bytecode if chain.use_state_override else None
     watcher = ChainWatcher(
         chain=chain,
@@ -124,6 +130,15 @@ async def probe_token(chain: ChainConfig, token: TokenConfig, pool: RpcPool) -> 
     info = watcher.tokens[token.address]
     if info.problem is not None:
         return CheckStatus.FAIL, info.problem
+    call = {"to": token.address, "data": "0x" + BALANCE_OF_SELECTOR + account[2:].rjust(64, "0")}
+    try:
+        answer = await pool.request("eth_call", [call, "latest"])
+    except ExecutionReverted as exc:  # built redacted
+        return CheckStatus.FAIL, f"balanceOf({account}) reverts: {exc}"
+    size = (len(answer) - 2) // 2 if isinstance(answer, str) and answer.startswith("0x") else -1
+    if size != CALL_RESULT_BYTES:
+        shown = "no hex string" if size < 0 else f"{size} bytes"
+        return CheckStatus.FAIL, f"balanceOf({account}) returned {shown}, not 32: unreadable"
     origin = "as configured" if token.decimals is not None else "from chain; not in config"
     return CheckStatus.OK, f"code present, decimals {info.decimals} ({origin})"
 

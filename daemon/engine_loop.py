@@ -215,8 +215,10 @@ class EngineLoop:
         for event in events:
             match event:
                 case BalanceUpdate():
+                    # A failed read keeps the engine's last good value, unless a reorg
+                    # orphaned the block that value came from.
                     for h in holdings(event.chain, event.readings):
-                        self.engine.set_balance(h.account, h.chain, h.token, h.raw, h.block)
+                        self.engine.set_holding(h, orphaned_above=event.dropped_above)
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
                     if event.readings:

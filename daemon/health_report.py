@@ -42,11 +42,13 @@ def _money(value: Decimal) -> str:
 
 
 def account_json(health: AccountHealth) -> dict[str, object]:
-    """An account's health as JSON: money as decimal strings, infinite health as null."""
+    """An account's health as JSON: money as decimal strings, infinite or unknown health as
+    null (``health_known`` tells them apart, as in the API)."""
     return {
         "account": health.account,
         "health": _number(health.health),
         "health_latency": _number(health.health_latency),
+        "health_known": health.health_known,
         "shortfall": _money(health.shortfall),
         "collateral_value": _money(health.collateral_value),
         "weighted_collateral": _money(health.weighted_collateral),
@@ -63,13 +65,14 @@ def account_json(health: AccountHealth) -> dict[str, object]:
                 "token": line.token,
                 "asset": line.asset,
                 "role": line.role.value,
-                "raw": str(line.raw),
+                "raw": None if line.raw is None else str(line.raw),
                 "amount": format(line.amount.normalize(), "f"),
                 "price": line.price,
                 "value": _money(line.value),
                 "weight": line.weight,
                 "weighted_value": _money(line.weighted_value),
                 "block": line.block,
+                "flags": flag_names(line.flags),
             }
             for line in health.holdings
         ],
@@ -98,25 +101,26 @@ def evaluate(
         params=engine_params(config),
     )
     engine.set_prices(price_inputs(prices.values()))
+    # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     known = {(t.chain, t.address) for t in config.tokens}
     for watcher in watchers:
         for holding in holdings(watcher.chain.name, watcher.holdings):
             if (holding.chain, holding.token) in known and holding.token in watcher.tokens:
-                engine.set_balance(
-                    holding.account, holding.chain, holding.token, holding.raw, holding.block
-                )
+                engine.set_holding(holding)
     engine.recompute_all()
     return [engine.account_health(account) for account in engine.accounts]
 
 
 def ranked(healths: Sequence[AccountHealth]) -> list[AccountHealth]:
-    """Liquidatable first by shortfall (largest first), then the rest by ascending health."""
+    """Liquidatable first by shortfall (largest first), then accounts whose health is unknown
+    (never below the healthy ones), then the rest by ascending health."""
     return sorted(
         healths,
         key=lambda h: (
             not (h.flags & Flag.LIQUIDATABLE),
+            h.health_known,
             -h.shortfall,
-            h.health,
+            h.health if h.health_known else 0.0,  # NaN does not sort
             h.account,
         ),
     )
@@ -152,7 +156,10 @@ def print_health(
         if as_json:
             out.write(json.dumps(account_json(health)) + "\n")
             continue
-        value = "inf" if math.isinf(health.health) else f"{health.health:.4f}"
+        if not health.health_known:
+            value = "unknown"
+        else:
+            value = "inf" if math.isinf(health.health) else f"{health.health:.4f}"
         flags = ",".join(flag_names(health.flags)) or "-"
         act = "ACTIONABLE" if health.actionable else ""
         out.write(

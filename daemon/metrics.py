@@ -113,6 +113,12 @@ class Metrics:
         self.accounts = Gauge(
             "crossmargin_accounts", "Accounts carrying each flag.", ["flag"], registry=r
         )
+        self.failed_holdings = Gauge(
+            "crossmargin_failed_holdings",
+            "Holdings whose latest balance read failed (valued at their last good value).",
+            ["chain", "token"],
+            registry=r,
+        )
         self.cycle_seconds = Histogram(
             "crossmargin_cycle_seconds",
             "Duration of an engine cycle (recompute + store write).",
@@ -172,6 +178,14 @@ class Metrics:
             self._rpc_errors.observe(labels, endpoint.errors)
             if endpoint.latency_ewma_ms is not None:
                 self.rpc_latency_seconds.labels(*labels).set(endpoint.latency_ewma_ms / MS_PER_S)
+
+    def observe_read_failures(
+        self, chain: str, tokens: Iterable[str], failing: Mapping[str, tuple[int, int]]
+    ) -> None:
+        """Failed holdings per token of ``chain`` (``ChainWatcher.read_failures``); the tokens
+        not in ``failing`` are set to 0, so a recovered token shows 0, not its last count."""
+        for token in tokens:
+            self.failed_holdings.labels(chain, token).set(failing.get(token, (0, 0))[0])
 
     # ---- oracle, accounts, cycles ----------------------------------------------------------
 

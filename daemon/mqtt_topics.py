@@ -12,7 +12,8 @@ Topics, under a configurable prefix (default ``crossmargin``):
 
 JSON payloads are compact with sorted keys, so an unchanged state is byte-for-byte the same
 retained message; ``Decimal`` becomes a string (no float rounding of money) and a non-finite
-float (``health`` with no debt is ∞) becomes ``null``.
+float (``health`` with no debt is ∞, unknown health is NaN) becomes ``null``; the account
+state's ``health_known`` tells the two apart.
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ class HealthBucket(enum.StrEnum):
     CRITICAL = "critical"  # 1 ≤ health < CRITICAL_HEALTH
     WARNING = "warning"  # CRITICAL_HEALTH ≤ health < WARNING_HEALTH
     HEALTHY = "healthy"  # health ≥ WARNING_HEALTH
-    NO_DEBT = "no_debt"  # health = ∞ (nothing owed) or unknown (None)
+    NO_DEBT = "no_debt"  # health = ∞ (nothing owed) or not given (None)
+    UNKNOWN = "unknown"  # health NaN: a liability was never read (DEBT_UNKNOWN)
 
 
 def health_bucket(health: float | None) -> HealthBucket:
-    """The band ``health`` falls in; ``None`` and +∞ mean no debt. NaN is a caller bug."""
+    """The band ``health`` falls in; ``None`` and +∞ mean no debt, NaN unknown (the engine's
+    value for an account with a liability never read)."""
     if health is None or health == math.inf:
         return HealthBucket.NO_DEBT
     if math.isnan(health):
-        raise ValueError("health is NaN")
+        return HealthBucket.UNKNOWN
     if health < 1:
         return HealthBucket.LIQUIDATABLE
     if health < CRITICAL_HEALTH:
@@ -84,7 +87,8 @@ def transition_events(
 
     ``liquidatable`` / ``latency_risk`` when that flag turns on (an account first seen with it
     counts: after a restart keepers hear about it again); ``recovered`` when the account had
-    either flag and now has neither.
+    either flag and now has neither — but not when its health became unknown
+    (``DEBT_UNKNOWN``): that is no recovery, the retained account state says what it is.
     """
     before = Flag.NONE if previous is None else previous.flags
     after = current.flags
@@ -93,7 +97,8 @@ def transition_events(
         events.append("liquidatable")
     if after & Flag.LATENCY_RISK and not before & Flag.LATENCY_RISK:
         events.append("latency_risk")
-    if before & _RISK_FLAGS and not after & _RISK_FLAGS:
+    recovered = not after & (_RISK_FLAGS | Flag.DEBT_UNKNOWN)
+    if before & _RISK_FLAGS and recovered:
         events.append("recovered")
     return tuple(events)
 
@@ -113,6 +118,7 @@ def account_state_payload(
         "account": account.lower(),
         "health": health,
         "health_latency": float(table.health_latency[i]),
+        "health_known": not flags & Flag.DEBT_UNKNOWN,
         "bucket": health_bucket(health).value,
         "flags": flag_names(flags),
         "actionable": bool(table.actionable[i]),

@@ -32,19 +32,25 @@ def engine_params(config: Config) -> EngineParams:
     return EngineParams(model=margin.model, z=margin.z, value_decimals=margin.value_decimals)
 
 
-def token_risks(config: Config, found: Mapping[str, Mapping[str, TokenInfo]]) -> list[TokenRisk]:
-    """One ``TokenRisk`` per configured token whose decimals are known.
+def token_risks(
+    config: Config,
+    found: Mapping[str, Mapping[str, TokenInfo]],
+    stored: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[TokenRisk]:
+    """One ``TokenRisk`` per configured token.
 
-    ``found`` is chain → token address → ``TokenInfo`` as the watchers' set-up read it; a token
-    whose decimals could not be established (no code, ``decimals()`` failing, not configured)
-    is left out: every read of it fails anyway.
+    ``found`` is chain → token address → ``TokenInfo`` as the watchers' set-up read it (config
+    or chain); ``stored`` the decimals a previous run established (``token_decimals``), used
+    when neither answers now (a token whose code was removed or whose ``decimals()`` started
+    failing: its last good balances must still count). Without any, ``decimals`` is ``None``:
+    the engine then counts every holding of the token as a failed read, never as zero.
     """
     risks = []
     for token in config.tokens:
         info = found.get(token.chain, {}).get(token.address)
         decimals = info.decimals if info is not None else token.decimals
-        if decimals is None:
-            continue
+        if decimals is None and stored is not None:
+            decimals = stored.get(token.chain, {}).get(token.address)
         tiers = tuple(Tier(rate=t.weight, up_to=t.up_to) for t in token.tiers or ())
         risks.append(
             TokenRisk(
@@ -98,13 +104,49 @@ def price_inputs(prices: Iterable[AssetPrice]) -> list[PriceInput]:
 
 
 def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Holding]:
-    """Successful readings as engine holdings. A failed read (``raw is None``) is skipped:
-    the last good value, if any, stays in the engine until a read succeeds again."""
+    """Watcher readings as engine holdings. A failed read (``raw is None``) becomes a failed
+    holding without a value: the engine keeps the last good value it has, flagged."""
     return [
-        Holding(account=account, chain=chain, token=token, raw=r.raw, block=r.block_number)
+        Holding(
+            account=account,
+            chain=chain,
+            token=token,
+            raw=r.raw,
+            block=r.block_number,
+            read_failed=r.raw is None,
+        )
         for (token, account), r in readings.items()
-        if r.raw is not None
     ]
+
+
+def stored_holdings(
+    chain: str,
+    readings: Mapping[tuple[str, str], Reading],
+    failures: Mapping[tuple[str, str], int],
+) -> list[Holding]:
+    """A chain's stored balances (last good values, ``StoredState.balances``) as engine
+    holdings, those in ``failures`` (``StoredState.read_failures``) flagged as failed."""
+    return [
+        Holding(
+            account=account,
+            chain=chain,
+            token=token,
+            raw=r.raw,
+            block=r.block_number,
+            read_failed=r.raw is None or (token, account) in failures,
+        )
+        for (token, account), r in readings.items()
+    ]
+
+
+def established_decimals(found: Mapping[str, Mapping[str, TokenInfo]]) -> dict[str, dict[str, int]]:
+    """chain → token → decimals the watchers' set-up established (config or chain)."""
+    return {
+        chain: {
+            address: info.decimals for address, info in tokens.items() if info.decimals is not None
+        }
+        for chain, tokens in found.items()
+    }
 
 
 def watcher_tokens(watchers: Iterable[ChainWatcher]) -> dict[str, dict[str, TokenInfo]]:

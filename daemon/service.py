@@ -29,7 +29,14 @@ from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt import MqttPublisher
 from daemon.prices import build_oracle_service, resumed_states
-from daemon.risk_inputs import chain_input, engine_params, token_risks, watcher_tokens
+from daemon.risk_inputs import (
+    chain_input,
+    engine_params,
+    established_decimals,
+    stored_holdings,
+    token_risks,
+    watcher_tokens,
+)
 from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
 from daemon.store.records import StoredState
@@ -60,6 +67,7 @@ class Daemon:
         self.oracle: OracleService | None = None
         self.loop: EngineLoop | None = None
         self._chain_inputs: dict[str, ChainInput] = {}
+        self._unvalued: list[tuple[str, str]] = []  # (chain, token) with unknown decimals
         self._started = time.time()
 
     # -- DaemonView -----------------------------------------------------------------------
@@ -80,9 +88,21 @@ class Daemon:
         return [price_document(p) for p in self.loop.prices.values()]
 
     def readiness(self) -> list[str]:
-        """Reasons the daemon is not ready: chains not read yet, assets not priced yet."""
+        """Reasons the daemon is not ready: chains not read yet, assets not priced yet, a token
+        every read of which fails (or whose decimals are unknown: nothing of it can be
+        valued). A token failing for some accounts only is named by ``read_failures``."""
         reasons = [
             f"chain {name} not read yet" for name, w in self.watchers.items() if w.last_read is None
+        ]
+        reasons += [
+            f"token {f['chain']}/{f['token']}: every read fails "
+            f"({f['failed']} of {f['watched']} accounts)"
+            for f in self.read_failures()
+            if f["failed"] == f["watched"]
+        ]
+        reasons += [
+            f"token {chain}/{token}: decimals unknown, its balances cannot be valued"
+            for chain, token in self._unvalued
         ]
         seen = set() if self.loop is None else self.loop.stats.prices_seen
         reasons += [
@@ -100,6 +120,20 @@ class Daemon:
         elif not self.loop.warm():
             reasons.append("engine warming up")
         return reasons
+
+    def read_failures(self) -> list[dict[str, object]]:
+        """Tokens whose latest read failed for at least one watched account (config order):
+        ``{"chain", "token", "failed", "watched"}`` (``watched``: accounts read so far)."""
+        documents: list[dict[str, object]] = []
+        for name, watcher in self.watchers.items():
+            failing = watcher.read_failures()
+            for token in watcher.tokens:
+                if token in failing:
+                    failed, watched = failing[token]
+                    documents.append(
+                        {"chain": name, "token": token, "failed": failed, "watched": watched}
+                    )
+        return documents
 
     async def position_changed(self, account: str) -> None:
         """Recompute ``account`` after the API replaced its positions."""
@@ -129,6 +163,9 @@ class Daemon:
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
+            found = established_decimals(watcher_tokens(self.watchers.values()))
+            for name, decimals in found.items():
+                await store.record_token_decimals(name, decimals)
             # The breaker, last good prices and volatility resume where they stopped.
             resume = resumed_states(config, state.oracle_states)
             self.oracle = await stack.enter_async_context(
@@ -179,13 +216,12 @@ class Daemon:
         self, store: HealthStore, publisher: MqttPublisher, state: StoredState
     ) -> EngineLoop:
         config = self.config
-        tokens = token_risks(config, watcher_tokens(self.watchers.values()))
-        valued = {(t.chain, t.token) for t in tokens}
-        missing = {(t.chain, t.address) for t in config.tokens} - valued
-        for chain, token in sorted(missing):
+        tokens = token_risks(config, watcher_tokens(self.watchers.values()), state.token_decimals)
+        self._unvalued = [(t.chain, t.token) for t in tokens if t.decimals is None]
+        for chain, token in self._unvalued:
             log.warning(
-                "token_not_valued chain=%s token=%s reason=decimals unknown (chain down at start "
-                "and no decimals in the config)",
+                "token_not_valued chain=%s token=%s reason=decimals unknown (not in the config, "
+                "not answered by the chain, never stored): its balances count as failed reads",
                 chain,
                 token,
             )
@@ -196,10 +232,14 @@ class Daemon:
         engine = MarginEngine(
             tokens=tokens, chains=list(self._chain_inputs.values()), params=engine_params(config)
         )
+        configured = {(t.chain, t.token) for t in tokens}
         for chain, readings in state.balances.items():
-            for (token, account), reading in readings.items():
-                if reading.raw is not None and (chain, token) in valued:
-                    engine.set_balance(account, chain, token, reading.raw, reading.block_number)
+            # Last good values, and which of them failed at their latest read: a restart
+            # keeps both (a failed debt read is never forgotten into a zero).
+            failures = state.read_failures.get(chain, {})
+            for holding in stored_holdings(chain, readings, failures):
+                if (chain, holding.token) in configured:  # not a token since unconfigured
+                    engine.set_holding(holding)
         for position in state.positions:
             engine.set_position(position)
         engine.recompute_all()
@@ -288,6 +328,9 @@ class Daemon:
                 if publish:
                     publisher.set_chain_status(name, chain_document(status, sequencer=sequencer))
                     self.metrics.observe_chain(status)
+                    self.metrics.observe_read_failures(
+                        name, watcher.tokens, watcher.read_failures()
+                    )
                     self.metrics.observe_pool(name, self.pools[name].status())
             if changed:
                 await self.loop.queue.put(ChainsChanged(changed))

@@ -2,6 +2,7 @@
 
     engine = MarginEngine(tokens=[...], chains=[...], params=EngineParams(model=...))
     engine.set_prices([...]); engine.set_balance(account, chain, token, raw, block)
+    engine.set_read_failed(account, chain, token, block)   # keeps the last good value, flagged
     table = engine.recompute_all()       # HealthTable over all accounts
     engine.set_balance(...)              # marks that account dirty
     touched = engine.set_prices([...])   # marks the holders of those assets dirty
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from margin.health import evaluate_account
+from margin.health import evaluate_account, read_flags
 from margin.kernel import HealthTable, HoldingRows, MarketVectors, PositionRows, evaluate
 from margin.market import build_market
 from margin.model import (
@@ -29,6 +30,7 @@ from margin.model import (
     AccountHealth,
     ChainInput,
     EngineParams,
+    Flag,
     Holding,
     MarginInputError,
     MarginModel,
@@ -128,19 +130,74 @@ class MarginEngine:
     # ---- inputs --------------------------------------------------------------------------
 
     def set_balance(self, account: str, chain: str, token: str, raw: int, block: int) -> None:
-        """Record ``account``'s raw balance of a token read at ``block``."""
+        """Record ``account``'s raw balance of a token read at ``block`` (a successful read:
+        it clears a failure). A token whose decimals are unknown cannot be valued: the read
+        counts as failed (``set_read_failed``)."""
         tok = self._token_id(chain, token)
+        decimals = self._token_list[tok].decimals
+        if decimals is None:
+            self.set_read_failed(account, chain, token, block)
+            return
         if not 0 <= raw <= UINT256_MAX:
             raise MarginInputError(f"raw balance out of uint256 range: {raw}")
         acct = self._accounts.ensure(account)
         rows = self._holdings
-        found = [r for r in walk(int(self._accounts.head[acct]), rows.next) if rows.token[r] == tok]
-        row = found[0] if found else int(self._append_rows(np.array([acct]), tok)[0])
+        row = self._row(acct, tok)
         rows.block[row] = block
+        changed = bool(rows.flags[row]) or not rows.valued[row]
+        rows.flags[row], rows.valued[row] = 0, True
         if rows.raw_int(row) != raw:
             rows.set_raw(row, raw)
-            rows.amount[row] = normalized_amount(raw, self._token_list[tok].decimals)
+            rows.amount[row] = normalized_amount(raw, decimals)
+            changed = True
+        if changed:
             self._accounts.mark(acct)
+
+    def set_read_failed(
+        self,
+        account: str,
+        chain: str,
+        token: str,
+        block: int,
+        *,
+        orphaned_above: int | None = None,
+    ) -> None:
+        """A read of ``account``'s balance of a token at ``block`` failed: the holding keeps
+        its last good value and block and is flagged ``READ_FAILED`` (with ``DEBT_UNKNOWN`` for
+        a liability that has no good value). ``orphaned_above``: a reorg orphaned the blocks
+        above it, so a last good value read there is forgotten, not kept."""
+        tok = self._token_id(chain, token)
+        acct = self._accounts.ensure(account)
+        rows = self._holdings
+        row = self._row(acct, tok)
+        changed = False
+        if rows.valued[row] and orphaned_above is not None and rows.block[row] > orphaned_above:
+            changed = rows.raw_int(row) != 0
+            rows.set_raw(row, 0)
+            rows.amount[row] = 0.0
+            rows.valued[row] = False
+        if not rows.valued[row]:
+            rows.block[row] = block
+        role = self._token_list[tok].role
+        flags = np.uint8(read_flags(role, failed=True, valued=bool(rows.valued[row])))
+        if changed or rows.flags[row] != flags:
+            rows.flags[row] = flags
+            self._accounts.mark(acct)
+
+    def set_holding(self, holding: Holding, *, orphaned_above: int | None = None) -> None:
+        """Record a ``Holding``: its value if it has one, then its failure if it failed (a
+        stored holding carries both: its last good value and that the latest read failed)."""
+        h = holding
+        if h.raw is not None:
+            self.set_balance(h.account, h.chain, h.token, h.raw, h.block)
+        if h.read_failed:
+            self.set_read_failed(
+                h.account, h.chain, h.token, h.block, orphaned_above=orphaned_above
+            )
+
+    def read_failures(self) -> int:
+        """How many holdings are flagged ``READ_FAILED`` now."""
+        return int(np.count_nonzero(self._holdings.flags[: self._holdings.n]))
 
     def load_balances(
         self,
@@ -157,14 +214,14 @@ class MarginEngine:
         tok = self._token_id(chain, token)
         if len(raws) != len(accounts):
             raise MarginInputError("load_balances: accounts and raws differ in length")
-        if self._token_rows[tok]:
+        decimals = self._token_list[tok].decimals
+        if self._token_rows[tok] or decimals is None:
             for account, raw in zip(accounts, raws, strict=True):
                 self.set_balance(account, chain, token, int(raw), block)
             return
         accts = self._accounts.ensure_many(accounts)
         if len(accts) and np.bincount(accts).max() > 1:
             raise MarginInputError("load_balances: an account appears twice")
-        decimals = self._token_list[tok].decimals
         rows = self._holdings
         if isinstance(raws, np.ndarray) and raws.dtype == np.uint64:
             amounts = normalized_amounts(raws, decimals)
@@ -180,6 +237,7 @@ class MarginEngine:
                 rows.set_raw(row, raw)
         rows.amount[new] = amounts
         rows.block[new] = block
+        rows.valued[new] = True
         self._accounts.mark_many(accts)
 
     def set_prices(self, prices: Iterable[PriceInput]) -> IndexArray:
@@ -283,6 +341,7 @@ class MarginEngine:
             key=rows.key[:n_rows],
             token=rows.token[:n_rows],
             amount=rows.amount[:n_rows],
+            flags=rows.flags[:n_rows],
             tiered=tiered,
             bucket=rows.bucket[tiered],
             bucket_account=buckets.account[: buckets.n],
@@ -318,6 +377,7 @@ class MarginEngine:
             key=2 * h_local + (rows.key[h_rows] & 1),
             token=token,
             amount=rows.amount[h_rows],
+            flags=rows.flags[h_rows],
             tiered=tiered,
             bucket=h_local[tiered] * groups + group[tiered],
             bucket_account=np.repeat(np.arange(len(accts), dtype=np.intp), groups),
@@ -351,8 +411,9 @@ class MarginEngine:
                     account=account,
                     chain=risk.chain,
                     token=risk.token,
-                    raw=rows.raw_int(row),
+                    raw=rows.raw_int(row) if rows.valued[row] else None,
                     block=int(rows.block[row]),
+                    read_failed=bool(rows.flags[row] & Flag.READ_FAILED),
                 )
             )
         head = int(self._accounts.position_head[acct])
@@ -415,6 +476,12 @@ class MarginEngine:
             self._mmr_tiers = TierTable([compile_tiers(t, decimals) for t in self._mmr_ids])
         return found
 
+    def _row(self, acct: int, tok: int) -> int:
+        """The row of (account, token), appended (no value, no flags) when new."""
+        rows = self._holdings
+        found = [r for r in walk(int(self._accounts.head[acct]), rows.next) if rows.token[r] == tok]
+        return found[0] if found else int(self._append_rows(np.array([acct]), tok)[0])
+
     def _append_rows(self, accts: IndexArray, tok: int) -> IndexArray:
         """New zero-balance rows of token ``tok`` for distinct ``accts``, linked and bucketed."""
         rows = self._holdings
@@ -423,6 +490,7 @@ class MarginEngine:
         side = 0 if self._token_list[tok].role is Role.COLLATERAL else 1
         rows.key[new] = 2 * accts + side
         rows.token[new] = tok
+        rows.flags[new], rows.valued[new] = 0, False
         rows.next[new] = self._accounts.head[accts]
         self._accounts.head[accts] = new
         group = int(self._token_group[tok])

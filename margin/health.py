@@ -18,13 +18,20 @@ Latency (DESIGN §3). Flat holding: ``weighted_h · (1 ∓ shock_h)``. Tiered bu
 
 An asset without a price counts for nothing (holdings and positions) and flags the account
 ``STALE_PRICE``, which keeps it from being actionable.
+
+Failed reads. A holding whose latest read failed counts at its last good value and flags the
+account ``READ_FAILED`` (held), so the account is never shown healthier than with that value.
+One never read successfully counts as zero: for collateral that is the conservative side, for
+a liability it is not, so the account is flagged ``DEBT_UNKNOWN`` and its health is NaN
+(unknown) rather than a number that could be too high. A token whose decimals are unknown
+cannot be valued: its holdings count as never read.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from margin.latency import collateral_factor, liability_factor, price_shock
@@ -131,6 +138,8 @@ def evaluate_account(
     den_lat = sums.weighted_liability_lat + sums.maintenance_lat
     health, health_latency = health_ratio(num, den), health_ratio(num_lat, den_lat)
     flags = sums.flags
+    if flags & Flag.DEBT_UNKNOWN:
+        health = health_latency = math.nan  # never LIQUIDATABLE nor LATENCY_RISK below
     if health < 1.0:
         flags |= Flag.LIQUIDATABLE
     if health >= 1.0 > health_latency:
@@ -149,9 +158,23 @@ def evaluate_account(
         shortfall=units_to_usd(max(0, den - num), decimals),
         flags=flags,
         actionable=bool(flags & Flag.LIQUIDATABLE) and not flags & HELD_REASONS,
-        holdings=tuple(_holding_value(line, decimals) for line in lines if line.holding.raw),
+        holdings=tuple(
+            _holding_value(line, decimals)
+            for line in lines
+            if line.holding.raw or line.holding.read_failed
+        ),
         positions=position_values,
     )
+
+
+def read_flags(role: Role, *, failed: bool, valued: bool) -> Flag:
+    """What a holding's read state puts on the account: ``READ_FAILED`` while its latest
+    read failed, and ``DEBT_UNKNOWN`` too for a liability without a good value."""
+    if not failed:
+        return Flag.NONE
+    if not valued and role is Role.LIABILITY:
+        return Flag.READ_FAILED | Flag.DEBT_UNKNOWN
+    return Flag.READ_FAILED
 
 
 def health_ratio(equity: int, requirement: int) -> float:
@@ -184,16 +207,20 @@ def _value_holdings(
         ):
             raise MarginInputError(f"two holdings of {holding.chain}/{holding.token}")
         risk = _lookup(tokens, (holding.chain, holding.token), "token")
+        if risk.decimals is None:  # nothing it reads can be valued
+            holding = replace(holding, raw=None, read_failed=True)
         chain = _lookup(chains, holding.chain, "chain")
         price = prices.get(risk.asset)
         unit_price = 0.0 if price is None else role_price(risk.role, price)
         signed_scale = 0.0 if price is None else signed_price_scale(risk.role, unit_price, scale)
-        units = holding_units(normalized_amount(holding.raw, risk.decimals), signed_scale)
+        raw = holding.raw or 0
+        units = holding_units(normalized_amount(raw, risk.decimals or 0), signed_scale)
         volatility = 0.0 if price is None else price.volatility
         shock = price_shock(params.z, volatility, chain.liquidation_latency_s)
         collateral = risk.role is Role.COLLATERAL
         factor = collateral_factor(shock) if collateral else liability_factor(shock)
-        flags = price_flags(price) | chain_flags(chain) if holding.raw > 0 else Flag.NONE
+        flags = price_flags(price) | chain_flags(chain) if raw > 0 else Flag.NONE
+        flags |= read_flags(risk.role, failed=holding.read_failed, valued=holding.raw is not None)
         sums.flags |= flags
         line = _Line(holding, risk, unit_price, units, risk.weight, 0, flags)
         if collateral and risk.tiers and params.model is MarginModel.TIERED:
@@ -301,7 +328,7 @@ def _holding_value(line: _Line, value_decimals: int) -> HoldingValue:
         asset=risk.asset,
         role=risk.role,
         raw=holding.raw,
-        amount=units_to_usd(holding.raw, risk.decimals),  # exact raw / 10**decimals
+        amount=units_to_usd(holding.raw or 0, risk.decimals or 0),  # exact raw / 10**decimals
         price=line.price,
         value=units_to_usd(abs(line.units), value_decimals),
         weight=line.weight,

@@ -27,6 +27,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 _LIQUIDATABLE = np.uint8(Flag.LIQUIDATABLE)
 _LATENCY_RISK = np.uint8(Flag.LATENCY_RISK)
+_DEBT_UNKNOWN = np.uint8(Flag.DEBT_UNKNOWN)
 _HELD = np.uint8(HELD_REASONS)
 
 
@@ -57,7 +58,8 @@ class HoldingRows:
 
     key: IndexArray  # 2 · account + side (0 collateral, 1 debt)
     token: IndexArray
-    amount: FloatArray  # raw / 10**decimals
+    amount: FloatArray  # raw / 10**decimals (the last good value of a failed read)
+    flags: FlagArray  # READ_FAILED / DEBT_UNKNOWN of each row (``margin.health.read_flags``)
     tiered: IndexArray  # positions in these arrays of rows sliced in buckets
     bucket: IndexArray  # bucket of each tiered row
     bucket_account: IndexArray
@@ -79,7 +81,8 @@ class PositionRows:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthTable:
     """Per-account results as arrays. Money is in value units (``10**-value_decimals`` USD),
-    exact integers held in float64; ``flags`` is a ``Flag`` bitmask."""
+    exact integers held in float64; ``flags`` is a ``Flag`` bitmask; ``health`` and
+    ``health_latency`` are NaN (unknown) for accounts flagged ``DEBT_UNKNOWN``."""
 
     collateral_value: FloatArray
     weighted_collateral: FloatArray
@@ -170,6 +173,9 @@ def evaluate(
     num, den = cw + pnl, lw + maint
     num_lat, den_lat = cw_lat + pnl_lat, lw_lat + maint_lat
     health, health_latency = _ratio(num, den), _ratio(num_lat, den_lat)
+    unknown = (flags & _DEBT_UNKNOWN) != 0
+    health[unknown] = np.nan  # NaN compares false: neither LIQUIDATABLE nor LATENCY_RISK
+    health_latency[unknown] = np.nan
     liquidatable = health < 1.0
     flags[liquidatable] |= _LIQUIDATABLE
     flags[(health >= 1.0) & (health_latency < 1.0)] |= _LATENCY_RISK
@@ -216,6 +222,9 @@ def _holding_sums(
         row_flags = market.token_flags[token]
         hit = np.flatnonzero((row_flags != 0) & (rows.amount > 0))
         np.bitwise_or.at(flags, rows.key[hit] >> 1, row_flags[hit])
+    failed = np.flatnonzero(rows.flags)
+    if len(failed):
+        np.bitwise_or.at(flags, rows.key[failed] >> 1, rows.flags[failed])
     # 0.0 − x rather than −x: an account without debt shows 0.0, not −0.0.
     lv, lw, lw_lat = 0.0 - value[:, 1], 0.0 - weighted_sum[:, 1], 0.0 - shocked_sum[:, 1]
     return value[:, 0].copy(), cw, lv, lw, cw_lat, lw_lat

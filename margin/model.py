@@ -9,6 +9,13 @@ raw token amounts stay exact ``int``.
 C_w + U is negative (see ``margin.health.health_ratio``). JSON has no infinity:
 the API should render it as ``null`` (and say so in its schema), never as the non-standard
 ``Infinity`` token that ``json.dumps`` emits by default.
+
+A failed balance read is a state, not a value: the holding keeps its last good raw balance
+(and the block it was read at) and carries ``READ_FAILED``, which holds the account. A
+liability that was never read successfully makes the account's health *unknown*: ``health``
+and ``health_latency`` are NaN and the account carries ``DEBT_UNKNOWN`` (never
+``LIQUIDATABLE``: nothing is known, so nothing is claimed). ``AccountHealth.health_known`` is
+the explicit form; the API and MQTT show ``health: null`` with ``health_known: false``.
 """
 
 from __future__ import annotations
@@ -45,10 +52,17 @@ class Flag(enum.IntFlag):
     STALE_PRICE = 8
     ORACLE_TRIPPED = 16
     SEQUENCER_DOWN = 32
+    READ_FAILED = 64
+    """The last read of a balance the account holds failed: its last good value is used."""
+    DEBT_UNKNOWN = 128
+    """A liability of the account was never read successfully: its health is unknown.
+    (The last bit of the engine's uint8 flag column: a further flag widens it.)"""
 
 
-HELD_REASONS = Flag.STALE_PRICE | Flag.ORACLE_TRIPPED | Flag.SEQUENCER_DOWN
-"""Flags that hold a liquidation back (DESIGN §3: not STALE_CHAIN, which is informative)."""
+HELD_REASONS = Flag.STALE_PRICE | Flag.ORACLE_TRIPPED | Flag.SEQUENCER_DOWN | Flag.READ_FAILED
+"""Flags that hold a liquidation back (DESIGN §3: not STALE_CHAIN, which is informative).
+``DEBT_UNKNOWN`` always comes with ``READ_FAILED``, and such an account is never
+``LIQUIDATABLE`` anyway."""
 
 
 def flag_names(flags: Flag) -> list[str]:
@@ -133,19 +147,27 @@ def validate_tiers(tiers: tuple[Tier, ...], *, low: float, high: float, what: st
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokenRisk:
-    """An ERC-20 on one chain, the asset it represents, and how it counts toward health."""
+    """An ERC-20 on one chain, the asset it represents, and how it counts toward health.
+
+    ``decimals`` is ``None`` when they could not be established (no code at start-up,
+    ``decimals()`` failing, nothing configured or stored): no balance of the token can be
+    valued, so every holding of it counts as a failed read without a value.
+    """
 
     chain: str
     token: str
     asset: str
     role: Role
     weight: float
-    decimals: int
+    decimals: int | None
     tiers: tuple[Tier, ...] = ()
 
     def __post_init__(self) -> None:
         name = f"token {self.chain}/{self.token}"
-        _check(0 <= self.decimals <= MAX_TOKEN_DECIMALS, f"{name}: decimals {self.decimals}")
+        _check(
+            self.decimals is None or 0 <= self.decimals <= MAX_TOKEN_DECIMALS,
+            f"{name}: decimals {self.decimals}",
+        )
         _check(_finite(self.weight), f"{name}: weight {self.weight}")
         if self.role is Role.COLLATERAL:
             _check(0.0 <= self.weight <= 1.0, f"{name}: collateral weight must be in [0, 1]")
@@ -237,16 +259,26 @@ class Position:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Holding:
-    """A raw balance of one account in one token, read at ``block``."""
+    """A raw balance of one account in one token, read at ``block``.
+
+    ``read_failed``: the latest read failed; ``raw`` and ``block`` are then the last good value
+    and the block it came from, or ``raw`` is ``None`` (and ``block`` the failed read's) when no
+    read of this holding ever succeeded.
+    """
 
     account: str
     chain: str
     token: str
-    raw: int
+    raw: int | None
     block: int
+    read_failed: bool = False
 
     def __post_init__(self) -> None:
-        _check(0 <= self.raw <= UINT256_MAX, f"holding {self.account}: raw {self.raw}")
+        name = f"holding {self.account}"
+        if self.raw is None:
+            _check(self.read_failed, f"{name}: a holding without a value must be a failed read")
+        else:
+            _check(0 <= self.raw <= UINT256_MAX, f"{name}: raw {self.raw}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,14 +302,15 @@ class HoldingValue:
     """One line of an account's breakdown: a token balance and what it counts for.
 
     For tiered collateral ``weight`` is the effective weight of the (account, asset, schedule)
-    bucket the holding belongs to, and ``weighted_value`` its share of that bucket.
+    bucket the holding belongs to, and ``weighted_value`` its share of that bucket. ``raw`` is
+    ``None`` for a holding never read successfully (``flags`` then has ``READ_FAILED``).
     """
 
     chain: str
     token: str
     asset: str
     role: Role
-    raw: int
+    raw: int | None
     amount: Decimal
     price: float
     value: Decimal
@@ -330,3 +363,8 @@ class AccountHealth:
     def held_reasons(self) -> Flag:
         """The flags that hold a liquidation back (empty when none apply)."""
         return self.flags & HELD_REASONS
+
+    @property
+    def health_known(self) -> bool:
+        """False when a liability was never read (``DEBT_UNKNOWN``): ``health`` is then NaN."""
+        return not self.flags & Flag.DEBT_UNKNOWN

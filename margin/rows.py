@@ -4,7 +4,8 @@ Rows are appended, never moved or removed (a balance going to zero keeps its row
 index is stable. Each account links its rows (``head`` → ``next`` → … → -1): an incremental
 recompute finds an account's rows without scanning the table, and a balance update finds its
 (account, token) row by walking a handful of links instead of keeping a dict per holding.
-A holding row is 76 bytes (the raw uint256 exactly, the normalized amount, block, links).
+A holding row is 78 bytes (the raw uint256 exactly, the normalized amount, block, links, and
+its read state: the flags a failed read puts on the account, and whether it has a good value).
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ class HoldingTable:
         self.block = np.zeros(0, dtype=np.int64)
         self.next = np.full(0, -1, dtype=np.int32)
         self.bucket = np.full(0, -1, dtype=np.intp)
+        self.flags = np.zeros(0, dtype=np.uint8)  # READ_FAILED / DEBT_UNKNOWN of the row
+        self.valued = np.zeros(0, dtype=np.bool_)  # a read of it ever succeeded
 
     def reserve(self, extra: int) -> None:
         """Make room for ``extra`` more rows."""
@@ -195,6 +198,8 @@ class HoldingTable:
         self.block = grown(self.block, capacity, 0)
         self.next = grown(self.next, capacity, -1)
         self.bucket = grown(self.bucket, capacity, -1)
+        self.flags = grown(self.flags, capacity, 0)
+        self.valued = grown(self.valued, capacity, False)
 
     def raw_int(self, row: int) -> int:
         """The exact raw balance of ``row``."""

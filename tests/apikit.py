@@ -72,6 +72,7 @@ class StaticView:
     chains: list[Mapping[str, object]] = field(default_factory=list)
     prices: list[Mapping[str, object]] | None = None
     not_ready: list[str] = field(default_factory=list)
+    failing: list[dict[str, object]] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
 
     def chain_statuses(self) -> list[Mapping[str, object]]:
@@ -82,6 +83,9 @@ class StaticView:
 
     def readiness(self) -> list[str]:
         return list(self.not_ready)
+
+    def read_failures(self) -> list[dict[str, object]]:
+        return list(self.failing)
 
     async def position_changed(self, account: str) -> None:
         self.changed.append(account)

@@ -261,9 +261,12 @@ async def test_health_and_readiness(api: RunningApi, http: aiohttp.ClientSession
     assert await get(http, f"{api.url}/healthz") == {"status": "ok"}
     api.view.not_ready = ["chain arb: no block read yet", "asset BTC: never priced"]
     waiting = await get(http, f"{api.url}/readyz", status=503)
-    assert waiting == {"ready": False, "reasons": api.view.not_ready}
+    assert waiting == {"ready": False, "reasons": api.view.not_ready, "read_failures": []}
     api.view.not_ready = []
-    assert await get(http, f"{api.url}/readyz") == {"ready": True, "reasons": []}
+    failing = {"chain": "arb", "token": USDC_ARB, "failed": 1, "watched": 40}
+    api.view.failing = [failing]  # some reads fail: named, still ready
+    ready = await get(http, f"{api.url}/readyz")
+    assert ready == {"ready": True, "reasons": [], "read_failures": [failing]}
 
 
 async def test_metrics_endpoint(api: RunningApi, http: aiohttp.ClientSession) -> None:

@@ -32,6 +32,7 @@ TABLES = {
     "oracle_state",
     "positions",
     "price_history",
+    "token_decimals",
 }
 LATER_TABLES: set[str] = set()
 """Tables of revisions after 0003 (none yet): a downgrade below 0003 drops them too."""

@@ -121,8 +121,16 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
         "Account": _object(
             {
                 "account": LOWER_ADDRESS,
-                "health": {**_null({"type": "number", "minimum": 0}), "description": "null: ∞"},
+                "health": {
+                    **_null({"type": "number", "minimum": 0}),
+                    "description": "null: ∞ (no debt) when health_known, unknown otherwise",
+                },
                 "health_latency": _null({"type": "number", "minimum": 0}),
+                "health_known": {
+                    "type": "boolean",
+                    "description": "false: a liability was never read (DEBT_UNKNOWN); the "
+                    "account is held, health and health_latency are null",
+                },
                 "flags": _flags(),
                 "actionable": boolean,
                 "held_reasons": _flags(),
@@ -133,7 +141,15 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
             }
         ),
         "BalanceLine": _object(
-            {"chain": text, "token": text, "raw": _null(UINT), "block": integer, "block_hash": text}
+            {
+                "chain": text,
+                "token": text,
+                "raw": {**_null(UINT), "description": "last good value; null: never read"},
+                "block": integer,
+                "block_hash": text,
+                "read_failed": boolean,
+                "failed_block": {**_null(integer), "description": "block of the failed read"},
+            }
         ),
         "StoredTier": _object({"rate": num, "up_to": num}, required=["rate"]),
         "StoredPosition": _object(
@@ -283,6 +299,19 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
         ),
         "PriceList": _object({"prices": {"type": "array", "items": ref("Price")}}),
         "ChainList": _object({"chains": {"type": "array", "items": ref("Chain")}}),
-        "Readiness": _object({"ready": boolean, "reasons": names}),
+        "Readiness": _object(
+            {
+                "ready": boolean,
+                "reasons": names,
+                "read_failures": {
+                    "type": "array",
+                    "description": "Tokens whose latest read failed for some account; not "
+                    "ready while one fails for every account read.",
+                    "items": _object(
+                        {"chain": text, "token": text, "failed": integer, "watched": integer}
+                    ),
+                },
+            }
+        ),
         "Liveness": _object({"status": {"type": "string", "enum": ["ok"]}}),
     }

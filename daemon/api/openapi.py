@@ -79,7 +79,8 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
     chain_enum = enum_of(markets.chains)
     return {
         "/v1/liquidatable": _get(
-            "Accounts with health < 1, largest shortfall first, with their breakdown.",
+            "Accounts with health < 1 and accounts whose health is unknown (held: a liability "
+            "never read), largest shortfall first, with their breakdown.",
             {"200": _json("LiquidatableList", "One page of the ranking."), "400": BAD_REQUEST},
             parameters=[
                 *_page(),
@@ -156,7 +157,8 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
         ),
         "/healthz": _get("Liveness.", {"200": _json("Liveness", "The process answers.")}),
         "/readyz": _get(
-            "Readiness: every chain and every asset read at least once.",
+            "Readiness: every chain and every asset read at least once, no token whose reads "
+            "all fail; read_failures names every failing token.",
             {
                 "200": _json("Readiness", "Ready."),
                 "503": _json("Readiness", "Not ready yet; `reasons` says why."),
@@ -193,7 +195,8 @@ def build_spec(markets: PositionMarkets) -> dict[str, Any]:
             "title": TITLE,
             "version": _version(),
             "description": "Money is a decimal string; health is null when infinite "
-            "(nothing owed); flags are names; addresses are lower-case. Errors are "
+            "(nothing owed) or unknown (health_known false: a liability never read); flags are "
+            "names; addresses are lower-case. Errors are "
             '{"error": {"code", "message", "field"}}.',
         },
         "paths": paths(markets),

@@ -67,7 +67,8 @@ class KeeperRoutes:
     # ---- keepers ---------------------------------------------------------------------------
 
     async def liquidatable(self, request: web.Request) -> web.Response:
-        """Accounts with health < 1, largest shortfall first, with their breakdowns."""
+        """Accounts with health < 1 or unknown health, largest shortfall first, with their
+        breakdowns."""
         q = request.query
         limit = params.integer(
             q, "limit", default=params.DEFAULT_LIMIT, low=1, high=params.MAX_LIMIT
@@ -163,10 +164,13 @@ class KeeperRoutes:
         return json_response({"status": "ok"})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        """Readiness: 503 with the reasons until every chain and asset was read once."""
+        """Readiness: 503 with the reasons until every chain and asset was read once, and
+        while a token's reads all fail; ``read_failures`` names every failing token."""
         reasons = [scrub(reason) for reason in self.view.readiness()]  # may quote errors
+        failures = list(self.view.read_failures())
         return json_response(
-            {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
+            {"ready": not reasons, "reasons": reasons, "read_failures": failures},
+            status=503 if reasons else 200,
         )
 
     async def metrics_text(self, _request: web.Request) -> web.Response:

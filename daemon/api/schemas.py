@@ -1,7 +1,8 @@
 """Store records → the JSON documents of the API (shapes: ``daemon.api.openapi``).
 
 Conventions: money and other exact amounts are decimal strings in plain notation (never
-``1E+2``); ``health`` is ``null`` when infinite (nothing owed); flags are lists of names
+``1E+2``); ``health`` is ``null`` when infinite (nothing owed) and when unknown (a liability
+never read), told apart by ``health_known``; flags are lists of names
 (``["LIQUIDATABLE", "STALE_PRICE"]``); addresses are lower-case.
 """
 
@@ -117,6 +118,7 @@ def health_document(health: StoredHealth) -> dict[str, object]:
         "account": health.account.lower(),
         "health": finite(health.health),
         "health_latency": finite(health.health_latency),
+        "health_known": health.health_known,
         "flags": flag_names(health.flags),
         "actionable": health.actionable,
         "held_reasons": flag_names(health.held_reasons),
@@ -130,13 +132,16 @@ def health_document(health: StoredHealth) -> dict[str, object]:
 
 
 def balance_line(balance: StoredBalance) -> dict[str, object]:
-    """A stored raw balance (``raw`` null: the read at ``block`` failed)."""
+    """A stored raw balance: the last good ``raw`` at ``block`` (null: never read
+    successfully); ``read_failed`` with ``failed_block`` while the latest read fails."""
     return {
         "chain": balance.chain,
         "token": balance.token.lower(),
         "raw": None if balance.raw is None else str(balance.raw),
         "block": balance.block_number,
         "block_hash": balance.block_hash,
+        "read_failed": balance.read_failed,
+        "failed_block": balance.failed_block_number,
     }
 
 

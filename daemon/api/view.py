@@ -35,7 +35,13 @@ class DaemonView(Protocol):
 
     def readiness(self) -> list[str]:
         """Why the daemon is not ready to be trusted yet (empty: ready). Ready means every
-        chain has been read and every asset priced at least once."""
+        chain has been read and every asset priced at least once, and no token fails every
+        read."""
+        ...
+
+    def read_failures(self) -> list[dict[str, object]]:
+        """Tokens whose latest read failed for some watched account:
+        ``{"chain", "token", "failed", "watched"}`` each (empty: every read succeeds)."""
         ...
 
     async def position_changed(self, account: str) -> None:

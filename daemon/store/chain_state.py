@@ -4,6 +4,11 @@ Runs inside the caller's transaction. Balances are current values only (one row 
 token and account, with the block it was read at), which is all a restart needs; a reorg
 deletes the rows read from orphaned blocks, and the watcher re-reads those pairs on the new
 chain in the same update (``chains.watcher.ChainWatcher.roll_back``).
+
+A failed read is a state, not a value: it sets ``failed_block_number`` and leaves the last
+good ``raw`` and its block alone (a row that never had a good value keeps ``raw`` NULL, with
+the failed read's block). A good read clears the failure. A reorg below a failure but above
+the last good value forgets the failure only: the value was read on the surviving chain.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ async def store_balance_update(conn: AsyncConnection, update: BalanceUpdate, now
             )
         )
         dropped = result.rowcount
+        await conn.execute(
+            sa.update(balances)
+            .where(
+                balances.c.chain == update.chain,
+                balances.c.failed_block_number > update.dropped_above,
+            )
+            .values(failed_block_number=None)
+        )
     await _upsert_balances(conn, update, now)
     await _move_cursor(conn, update, now)
     return dropped
@@ -47,6 +60,7 @@ async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: fl
             None if r.raw is None else (Decimal(r.raw) if postgres else str(r.raw)),
             r.block_number,
             r.block_hash,
+            r.block_number if r.raw is None else None,
         )
         for (token, account), r in update.readings.items()
     ]
@@ -59,17 +73,29 @@ async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: fl
         s.raw,
         s.block_number,
         s.block_hash,
+        s.failed_block_number,
         sa.literal(now, Timestamp()),
     )
-    stmt = insert_for(conn, balances).from_select(
-        [c.name for c in balances.columns], select_all(source)
-    )
-    # Never replace a reading with one from an older block: replays stay harmless.
-    stmt = on_conflict_update(
-        stmt,
-        conflict=["chain", "token", "account"],
-        update=["raw", "block_number", "block_hash", "updated_at"],
-        where=balances.c.block_number <= stmt.excluded.block_number,
+    columns = [*(c.name for c in balance_stage.columns), "updated_at"]
+    stmt = insert_for(conn, balances).from_select(columns, select_all(source))
+    new, old = stmt.excluded, balances.c
+    # A failed read keeps the last good value and the block it came from.
+    keep = sa.and_(new.raw.is_(None), old.raw.is_not(None))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["chain", "token", "account"],
+        set_={
+            "raw": sa.case((keep, old.raw), else_=new.raw),
+            "block_number": sa.case((keep, old.block_number), else_=new.block_number),
+            "block_hash": sa.case((keep, old.block_hash), else_=new.block_hash),
+            "failed_block_number": new.failed_block_number,
+            "updated_at": new.updated_at,
+        },
+        # Never replace a reading (good or failed) with one from an older block: replays
+        # stay harmless.
+        where=sa.and_(
+            old.block_number <= new.block_number,
+            sa.func.coalesce(old.failed_block_number, old.block_number) <= new.block_number,
+        ),
     )
     await conn.execute(stmt)
 

@@ -1,8 +1,8 @@
 """Reads: what the API, the MQTT publisher and a restarting daemon ask of the store.
 
 Every read runs in its own short transaction, so it sees one committed cycle or the next,
-never part of one. Money comes back quantized to the store's ``value_decimals``; infinite
-health (NULL) comes back as ``inf``.
+never part of one. Money comes back quantized to the store's ``value_decimals``; NULL health
+comes back as ``inf`` (no debt) or NaN (``DEBT_UNKNOWN``: unknown).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from daemon.store.records import (
     position_from_row,
 )
 from daemon.store.schema import (
-    LIQUIDATABLE,
+    LISTED,
     account_health,
     balances,
     chain_cursors,
@@ -36,6 +36,7 @@ from daemon.store.schema import (
     oracle_state,
     positions,
     price_history,
+    token_decimals,
 )
 from margin.model import Flag, Position
 
@@ -66,7 +67,7 @@ class StoreQueries:
         without: Flag,
     ) -> list[sa.ColumnElement[bool]]:
         h = account_health.c
-        where = [LIQUIDATABLE]
+        where = [LISTED]
         if actionable_only:
             where.append(h.actionable.is_(True))
         if min_shortfall is not None:
@@ -77,8 +78,8 @@ class StoreQueries:
             held = sa.exists().where(
                 balances.c.account == h.account,
                 balances.c.chain == chain,
-                balances.c.raw.is_not(None),
-                balances.c.raw != 0,
+                # a balance never read may be anything: the account may hold something there
+                sa.or_(balances.c.raw.is_(None), balances.c.raw != 0),
             )
             posted = sa.exists().where(positions.c.account == h.account, positions.c.chain == chain)
             where.append(sa.or_(held, posted))
@@ -94,7 +95,9 @@ class StoreQueries:
         chain: str | None = None,
         without: Flag = Flag.NONE,
     ) -> list[StoredHealth]:
-        """Liquidatable accounts, largest shortfall first (ties by address).
+        """Liquidatable accounts and accounts whose health is unknown (``DEBT_UNKNOWN``: held,
+        never called healthy), largest shortfall first (ties by address); the shortfall of an
+        unknown account is what the balances read so far show, a lower bound.
 
         ``chain`` keeps accounts holding a non-zero balance or a position there; ``without``
         drops accounts carrying any of those flags.
@@ -226,7 +229,11 @@ class StoreQueries:
         return {row.chain: ChainCursor.from_row(row) for row in await self._rows(query)}
 
     async def balances(self, chain: str | None = None) -> dict[str, dict[Pair, Reading]]:
-        """Stored readings per chain, keyed like the watcher's holdings: (token, account)."""
+        """Stored readings per chain, keyed like the watcher's holdings: (token, account).
+
+        Each is the last good value and its block (``raw`` ``None``: no read ever succeeded);
+        ``read_failures`` says which of them failed at their latest read.
+        """
         query = sa.select(balances)
         if chain is not None:
             query = query.where(balances.c.chain == chain)
@@ -235,6 +242,27 @@ class StoreQueries:
             out.setdefault(row.chain, {})[(row.token, row.account)] = Reading(
                 raw=row.raw, block_number=row.block_number, block_hash=row.block_hash
             )
+        return out
+
+    async def read_failures(self, chain: str | None = None) -> dict[str, dict[Pair, int]]:
+        """Per chain, the (token, account) pairs whose latest read failed, with its block."""
+        b = balances.c
+        query = sa.select(b.chain, b.token, b.account, b.failed_block_number).where(
+            b.failed_block_number.is_not(None)
+        )
+        if chain is not None:
+            query = query.where(b.chain == chain)
+        out: dict[str, dict[Pair, int]] = {}
+        for row in await self._rows(query):
+            out.setdefault(row.chain, {})[(row.token, row.account)] = row.failed_block_number
+        return out
+
+    async def token_decimals(self) -> dict[str, dict[str, int]]:
+        """chain → token → decimals, as last recorded."""
+        rows = await self._rows(sa.select(token_decimals))
+        out: dict[str, dict[str, int]] = {}
+        for row in rows:
+            out.setdefault(row.chain, {})[row.token] = row.decimals
         return out
 
     async def latest_prices(self) -> dict[str, StoredPrice]:

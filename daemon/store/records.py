@@ -1,7 +1,8 @@
 """What reads return: stored rows as plain frozen data, and how each is built from a row.
 
-Money comes back as ``Decimal`` quantized to the store's ``value_decimals``; NULL health (an
-account that owes nothing) comes back as ``inf``; times are unix seconds.
+Money comes back as ``Decimal`` quantized to the store's ``value_decimals``; NULL health comes
+back as ``inf`` (an account that owes nothing) or NaN when the flags say ``DEBT_UNKNOWN`` (a
+liability never read: the health is unknown); times are unix seconds.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from margin.model import HELD_REASONS, Flag, Position, Tier
 Row = sa.Row[Any]
 
 
-def _health(value: float | None) -> float:
-    return math.inf if value is None else value
+def _health(value: float | None, flags: Flag) -> float:
+    if value is not None:
+        return value
+    return math.nan if flags & Flag.DEBT_UNKNOWN else math.inf
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,15 +100,21 @@ class StoredHealth:
         """Flags that keep a liquidation back (derived from ``flags``, not stored)."""
         return self.flags & HELD_REASONS
 
+    @property
+    def health_known(self) -> bool:
+        """False when a liability was never read (``DEBT_UNKNOWN``): ``health`` is NaN."""
+        return not self.flags & Flag.DEBT_UNKNOWN
+
     @classmethod
     def from_row(cls, row: Row, quantum: Decimal) -> StoredHealth:
         """From an ``account_health`` row, money quantized to ``quantum``."""
         money = {name: getattr(row, name).quantize(quantum) for name in MONEY_COLUMNS}
+        flags = Flag(row.flags)
         return cls(
             account=row.account,
-            health=_health(row.health),
-            health_latency=_health(row.health_latency),
-            flags=Flag(row.flags),
+            health=_health(row.health, flags),
+            health_latency=_health(row.health_latency, flags),
+            flags=flags,
             actionable=row.actionable,
             breakdown=row.breakdown,
             cycle_id=row.cycle_id,
@@ -133,14 +142,15 @@ class StoredTransition:
     @classmethod
     def from_row(cls, row: Row, quantum: Decimal) -> StoredTransition:
         """From a ``health_transitions`` row, the shortfall quantized to ``quantum``."""
+        to_flags = Flag(row.to_flags)
         return cls(
             id=row.id,
             account=row.account,
             cycle_id=row.cycle_id,
             from_flags=Flag(row.from_flags),
-            to_flags=Flag(row.to_flags),
-            health=_health(row.health),
-            health_latency=_health(row.health_latency),
+            to_flags=to_flags,
+            health=_health(row.health, to_flags),
+            health_latency=_health(row.health_latency, to_flags),
             shortfall=row.shortfall.quantize(quantum),
             actionable=row.actionable,
             at=row.at,
@@ -188,7 +198,11 @@ class StoredPrice:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredBalance:
-    """A raw balance as stored (``raw`` ``None``: the read at ``block_number`` failed)."""
+    """A raw balance as stored: the last good ``raw`` and the block it was read at.
+
+    ``failed_block_number`` is set while the latest read failed (at that block); ``raw`` is
+    ``None`` when no read ever succeeded (``block_number`` is then the failed read's).
+    """
 
     chain: str
     token: str
@@ -196,6 +210,12 @@ class StoredBalance:
     raw: int | None
     block_number: int
     block_hash: str
+    failed_block_number: int | None = None
+
+    @property
+    def read_failed(self) -> bool:
+        """The latest read of this balance failed."""
+        return self.failed_block_number is not None
 
     @classmethod
     def from_row(cls, row: Row) -> StoredBalance:
@@ -207,6 +227,7 @@ class StoredBalance:
             raw=row.raw,
             block_number=row.block_number,
             block_hash=row.block_hash,
+            failed_block_number=row.failed_block_number,
         )
 
 
@@ -234,7 +255,12 @@ class AccountRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredState:
-    """Everything a restarting daemon resumes from."""
+    """Everything a restarting daemon resumes from.
+
+    ``balances`` holds the last good value of every pair (``raw`` ``None``: never read
+    successfully); ``read_failures`` the pairs whose latest read failed, with that read's
+    block; ``token_decimals`` chain → token → decimals as last established.
+    """
 
     cursors: dict[str, ChainCursor]
     balances: dict[str, dict[Pair, Reading]]
@@ -245,3 +271,5 @@ class StoredState:
     oracle_states: dict[str, Any] = field(default_factory=dict)
     """asset → the oracle state document of its newest stored round (``oracles.resume``
     decodes it; an unreadable one is the caller's to skip)."""
+    read_failures: dict[str, dict[Pair, int]] = field(default_factory=dict)
+    token_decimals: dict[str, dict[str, int]] = field(default_factory=dict)

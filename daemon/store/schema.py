@@ -6,18 +6,23 @@ set-based upsert (COPY on PostgreSQL, executemany on SQLite); they are not migra
 
 Tables:
 - ``chain_cursors``: per chain, the last block balances were stored at (number, hash).
-- ``balances``: current raw balance per (chain, token, account) and the block it was read at;
-  ``raw`` NULL means the read at that block failed (as ``chains.watcher.Reading``).
+- ``balances``: per (chain, token, account), the last good raw balance and the block it was
+  read at. ``failed_block_number`` is set while the latest read failed (the block of that
+  read; the last good value stays), NULL once a read succeeds again. ``raw`` NULL means no read
+  ever succeeded (``block_number`` is then the failed read's).
+- ``token_decimals``: every watched token's decimals as last established (config or chain),
+  so a restart can still value the last good balances of a token that stopped answering.
 - ``price_history``: every oracle round per asset, with status and sources (append-only).
 - ``oracle_state``: per asset, the aggregator's resumable state after its newest stored round
   (``oracles.resume`` JSON: last good price, pending jump, volatility), upserted with that
   round; ``round_at`` keeps a replayed older round from overwriting a newer state.
 - ``cycles``: one row per engine cycle written: its key, time, block and price context.
-- ``account_health``: one row per account, upserted; ``health`` NULL means infinite;
+- ``account_health``: one row per account, upserted; ``health`` NULL means infinite, or
+  unknown when ``flags`` has ``DEBT_UNKNOWN`` (a liability never read);
   ``cycle_id``/``updated_at`` name the cycle that last *changed* the row (an unchanged row is
   not rewritten; ``cycles`` tells how current the table is). No foreign key to ``cycles``:
   checking one per row would double the cost of a 100k-row write, and cycles are never
-  deleted. The ranking index covers liquidatable accounts only.
+  deleted. The ranking index covers the listed accounts only: liquidatable or unknown.
 - ``health_transitions``: append-only history of flag changes; also the MQTT outbox
   (``published_at`` NULL until published).
 - ``positions``: derivative positions posted by the protocol.
@@ -29,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from daemon.store.types import ExactDecimal, JSONDocument, Money, Timestamp, Uint256
+from margin.model import Flag
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -67,8 +73,18 @@ balances = sa.Table(
     sa.Column("block_number", sa.BigInteger(), nullable=False),
     sa.Column("block_hash", HASH, nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
+    sa.Column("failed_block_number", sa.BigInteger(), nullable=True),
     sa.Index(None, "chain", "block_number"),
     sa.Index(None, "account"),
+)
+
+token_decimals = sa.Table(
+    "token_decimals",
+    metadata,
+    sa.Column("chain", NAME, primary_key=True),
+    sa.Column("token", ADDRESS, primary_key=True),
+    sa.Column("decimals", sa.SmallInteger(), nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
 )
 
 price_history = sa.Table(
@@ -139,14 +155,18 @@ account_health = sa.Table(
     # rewrites most rows, and their indexed columns (shortfall, flags) rarely change.
     postgresql_with={"fillfactor": HEALTH_FILLFACTOR},
 )
-LIQUIDATABLE = account_health.c.flags.bitwise_and(sa.literal_column("1")) == sa.literal_column("1")
-"""``flags & 1 = 1`` with literals, so the planner can match the partial index below."""
+LISTED_FLAGS = int(Flag.LIQUIDATABLE | Flag.DEBT_UNKNOWN)
+LISTED = account_health.c.flags.bitwise_and(
+    sa.literal_column(str(LISTED_FLAGS))
+) != sa.literal_column("0")
+"""``flags & 129 <> 0`` (liquidatable, or health unknown) with literals, so the planner can
+match the partial index below: ``/v1/liquidatable`` lists both, never calls unknown healthy."""
 sa.Index(
     "ix_account_health_liquidatable",
     account_health.c.shortfall.desc(),
     account_health.c.account,
-    postgresql_where=LIQUIDATABLE,
-    sqlite_where=LIQUIDATABLE,
+    postgresql_where=LISTED,
+    sqlite_where=LISTED,
 )
 
 health_transitions = sa.Table(
@@ -214,6 +234,7 @@ balance_stage = sa.Table(
     sa.Column("raw", sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql")),
     sa.Column("block_number", sa.BigInteger()),
     sa.Column("block_hash", HASH),
+    sa.Column("failed_block_number", sa.BigInteger()),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )

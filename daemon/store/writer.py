@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -39,7 +39,13 @@ from daemon.store.engine import check_reachable, create_store_engine, write_tran
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition
 from daemon.store.rows import CycleContext, HealthRows
-from daemon.store.schema import health_transitions, oracle_state, positions, price_history
+from daemon.store.schema import (
+    health_transitions,
+    oracle_state,
+    positions,
+    price_history,
+    token_decimals,
+)
 from daemon.store.urls import shown_url
 from margin.model import Position
 from oracles.model import AssetPrice
@@ -95,6 +101,26 @@ class HealthStore(AsyncResource):
             len(update.readings),
             dropped,
         )
+
+    async def record_token_decimals(
+        self, chain: str, decimals: Mapping[str, int], *, at: float | None = None
+    ) -> None:
+        """Remember the decimals of ``chain``'s tokens (token → decimals), so that a restart
+        can value their stored balances even when the chain no longer answers ``decimals()``."""
+        if not decimals:
+            return
+        now = time.time() if at is None else at
+        rows = [
+            {"chain": chain, "token": token, "decimals": value, "updated_at": now}
+            for token, value in sorted(decimals.items())
+        ]
+        async with write_transaction(self.engine) as conn:
+            stmt = on_conflict_update(
+                insert_for(conn, token_decimals),
+                conflict=["chain", "token"],
+                update=["decimals", "updated_at"],
+            )
+            await conn.execute(stmt, rows)
 
     # ---- prices -----------------------------------------------------------------------------
 
@@ -255,6 +281,8 @@ class HealthStore(AsyncResource):
             latest_prices=await q.latest_prices(),
             last_cycle=await q.last_cycle(),
             oracle_states=await q.oracle_states(),
+            read_failures=await q.read_failures(),
+            token_decimals=await q.token_decimals(),
         )
         log.info(
             "store_state_loaded chains=%d balances=%d accounts=%d positions=%d",

@@ -2,7 +2,7 @@
 volatility), so a restart resumes the breaker where it stopped.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-28
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from daemon.store.types import Timestamp
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
