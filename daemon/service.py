@@ -32,6 +32,7 @@ from daemon.prices import build_oracle_service
 from daemon.risk_inputs import chain_input, engine_params, token_risks, watcher_tokens
 from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
+from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
@@ -134,9 +135,13 @@ class Daemon:
             )
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
             self.loop = self._engine_loop(store, publisher, state)
+            # The API reads on a pool of its own with short timeouts: 503, never a hang.
+            api_queries = await stack.enter_async_context(
+                StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
+            )
             await stack.enter_async_context(
                 ApiServer(
-                    queries=store.queries,
+                    queries=api_queries,
                     store=store,
                     view=self,
                     settings=config.api,

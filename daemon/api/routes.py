@@ -28,6 +28,7 @@ from daemon.api.schemas import (
 from daemon.api.view import DaemonView, stored_price_document
 from daemon.config import ApiConfig
 from daemon.metrics import CONTENT_TYPE, Metrics
+from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries
 from daemon.store.writer import HealthStore
 from margin.model import flag_names
@@ -162,8 +163,13 @@ class KeeperRoutes:
         return json_response({"status": "ok"})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        """Readiness: 503 with the reasons until every chain and asset was read once."""
+        """Readiness: 503 with the reasons until every chain and asset was read once, and
+        while the store does not answer or the engine cannot write to it."""
         reasons = list(self.view.readiness())
+        try:
+            await self.queries.ping()
+        except StoreUnavailable as exc:
+            reasons.append(f"store unavailable: {exc.problem}")
         return json_response(
             {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
         )
