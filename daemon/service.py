@@ -24,6 +24,7 @@ from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.api.view import chain_document, price_document
 from daemon.config import Config
+from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
@@ -100,6 +101,8 @@ class Daemon:
             reasons.append("engine not started")
         elif not self.loop.warm():
             reasons.append("engine warming up")
+        if self.loop is not None:
+            reasons += _writer_problems(self.loop.writer)
         return reasons
 
     async def position_changed(self, account: str) -> None:
@@ -300,7 +303,21 @@ class Daemon:
             flags = self.loop.engine.results.flags.tolist()
             self.metrics.observe_accounts(flag_counts(Flag(f) for f in flags))
             self.metrics.observe_mqtt(publisher.stats())
+            self.metrics.observe_store(self.loop.writer.stats, self.loop.writer.pending)
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+def _writer_problems(writer: CycleWriter) -> list[str]:
+    """Readiness reasons of the engine's writer: failing, or a write left unanswered."""
+    if writer.failing:
+        return [
+            f"store writes failing for {writer.stats.seconds_since_write():.0f}s "
+            f"({writer.pending.accounts} accounts pending): {writer.stats.last_error}"
+        ]
+    stalled = writer.stalled_s()
+    if stalled:
+        return [f"store write unanswered for {stalled:.0f}s"]
+    return []
 
 
 async def run_until_signalled(config: Config, *, auto_migrate: bool = False) -> int:
