@@ -103,13 +103,16 @@ class EngineLoop:
         metrics: Metrics | None = None,
         required_chains: Collection[str] = (),
         required_assets: Collection[str] = (),
+        status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self._required_chains = set(required_chains)
         self._required_assets = set(required_assets)
+        self._status_chains = set(status_chains)
         self._chains_seen: set[str] = set()
+        self._status_seen: set[str] = set()
         self._warmup_deadline = time.monotonic() + warmup_timeout_s
         self._warm = False
         self.store = store
@@ -123,6 +126,7 @@ class EngineLoop:
         self._signals: dict[str, AccountSignal] = {}
         self._positions: dict[str, dict[str, Position]] = {}
         self._positions_unread: set[str] = set()
+        self._valued = False  # a warm cycle has valued every account once
         self._writes = 0
         self.writer = CycleWriter(store, build=self._batch, written=self._stored)
 
@@ -175,8 +179,10 @@ class EngineLoop:
         """
         if self._warm:
             return True
-        missing = sorted(self._required_chains - self._chains_seen) + sorted(
-            self._required_assets - self.stats.prices_seen
+        missing = (
+            sorted(self._required_chains - self._chains_seen)
+            + sorted(self._required_assets - self.stats.prices_seen)
+            + [f"status:{c}" for c in sorted(self._status_chains - self._status_seen)]
         )
         if missing and time.monotonic() < self._warmup_deadline:
             return False
@@ -195,6 +201,13 @@ class EngineLoop:
         started = time.perf_counter()
         balances = [e for e in events if isinstance(e, BalanceUpdate)]
         rounds = [p for e in events if isinstance(e, PricesChanged) for p in e.prices.values()]
+        self._status_seen.update(  # a status judged after the chain's first read
+            c.name
+            for e in events
+            if isinstance(e, ChainsChanged)
+            for c in e.chains
+            if c.last_block is not None
+        )
         await self._reload_unread_positions()
         oldest_block_ts = await self._apply(events)
         pending = self.writer.pending
@@ -208,6 +221,12 @@ class EngineLoop:
         before = self.engine.results.select(slice(None))
         evaluated = self.engine.recompute_dirty()
         changed = _changed(before, self.engine.results, evaluated)
+        if not self._valued:
+            # The first valuation: every account's stored row is compared with what memory
+            # says now (not with the state seeded before any price), so a restart with
+            # nothing changed writes no transition and a stale stored row is corrected.
+            self._valued = True
+            changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
         await self.writer.write()
         self.stats.cycles += 1

@@ -217,6 +217,9 @@ class Daemon:
             metrics=self.metrics,
             required_chains=[c.name for c in config.chains],
             required_assets=[a.symbol for a in config.assets],
+            # Chains start stale until their status is known: valuing before that would
+            # store (and publish) STALE_CHAIN and back for every account on each start.
+            status_chains=[c.name for c in config.chains],
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)
@@ -271,6 +274,7 @@ class Daemon:
         """Every second: staleness and sequencer state to the engine (on change), chain status
         to MQTT and metrics, and the account/MQTT/cycle gauges."""
         assert self.loop is not None
+        sent: set[str] = set()  # chains whose status the engine got since it was first read
         for round_no in itertools.count():
             publish = round_no % PUBLISH_EVERY == 0
             changed = []
@@ -285,11 +289,17 @@ class Daemon:
                     last_block=status.last_read_number,
                 )
                 previous = self._chain_inputs.get(name)
-                if previous is None or (previous.stale, previous.sequencer_down) != (
-                    current.stale,
-                    current.sequencer_down,
+                if (
+                    previous is None
+                    or (previous.stale, previous.sequencer_down)
+                    != (current.stale, current.sequencer_down)
+                    # Once read, a chain's status goes to the engine even if unchanged: the
+                    # engine waits for it before its first valuation.
+                    or (name not in sent and current.last_block is not None)
                 ):
                     changed.append(current)
+                    if current.last_block is not None:
+                        sent.add(name)
                 self._chain_inputs[name] = current
                 if publish:
                     publisher.set_chain_status(name, chain_document(status, sequencer=sequencer))
