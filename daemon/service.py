@@ -319,10 +319,11 @@ class Daemon:
 
 def _writer_problems(writer: CycleWriter) -> list[str]:
     """Readiness reasons of the engine's writer: failing, or a write left unanswered."""
-    if writer.failing:
+    stats = writer.stats
+    if stats.failing_since is not None:
         return [
-            f"store writes failing for {writer.stats.seconds_since_write():.0f}s "
-            f"({writer.pending.accounts} accounts pending): {writer.stats.last_error}"
+            f"store writes failing for {time.time() - stats.failing_since:.0f}s "
+            f"({writer.pending.accounts} accounts pending): {stats.last_error}"
         ]
     stalled = writer.stalled_s()
     if stalled:
