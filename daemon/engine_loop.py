@@ -3,6 +3,12 @@ accounts they touch; persist the cycle in one transaction; then publish what cha
 
 Events arriving while a cycle runs are coalesced into the next one, so a burst of blocks or a
 price round that touches every account costs one recompute and one write, not one each.
+
+Writes go through ``CycleWriter``: what a cycle applied is staged as pending (balances,
+rounds, the accounts whose stored row is now out of date) and written at once; if the store
+fails, the engine keeps applying events in memory while the writer retries with backoff, and
+the first write that succeeds stores the current state of everything pending. Events come
+only from stored transitions, so they wait for the database too.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chains.watcher import BalanceUpdate
+from daemon.cycle_writer import CycleWriter
 from daemon.metrics import Metrics
 from daemon.mqtt import MqttPublisher
 from daemon.mqtt_topics import (
@@ -28,6 +35,7 @@ from daemon.mqtt_topics import (
     transition_events,
 )
 from daemon.risk_inputs import holdings, price_inputs
+from daemon.store.errors import StoreUnavailable
 from daemon.store.records import StoredTransition
 from daemon.store.rows import CycleContext, HealthRows, breakdown_of
 from daemon.store.writer import HealthStore
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
 OUTBOX_BATCH = 10_000  # unpublished transitions re-sent at start
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
 
@@ -94,13 +103,16 @@ class EngineLoop:
         metrics: Metrics | None = None,
         required_chains: Collection[str] = (),
         required_assets: Collection[str] = (),
+        status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self._required_chains = set(required_chains)
         self._required_assets = set(required_assets)
+        self._status_chains = set(status_chains)
         self._chains_seen: set[str] = set()
+        self._status_seen: set[str] = set()
         self._warmup_deadline = time.monotonic() + warmup_timeout_s
         self._warm = False
         self.store = store
@@ -113,6 +125,10 @@ class EngineLoop:
         self._boot = uuid.uuid4().hex[:12]
         self._signals: dict[str, AccountSignal] = {}
         self._positions: dict[str, dict[str, Position]] = {}
+        self._positions_unread: set[str] = set()
+        self._valued = False  # a warm cycle has valued every account once
+        self._writes = 0
+        self.writer = CycleWriter(store, build=self._batch, written=self._stored)
 
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
@@ -129,20 +145,30 @@ class EngineLoop:
             log.info("outbox_republished transitions=%d", len(pending))
 
     async def run(self) -> None:
-        """Consume events forever, one coalesced cycle at a time."""
-        while True:
-            events = [await self.queue.get()]
-            while not self.queue.empty():
-                events.append(self.queue.get_nowait())
-            await self.cycle(events)
+        """Consume events forever, one coalesced cycle at a time; the writer's retries run
+        beside it while the store fails."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.writer.retry(), name="engine-writer-retry")
+            while True:
+                events = [await self.queue.get()]
+                while not self.queue.empty():
+                    events.append(self.queue.get_nowait())
+                await self.cycle(events)
 
     async def drain(self) -> None:
-        """Process whatever is queued (shutdown: flush pending writes)."""
+        """Process whatever is queued and try once more to store what is pending
+        (shutdown)."""
         events = []
         while not self.queue.empty():
             events.append(self.queue.get_nowait())
         if events:
             await self.cycle(events)
+        if not await self.writer.flush():
+            log.warning(
+                "shutdown_unstored pending_accounts=%d pending_balances=%d",
+                self.writer.pending.accounts,
+                self.writer.pending.balances,
+            )
 
     def warm(self) -> bool:
         """True once every chain was read and every asset priced (or the warm-up timed out).
@@ -153,8 +179,10 @@ class EngineLoop:
         """
         if self._warm:
             return True
-        missing = sorted(self._required_chains - self._chains_seen) + sorted(
-            self._required_assets - self.stats.prices_seen
+        missing = (
+            sorted(self._required_chains - self._chains_seen)
+            + sorted(self._required_assets - self.stats.prices_seen)
+            + [f"status:{c}" for c in sorted(self._status_chains - self._status_seen)]
         )
         if missing and time.monotonic() < self._warmup_deadline:
             return False
@@ -166,42 +194,43 @@ class EngineLoop:
         return True
 
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
-        """Apply ``events``, recompute the touched accounts, persist, publish."""
+        """Apply ``events``, recompute the touched accounts, persist, publish.
+
+        The write is attempted at once unless the store is failing; then what changed stays
+        pending for the writer's retries and the cycle returns without waiting."""
         started = time.perf_counter()
         balances = [e for e in events if isinstance(e, BalanceUpdate)]
         rounds = [p for e in events if isinstance(e, PricesChanged) for p in e.prices.values()]
+        self._status_seen.update(  # a status judged after the chain's first read
+            c.name
+            for e in events
+            if isinstance(e, ChainsChanged)
+            for c in e.chains
+            if c.last_block is not None
+        )
+        await self._reload_unread_positions()
         oldest_block_ts = await self._apply(events)
+        pending = self.writer.pending
+        pending.add_balances(balances)
+        pending.add_rounds(rounds)
         if not self.warm():
             # Inputs are applied (the engine keeps them dirty for the first warm cycle) and
             # stored, but nothing is valued or published yet.
-            await self.store.write_engine_cycle(
-                balances=balances, prices=rounds, rows=None, context=None
-            )
+            await self.writer.write()
             return
         before = self.engine.results.select(slice(None))
         evaluated = self.engine.recompute_dirty()
         changed = _changed(before, self.engine.results, evaluated)
-        now = time.time()
-        rows = self._rows(changed) if len(changed) else None
-        context = CycleContext(
-            at=now,
-            blocks=dict(self.blocks),
-            prices={a: p.price for a, p in self.prices.items()},
-            key=f"{self._boot}:{self.stats.cycles}",
-        )
-        transitions: list[StoredTransition] = []
-        if balances or rounds or rows is not None:
-            # One transaction: balances, price rounds and the health they produced.
-            transitions = await self.store.write_engine_cycle(
-                balances=balances, prices=rounds, rows=rows, context=context
-            )
-        if len(changed):
-            self._publish(changed, transitions, now)
-            if transitions:
-                await self.store.mark_published([t.id for t in transitions])
+        if not self._valued:
+            # The first valuation: every account's stored row is compared with what memory
+            # says now (not with the state seeded before any price), so a restart with
+            # nothing changed writes no transition and a stale stored row is corrected.
+            self._valued = True
+            changed = np.arange(len(self.engine.accounts), dtype=np.intp)
+        pending.add_accounts(changed)
+        await self.writer.write()
         self.stats.cycles += 1
         self.stats.accounts_changed += len(changed)
-        self.stats.transitions += len(transitions)
         self.stats.last_cycle_s = time.perf_counter() - started
         if oldest_block_ts is not None:
             self.stats.last_block_to_publish_s = max(0.0, time.time() - oldest_block_ts)
@@ -209,6 +238,30 @@ class EngineLoop:
             self.metrics.observe_cycle(self.stats.last_cycle_s)
             if oldest_block_ts is not None and self.stats.last_block_to_publish_s is not None:
                 self.metrics.observe_latency(self.stats.last_block_to_publish_s)
+
+    def _batch(self, accounts: IndexArray) -> tuple[HealthRows | None, CycleContext | None]:
+        """The writer's rows for ``accounts`` (their current health) and the cycle context."""
+        if not len(accounts):
+            return None, None
+        self._writes += 1
+        context = CycleContext(
+            at=time.time(),
+            blocks=dict(self.blocks),
+            prices={a: p.price for a, p in self.prices.items()},
+            key=f"{self._boot}:{self._writes}",  # one per attempt: a retry is a new cycle
+        )
+        return self._rows(accounts), context
+
+    async def _stored(self, accounts: IndexArray, transitions: list[StoredTransition]) -> None:
+        """After a successful write: publish the written accounts and the new transitions."""
+        self.stats.transitions += len(transitions)
+        if len(accounts):
+            self._publish(accounts, transitions, time.time())
+        if transitions:
+            try:
+                await self.store.mark_published([t.id for t in transitions])
+            except StoreUnavailable as exc:  # they stay in the outbox: sent again at start
+                log.warning("outbox_mark_failed transitions=%d error=%s", len(transitions), exc)
 
     async def _apply(self, events: Sequence[EngineEvent]) -> float | None:
         oldest: float | None = None
@@ -239,8 +292,22 @@ class EngineLoop:
         for position in positions:
             self._positions.setdefault(position.account, {})[position.asset] = position
 
+    async def _reload_unread_positions(self) -> None:
+        """Retry position reloads the store could not answer (not while writes fail)."""
+        if self._positions_unread and not self.writer.failing:
+            for account in sorted(self._positions_unread):
+                self._positions_unread.discard(account)
+                await self._reload_positions(account)
+
     async def _reload_positions(self, account: str) -> None:
-        stored = {p.asset: p for p in await self.store.positions(account)}
+        try:
+            async with asyncio.timeout(POSITIONS_READ_TIMEOUT_S):
+                stored = {p.asset: p for p in await self.store.positions(account)}
+        except (StoreUnavailable, TimeoutError) as exc:
+            # Applied later (``_reload_unread_positions``); the engine must not stop for it.
+            self._positions_unread.add(account)
+            log.warning("positions_reload_failed account=%s error=%s", account, exc)
+            return
         for asset, old in self._positions.get(account, {}).items():
             if asset not in stored:  # removed: a zero-size position counts for nothing
                 self.engine.set_position(

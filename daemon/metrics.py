@@ -18,7 +18,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
+from daemon.cycle_writer import WriterStats
 from daemon.mqtt import MqttStats
+from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
 from margin.model import Flag
 from oracles.model import AssetPrice, PriceStatus
 
@@ -153,6 +155,45 @@ class Metrics:
             buckets=HTTP_BUCKETS_S,
             registry=r,
         )
+        self.store_pending_accounts = Gauge(
+            "crossmargin_store_pending_accounts",
+            "Accounts whose stored health row is out of date (written once the store answers).",
+            registry=r,
+        )
+        self.store_pending_balances = Gauge(
+            "crossmargin_store_pending_balances",
+            "Balance readings applied in memory, not stored yet.",
+            registry=r,
+        )
+        self.store_pending_rounds = Gauge(
+            "crossmargin_store_pending_price_rounds",
+            f"Oracle rounds not stored yet (newest {PENDING_ROUNDS_PER_ASSET} per asset kept).",
+            registry=r,
+        )
+        self._store_dropped_rounds = _CumulativeCounter(
+            Counter(
+                "crossmargin_store_dropped_price_rounds",
+                f"Oracle rounds never stored: over {PENDING_ROUNDS_PER_ASSET} per asset waited.",
+                registry=r,
+            )
+        )
+        self._store_write_failures = _CumulativeCounter(
+            Counter(
+                "crossmargin_store_write_failures",
+                "Failed engine write attempts (each retried with backoff).",
+                registry=r,
+            )
+        )
+        self.store_write_failing = Gauge(
+            "crossmargin_store_write_failing",
+            "1 from a failed engine write until the next successful one.",
+            registry=r,
+        )
+        self.store_seconds_since_write = Gauge(
+            "crossmargin_store_seconds_since_write",
+            "Seconds since the engine last stored a cycle (also grows while nothing changes).",
+            registry=r,
+        )
         self.observe_accounts({})
 
     # ---- chains ----------------------------------------------------------------------------
@@ -217,6 +258,17 @@ class Metrics:
         self.mqtt_connected.set(1 if stats.connected else 0)
         self._mqtt_dropped.observe((), stats.dropped)
         self._mqtt_published.observe((), stats.published)
+
+    def observe_store(self, stats: WriterStats, pending: PendingWrites) -> None:
+        """The engine writer's state: what waits to be stored and how writes fare."""
+        self.store_pending_accounts.set(pending.accounts)
+        self.store_pending_balances.set(pending.balances)
+        self.store_pending_rounds.set(pending.rounds)
+        self._store_dropped_rounds.observe((), pending.dropped_rounds)
+        self._store_write_failures.observe((), stats.failures)
+        self.store_write_failing.set(1 if stats.failing_since is not None else 0)
+        # Computed when scraped, so it keeps growing between observations.
+        self.store_seconds_since_write.set_function(stats.seconds_since_write)
 
     def observe_http(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """One API request (``route`` is the route template, never the raw path)."""

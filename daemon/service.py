@@ -24,6 +24,7 @@ from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.api.view import chain_document, price_document
 from daemon.config import Config
+from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
@@ -39,6 +40,7 @@ from daemon.risk_inputs import (
 )
 from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
+from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
@@ -119,6 +121,8 @@ class Daemon:
             reasons.append("engine not started")
         elif not self.loop.warm():
             reasons.append("engine warming up")
+        if self.loop is not None:
+            reasons += _writer_problems(self.loop.writer)
         return reasons
 
     def read_failures(self) -> list[dict[str, object]]:
@@ -173,9 +177,13 @@ class Daemon:
             )
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
             self.loop = self._engine_loop(store, publisher, state)
+            # The API reads on a pool of its own with short timeouts: 503, never a hang.
+            api_queries = await stack.enter_async_context(
+                StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
+            )
             await stack.enter_async_context(
                 ApiServer(
-                    queries=store.queries,
+                    queries=api_queries,
                     store=store,
                     view=self,
                     settings=config.api,
@@ -251,6 +259,9 @@ class Daemon:
             metrics=self.metrics,
             required_chains=[c.name for c in config.chains],
             required_assets=[a.symbol for a in config.assets],
+            # Chains start stale until their status is known: valuing before that would
+            # store (and publish) STALE_CHAIN and back for every account on each start.
+            status_chains=[c.name for c in config.chains],
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)
@@ -305,6 +316,7 @@ class Daemon:
         """Every second: staleness and sequencer state to the engine (on change), chain status
         to MQTT and metrics, and the account/MQTT/cycle gauges."""
         assert self.loop is not None
+        sent: set[str] = set()  # chains whose status the engine got since it was first read
         for round_no in itertools.count():
             publish = round_no % PUBLISH_EVERY == 0
             changed = []
@@ -319,11 +331,17 @@ class Daemon:
                     last_block=status.last_read_number,
                 )
                 previous = self._chain_inputs.get(name)
-                if previous is None or (previous.stale, previous.sequencer_down) != (
-                    current.stale,
-                    current.sequencer_down,
+                if (
+                    previous is None
+                    or (previous.stale, previous.sequencer_down)
+                    != (current.stale, current.sequencer_down)
+                    # Once read, a chain's status goes to the engine even if unchanged: the
+                    # engine waits for it before its first valuation.
+                    or (name not in sent and current.last_block is not None)
                 ):
                     changed.append(current)
+                    if current.last_block is not None:
+                        sent.add(name)
                 self._chain_inputs[name] = current
                 if publish:
                     publisher.set_chain_status(name, chain_document(status, sequencer=sequencer))
@@ -340,7 +358,22 @@ class Daemon:
             flags = self.loop.engine.results.flags.tolist()
             self.metrics.observe_accounts(flag_counts(Flag(f) for f in flags))
             self.metrics.observe_mqtt(publisher.stats())
+            self.metrics.observe_store(self.loop.writer.stats, self.loop.writer.pending)
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+def _writer_problems(writer: CycleWriter) -> list[str]:
+    """Readiness reasons of the engine's writer: failing, or a write left unanswered."""
+    stats = writer.stats
+    if stats.failing_since is not None:
+        return [
+            f"store writes failing for {time.time() - stats.failing_since:.0f}s "
+            f"({writer.pending.accounts} accounts pending): {stats.last_error}"
+        ]
+    stalled = writer.stalled_s()
+    if stalled:
+        return [f"store write unanswered for {stalled:.0f}s"]
+    return []
 
 
 async def run_until_signalled(config: Config, *, auto_migrate: bool = False) -> int:

@@ -24,13 +24,20 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from core.lifecycle import AsyncResource
-from daemon.api.errors import INTERNAL_ERROR, ApiError, error_response, from_http_exception
+from daemon.api.errors import (
+    INTERNAL_ERROR,
+    ApiError,
+    error_response,
+    from_http_exception,
+    store_unavailable,
+)
 from daemon.api.openapi import build_spec
 from daemon.api.positions import PositionMarkets
 from daemon.api.routes import KeeperRoutes
 from daemon.api.view import DaemonView
 from daemon.config import ApiConfig
 from daemon.metrics import Metrics
+from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries
 from daemon.store.writer import HealthStore
 
@@ -77,6 +84,11 @@ def _error_middleware(metrics: Metrics) -> Middleware:
             if exc.status < web.HTTPBadRequest.status_code:
                 raise  # redirects and the like are not errors
             response = from_http_exception(exc)
+        except StoreUnavailable as exc:
+            # Expected while the database is down: no traceback, and keepers are told when
+            # to come back instead of getting a 500.
+            log.info("api_store_unavailable route=%s error=%s", _route_of(request), exc.problem)
+            response = store_unavailable()
         except Exception:  # CancelledError is a BaseException: it passes through
             log.exception(
                 "api_unhandled_error method=%s route=%s", request.method, _route_of(request)

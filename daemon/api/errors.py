@@ -1,8 +1,9 @@
 """Errors the API answers with, always as JSON: ``{"error": {"code", "message", "field"}}``.
 
 Handlers raise ``ApiError``; the error middleware (``daemon.api.app``) turns it, aiohttp's own
-``HTTPException`` (404, 405, 413 …) and anything unexpected (500, without internals) into the
-same document.
+``HTTPException`` (404, 405, 413 …), a database that cannot answer (``StoreUnavailable``: 503
+``store_unavailable`` with ``Retry-After``) and anything unexpected (500, without internals)
+into the same document.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ METHOD_NOT_ALLOWED = "method_not_allowed"
 PAYLOAD_TOO_LARGE = "payload_too_large"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 INTERNAL_ERROR = "internal_error"
+STORE_UNAVAILABLE = "store_unavailable"
+
+STORE_RETRY_AFTER_S = 5
+"""``Retry-After`` of a 503 answered while the database cannot answer."""
 
 CODES_BY_STATUS = {
     400: BAD_REQUEST,
@@ -99,6 +104,16 @@ class BadRequest(ApiError):
 
     def __init__(self, field: str | None, message: str) -> None:
         super().__init__(400, BAD_REQUEST, message, field=field)
+
+
+def store_unavailable() -> web.Response:
+    """503: the request needs the database and the database did not answer (in time)."""
+    return error_response(
+        503,
+        STORE_UNAVAILABLE,
+        "store unavailable: the database did not answer; retry later",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
 
 
 def from_http_exception(exc: web.HTTPException) -> web.Response:

@@ -29,6 +29,10 @@ def _error(description: str) -> Schema:
 
 
 BAD_REQUEST = _error("A parameter is malformed or out of range; `field` names it.")
+STORE_UNAVAILABLE: Schema = {
+    **_error("The database did not answer (in time): code `store_unavailable`; retry later."),
+    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
 
 
 def _query(name: str, schema: Schema, description: str, *, required: bool = False) -> Schema:
@@ -81,7 +85,11 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
         "/v1/liquidatable": _get(
             "Accounts with health < 1 and accounts whose health is unknown (held: a liability "
             "never read), largest shortfall first, with their breakdown.",
-            {"200": _json("LiquidatableList", "One page of the ranking."), "400": BAD_REQUEST},
+            {
+                "200": _json("LiquidatableList", "One page of the ranking."),
+                "400": BAD_REQUEST,
+                "503": STORE_UNAVAILABLE,
+            },
             parameters=[
                 *_page(),
                 _query("chain", chain_enum, "Only accounts holding something on this chain."),
@@ -99,7 +107,11 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
         ),
         "/v1/accounts": _get(
             "Accounts carrying any of the given flags, by address.",
-            {"200": _json("FlaggedList", "One page of accounts."), "400": BAD_REQUEST},
+            {
+                "200": _json("FlaggedList", "One page of accounts."),
+                "400": BAD_REQUEST,
+                "503": STORE_UNAVAILABLE,
+            },
             parameters=[
                 {
                     **_query(
@@ -125,6 +137,7 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                 "200": _json("AccountDetail", "The account."),
                 "400": BAD_REQUEST,
                 "404": _error("The store knows nothing about this account."),
+                "503": STORE_UNAVAILABLE,
             },
             parameters=[ADDRESS_PARAMETER],
         ),
@@ -144,12 +157,19 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                     "403": _error("Wrong token, or writes are disabled (no api.token)."),
                     "413": _error("The body is larger than api.max_body_bytes."),
                     "415": _error("The body is not application/json."),
+                    "503": STORE_UNAVAILABLE,
                 },
             }
         },
         "/v1/prices": _get(
             "Every asset's price, status and sources.",
-            {"200": _json("PriceList", "Prices by asset.")},
+            {
+                "200": _json("PriceList", "Prices by asset."),
+                "503": {
+                    **STORE_UNAVAILABLE,
+                    "description": "No live round yet and the database did not answer.",
+                },
+            },
         ),
         "/v1/chains": _get(
             "Every chain's head, last block read, lag, reorgs and RPC endpoints.",
@@ -158,7 +178,8 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
         "/healthz": _get("Liveness.", {"200": _json("Liveness", "The process answers.")}),
         "/readyz": _get(
             "Readiness: every chain and every asset read at least once, no token whose reads "
-            "all fail; read_failures names every failing token.",
+            "all fail (read_failures names every failing token); the store answers and is "
+            "written.",
             {
                 "200": _json("Readiness", "Ready."),
                 "503": _json("Readiness", "Not ready yet; `reasons` says why."),

@@ -29,6 +29,7 @@ from daemon.api.schemas import (
 from daemon.api.view import DaemonView, stored_price_document
 from daemon.config import ApiConfig
 from daemon.metrics import CONTENT_TYPE, Metrics
+from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries
 from daemon.store.writer import HealthStore
 from margin.model import flag_names
@@ -165,9 +166,14 @@ class KeeperRoutes:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """Readiness: 503 with the reasons until every chain and asset was read once, and
-        while a token's reads all fail; ``read_failures`` names every failing token."""
+        while a token's reads all fail (``read_failures`` names every failing token), and while
+        the store does not answer or the engine cannot write to it."""
         reasons = [scrub(reason) for reason in self.view.readiness()]  # may quote errors
         failures = list(self.view.read_failures())
+        try:
+            await self.queries.ping()
+        except StoreUnavailable as exc:
+            reasons.append(scrub(f"store unavailable: {exc.problem}"))
         return json_response(
             {"ready": not reasons, "reasons": reasons, "read_failures": failures},
             status=503 if reasons else 200,

@@ -2,11 +2,14 @@
 
 Every read runs in its own short transaction, so it sees one committed cycle or the next,
 never part of one. Money comes back quantized to the store's ``value_decimals``; NULL health
-comes back as ``inf`` (no debt) or NaN (``DEBT_UNKNOWN``: unknown).
+comes back as ``inf`` (no debt) or NaN (``DEBT_UNKNOWN``: unknown). A database that cannot
+answer raises ``StoreUnavailable``; ``StoreQueries.for_api`` opens reads with short timeouts of
+their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -16,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.reads import Pair
 from chains.watcher import Reading
+from core.lifecycle import AsyncResource
+from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.records import (
     AccountRecord,
     ChainCursor,
@@ -42,19 +47,56 @@ from margin.model import Flag, Position
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+API_STATEMENT_TIMEOUT_S = 3.0
+"""``for_api``: connecting, a pooled connection and each statement, each within this."""
+API_DEADLINE_S = 10.0
+"""``for_api``: a whole read (ping, connect, statements) ends within this, whatever hangs."""
 
 
-class StoreQueries:
-    """Read access to the store; cheap to create, shares the engine's pool."""
+class StoreQueries(AsyncResource):
+    """Read access to the store; cheap to create, shares the engine's pool (``close`` only
+    disposes an engine it opened itself, see ``for_api``)."""
 
-    def __init__(self, engine: AsyncEngine, *, value_decimals: int = 2) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, value_decimals: int = 2, deadline_s: float | None = None
+    ) -> None:
         self.engine = engine
         self.value_decimals = value_decimals
+        self.deadline_s = deadline_s
         self._quantum = Decimal(1).scaleb(-value_decimals)
+        self._owns_engine = False
+
+    @classmethod
+    def for_api(
+        cls,
+        url: str,
+        *,
+        value_decimals: int = 2,
+        statement_timeout_s: float = API_STATEMENT_TIMEOUT_S,
+        deadline_s: float = API_DEADLINE_S,
+    ) -> StoreQueries:
+        """Reads for the HTTP API on a pool of their own with short timeouts: a database that
+        does not answer costs a request seconds (``StoreUnavailable``), never a hang."""
+        engine = create_store_engine(url, statement_timeout_s=statement_timeout_s)
+        queries = cls(engine, value_decimals=value_decimals, deadline_s=deadline_s)
+        queries._owns_engine = True
+        return queries
+
+    async def close(self) -> None:
+        """Dispose the engine if ``for_api`` opened it (idempotent)."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    def _reading(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return reporting_unavailable(self.engine, deadline_s=self.deadline_s)
 
     async def _rows(self, query: sa.Executable) -> Sequence[sa.Row[Any]]:
-        async with self.engine.connect() as conn:
+        async with self._reading(), self.engine.connect() as conn:
             return (await conn.execute(query)).all()
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers a trivial query."""
+        await self._rows(sa.select(sa.literal(1)))
 
     # ---- health --------------------------------------------------------------------------
 
@@ -157,7 +199,7 @@ class StoreQueries:
     async def account(self, address: str) -> AccountRecord | None:
         """Health, balances and positions of one account (``None`` if the store has none)."""
         address = address.lower()
-        async with self.engine.connect() as conn, conn.begin():
+        async with self._reading(), self.engine.connect() as conn, conn.begin():
             health = (
                 await conn.execute(
                     sa.select(account_health).where(account_health.c.account == address)

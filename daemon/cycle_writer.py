@@ -1,0 +1,236 @@
+"""The engine's writer: stores what the engine applied in memory, one transaction per write,
+and keeps it until the store has it.
+
+    writer = CycleWriter(store, build=rows_and_context, written=publish)
+    writer.pending.add_accounts(changed)     # the engine loop stages what it applied
+    await writer.write()                     # one transaction now, unless writes are failing
+    await writer.retry()                     # a task beside the loop: backoff while failing
+
+While the store answers, every engine cycle writes at once (``write``) and waits for it, as
+before. A failed write puts its batch back into ``PendingWrites`` and hands over to
+``retry``, which tries again with jittered exponential backoff (``RETRY_MIN_S`` doubling to
+``RETRY_MAX_S``) while the engine keeps applying events and staging their effects without
+waiting for the store. The first write that succeeds after an outage stores everything
+pending: the current health of every account whose stored row is out of date, the latest
+balances and the retained price rounds; the database derives transitions against what it
+has stored, so each lands exactly once.
+
+A database that stops answering without refusing (a black hole) costs the engine at most
+``WRITE_WAIT_S`` once: the write goes on in the background, bounded by ``WRITE_TIMEOUT_S``,
+and the engine stages new events meanwhile; the running write takes them along when it
+finishes, or fails and hands everything to ``retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from core.errors import RetryableError
+from daemon.pending_writes import PendingWrites
+from daemon.store.engine import is_unavailable
+from daemon.store.records import StoredTransition
+from daemon.store.rows import CycleContext, HealthRows
+from daemon.store.writer import HealthStore
+from margin.tiers import IndexArray
+
+log = logging.getLogger(__name__)
+
+WRITE_TIMEOUT_S = 30.0  # one write attempt, whatever hangs (a 100k-account cycle takes ~1 s)
+WRITE_WAIT_S = 5.0  # an engine cycle waits this long for its write; then it goes on
+RETRY_MIN_S = 0.5  # first retry after a failed write
+RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within this
+
+
+Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
+"""Health rows and cycle context for the given engine rows (``None, None`` when empty)."""
+Written = Callable[[IndexArray, list[StoredTransition]], Awaitable[None]]
+"""Called after a successful write with the rows written and the transitions stored."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """What operators see of the writer (metrics, ``/readyz``)."""
+
+    writes: int = 0
+    failures: int = 0
+    """Failed write attempts since start."""
+    started_at: float = 0.0
+    last_write_at: float | None = None
+    """Unix time of the last successful write."""
+    failing_since: float | None = None
+    """Unix time of the first failure of the current outage (``None``: writes succeed)."""
+    writing_since: float | None = None
+    """Unix time the write in flight started (``None``: none in flight)."""
+    last_error: str | None = None
+
+    def seconds_since_write(self, now: float | None = None) -> float:
+        """Since the last successful write (or the start, before any)."""
+        now = time.time() if now is None else now
+        return max(0.0, now - (self.last_write_at or self.started_at))
+
+
+class _WriteFailed(RetryableError):
+    """A write attempt failed; its batch is pending again."""
+
+
+class CycleWriter:
+    """Writes ``pending`` to ``store``; ``build`` turns engine rows into health rows."""
+
+    def __init__(
+        self,
+        store: HealthStore,
+        *,
+        build: Build,
+        written: Written,
+        pending: PendingWrites | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        write_wait_s: float = WRITE_WAIT_S,
+        retry_min_s: float = RETRY_MIN_S,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
+        self.store = store
+        self.pending = PendingWrites() if pending is None else pending
+        self.stats = WriterStats(started_at=time.time())
+        self._build = build
+        self._written = written
+        self._write_timeout_s = write_timeout_s
+        self._write_wait_s = write_wait_s
+        self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
+        self._lock = asyncio.Lock()  # one write at a time, batches taken in order
+        self._failed = asyncio.Event()
+        self._background: asyncio.Task[bool] | None = None
+
+    @property
+    def failing(self) -> bool:
+        """True from a failed write until the next successful one."""
+        return self.stats.failing_since is not None
+
+    def stalled_s(self, now: float | None = None) -> float:
+        """How long the write in flight has gone unanswered beyond ``WRITE_WAIT_S`` (0 when
+        none is, or it is young)."""
+        started = self.stats.writing_since
+        if started is None:
+            return 0.0
+        waited = (time.time() if now is None else now) - started
+        return waited if waited > self._write_wait_s else 0.0
+
+    async def write(self) -> bool:
+        """Store everything pending now and wait for it up to ``WRITE_WAIT_S``; True when
+        nothing is left pending. Does nothing while writes are failing (``retry`` owns them,
+        at its pace) or while a slow write is still running (it takes the new rows along)."""
+        if self.failing or self._lock.locked():
+            return False
+        task = asyncio.ensure_future(self._write_all())
+        done, _ = await asyncio.wait({task}, timeout=self._write_wait_s)
+        if task in done:
+            return task.result()
+        log.warning("store_write_slow waited_s=%.1f", self._write_wait_s)
+        self._background = task  # keep a reference; its outcome lands in stats and pending
+        task.add_done_callback(_log_crash)
+        return False
+
+    async def flush(self) -> bool:
+        """One more attempt even while failing (shutdown); True when nothing is left."""
+        return await self._write_all()
+
+    async def retry(self) -> None:
+        """Forever: after a failed write, try again with backoff until one succeeds."""
+        while True:
+            await self._failed.wait()
+            await asyncio.sleep(self._retry_min_s)
+            retrying = AsyncRetrying(
+                wait=wait_exponential_jitter(
+                    multiplier=self._retry_min_s, max=self._retry_max_s, jitter=self._retry_min_s
+                ),
+                retry=retry_if_exception_type(_WriteFailed),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    if not await self._write_all():
+                        raise _WriteFailed(self.stats.last_error or "write failed")
+
+    async def _write_all(self) -> bool:
+        async with self._lock:
+            # Events staged while a write was in flight are written right after it.
+            try:
+                while self.pending:
+                    self.stats.writing_since = time.time()
+                    if not await self._attempt():
+                        return False
+                return True
+            finally:
+                self.stats.writing_since = None
+
+    async def _attempt(self) -> bool:
+        batch = self.pending.take()
+        try:
+            rows, context = self._build(batch.accounts)
+        except BaseException:
+            self.pending.put_back(batch)
+            raise
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._write_timeout_s):
+                transitions = await self.store.write_engine_cycle(
+                    balances=batch.balances, prices=batch.rounds, rows=rows, context=context
+                )
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must survive
+            self.pending.put_back(batch)
+            self._failure(exc, time.perf_counter() - started)
+            return False
+        self._success()
+        await self._written(batch.accounts, transitions)
+        return True
+
+    def _failure(self, exc: Exception, seconds: float) -> None:
+        stats = self.stats
+        stats.failures += 1
+        stats.last_error = str(exc) if isinstance(exc, RetryableError) else repr(exc)
+        if stats.failing_since is None:
+            stats.failing_since = time.time()
+        self._failed.set()
+        pending = self.pending
+        fields = (
+            stats.failures,
+            pending.accounts,
+            pending.balances,
+            pending.rounds,
+            seconds,
+            stats.last_error,
+        )
+        message = (
+            "store_write_failed failures=%d pending_accounts=%d pending_balances=%d "
+            "pending_rounds=%d seconds=%.3f error=%s"
+        )
+        if is_unavailable(exc):
+            log.warning(message, *fields)
+        else:  # not the database being away: keep the traceback, it may be a bug
+            log.exception(message, *fields)
+
+    def _success(self) -> None:
+        stats = self.stats
+        now = time.time()
+        if stats.failing_since is not None:
+            log.info(
+                "store_write_recovered outage_s=%.1f failures=%d",
+                now - stats.failing_since,
+                stats.failures,
+            )
+        stats.writes += 1
+        stats.last_write_at = now
+        stats.failing_since = None
+        self._failed.clear()
+
+
+def _log_crash(task: asyncio.Task[bool]) -> None:
+    """A background write that raised (not a failed write: those are caught and retried)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("store_write_crashed", exc_info=task.exception())
