@@ -127,6 +127,7 @@ class EngineLoop:
         self._positions: dict[str, dict[str, Position]] = {}
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
+        self._valuation_stored = False  # ... and the store has that valuation
         self._writes = 0
         self.writer = CycleWriter(store, build=self._batch, written=self._stored)
 
@@ -193,6 +194,12 @@ class EngineLoop:
             log.info("engine_warm")
         return True
 
+    @property
+    def valuation_stored(self) -> bool:
+        """True once the first valuation of every account is in the store: from then on the
+        store-backed API (``/v1/accounts``, ``/v1/liquidatable``) answers for every account."""
+        return self._valuation_stored
+
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
         """Apply ``events``, recompute the touched accounts, persist, publish.
 
@@ -228,7 +235,8 @@ class EngineLoop:
             self._valued = True
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
-        await self.writer.write()
+        if await self.writer.write():
+            self._valuation_stored = True
         self.stats.cycles += 1
         self.stats.accounts_changed += len(changed)
         self.stats.last_cycle_s = time.perf_counter() - started
@@ -255,6 +263,8 @@ class EngineLoop:
     async def _stored(self, accounts: IndexArray, transitions: list[StoredTransition]) -> None:
         """After a successful write: publish the written accounts and the new transitions."""
         self.stats.transitions += len(transitions)
+        if self._valued and not self.writer.pending:  # the valuation went with this write
+            self._valuation_stored = True
         if len(accounts):
             self._publish(accounts, transitions, time.time())
         if transitions:

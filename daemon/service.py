@@ -121,6 +121,8 @@ class Daemon:
             reasons.append("engine not started")
         elif not self.loop.warm():
             reasons.append("engine warming up")
+        elif not self.loop.valuation_stored:
+            reasons.append("engine's first valuation not stored yet")
         if self.loop is not None:
             reasons += _writer_problems(self.loop.writer)
         return reasons
