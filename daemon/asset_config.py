@@ -18,13 +18,13 @@ Keys are a contract with operators, like the rest of the config (extend, never r
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from core.addresses import normalize_address
 from core.redaction import redact_url
 from oracles import model as om
 from oracles.sources.chainlink import DEFAULT_FEED_POLL_INTERVAL_S, DEFAULT_FEED_TIMEOUT_S
@@ -48,16 +48,9 @@ from oracles.sources.twap import (
 )
 from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 SHORT_ADDRESS_CHARS = 10  # "0x" + 8 hex digits in derived source names
 
 SOURCE_KINDS = frozenset({"chainlink", "http", "pyth", "uniswap_v3_twap"})
-
-
-def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.lower()
 
 
 def _http_url(value: str) -> str:
@@ -72,7 +65,7 @@ def _json_path(value: str | None) -> str | None:
     return value
 
 
-_Address = Annotated[str, AfterValidator(_address)]
+_Address = Annotated[str, AfterValidator(normalize_address)]
 _HttpUrl = Annotated[str, AfterValidator(_http_url)]
 _JsonPath = Annotated[str | None, AfterValidator(_json_path)]
 

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.addresses import normalize_address
 from core.errors import ConfigError
 from daemon.asset_config import (
     SOURCE_KINDS,
@@ -39,16 +40,9 @@ from daemon.asset_config import (
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-def _checked_address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.lower()
-
-
-Address = Annotated[str, AfterValidator(_checked_address)]
+Address = Annotated[str, AfterValidator(normalize_address)]
 """An EVM address, stored lower-case (the config accepts any hex case)."""
 
 
@@ -220,7 +214,7 @@ API_DEFAULT_LISTEN = "127.0.0.1:8080"
 API_MIN_TOKEN_CHARS = 16
 API_DEFAULT_MAX_BODY_BYTES = 1_048_576
 API_MAX_BODY_BYTES = 64 * 1_048_576
-_HOSTNAME = re.compile(r"^[A-Za-z0-9.\-]+$")
+_HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+")
 _MAX_PORT = 65535
 
 
@@ -237,7 +231,7 @@ def parse_listen(value: str) -> tuple[str, int]:
             raise ValueError("an IPv6 listen address is written [addr]:port") from None
     else:
         host, sep, port = value.rpartition(":")
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise ValueError("must be host:port (IPv6 as [addr]:port)")
     if not sep or not port.isdigit() or int(port) > _MAX_PORT:
         raise ValueError(f"must end in :port with a port in 0..{_MAX_PORT}")

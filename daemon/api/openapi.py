@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from core.addresses import JSON_SCHEMA_ADDRESS_PATTERN
 from daemon.api import params
 from daemon.api.components import Schema, component_schemas, enum_of, ref
 from daemon.api.positions import PositionMarkets
@@ -65,7 +66,7 @@ ADDRESS_PARAMETER: Schema = {
     "name": "address",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": params.ADDRESS_PATTERN},
+    "schema": {"type": "string", "pattern": JSON_SCHEMA_ADDRESS_PATTERN},
     "description": "0x-prefixed 20-byte hex address, any case.",
 }
 

@@ -127,7 +127,7 @@ def parse_positions(account: str, body: bytes, markets: PositionMarkets) -> list
 def _number(value: float | str, field: str, *, low: float, high: float) -> float:
     """A JSON number or a decimal string as a finite float within ``[low, high]``."""
     if isinstance(value, str):
-        if not _SIGNED_DECIMAL.match(value):
+        if not _SIGNED_DECIMAL.fullmatch(value):  # .match with $ passes a final newline
             raise BadRequest(field, _NUMBER_PROBLEM)
         number = float(Decimal(value))
     else:
