@@ -13,14 +13,10 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -29,7 +25,6 @@ from pydantic import (
     model_validator,
 )
 
-from core.addresses import normalize_address
 from core.errors import ConfigError
 from daemon.asset_config import (
     SOURCE_KINDS,
@@ -37,17 +32,21 @@ from daemon.asset_config import (
     OraclePollingConfig,
     asset_reference_problem,
 )
+from daemon.config_types import (
+    MAX_HORIZON_S,
+    MAX_INTERVAL_S,
+    MAX_LIABILITY_WEIGHT,
+    MAX_TIMEOUT_S,
+    MAX_USD,
+    Address,
+    HttpUrl,
+    StrictModel,
+    WsUrl,
+)
+from daemon.config_yaml import dotted, parse_yaml, read_config_text
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-Address = Annotated[str, AfterValidator(normalize_address)]
-"""An EVM address, stored lower-case (the config accepts any hex case)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Role(StrEnum):
@@ -57,21 +56,21 @@ class Role(StrEnum):
     LIABILITY = "liability"
 
 
-class ChainConfig(_Strict):
+class ChainConfig(StrictModel):
     """One EVM chain and how to watch it."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
     chain_id: int = Field(gt=0)
-    rpc_urls: list[str] = Field(min_length=1)
-    ws_url: str | None = None
+    rpc_urls: list[HttpUrl] = Field(min_length=1)
+    ws_url: WsUrl | None = None
     confirmations: int = Field(default=0, ge=0, le=256)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    max_lag_s: float = Field(default=30.0, gt=0)
-    liquidation_latency_s: float = Field(default=60.0, ge=0)
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=MAX_INTERVAL_S)
+    max_lag_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
+    liquidation_latency_s: float = Field(default=60.0, ge=0, le=MAX_HORIZON_S)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
     batch_size: int = Field(default=1000, ge=1, le=5000)
     """(account, token) reads per aggregate3 call; halves by itself on size/gas errors."""
-    sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0, le=MAX_INTERVAL_S)
     """Full re-read of every holding, for balances that move without Transfer events."""
     log_range_blocks: int = Field(default=2000, ge=1)
     """Initial eth_getLogs span for discovery; adapts to the node's limits."""
@@ -81,32 +80,17 @@ class ChainConfig(_Strict):
     """Read through a deploy-less Multicall3 via eth_call state override (else it must exist)."""
     multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
     sequencer_uptime_feed: Address | None = None
-    sequencer_grace_period_s: float = Field(default=3600.0, ge=0)
-
-    @field_validator("rpc_urls")
-    @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError("every rpc_urls entry must be an http(s) URL")
-        return urls
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("ws://", "wss://")):
-            raise ValueError("ws_url must be a ws(s) URL")
-        return url
+    sequencer_grace_period_s: float = Field(default=3600.0, ge=0, le=MAX_INTERVAL_S)
 
 
-class TierConfig(_Strict):
+class TierConfig(StrictModel):
     """One slice of a tiered collateral schedule: value up to ``up_to`` USD counts at ``weight``."""
 
-    up_to: float | None = Field(default=None, gt=0)
+    up_to: float | None = Field(default=None, gt=0, le=MAX_USD)
     weight: float = Field(ge=0, le=1)
 
 
-class MarginConfig(_Strict):
+class MarginConfig(StrictModel):
     """How the margin engine values accounts (``margin``)."""
 
     model: MarginModel = MarginModel.WEIGHTED
@@ -117,14 +101,14 @@ class MarginConfig(_Strict):
     """USD values are rounded to this many decimals, collateral down and debts up."""
 
 
-class TokenConfig(_Strict):
+class TokenConfig(StrictModel):
     """An ERC-20 on one chain representing an asset, as collateral or as a liability."""
 
     chain: str
     address: Address
     asset: str = Field(min_length=1)
     role: Role
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, le=MAX_LIABILITY_WEIGHT)
     decimals: int | None = Field(default=None, ge=0, le=77)
     symbol: str | None = None
     tiers: list[TierConfig] | None = None
@@ -162,7 +146,7 @@ MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 """Accepted ``mqtt.url`` schemes and their default ports (``mqtts`` is TLS)."""
 
 
-class MqttConfig(_Strict):
+class MqttConfig(StrictModel):
     """The MQTT publisher (``daemon.mqtt``); MQTT is off while ``url`` is unset."""
 
     url: str | None = None
@@ -171,8 +155,8 @@ class MqttConfig(_Strict):
     client_id: str | None = Field(default=None, min_length=1)
     """Defaults to ``crossmargin-<hostname>-<pid>``."""
     keepalive_s: int = Field(default=30, gt=0, le=65535)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=MAX_INTERVAL_S)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
     max_pending: int = Field(default=10000, ge=1)
     """QoS 1 events kept while the broker is away; beyond it the oldest are dropped."""
 
@@ -238,7 +222,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class ApiConfig(_Strict):
+class ApiConfig(StrictModel):
     """The keeper HTTP API (``daemon.api``)."""
 
     listen: str = API_DEFAULT_LISTEN
@@ -274,7 +258,7 @@ class ApiConfig(_Strict):
         return parse_listen(self.listen)[1]
 
 
-class Config(_Strict):
+class Config(StrictModel):
     """The whole daemon configuration."""
 
     chains: list[ChainConfig] = Field(min_length=1)
@@ -380,28 +364,22 @@ def _with_database_url(config: Config, base_dir: Path | None) -> Config:
 
     if config.database_url is None:
         return config.model_copy(update={"database_url": default_database_url(base_dir)})
+    shown = _redacted_value(("database_url",), config.database_url)
     try:
         url = normalize_database_url(config.database_url)
     except ValueError as exc:
-        raise ConfigError(
-            "database_url", str(exc), _redacted_value(("database_url",), config.database_url)
-        ) from None
+        raise ConfigError("database_url", str(exc), shown) from None
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ConfigError("database_url", "the port must be a number from 0 to 65535") from None
     return config.model_copy(update={"database_url": url})
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate the YAML config at ``path``."""
+    """Read, interpolate and validate the YAML config at ``path`` (limits: ``config_yaml``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("<file>", f"not valid YAML{where}") from None
+    data = parse_yaml(read_config_text(path))
     return parse_config(_interpolate_tree(data, env, ()), base_dir=path.parent)
 
 
@@ -416,7 +394,7 @@ def _interpolate_tree(node: Any, env: Mapping[str, str] | None, loc: tuple[int |
         try:
             return interpolate_env(node, env)
         except ConfigError as exc:
-            raise ConfigError(_dotted(loc), f"{exc.key}: {exc.problem}") from None
+            raise ConfigError(dotted(loc), f"{exc.key}: {exc.problem}") from None
     return node
 
 
@@ -426,7 +404,7 @@ def _config_error(exc: ValidationError, data: Any) -> ConfigError:
     if isinstance(ctx_error, _KeyedError):
         return ConfigError(ctx_error.key, ctx_error.problem, ctx_error.value)
     loc = _without_union_tags(first["loc"])
-    key = _dotted(loc)
+    key = dotted(loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         return ConfigError(key, "is required")
@@ -449,16 +427,6 @@ def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     )
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "<root>"
-
-
 def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
     node = data
     for part in loc:
@@ -478,5 +446,8 @@ def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
     if any(part in ("rpc_urls", "ws_url", "database_url", "url", "headers") for part in loc):
         from core.redaction import redact_url
 
-        return redact_url(str(value))
+        try:
+            return redact_url(str(value))
+        except ValueError:  # unparsable (e.g. port 99999): show nothing of it
+            return "<not a valid URL>"
     return value
