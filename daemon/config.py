@@ -198,6 +198,12 @@ API_DEFAULT_LISTEN = "127.0.0.1:8080"
 API_MIN_TOKEN_CHARS = 16
 API_DEFAULT_MAX_BODY_BYTES = 1_048_576
 API_MAX_BODY_BYTES = 64 * 1_048_576
+API_DEFAULT_IDLE_TIMEOUT_S = 15.0
+API_MAX_IDLE_TIMEOUT_S = 3600.0
+API_DEFAULT_BODY_TIMEOUT_S = 30.0
+API_DEFAULT_MAX_CONNECTIONS = 512
+"""Below the usual 1,024 open files per process, with room for RPC, database and broker."""
+API_MAX_CONNECTIONS = 65_536
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+")
 _MAX_PORT = 65535
 
@@ -231,6 +237,15 @@ class ApiConfig(StrictModel):
     """Bearer token for writes (``PUT /v1/positions/…``); unset, writes are refused. Give it
     as ``${CROSSMARGIN_API_TOKEN}`` rather than in the file."""
     max_body_bytes: int = Field(default=API_DEFAULT_MAX_BODY_BYTES, ge=1024, le=API_MAX_BODY_BYTES)
+    idle_timeout_s: float = Field(
+        default=API_DEFAULT_IDLE_TIMEOUT_S, gt=0, le=API_MAX_IDLE_TIMEOUT_S
+    )
+    """A connection is closed when no complete request head arrived within this many seconds
+    of its opening or of its previous answer: idle keep-alive and slow or half-sent headers."""
+    body_timeout_s: float = Field(default=API_DEFAULT_BODY_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
+    """A request body (``PUT /v1/positions``) must have arrived within this long: else 408."""
+    max_connections: int = Field(default=API_DEFAULT_MAX_CONNECTIONS, ge=1, le=API_MAX_CONNECTIONS)
+    """Connections served at once; one more is answered 503 and closed."""
 
     @field_validator("listen")
     @classmethod

@@ -142,6 +142,7 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                     "400": _error("The body or the address is invalid; `field` names it."),
                     "401": _error("No bearer token (see WWW-Authenticate)."),
                     "403": _error("Wrong token, or writes are disabled (no api.token)."),
+                    "408": _error("The body did not arrive within api.body_timeout_s."),
                     "413": _error("The body is larger than api.max_body_bytes."),
                     "415": _error("The body is not application/json."),
                 },
@@ -195,7 +196,9 @@ def build_spec(markets: PositionMarkets) -> dict[str, Any]:
             "version": _version(),
             "description": "Money is a decimal string; health is null when infinite "
             "(nothing owed); flags are names; addresses are lower-case. Errors are "
-            '{"error": {"code", "message", "field"}}.',
+            '{"error": {"code", "message", "field"}}, also for requests the HTTP parser '
+            "refuses (400) and connections beyond api.max_connections (503 "
+            "too_many_connections).",
         },
         "paths": paths(markets),
         "components": {

@@ -10,15 +10,19 @@ The body is checked in three layers, each answering 400 with the offending field
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daemon.api.errors import BadRequest
+from daemon.api.errors import REQUEST_TIMEOUT, ApiError, BadRequest
+from daemon.api.server import parser_problem
 from daemon.config import Config
 from margin.model import MarginInputError, Position, Tier
 
@@ -82,6 +86,22 @@ class PositionsBody(BaseModel):
 
     model_config = _Strict
     positions: list[PositionBody] = Field(max_length=MAX_POSITIONS)
+
+
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body, within ``timeout_s`` (408 otherwise) and well-framed (400 otherwise)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            REQUEST_TIMEOUT,
+            f"the body did not arrive within {timeout_s:g} s",
+            close_connection=True,
+        ) from None
+    except HttpProcessingError as exc:  # bad chunked framing, short body: the parser's words
+        raise BadRequest(None, parser_problem(exc)) from None  # quote raw bytes, so not shown
 
 
 def parse_positions(account: str, body: bytes, markets: PositionMarkets) -> list[Position]:
