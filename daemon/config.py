@@ -198,7 +198,9 @@ API_DEFAULT_LISTEN = "127.0.0.1:8080"
 API_MIN_TOKEN_CHARS = 16
 API_DEFAULT_MAX_BODY_BYTES = 1_048_576
 API_MAX_BODY_BYTES = 64 * 1_048_576
-API_DEFAULT_IDLE_TIMEOUT_S = 15.0
+API_DEFAULT_IDLE_TIMEOUT_S = 30.0
+"""Longer than common clients keep idle pooled connections (aiohttp 15 s), so a client does not
+reuse a connection the server is just closing."""
 API_MAX_IDLE_TIMEOUT_S = 3600.0
 API_DEFAULT_BODY_TIMEOUT_S = 30.0
 API_DEFAULT_MAX_CONNECTIONS = 512
