@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
+from daemon.api.positions import MALFORMED_BODY
 from tests.apikit import TOKEN, running_api
 from tests.storekit import DIALECTS, account_address
 
@@ -328,4 +329,20 @@ async def test_connections_beyond_the_cap_get_a_clear_503(
         assert status == 200
         for _, writer in held:
             writer.close()
+    no_tracebacks(caplog)
+
+
+async def test_a_body_that_does_not_decode_is_a_400(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_api(dialect="sqlite") as api:
+        body = b"this is not gzip"
+        head = (
+            f"PUT /v1/positions/{ADDRESS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
+            "\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        status, _, answer = parse(await exchange(api.url, head.encode() + body))
+        assert status == 400
+        assert json.loads(answer)["error"] == {"code": "bad_request", "message": MALFORMED_BODY}
+        assert await api.store.positions() == []
     no_tracebacks(caplog)

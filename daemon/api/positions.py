@@ -22,7 +22,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.api.errors import REQUEST_TIMEOUT, ApiError, BadRequest
-from daemon.api.server import parser_problem
 from daemon.config import Config
 from margin.model import MarginInputError, Position, Tier
 
@@ -36,6 +35,7 @@ MAX_ABS_SIZE = 1e15
 MAX_PRICE = 1e15
 """Entry price and tier bounds (USD)."""
 MAX_NUMBER_CHARS = 64
+MALFORMED_BODY = "malformed body (framing, length or content encoding)"
 SIZE_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 PRICE_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
@@ -100,8 +100,9 @@ async def read_body(request: web.Request, timeout_s: float) -> bytes:
             f"the body did not arrive within {timeout_s:g} s",
             close_connection=True,
         ) from None
-    except HttpProcessingError as exc:  # bad chunked framing, short body: the parser's words
-        raise BadRequest(None, parser_problem(exc)) from None  # quote raw bytes, so not shown
+    except (HttpProcessingError, web.RequestPayloadError):
+        # Bad chunked framing and the like; the parser's own message quotes raw bytes.
+        raise BadRequest(None, MALFORMED_BODY) from None
 
 
 def parse_positions(account: str, body: bytes, markets: PositionMarkets) -> list[Position]:

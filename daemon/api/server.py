@@ -104,6 +104,16 @@ class KeeperRequestHandler(web.RequestHandler):
         response.force_close()
         return response
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's own error logging (e.g. a body that fails to decode after the answer):
+        a request's fault is one line naming its kind, since its message may quote the raw
+        request; anything else keeps its traceback."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, (HttpProcessingError, web.RequestPayloadError)):
+            log.info("api_request_broken error=%s", type(exc).__name__)
+            return
+        log.error("api_connection_error", exc_info=exc if exc is not None else True)
+
 
 def _code(status: int) -> str:
     return CODES_BY_STATUS.get(status, f"http_{status}")
