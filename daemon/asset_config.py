@@ -18,20 +18,21 @@ Keys are a contract with operators, like the rest of the config (extend, never r
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from core.redaction import fingerprint, url_authority
+from daemon.config_types import (
+    MAX_HORIZON_S,
+    MAX_INTERVAL_S,
+    MAX_TIMEOUT_S,
+    MAX_VOLATILITY,
+    Address,
+    HttpUrl,
+    StrictModel,
+)
 from oracles import model as om
 from oracles.sources.chainlink import DEFAULT_FEED_POLL_INTERVAL_S, DEFAULT_FEED_TIMEOUT_S
 from oracles.sources.http import (
@@ -54,22 +55,9 @@ from oracles.sources.twap import (
 )
 from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 SHORT_ADDRESS_CHARS = 10  # "0x" + 8 hex digits in derived source names
 
 SOURCE_KINDS = frozenset({"chainlink", "http", "pyth", "uniswap_v3_twap"})
-
-
-def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.lower()
-
-
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return value
 
 
 def _json_path(value: str | None) -> str | None:
@@ -78,16 +66,10 @@ def _json_path(value: str | None) -> str | None:
     return value
 
 
-_Address = Annotated[str, AfterValidator(_address)]
-_HttpUrl = Annotated[str, AfterValidator(_http_url)]
 _JsonPath = Annotated[str | None, AfterValidator(_json_path)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OracleSettings(_Strict):
+class OracleSettings(StrictModel):
     """An asset's ``oracle:`` block (see ``oracles.aggregate`` for what each knob does)."""
 
     min_sources: int = Field(default=om.DEFAULT_MIN_SOURCES, ge=1)
@@ -100,9 +82,11 @@ class OracleSettings(_Strict):
     max_confidence_ratio: float = Field(default=om.DEFAULT_MAX_CONFIDENCE_RATIO, ge=0, lt=1)
     confidence_bands: bool = True
     """Value collateral at price − conf and debt at price + conf (sources with a confidence)."""
-    future_tolerance_s: float = Field(default=om.DEFAULT_FUTURE_TOLERANCE_S, ge=0)
+    future_tolerance_s: float = Field(
+        default=om.DEFAULT_FUTURE_TOLERANCE_S, ge=0, le=MAX_INTERVAL_S
+    )
     ewma_lambda: float = Field(default=DEFAULT_LAMBDA, gt=0, lt=1)
-    ewma_interval_s: float = Field(default=DEFAULT_INTERVAL_S, gt=0)
+    ewma_interval_s: float = Field(default=DEFAULT_INTERVAL_S, gt=0, le=MAX_HORIZON_S)
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -112,7 +96,7 @@ class OracleSettings(_Strict):
         return self
 
 
-class _SourceBase(_Strict):
+class _SourceBase(StrictModel):
     name: str | None = Field(default=None, min_length=1)
     """How the source is shown in output; derived when absent (``AssetConfig`` fills it in),
     never from a URL's path, query or user-info (they carry API keys)."""
@@ -136,10 +120,10 @@ class ChainlinkSourceConfig(_SourceBase):
 
     kind: Literal["chainlink"]
     chain: str
-    address: _Address
-    max_age_s: float = Field(default=3600.0, gt=0)
-    poll_interval_s: float = Field(default=DEFAULT_FEED_POLL_INTERVAL_S, gt=0)
-    timeout_s: float = Field(default=DEFAULT_FEED_TIMEOUT_S, gt=0)
+    address: Address
+    max_age_s: float = Field(default=3600.0, gt=0, le=MAX_HORIZON_S)
+    poll_interval_s: float = Field(default=DEFAULT_FEED_POLL_INTERVAL_S, gt=0, le=MAX_INTERVAL_S)
+    timeout_s: float = Field(default=DEFAULT_FEED_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
 
     def default_id(self) -> str:
         """``chainlink:<chain>:<address prefix>``."""
@@ -154,16 +138,16 @@ class HttpSourceConfig(_SourceBase):
     """A JSON price API: a ``preset`` with a ``pair``, or a ``url`` with a ``price_path``."""
 
     kind: Literal["http"]
-    url: _HttpUrl | None = None
+    url: HttpUrl | None = None
     preset: Literal["coinbase", "binance", "kraken", "bitstamp"] | None = None
     pair: str | None = Field(default=None, min_length=1)
     price_path: _JsonPath = None
     timestamp_path: _JsonPath = None
     timestamp_unit: Literal["s", "ms"] = "s"
     headers: dict[str, str] = Field(default_factory=dict)
-    max_age_s: float = Field(default=60.0, gt=0)
-    poll_interval_s: float = Field(default=DEFAULT_HTTP_POLL_INTERVAL_S, gt=0)
-    timeout_s: float = Field(default=DEFAULT_HTTP_TIMEOUT_S, gt=0)
+    max_age_s: float = Field(default=60.0, gt=0, le=MAX_HORIZON_S)
+    poll_interval_s: float = Field(default=DEFAULT_HTTP_POLL_INTERVAL_S, gt=0, le=MAX_INTERVAL_S)
+    timeout_s: float = Field(default=DEFAULT_HTTP_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
 
     @model_validator(mode="after")
     def _preset_or_paths(self) -> Self:
@@ -208,12 +192,12 @@ class PythSourceConfig(_SourceBase):
     """A Pyth price feed served by Hermes (price with confidence)."""
 
     kind: Literal["pyth"]
-    url: _HttpUrl = HERMES_URL
+    url: HttpUrl = HERMES_URL
     feed_id: Annotated[str, AfterValidator(normalize_feed_id)]
     headers: dict[str, str] = Field(default_factory=dict)
-    max_age_s: float = Field(default=60.0, gt=0)
-    poll_interval_s: float = Field(default=DEFAULT_PYTH_POLL_INTERVAL_S, gt=0)
-    timeout_s: float = Field(default=DEFAULT_PYTH_TIMEOUT_S, gt=0)
+    max_age_s: float = Field(default=60.0, gt=0, le=MAX_HORIZON_S)
+    poll_interval_s: float = Field(default=DEFAULT_PYTH_POLL_INTERVAL_S, gt=0, le=MAX_INTERVAL_S)
+    timeout_s: float = Field(default=DEFAULT_PYTH_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
 
     def default_id(self) -> str:
         """``pyth:<feed id prefix>``."""
@@ -229,15 +213,15 @@ class UniswapV3TwapSourceConfig(_SourceBase):
 
     kind: Literal["uniswap_v3_twap"]
     chain: str
-    address: _Address
+    address: Address
     window_s: int = Field(default=DEFAULT_TWAP_WINDOW_S, gt=0, le=MAX_WINDOW_S)
     decimals0: int = Field(ge=0, le=77)
     decimals1: int = Field(ge=0, le=77)
     invert: bool = False
     """Price token1 in token0 (e.g. ETH in USDC for a USDC/WETH pool) instead of the reverse."""
-    max_age_s: float = Field(default=3600.0, gt=0)
-    poll_interval_s: float = Field(default=DEFAULT_TWAP_POLL_INTERVAL_S, gt=0)
-    timeout_s: float = Field(default=DEFAULT_TWAP_TIMEOUT_S, gt=0)
+    max_age_s: float = Field(default=3600.0, gt=0, le=MAX_HORIZON_S)
+    poll_interval_s: float = Field(default=DEFAULT_TWAP_POLL_INTERVAL_S, gt=0, le=MAX_INTERVAL_S)
+    timeout_s: float = Field(default=DEFAULT_TWAP_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
 
     def default_id(self) -> str:
         """``uniswap_v3_twap:<chain>:<address prefix>``."""
@@ -254,11 +238,11 @@ SourceConfig = Annotated[
 ]
 
 
-class AssetConfig(_Strict):
+class AssetConfig(StrictModel):
     """A priced asset: its volatility floor, oracle settings and sources."""
 
     symbol: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    volatility_floor: float = Field(default=0.0, ge=0)
+    volatility_floor: float = Field(default=0.0, ge=0, le=MAX_VOLATILITY)
     """Annualized (0.5 = 50 %): the EWMA volatility estimate never goes below it."""
     oracle: OracleSettings = Field(default_factory=OracleSettings)
     sources: list[SourceConfig] = Field(min_length=1)
@@ -301,12 +285,12 @@ class AssetConfig(_Strict):
         )
 
 
-class OraclePollingConfig(_Strict):
+class OraclePollingConfig(StrictModel):
     """How the oracle service polls (``oracle_polling:``, optional)."""
 
     max_concurrency: int = Field(default=32, ge=1, le=1024)
     """Source fetches in flight at once (also the HTTP connection limit)."""
-    round_interval_s: float = Field(default=5.0, gt=0)
+    round_interval_s: float = Field(default=5.0, gt=0, le=MAX_INTERVAL_S)
     """Seconds between two oracle rounds in the long-running daemon."""
 
 

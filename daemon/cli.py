@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from core.addresses import normalize_address
 from core.errors import ConfigError, CrossmarginError
 from core.redaction import scrub
 from daemon.config import API_DEFAULT_LISTEN, load_config
@@ -34,6 +35,13 @@ def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
 
     parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
     return parse
+
+
+def _address(text: str) -> str:
+    try:
+        return normalize_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     health.add_argument("-c", "--config", required=True, help="path to the YAML config")
     health.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    health.add_argument("--account", default=None, help="only this account (any hex case)")
+    health.add_argument(
+        "--account", type=_address, default=None, help="only this account (any hex case)"
+    )
     check = commands.add_parser(
         "check", help="validate the config and reach every RPC, token, price source, DB, broker"
     )

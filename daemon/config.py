@@ -13,14 +13,10 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -36,24 +32,21 @@ from daemon.asset_config import (
     OraclePollingConfig,
     asset_reference_problem,
 )
+from daemon.config_types import (
+    MAX_HORIZON_S,
+    MAX_INTERVAL_S,
+    MAX_LIABILITY_WEIGHT,
+    MAX_TIMEOUT_S,
+    MAX_USD,
+    Address,
+    HttpUrl,
+    StrictModel,
+    WsUrl,
+)
+from daemon.config_yaml import dotted, parse_yaml, read_config_text
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-def _checked_address(value: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.lower()
-
-
-Address = Annotated[str, AfterValidator(_checked_address)]
-"""An EVM address, stored lower-case (the config accepts any hex case)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Role(StrEnum):
@@ -63,21 +56,21 @@ class Role(StrEnum):
     LIABILITY = "liability"
 
 
-class ChainConfig(_Strict):
+class ChainConfig(StrictModel):
     """One EVM chain and how to watch it."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
     chain_id: int = Field(gt=0)
-    rpc_urls: list[str] = Field(min_length=1)
-    ws_url: str | None = None
+    rpc_urls: list[HttpUrl] = Field(min_length=1)
+    ws_url: WsUrl | None = None
     confirmations: int = Field(default=0, ge=0, le=256)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    max_lag_s: float = Field(default=30.0, gt=0)
-    liquidation_latency_s: float = Field(default=60.0, ge=0)
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=MAX_INTERVAL_S)
+    max_lag_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
+    liquidation_latency_s: float = Field(default=60.0, ge=0, le=MAX_HORIZON_S)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
     batch_size: int = Field(default=1000, ge=1, le=5000)
     """(account, token) reads per aggregate3 call; halves by itself on size/gas errors."""
-    sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0, le=MAX_INTERVAL_S)
     """Full re-read of every holding, for balances that move without Transfer events."""
     log_range_blocks: int = Field(default=2000, ge=1)
     """Initial eth_getLogs span for discovery; adapts to the node's limits."""
@@ -87,35 +80,20 @@ class ChainConfig(_Strict):
     """Read through a deploy-less Multicall3 via eth_call state override (else it must exist)."""
     multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
     sequencer_uptime_feed: Address | None = None
-    sequencer_grace_period_s: float = Field(default=3600.0, ge=0)
-    sequencer_poll_interval_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    sequencer_grace_period_s: float = Field(default=3600.0, ge=0, le=MAX_INTERVAL_S)
+    sequencer_poll_interval_s: float = Field(default=2.0, gt=0, le=MAX_INTERVAL_S)
     """Uptime feed polling period: bounds how long accounts on the chain stay actionable
     after the sequencer goes down (its own prices are dropped at once, see the README)."""
 
-    @field_validator("rpc_urls")
-    @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError("every rpc_urls entry must be an http(s) URL")
-        return urls
 
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("ws://", "wss://")):
-            raise ValueError("ws_url must be a ws(s) URL")
-        return url
-
-
-class TierConfig(_Strict):
+class TierConfig(StrictModel):
     """One slice of a tiered collateral schedule: value up to ``up_to`` USD counts at ``weight``."""
 
-    up_to: float | None = Field(default=None, gt=0)
+    up_to: float | None = Field(default=None, gt=0, le=MAX_USD)
     weight: float = Field(ge=0, le=1)
 
 
-class MarginConfig(_Strict):
+class MarginConfig(StrictModel):
     """How the margin engine values accounts (``margin``)."""
 
     model: MarginModel = MarginModel.WEIGHTED
@@ -126,14 +104,14 @@ class MarginConfig(_Strict):
     """USD values are rounded to this many decimals, collateral down and debts up."""
 
 
-class TokenConfig(_Strict):
+class TokenConfig(StrictModel):
     """An ERC-20 on one chain representing an asset, as collateral or as a liability."""
 
     chain: str
     address: Address
     asset: str = Field(min_length=1)
     role: Role
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, le=MAX_LIABILITY_WEIGHT)
     decimals: int | None = Field(default=None, ge=0, le=77)
     symbol: str | None = None
     tiers: list[TierConfig] | None = None
@@ -171,7 +149,7 @@ MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 """Accepted ``mqtt.url`` schemes and their default ports (``mqtts`` is TLS)."""
 
 
-class MqttConfig(_Strict):
+class MqttConfig(StrictModel):
     """The MQTT publisher (``daemon.mqtt``); MQTT is off while ``url`` is unset."""
 
     url: str | None = None
@@ -180,8 +158,8 @@ class MqttConfig(_Strict):
     client_id: str | None = Field(default=None, min_length=1)
     """Defaults to ``crossmargin-<hostname>-<pid>``."""
     keepalive_s: int = Field(default=30, gt=0, le=65535)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=MAX_INTERVAL_S)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
     max_pending: int = Field(default=10000, ge=1)
     """QoS 1 events kept while the broker is away; beyond it the oldest are dropped."""
 
@@ -223,7 +201,15 @@ API_DEFAULT_LISTEN = "127.0.0.1:8080"
 API_MIN_TOKEN_CHARS = 16
 API_DEFAULT_MAX_BODY_BYTES = 1_048_576
 API_MAX_BODY_BYTES = 64 * 1_048_576
-_HOSTNAME = re.compile(r"^[A-Za-z0-9.\-]+$")
+API_DEFAULT_IDLE_TIMEOUT_S = 30.0
+"""Longer than common clients keep idle pooled connections (aiohttp 15 s), so a client does not
+reuse a connection the server is just closing."""
+API_MAX_IDLE_TIMEOUT_S = 3600.0
+API_DEFAULT_BODY_TIMEOUT_S = 30.0
+API_DEFAULT_MAX_CONNECTIONS = 512
+"""Below the usual 1,024 open files per process, with room for RPC, database and broker."""
+API_MAX_CONNECTIONS = 65_536
+_HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+")
 _MAX_PORT = 65535
 
 
@@ -240,14 +226,14 @@ def parse_listen(value: str) -> tuple[str, int]:
             raise ValueError("an IPv6 listen address is written [addr]:port") from None
     else:
         host, sep, port = value.rpartition(":")
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise ValueError("must be host:port (IPv6 as [addr]:port)")
     if not sep or not port.isdigit() or int(port) > _MAX_PORT:
         raise ValueError(f"must end in :port with a port in 0..{_MAX_PORT}")
     return host, int(port)
 
 
-class ApiConfig(_Strict):
+class ApiConfig(StrictModel):
     """The keeper HTTP API (``daemon.api``)."""
 
     listen: str = API_DEFAULT_LISTEN
@@ -256,6 +242,15 @@ class ApiConfig(_Strict):
     """Bearer token for writes (``PUT /v1/positions/…``); unset, writes are refused. Give it
     as ``${CROSSMARGIN_API_TOKEN}`` rather than in the file."""
     max_body_bytes: int = Field(default=API_DEFAULT_MAX_BODY_BYTES, ge=1024, le=API_MAX_BODY_BYTES)
+    idle_timeout_s: float = Field(
+        default=API_DEFAULT_IDLE_TIMEOUT_S, gt=0, le=API_MAX_IDLE_TIMEOUT_S
+    )
+    """A connection is closed when no complete request head arrived within this many seconds
+    of its opening or of its previous answer: idle keep-alive and slow or half-sent headers."""
+    body_timeout_s: float = Field(default=API_DEFAULT_BODY_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
+    """A request body (``PUT /v1/positions``) must have arrived within this long: else 408."""
+    max_connections: int = Field(default=API_DEFAULT_MAX_CONNECTIONS, ge=1, le=API_MAX_CONNECTIONS)
+    """Connections served at once; one more is answered 503 and closed."""
 
     @field_validator("listen")
     @classmethod
@@ -283,7 +278,7 @@ class ApiConfig(_Strict):
         return parse_listen(self.listen)[1]
 
 
-class Config(_Strict):
+class Config(StrictModel):
     """The whole daemon configuration."""
 
     chains: list[ChainConfig] = Field(min_length=1)
@@ -393,28 +388,22 @@ def _with_database_url(config: Config, base_dir: Path | None) -> Config:
 
     if config.database_url is None:
         return config.model_copy(update={"database_url": default_database_url(base_dir)})
+    shown = _redacted_value(("database_url",), config.database_url)
     try:
         url = normalize_database_url(config.database_url)
     except ValueError as exc:
-        raise ConfigError(
-            "database_url", str(exc), _redacted_value(("database_url",), config.database_url)
-        ) from None
+        raise ConfigError("database_url", str(exc), shown) from None
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ConfigError("database_url", "the port must be a number from 0 to 65535") from None
     return config.model_copy(update={"database_url": url})
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate the YAML config at ``path``."""
+    """Read, interpolate and validate the YAML config at ``path`` (limits: ``config_yaml``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("<file>", f"not valid YAML{where}") from None
+    data = parse_yaml(read_config_text(path))
     return parse_config(_interpolate_tree(data, env, ()), base_dir=path.parent)
 
 
@@ -429,7 +418,7 @@ def _interpolate_tree(node: Any, env: Mapping[str, str] | None, loc: tuple[int |
         try:
             return interpolate_env(node, env)
         except ConfigError as exc:
-            raise ConfigError(_dotted(loc), f"{exc.key}: {exc.problem}") from None
+            raise ConfigError(dotted(loc), f"{exc.key}: {exc.problem}") from None
     return node
 
 
@@ -439,7 +428,7 @@ def _config_error(exc: ValidationError, data: Any) -> ConfigError:
     if isinstance(ctx_error, _KeyedError):
         return ConfigError(ctx_error.key, ctx_error.problem, ctx_error.value)
     loc = _without_union_tags(first["loc"])
-    key = _dotted(loc)
+    key = dotted(loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         return ConfigError(key, "is required")
@@ -462,16 +451,6 @@ def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     )
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "<root>"
-
-
 def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
     node = data
     for part in loc:
@@ -491,5 +470,8 @@ def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
     if any(part in ("rpc_urls", "ws_url", "database_url", "url", "headers") for part in loc):
         from core.redaction import redact_url
 
-        return redact_url(str(value))
+        try:
+            return redact_url(str(value))
+        except ValueError:  # unparsable (e.g. port 99999): show nothing of it
+            return "<not a valid URL>"
     return value

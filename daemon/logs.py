@@ -33,3 +33,27 @@ def setup_logging(level: int) -> None:
         handler.setFormatter(ScrubbingFormatter(LOG_FORMAT))
         handler._crossmargin = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+
+
+LOG_FIELD_MAX_CHARS = 256
+"""A field from outside (a request path) is cut here: a log line stays one readable line."""
+_PLAIN = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"\\"}
+
+
+def log_safe(value: object, limit: int = LOG_FIELD_MAX_CHARS) -> str:
+    """``value`` as one ``key=value`` field: printable ASCII other than space and backslash
+    as is, every other character as a ``\\xNN``/``\\uNNNN`` escape, cut after ``limit``
+    characters (marked ``...``). CR, LF or a space from a request cannot start a forged line
+    or field."""
+    text = str(value)
+    shown = "".join(char if char in _PLAIN else _escaped(char) for char in text[:limit])
+    return shown + "..." if len(text) > limit else shown
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"

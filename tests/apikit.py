@@ -17,9 +17,12 @@ The book (40 accounts, ETH 2,000 with 100 % volatility, the arb sequencer down):
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -45,6 +48,7 @@ from tests.storekit import (
     account_address,
     asset_price,
     book,
+    fresh_database,
     postgres_database,
 )
 
@@ -207,11 +211,29 @@ def chain_statuses() -> list[Mapping[str, object]]:
 
 
 @asynccontextmanager
+async def _database(dialect: str) -> AsyncIterator[str]:
+    if dialect == "postgresql":
+        async with postgres_database("crossmargin_api") as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="crossmargin_api_") as directory:
+        async with fresh_database(dialect, Path(directory)) as url:
+            yield url
+
+
+@asynccontextmanager
 async def running_api(
-    *, token: str | None = TOKEN, live_prices: bool = False
+    *,
+    token: str | None = TOKEN,
+    live_prices: bool = False,
+    dialect: str = "postgresql",
+    **limits: Any,
 ) -> AsyncIterator[RunningApi]:
-    """A fresh database with the book, served on 127.0.0.1 (a free port)."""
-    async with postgres_database("crossmargin_api") as url:
+    """A fresh database (``dialect``) with the book, served on 127.0.0.1 (a free port).
+
+    ``limits`` are further ``ApiConfig`` keys (timeouts, connection cap).
+    """
+    async with _database(dialect) as url:
         await migrate(url)
         async with await HealthStore.open(url) as store:
             engine = lending_book()
@@ -224,6 +246,7 @@ async def running_api(
                 listen="127.0.0.1:0",
                 token=None if token is None else SecretStr(token),
                 max_body_bytes=MAX_BODY_BYTES,
+                **limits,
             )
             metrics = Metrics()
             server = ApiServer(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
+from daemon.cli import main
 from daemon.config import Role, interpolate_env, load_config
 
 GOOD = """
@@ -118,3 +119,40 @@ def test_env_references_in_comments_are_ignored_and_errors_name_the_key(tmp_path
     assert str(info.value) == (
         "config error at chains[0].rpc_urls[0]: ${RPC_KEY}: environment variable is not set"
     )
+
+
+# ---- input hardening ------------------------------------------------------------------------
+
+ACCOUNT = "0x0000000000000000000000000000000000000001"
+OTHER = "0x" + "ab" * 20
+
+
+@pytest.mark.parametrize("tail", ["\\n", "\\r\\n", " ", "\\x00"])
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        (f'["{ACCOUNT}"]', f'["{ACCOUNT}{{tail}}"]', "accounts[0]"),
+        ('00AA"', '00AA{tail}"', "tokens[0].address"),
+        ("confirmations: 2", f'multicall_address: "{OTHER}{{tail}}"',
+         "chains[0].multicall_address"),
+        ("confirmations: 2", f'sequencer_uptime_feed: "{OTHER}{{tail}}"',
+         "chains[0].sequencer_uptime_feed"),
+    ],
+)  # fmt: skip
+def test_addresses_are_matched_exactly(
+    tmp_path: Path, tail: str, old: str, new: str, key: str
+) -> None:
+    """``$`` also matches before a final newline: "0x…\\n" was a second, unreadable account."""
+    assert old in GOOD
+    text = GOOD.replace(old, new.format(tail=tail), 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={"RPC_KEY": "k"})
+    assert info.value.key == key
+    assert "must be a 0x-prefixed 20-byte hex address" in str(info.value)
+
+
+def test_health_refuses_a_malformed_account_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["health", "-c", "unused.yaml", "--account", ACCOUNT + "\n"])
+    assert exited.value.code == 2
+    assert "--account: must be a 0x-prefixed 20-byte hex address" in capsys.readouterr().err

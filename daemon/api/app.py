@@ -7,9 +7,11 @@
         ...
 
 One middleware turns every failure into a JSON error (``daemon.api.errors``), so no request
-ever gets aiohttp's text/plain pages or a traceback, and counts the request in the metrics.
-Access logs are structured and carry method, route, status and duration only: never headers,
-so never the ``Authorization`` bearer token.
+ever gets aiohttp's text/plain pages or a traceback, and counts the request in the metrics;
+requests the HTTP parser refuses, idle connections and the connection cap are handled below the
+application (``daemon.api.server``). Access logs are structured and carry method, route, path,
+status and duration only, each escaped (``daemon.logs.log_safe``: a ``%0A`` in a path cannot
+forge a line): never headers, so never the ``Authorization`` bearer token.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from daemon.api.errors import (
 from daemon.api.openapi import build_spec
 from daemon.api.positions import PositionMarkets
 from daemon.api.routes import KeeperRoutes
+from daemon.api.server import UNREAD_BODY_LINGER_S, KeeperRunner
 from daemon.api.view import DaemonView
 from daemon.config import ApiConfig
+from daemon.logs import log_safe
 from daemon.metrics import Metrics
 from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries
@@ -48,6 +52,10 @@ SHUTDOWN_GRACE_S = 5.0
 """In-flight requests get this long to finish on close before their connections are cut."""
 UNMATCHED_ROUTE = "unmatched"
 """Metrics label of requests that matched no route (404s of arbitrary paths)."""
+REJECTED_ROUTE = "rejected"
+"""Access-log route of requests the HTTP parser refused (they have no trustworthy path)."""
+ROUTE_KEY = web.RequestKey("crossmargin.route", str)
+"""Where the error middleware leaves the request's route for the access log."""
 
 
 def _route_of(request: BaseRequest) -> str:
@@ -58,14 +66,20 @@ def _route_of(request: BaseRequest) -> str:
 
 
 class KeeperAccessLogger(AbstractAccessLogger):
-    """One structured line per request; no headers, no query string."""
+    """One structured line per request; no headers, no query string, every field escaped."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        route = request.get(ROUTE_KEY)
+        if route is None:  # refused by the parser: the request line is not to be trusted
+            method = path = "-"
+            route = REJECTED_ROUTE
+        else:
+            method, path = log_safe(request.method), log_safe(request.path)
         self.logger.info(
             "http_request method=%s route=%s path=%s status=%d seconds=%.4f",
-            request.method,
-            _route_of(request),
-            request.path,
+            method,
+            log_safe(route),
+            path,
             response.status,
             time,
         )
@@ -75,6 +89,7 @@ def _error_middleware(metrics: Metrics) -> Middleware:
     @web.middleware
     async def handle_errors(request: web.Request, handler: Handler) -> StreamResponse:
         started = time.perf_counter()
+        request[ROUTE_KEY] = _route_of(request)
         response: StreamResponse
         try:
             response = await handler(request)
@@ -91,11 +106,13 @@ def _error_middleware(metrics: Metrics) -> Middleware:
             response = store_unavailable()
         except Exception:  # CancelledError is a BaseException: it passes through
             log.exception(
-                "api_unhandled_error method=%s route=%s", request.method, _route_of(request)
+                "api_unhandled_error method=%s route=%s",
+                log_safe(request.method),
+                log_safe(request[ROUTE_KEY]),
             )
             response = error_response(500, INTERNAL_ERROR, "internal error")
         metrics.observe_http(
-            route=_route_of(request),
+            route=request[ROUTE_KEY],
             method=request.method,
             status=response.status,
             seconds=time.perf_counter() - started,
@@ -157,10 +174,13 @@ class ApiServer(AsyncResource):
             markets=markets,
         )
         self._settings = settings
-        self._runner = web.AppRunner(
+        self._runner = KeeperRunner(
             self.app,
+            max_connections=settings.max_connections,
             access_log_class=KeeperAccessLogger,
             access_log=access_log,
+            keepalive_timeout=settings.idle_timeout_s,
+            lingering_time=UNREAD_BODY_LINGER_S,
             shutdown_timeout=shutdown_grace_s,
         )
         self._site: web.TCPSite | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.addresses import JSON_SCHEMA_LOWER_ADDRESS_PATTERN
 from daemon.api.positions import (
     MAX_ABS_SIZE,
     MAX_NUMBER_CHARS,
@@ -27,7 +28,7 @@ Schema = dict[str, Any]
 
 DECIMAL: Schema = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "examples": ["110.00"]}
 UINT: Schema = {"type": "string", "pattern": r"^[0-9]+$"}
-LOWER_ADDRESS: Schema = {"type": "string", "pattern": r"^0x[0-9a-f]{40}$"}
+LOWER_ADDRESS: Schema = {"type": "string", "pattern": JSON_SCHEMA_LOWER_ADDRESS_PATTERN}
 
 
 def ref(name: str) -> Schema:

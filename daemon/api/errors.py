@@ -3,7 +3,7 @@
 Handlers raise ``ApiError``; the error middleware (``daemon.api.app``) turns it, aiohttp's own
 ``HTTPException`` (404, 405, 413 …), a database that cannot answer (``StoreUnavailable``: 503
 ``store_unavailable`` with ``Retry-After``) and anything unexpected (500, without internals)
-into the same document.
+into the same document; requests the HTTP parser refuses get it too (``daemon.api.server``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 PAYLOAD_TOO_LARGE = "payload_too_large"
+REQUEST_TIMEOUT = "request_timeout"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 INTERNAL_ERROR = "internal_error"
 STORE_UNAVAILABLE = "store_unavailable"
 
 STORE_RETRY_AFTER_S = 5
 """``Retry-After`` of a 503 answered while the database cannot answer."""
+TOO_MANY_CONNECTIONS = "too_many_connections"
+"""503 to a connection beyond ``api.max_connections`` (``daemon.api.server``)."""
 
 CODES_BY_STATUS = {
     400: BAD_REQUEST,
@@ -36,6 +39,7 @@ CODES_BY_STATUS = {
     403: FORBIDDEN,
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
+    408: REQUEST_TIMEOUT,
     413: PAYLOAD_TOO_LARGE,
     415: UNSUPPORTED_MEDIA_TYPE,
     500: INTERNAL_ERROR,
@@ -84,19 +88,25 @@ class ApiError(CrossmarginError):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
+        close_connection: bool = False,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.headers = dict(headers or {})
+        self.close_connection = close_connection
+        """Hang up after the answer (the request's body is left unread)."""
         super().__init__(f"{status} {code}: {message}")
 
     def response(self) -> web.Response:
         """This error as a JSON response."""
-        return error_response(
+        response = error_response(
             self.status, self.code, self.message, field=self.field, headers=self.headers
         )
+        if self.close_connection:
+            response.force_close()
+        return response
 
 
 class BadRequest(ApiError):

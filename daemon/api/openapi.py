@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from core.addresses import JSON_SCHEMA_ADDRESS_PATTERN
 from daemon.api import params
 from daemon.api.components import Schema, component_schemas, enum_of, ref
 from daemon.api.positions import PositionMarkets
@@ -69,7 +70,7 @@ ADDRESS_PARAMETER: Schema = {
     "name": "address",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": params.ADDRESS_PATTERN},
+    "schema": {"type": "string", "pattern": JSON_SCHEMA_ADDRESS_PATTERN},
     "description": "0x-prefixed 20-byte hex address, any case.",
 }
 
@@ -155,6 +156,7 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                     "400": _error("The body or the address is invalid; `field` names it."),
                     "401": _error("No bearer token (see WWW-Authenticate)."),
                     "403": _error("Wrong token, or writes are disabled (no api.token)."),
+                    "408": _error("The body did not arrive within api.body_timeout_s."),
                     "413": _error("The body is larger than api.max_body_bytes."),
                     "415": _error("The body is not application/json."),
                     "503": STORE_UNAVAILABLE,
@@ -218,7 +220,9 @@ def build_spec(markets: PositionMarkets) -> dict[str, Any]:
             "description": "Money is a decimal string; health is null when infinite "
             "(nothing owed) or unknown (health_known false: a liability never read); flags are "
             "names; addresses are lower-case. Errors are "
-            '{"error": {"code", "message", "field"}}.',
+            '{"error": {"code", "message", "field"}}, also for requests the HTTP parser '
+            "refuses (400) and connections beyond api.max_connections (503 "
+            "too_many_connections).",
         },
         "paths": paths(markets),
         "components": {

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from multidict import MultiMapping
 
+from core.addresses import normalize_address
 from daemon.api.errors import BadRequest
 from margin.model import Flag, parse_flag
 
@@ -21,24 +22,26 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 MAX_FLAGS = len([f for f in Flag if f])
 
-ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 UNSIGNED_DECIMAL_PATTERN = r"^[0-9]{1,30}(\.[0-9]{1,18})?$"
-"""``min_shortfall``: a plain non-negative decimal (no sign, exponent, NaN or infinity)."""
+"""``min_shortfall``: a plain non-negative decimal (no sign, exponent, NaN or infinity).
+
+The ``*_PATTERN`` strings are JSON Schema (OpenAPI) patterns; Python matches them with
+``fullmatch``, since ``re``'s ``$`` also matches before a final newline."""
 TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
 
-_ADDRESS = re.compile(ADDRESS_PATTERN)
-_UNSIGNED_INT = re.compile(r"^[0-9]{1,12}$")
+_UNSIGNED_INT = re.compile(r"[0-9]{1,12}")
 _UNSIGNED_DECIMAL = re.compile(UNSIGNED_DECIMAL_PATTERN)
 
 Query = MultiMapping[str]
 
 
 def address(value: str, *, field: str = "address") -> str:
-    """A 20-byte hex address in any case, returned lower-case."""
-    if not _ADDRESS.match(value):
-        raise BadRequest(field, "must be a 0x-prefixed 20-byte hex address")
-    return value.lower()
+    """A 20-byte hex address in any case, returned lower-case (``core.addresses``)."""
+    try:
+        return normalize_address(value)
+    except ValueError as exc:
+        raise BadRequest(field, str(exc)) from None
 
 
 def single(query: Query, name: str) -> str | None:
@@ -54,7 +57,7 @@ def integer(query: Query, name: str, *, default: int, low: int, high: int) -> in
     raw = single(query, name)
     if raw is None:
         return default
-    if not _UNSIGNED_INT.match(raw) or not low <= int(raw) <= high:
+    if not _UNSIGNED_INT.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadRequest(name, f"must be an integer from {low} to {high}")
     return int(raw)
 
@@ -77,7 +80,7 @@ def unsigned_decimal(query: Query, name: str) -> Decimal | None:
     raw = single(query, name)
     if raw is None:
         return None
-    if not _UNSIGNED_DECIMAL.match(raw):
+    if not _UNSIGNED_DECIMAL.fullmatch(raw):
         raise BadRequest(name, "must be a non-negative decimal such as 125 or 0.5")
     return Decimal(raw)
 

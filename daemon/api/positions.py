@@ -10,15 +10,18 @@ The body is checked in three layers, each answering 400 with the offending field
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daemon.api.errors import BadRequest
+from daemon.api.errors import REQUEST_TIMEOUT, ApiError, BadRequest
 from daemon.config import Config
 from margin.model import MarginInputError, Position, Tier
 
@@ -32,6 +35,7 @@ MAX_ABS_SIZE = 1e15
 MAX_PRICE = 1e15
 """Entry price and tier bounds (USD)."""
 MAX_NUMBER_CHARS = 64
+MALFORMED_BODY = "malformed body (framing, length or content encoding)"
 SIZE_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 PRICE_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
@@ -84,6 +88,23 @@ class PositionsBody(BaseModel):
     positions: list[PositionBody] = Field(max_length=MAX_POSITIONS)
 
 
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body, within ``timeout_s`` (408 otherwise) and well-framed (400 otherwise)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            REQUEST_TIMEOUT,
+            f"the body did not arrive within {timeout_s:g} s",
+            close_connection=True,
+        ) from None
+    except (HttpProcessingError, web.RequestPayloadError):
+        # Bad chunked framing and the like; the parser's own message quotes raw bytes.
+        raise BadRequest(None, MALFORMED_BODY) from None
+
+
 def parse_positions(account: str, body: bytes, markets: PositionMarkets) -> list[Position]:
     """Validate a PUT body into ``account``'s positions (``BadRequest`` on the first problem)."""
     try:
@@ -127,7 +148,7 @@ def parse_positions(account: str, body: bytes, markets: PositionMarkets) -> list
 def _number(value: float | str, field: str, *, low: float, high: float) -> float:
     """A JSON number or a decimal string as a finite float within ``[low, high]``."""
     if isinstance(value, str):
-        if not _SIGNED_DECIMAL.match(value):
+        if not _SIGNED_DECIMAL.fullmatch(value):  # .match with $ passes a final newline
             raise BadRequest(field, _NUMBER_PROBLEM)
         number = float(Decimal(value))
     else:

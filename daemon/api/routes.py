@@ -19,7 +19,7 @@ from daemon.api.errors import (
     ApiError,
     json_response,
 )
-from daemon.api.positions import PositionMarkets, parse_positions
+from daemon.api.positions import PositionMarkets, parse_positions, read_body
 from daemon.api.schemas import (
     account_document,
     cycle_document,
@@ -131,7 +131,8 @@ class KeeperRoutes:
         address = params.address(request.match_info["address"])
         if request.content_type not in JSON_MEDIA_TYPES:
             raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
-        body = await request.read()  # aiohttp answers 413 beyond api.max_body_bytes
+        # aiohttp answers 413 beyond api.max_body_bytes; a body that trickles in is a 408.
+        body = await read_body(request, self.settings.body_timeout_s)
         positions = parse_positions(address, body, self.markets)
         async with self._write_lock:
             removed = await self.store.replace_positions(address, positions)

@@ -27,12 +27,12 @@ DEFAULT_PYTH_POLL_INTERVAL_S = 5.0
 DEFAULT_PYTH_TIMEOUT_S = 5.0
 MAX_EXPONENT = 40  # |expo| beyond this is not a price scale
 _INT = re.compile(r"^-?[0-9]{1,40}$")
-FEED_ID = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+FEED_ID = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
 
 def normalize_feed_id(feed_id: str) -> str:
     """A Pyth price feed id as Hermes answers it: 64 lower-case hex digits without ``0x``."""
-    if not FEED_ID.match(feed_id):
+    if not FEED_ID.fullmatch(feed_id):  # not .match with $: that passes a final newline
         raise ValueError("a Pyth feed id is 32 bytes of hex (64 digits, optional 0x)")
     return feed_id.lower().removeprefix("0x")
 
