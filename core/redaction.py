@@ -84,7 +84,18 @@ def redact_url(url: str) -> str:
         parts = urlsplit(text)
     except ValueError:  # url_authority parsed it already; kept for type checkers' sake
         return mark
-    rest = "@" in parts.netloc or parts.path not in ("", "/") or parts.query or parts.fragment
+    try:
+        _ = parts.port
+        bad_port = False
+    except ValueError:  # out of range or not a number: url_authority showed the host alone
+        bad_port = True
+    rest = (
+        "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or bad_port
+    )
     shown = f"{scheme}://{authority}"
     return f"{shown}/{mark}" if rest else shown
 

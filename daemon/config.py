@@ -471,7 +471,8 @@ def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
         from core.redaction import redact_url
 
         try:
-            return redact_url(str(value))
+            urlsplit(str(value)).port  # noqa: B018 - raises on an unparsable port
         except ValueError:  # unparsable (e.g. port 99999): show nothing of it
             return "<not a valid URL>"
+        return redact_url(str(value))
     return value
