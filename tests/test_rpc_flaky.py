@@ -31,7 +31,9 @@ from core.errors import (
     RpcError,
     StateUnavailable,
 )
+from daemon.api.view import endpoint_document
 from daemon.devnet import AnvilNode
+from daemon.metrics import Metrics
 from tests.faultproxy import FaultMode, FaultProxy
 
 CHAIN_ID = 1011
@@ -318,3 +320,28 @@ async def test_an_endpoint_failing_at_random_is_parked_by_its_error_rate(
         await first.set_mode(FaultMode.PASS)
     assert sum(first.faults.values()) >= 3
     assert "reason=error_rate" in caplog.text, (first.faults, caplog.text)
+
+
+async def test_breaker_inputs_reach_the_api_document_and_the_metrics(
+    proxies: tuple[FaultProxy, FaultProxy],
+) -> None:
+    first, second = proxies
+    async with patient_pool(first.url + KEY_PATH, second.url) as pool:
+        assert await answer(pool, "eth_chainId", []) == hex(CHAIN_ID)
+        await first.set_mode(FaultMode.HANG)
+        assert await answer(pool, "eth_blockNumber", []) is not None
+        await first.set_mode(FaultMode.PASS)
+        statuses = pool.status()
+    doc = endpoint_document(statuses[0])
+    assert doc["hedges"] == 1
+    assert doc["error_rate"] == pytest.approx(0.5)  # one good answer, one too slow
+    assert doc["recent_requests"] == 2
+    hedge_delay = doc["hedge_delay_ms"]
+    assert isinstance(hedge_delay, float)
+    assert HEDGE_MIN_DELAY_S * 1000 <= hedge_delay <= HEDGE_MAX_DELAY_S * 1000
+    metrics = Metrics()
+    metrics.observe_pool("a", statuses)
+    text = metrics.render().decode()
+    label = f'chain="a",endpoint="{statuses[0].url}"'
+    assert f"crossmargin_rpc_hedges_total{{{label}}} 1.0" in text
+    assert f"crossmargin_rpc_error_rate{{{label}}} 0.5" in text
