@@ -3,6 +3,7 @@
     uv run python bench/watcher.py                      # 100,000 pairs, 7 rounds
     uv run python bench/watcher.py --pairs 20000 --repeats 3 --no-peer
     uv run python bench/watcher.py --profile            # cProfile of one warm watcher read
+    uv run python bench/watcher.py --endpoints 2        # (b) through a pool of two endpoints
 
 One local Anvil (chain id 31337), ``--tokens`` MintableERC20 tokens × (pairs / tokens) accounts,
 ``--seeded`` of the pairs given a non-zero balance (a zero balance costs the node the same cold
@@ -491,7 +492,7 @@ async def run(args: argparse.Namespace) -> int:
             aiohttp.ClientSession(
                 connector=connector, headers={"Content-Type": "application/json"}
             ) as session,
-            RpcPool(chain="bench", chain_id=CHAIN_ID, urls=[node.url]) as pool,
+            RpcPool(chain="bench", chain_id=CHAIN_ID, urls=[node.url] * args.endpoints) as pool,
         ):
             await pool.request("eth_blockNumber")  # chain id check and connection, untimed
             await measure_raw(session, node.url, bodies_override[:DEFAULT_CONCURRENCY])
@@ -562,7 +563,8 @@ def report(
     print()
     print(
         f"{n:,} pairs ({args.tokens} tokens), chunk {DEFAULT_BATCH_SIZE}, concurrency "
-        f"{DEFAULT_CONCURRENCY}, median of {args.repeats}; nproc {os.cpu_count()}; "
+        f"{DEFAULT_CONCURRENCY}, {args.endpoints} pool endpoint(s), median of {args.repeats}; "
+        f"nproc {os.cpu_count()}; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; total {total_s:.0f}s"
     )
     print()
@@ -617,6 +619,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-peer", action="store_true", help="skip (d), the multicall package")
     parser.add_argument("--profile", action="store_true", help="cProfile one warm watcher read")
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=1,
+        help="the node's URL this many times in (b)'s pool: several take the hedged path",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

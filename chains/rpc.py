@@ -3,14 +3,18 @@
 Traffic always goes to the first usable endpoint in configuration order, so when an earlier
 endpoint recovers, traffic returns to it. Each endpoint has one keep-alive aiohttp session, its
 chain id is checked (``eth_chainId``) before first use and after every re-activation, and a
-breaker parks it after consecutive transport failures for a delay that doubles per consecutive
-parking. A parked endpoint whose delay has run out gets one half-open probe (the next request
-that picks it) which decides between healthy and parked again.
+breaker (``chains.rpc_endpoint``) parks it after consecutive transport failures or a high error
+rate over its recent requests, for a delay that doubles per consecutive parking. A parked
+endpoint whose delay has run out gets one half-open probe (the next request that picks it)
+which decides between healthy and parked again.
 
 Within one request, a failed attempt moves on to the next untried usable endpoint at once;
 tenacity drives the further attempts and sleeps (full jitter, exponential) only once every
 usable endpoint has been tried. Reverts, too-large calls and other JSON-RPC answers go to the
-caller at once: the node worked, and retrying would get the same answer.
+caller at once: the node worked, and retrying would get the same answer. An idempotent read
+(``IDEMPOTENT_READS``) still unanswered after the endpoint's hedge delay (from its observed
+latency, 0.25–1 s) is also sent to the next untried usable endpoint; the first answer wins and
+the other request is cancelled (``chains.rpc_hedge``), and a slow loser counts as a failure.
 
 This is the hot path for balance reads: bodies are built by string formatting around
 pre-serialised params, parsed with ``json.loads``, and nothing is logged per request. URLs carry
@@ -23,8 +27,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -34,6 +38,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from chains.rpc_endpoint import (
     BASE_REACTIVATION_DELAY_S,
     BREAKER_FAILURE_THRESHOLD,
+    HEDGE_MAX_DELAY_S,
+    HEDGE_MIN_DELAY_S,
     MAX_REACTIVATION_DELAY_S,
     MAX_RETRY_AFTER_S,
     BreakerPolicy,
@@ -48,6 +54,7 @@ from chains.rpc_errors import (
     describe_transport_error,
     single_result,
 )
+from chains.rpc_hedge import IDEMPOTENT_READS, first_answer
 from core.errors import (
     CallTooLarge,
     ChainIdMismatch,
@@ -68,8 +75,10 @@ BACKOFF_BASE_S = 0.05  # jittered backoff multiplier once every usable endpoint 
 BACKOFF_MAX_S = 2.0  # cap of one backoff sleep
 CONNECTIONS_PER_ENDPOINT = 16  # keep-alive connections per endpoint (concurrent requests)
 KEEPALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
-# The breaker's constants (BREAKER_FAILURE_THRESHOLD, BASE_/MAX_REACTIVATION_DELAY_S,
-# MAX_RETRY_AFTER_S) live in chains.rpc_endpoint, next to the breaker.
+DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config's default request_timeout_s
+HEDGE_TIMEOUT_SHARE = 0.5  # a hedge is sent at the latest after this share of the timeout
+# The breaker's and the hedge delay's constants (BREAKER_*, BASE_/MAX_REACTIVATION_DELAY_S,
+# MAX_RETRY_AFTER_S, HEDGE_*) live in chains.rpc_endpoint, next to the breaker.
 
 _T = TypeVar("_T")
 _Decoder = Callable[[str, Any], _T]
@@ -78,6 +87,7 @@ _Decoder = Callable[[str, Any], _T]
 @dataclass(slots=True)
 class _Attempts:
     tried: set[int]
+    hedge: bool  # an idempotent read on a pool of several endpoints
     last: CrossmarginError | None = None
 
 
@@ -101,7 +111,7 @@ class RpcPool(AsyncResource):
         chain: str,
         chain_id: int,
         urls: Sequence[str],
-        request_timeout_s: float = 10.0,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         max_attempts: int = 4,
         breaker_failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
         base_reactivation_delay_s: float = BASE_REACTIVATION_DELAY_S,
@@ -123,11 +133,14 @@ class RpcPool(AsyncResource):
             raise ConfigError(key, "need 0 < base_reactivation_delay_s <= max_reactivation_delay_s")
         self.chain = chain
         self.chain_id = chain_id
+        hedge_max_s = min(HEDGE_MAX_DELAY_S, request_timeout_s * HEDGE_TIMEOUT_SHARE)
         policy = BreakerPolicy(
             failure_threshold=breaker_failure_threshold,
             base_delay_s=base_reactivation_delay_s,
             max_delay_s=max_reactivation_delay_s,
             max_retry_after_s=max_retry_after_s,
+            hedge_min_delay_s=min(HEDGE_MIN_DELAY_S, hedge_max_s),
+            hedge_max_delay_s=hedge_max_s,
         )
         self._endpoints = [
             RpcEndpoint(chain=chain, index=i, url=url, policy=policy) for i, url in enumerate(urls)
@@ -137,6 +150,7 @@ class RpcPool(AsyncResource):
         self._connections = connections_per_endpoint
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        self._hedging = len(urls) > 1
         self._next_id = 1
         self._started = False
 
@@ -181,7 +195,8 @@ class RpcPool(AsyncResource):
         """Like ``request`` with ``params_json`` the already serialised JSON params array."""
         rid = self._take_ids(1)
         data = _envelope(rid, method, params_json).encode()
-        return await self._send(data, partial(single_result, request_id=rid, body_len=len(data)))
+        decode = partial(single_result, request_id=rid, body_len=len(data))
+        return await self._send(data, decode, hedge=method in IDEMPOTENT_READS)
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any] | str]]) -> list[Any]:
         """Send ``(method, params)`` calls as one JSON-RPC batch; results in call order.
@@ -194,17 +209,22 @@ class RpcPool(AsyncResource):
             return []
         first = self._take_ids(len(calls))
         parts = []
+        hedge = True
         for rid, (method, params) in enumerate(calls, start=first):
             ps = params if isinstance(params, str) else json.dumps(params, separators=(",", ":"))
             parts.append(_envelope(rid, method, ps))
+            hedge = hedge and method in IDEMPOTENT_READS
         data = f"[{','.join(parts)}]".encode()
         decode = partial(batch_results, first_id=first, count=len(calls), body_len=len(data))
-        return await self._send(data, decode)
+        return await self._send(data, decode, hedge=hedge)
 
     def status(self) -> list[EndpointStatus]:
         """One redacted status per endpoint, in failover order."""
         now = time.monotonic()
-        return [ep.status(now) for ep in self._endpoints]
+        statuses = [ep.status(now) for ep in self._endpoints]
+        if self._hedging:
+            return statuses
+        return [replace(s, hedge_delay_ms=None) for s in statuses]  # nothing to hedge to
 
     @property
     def active_endpoint(self) -> str | None:
@@ -219,10 +239,10 @@ class RpcPool(AsyncResource):
         self._next_id += count
         return first
 
-    async def _send(self, body: bytes, decode: _Decoder[_T]) -> _T:
+    async def _send(self, body: bytes, decode: _Decoder[_T], *, hedge: bool) -> _T:
         if not self._started:
             raise RuntimeError(f"RpcPool for chain {self.chain} is not started")
-        attempts = _Attempts(set())
+        attempts = _Attempts(set(), hedge=hedge and self._hedging)
         try:
             # First try without tenacity, which costs ~70 µs a request: most requests succeed.
             return await self._attempt(attempts, body, decode)
@@ -273,35 +293,67 @@ class RpcPool(AsyncResource):
             tried.clear()  # a new round over the usable endpoints, after the backoff sleep
         return fallback
 
+    def _untried(self, tried: set[int]) -> RpcEndpoint | None:
+        now = time.monotonic()
+        return next((e for e in self._endpoints if e.index not in tried and e.usable(now)), None)
+
     async def _attempt(self, attempts: _Attempts, body: bytes, decode: _Decoder[_T]) -> _T:
         while True:
             ep = self._choose(attempts.tried)
             if ep is None:
                 raise _Exhausted(self._exhausted_error(attempts))
             attempts.tried.add(ep.index)
-            probe = ep.parked  # half-open: this request decides; others skip ep meanwhile
-            ep.probing = probe
+            # Half-open: a probe decides alone, others skip ep meanwhile. Claimed here, not in
+            # _use: a hedge task cancelled before its first step never runs a finally clause.
+            probes: list[RpcEndpoint] = []
+            _claim(ep, probes)
             try:
-                if not ep.chain_id_verified:
-                    try:
-                        await self._ensure_chain_id(ep)  # accounts for its own failures
-                    except ChainIdMismatch:
-                        continue  # parked by the check; fail over without using an attempt
-                    except CrossmarginError as exc:
-                        attempts.last = exc
-                        raise
-                try:
-                    result = decode(ep.shown, await self._post(ep, body))
-                except CrossmarginError as exc:
-                    attempts.last = exc
-                    ep.record_error(exc)
-                    raise
-                if ep.parked or ep.consecutive_failures:
-                    ep.record_ok()
-                return result
+                if not attempts.hedge:
+                    return await self._use(ep, body, decode)
+                delay_s = ep.hedge_delay_s()
+                return await first_answer(
+                    self._use(ep, body, decode),
+                    delay_s=delay_s,
+                    start_hedge=partial(self._hedge, attempts, ep, probes, body, decode),
+                    on_first_lost=partial(ep.record_slow, delay_s),
+                )
+            except ChainIdMismatch:
+                continue  # parked by the check; fail over without using an attempt
+            except CrossmarginError as exc:
+                attempts.last = exc
+                raise
             finally:
-                if probe:
-                    ep.probing = False
+                for probe in probes:
+                    probe.probing = False
+
+    def _hedge(
+        self,
+        attempts: _Attempts,
+        slow: RpcEndpoint,
+        probes: list[RpcEndpoint],
+        body: bytes,
+        decode: _Decoder[_T],
+    ) -> Coroutine[Any, Any, _T] | None:
+        """The same request to the next untried usable endpoint, or None if there is none."""
+        ep = self._untried(attempts.tried)
+        if ep is None:
+            return None
+        attempts.tried.add(ep.index)
+        slow.hedges += 1
+        _claim(ep, probes)
+        return self._use(ep, body, decode)
+
+    async def _use(self, ep: RpcEndpoint, body: bytes, decode: _Decoder[_T]) -> _T:
+        """One request to ``ep``; its outcome is recorded on ``ep``'s breaker."""
+        if not ep.chain_id_verified:
+            await self._ensure_chain_id(ep)  # accounts for its own failures
+        try:
+            result = decode(ep.shown, await self._post(ep, body))
+        except CrossmarginError as exc:
+            ep.record_error(exc)
+            raise
+        ep.record_ok()
+        return result
 
     def _exhausted_error(self, attempts: _Attempts) -> CrossmarginError:
         mismatches = [ep.mismatch for ep in self._endpoints if ep.mismatch is not None]
@@ -384,6 +436,12 @@ class RpcPool(AsyncResource):
 
 def _envelope(rid: int, method: str, params_json: str) -> str:
     return f'{{"jsonrpc":"2.0","id":{rid},"method":{json.dumps(method)},"params":{params_json}}}'
+
+
+def _claim(ep: RpcEndpoint, probes: list[RpcEndpoint]) -> None:
+    if ep.parked:
+        ep.probing = True
+        probes.append(ep)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

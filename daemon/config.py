@@ -67,7 +67,9 @@ class ChainConfig(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=MAX_INTERVAL_S)
     max_lag_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
     liquidation_latency_s: float = Field(default=60.0, ge=0, le=MAX_HORIZON_S)
-    request_timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
+    request_timeout_s: float = Field(default=3.0, gt=0, le=MAX_TIMEOUT_S)
+    """Per JSON-RPC request: a hung endpoint must not hold the chain's reads for long. A healthy
+    node answers our largest calls well within it; reads and log ranges halve on a timeout."""
     batch_size: int = Field(default=1000, ge=1, le=5000)
     """(account, token) reads per aggregate3 call; halves by itself on size/gas errors."""
     sweep_interval_s: float = Field(default=60.0, gt=0, le=MAX_INTERVAL_S)

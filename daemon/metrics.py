@@ -103,6 +103,21 @@ class Metrics:
             endpoint,
             registry=r,
         )
+        self.rpc_error_rate = Gauge(
+            "crossmargin_rpc_error_rate",
+            "Share of failed or too-slow requests among an endpoint's recent ones (the breaker's"
+            " input: it parks the endpoint at 0.25).",
+            endpoint,
+            registry=r,
+        )
+        self._rpc_hedges = _CumulativeCounter(
+            Counter(
+                "crossmargin_rpc_hedges",
+                "Requests an endpoint was too slow for: a copy went to the next endpoint.",
+                endpoint,
+                registry=r,
+            )
+        )
         self.oracle_status = Gauge(
             "crossmargin_oracle_status",
             "1 for the current price status of each asset, 0 for the others.",
@@ -212,13 +227,17 @@ class Metrics:
             self.observe_pool(chain, endpoints)
 
     def observe_pool(self, chain: str, endpoints: Sequence[EndpointStatus]) -> None:
-        """Request/error counts and latency of every endpoint of ``chain``'s RPC pool."""
+        """Request/error/hedge counts, latency and error rate of every endpoint of ``chain``'s
+        RPC pool."""
         for endpoint in endpoints:
             labels = (chain, endpoint.url)
             self._rpc_requests.observe(labels, endpoint.requests)
             self._rpc_errors.observe(labels, endpoint.errors)
+            self._rpc_hedges.observe(labels, endpoint.hedges)
             if endpoint.latency_ewma_ms is not None:
                 self.rpc_latency_seconds.labels(*labels).set(endpoint.latency_ewma_ms / MS_PER_S)
+            if endpoint.error_rate is not None:
+                self.rpc_error_rate.labels(*labels).set(endpoint.error_rate)
 
     def observe_read_failures(
         self, chain: str, tokens: Iterable[str], failing: Mapping[str, tuple[int, int]]

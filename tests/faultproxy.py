@@ -4,6 +4,10 @@
 URL can carry a fake API key) and forwards them to ``upstream`` unless ``set_mode`` says to
 misbehave. It counts the requests it saw and the JSON-RPC methods in them; a request refused at
 the socket level is, by nature, not seen.
+
+``FaultMode.RANDOM`` makes a share of the requests (``fault_rate``) fail at random, drawn from a
+seeded RNG: a connection reset, HTTP 500, 429 with ``Retry-After``, a garbage body, or a hang of
+``hang_s`` seconds before the request is forwarded after all. ``faults`` counts each kind.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
+from collections import Counter
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +39,20 @@ class FaultMode(StrEnum):
     GARBAGE = "garbage"  # 200 with an HTML body
     WRONG_CHAIN = "wrong_chain"  # forward, but answer eth_chainId with ``wrong_chain_id``
     DELAY = "delay"  # forward after ``delay_ms``
+    RANDOM = "random"  # ``fault_rate`` of the requests get one of ``RANDOM_FAULTS``, seeded
+
+
+class RandomFault(StrEnum):
+    """What one request drawn for a fault in ``FaultMode.RANDOM`` gets."""
+
+    RESET = "reset"  # the connection is reset without an answer
+    HTTP500 = "http500"
+    RATE_LIMIT = "rate_limit"  # 429 with ``Retry-After: <retry_after>``
+    GARBAGE = "garbage"  # 200 with an HTML body
+    HANG = "hang"  # forwarded only after ``hang_s`` seconds
+
+
+RANDOM_FAULTS = tuple(RandomFault)
 
 
 def free_port() -> int:
@@ -53,6 +73,10 @@ class FaultProxy:
         self.retry_after = "1"
         self.delay_ms = 0
         self.wrong_chain_id = 0xDEAD
+        self.fault_rate = 0.0
+        self.hang_s = 5.0
+        self.faults: Counter[RandomFault] = Counter()
+        self._rng = random.Random(0)
         self.requests = 0
         self.methods: list[str] = []
         self._release = asyncio.Event()  # wakes hung handlers when the mode changes
@@ -97,9 +121,18 @@ class FaultProxy:
         retry_after: str | None = None,
         delay_ms: int | None = None,
         wrong_chain_id: int | None = None,
+        fault_rate: float | None = None,
+        hang_s: float | None = None,
+        seed: int | None = None,
     ) -> None:
-        """Switch behaviour for the following requests."""
+        """Switch behaviour for the following requests (``seed`` restarts the fault RNG)."""
         mode = FaultMode(mode)
+        if fault_rate is not None:
+            self.fault_rate = fault_rate
+        if hang_s is not None:
+            self.hang_s = hang_s
+        if seed is not None:
+            self._rng = random.Random(seed)
         if retry_after is not None:
             self.retry_after = retry_after
         if delay_ms is not None:
@@ -124,6 +157,8 @@ class FaultProxy:
         self.requests += 1
         self.methods.extend(_methods(body))
         mode = self.mode
+        if mode is FaultMode.RANDOM:
+            return await self._random(request, body)
         if mode is FaultMode.REFUSE:  # a kept-alive connection outlived the listener: reset it
             if request.transport is not None:
                 request.transport.abort()
@@ -144,6 +179,31 @@ class FaultProxy:
         if mode is FaultMode.DELAY:
             await asyncio.sleep(self.delay_ms / 1000)
         return await self._forward(request, body, rewrite_chain_id=mode is FaultMode.WRONG_CHAIN)
+
+    async def _random(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        if self._rng.random() >= self.fault_rate:
+            return await self._forward(request, body, rewrite_chain_id=False)
+        fault = self._rng.choice(RANDOM_FAULTS)
+        self.faults[fault] += 1
+        match fault:
+            case RandomFault.RESET:
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
+            case RandomFault.HTTP500:
+                return web.Response(status=500, text="Internal Server Error")
+            case RandomFault.RATE_LIMIT:
+                return web.Response(
+                    status=429, headers={"Retry-After": self.retry_after}, text="Too Many Requests"
+                )
+            case RandomFault.GARBAGE:
+                return web.Response(status=200, content_type="text/html", text="<html>502</html>")
+            case RandomFault.HANG:
+                try:
+                    await asyncio.wait_for(self._release.wait(), self.hang_s)
+                except TimeoutError:
+                    return await self._forward(request, body, rewrite_chain_id=False)
+                return web.Response(status=503, text="released")  # mode changed or closing
 
     async def _forward(
         self, request: web.Request, body: bytes, *, rewrite_chain_id: bool

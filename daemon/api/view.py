@@ -50,12 +50,21 @@ class DaemonView(Protocol):
 
 
 def endpoint_document(endpoint: EndpointStatus) -> dict[str, object]:
-    """One RPC endpoint (its URL is already redacted by the pool)."""
+    """One RPC endpoint (its URL is already redacted by the pool).
+
+    ``error_rate`` (failed or too-slow share of the last ``recent_requests``) and ``latency_ms``
+    are what the breaker judges; ``hedge_delay_ms`` is how long a request may go unanswered
+    there before a copy goes to the next endpoint, ``hedges`` how often that happened.
+    """
     return {
         "url": endpoint.url,
         "state": endpoint.state.value,
         "consecutive_failures": endpoint.consecutive_failures,
+        "error_rate": endpoint.error_rate,
+        "recent_requests": endpoint.recent_requests,
         "latency_ms": endpoint.latency_ewma_ms,
+        "hedge_delay_ms": endpoint.hedge_delay_ms,
+        "hedges": endpoint.hedges,
         "requests": endpoint.requests,
         "errors": endpoint.errors,
         "chain_id_verified": endpoint.chain_id_verified,
