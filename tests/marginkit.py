@@ -200,6 +200,15 @@ class Book:
         self.balances: dict[str, dict[tuple[str, str], int]] = {}
         self.positions: dict[str, dict[str, Position]] = {}
 
+    def __repr__(self) -> str:
+        # every input: a failing generated book can be rebuilt from the report
+        positions = [p for by_asset in self.positions.values() for p in by_asset.values()]
+        return (
+            f"Book(params={self.params!r}, tokens={self.tokens!r}, "
+            f"chains={list(self.chains.values())!r}, prices={list(self.prices.values())!r}, "
+            f"balances={self.balances!r}, positions={positions!r})"
+        )
+
     def balance(self, account: str, chain: str, token: str, raw: int, block: int = 1) -> None:
         """Set a raw balance."""
         self.engine.set_balance(account, chain, token, raw, block)
