@@ -1,7 +1,10 @@
-"""The numpy engine against the reference, incremental against full, and what a change touches.
+"""The numpy engine against the oracle and the reference, incremental against full, and what a
+change touches.
 
-Equality is exact throughout: the engine is built so that a full recompute, an incremental
-one and ``margin.health.evaluate_account`` agree bit for bit (``margin.valuation``).
+Every result is checked against the independent oracle (``tests/margin_oracle.py``, which
+shares no code with ``margin``). Against the reference equality is exact: the engine is built
+so that a full recompute, an incremental one and ``margin.health.evaluate_account`` agree bit
+for bit (``margin.valuation``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ from margin.model import (
     Role,
     Tier,
     TokenRisk,
+)
+from tests import margin_oracle as oracle
+from tests.marginkit import (
+    assert_reference_matches,
+    assert_row_matches,
+    oracle_market,
+    oracle_perp,
 )
 
 C, L = Role.COLLATERAL, Role.LIABILITY
@@ -133,18 +143,42 @@ def assert_same_table(a: HealthTable, b: HealthTable) -> None:
 
 
 def assert_matches_reference(both: Both) -> None:
+    """The numpy results against the independent oracle and, bit for bit, the reference; the
+    engine's breakdown (``account_health``) against its numpy results and the test's inputs."""
     table = both.engine.results
+    params = both.mirror.params
+    market = oracle_market(TOKENS, both.mirror.prices, both.mirror.chains, params)
     for i, account in enumerate(both.engine.accounts):
+        balances = both.mirror.balances.get(account, {})
+        positions = list(both.mirror.positions.get(account, {}).values())
+        want = oracle.evaluate(
+            market,
+            {key: raw for key, (raw, _) in balances.items()},
+            [oracle_perp(p) for p in positions],
+        )
+        assert_row_matches(table, i, want, f"engine {account}")
         ref = both.mirror.health(account)
+        assert_reference_matches(ref, want, params.value_decimals)
         for name in MONEY:
-            units = getattr(ref, name).scaleb(both.mirror.params.value_decimals)
+            units = getattr(ref, name).scaleb(params.value_decimals)
             assert units == Decimal(float(getattr(table, name)[i])), (account, name)
         assert ref.health == table.health[i], account
         assert ref.health_latency == table.health_latency[i], account
         assert ref.flags == Flag(int(table.flags[i])), account
         assert ref.actionable == bool(table.actionable[i]), account
-        # and the engine's own breakdown is the same computation on the same inputs
-        assert both.engine.account_health(account) == ref
+        # the breakdown keepers see is built from the engine's stored inputs: it must show the
+        # numbers of the numpy results the daemon acts on, lines the oracle agrees with, and
+        # the raws and blocks the engine was given
+        shown = both.engine.account_health(account)
+        assert_reference_matches(shown, want, params.value_decimals)
+        for name in MONEY:
+            units = getattr(shown, name).scaleb(params.value_decimals)
+            assert units == Decimal(float(getattr(table, name)[i])), (account, name)
+        assert (shown.health, shown.health_latency) == (table.health[i], table.health_latency[i])
+        assert (shown.flags, shown.actionable) == (Flag(int(table.flags[i])), table.actionable[i])
+        lines = {(h.chain, h.token): (h.raw, h.block) for h in shown.holdings}
+        assert lines == {key: given for key, given in balances.items() if given[0]}, account
+        assert {p.asset for p in shown.positions} == {p.asset for p in positions if p.size}
 
 
 def random_price(rng: random.Random, asset: str) -> PriceInput:

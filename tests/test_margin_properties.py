@@ -2,7 +2,8 @@
 
 Monotonicity: adding collateral never lowers health; raising the price of an asset the
 account only owes never raises it. Consistency: the flags, ``actionable`` and ``shortfall``
-always agree with the numbers they are derived from.
+always agree with the numbers they are derived from, and with the independent oracle
+(``tests/margin_oracle.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
+from tests import margin_oracle as oracle
+from tests.marginkit import assert_reference_matches, oracle_market, oracle_perp
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 TIERS_A = (Tier(0.9, 1_000), Tier(0.5, 50_000), Tier(0.2))
@@ -182,10 +185,25 @@ def test_raising_a_liability_price_never_raises_health(
     assert after.weighted_liability >= before.weighted_liability
 
 
+def oracle_says(scenario: dict[str, object]) -> oracle.Health:
+    """What the independent oracle says about the scenario's account."""
+    market = oracle_market(
+        TOKENS,
+        scenario["prices"],  # type: ignore[arg-type]
+        scenario["chains"],  # type: ignore[arg-type]
+        scenario["params"],  # type: ignore[arg-type]
+    )
+    perps = [oracle_perp(p) for p in scenario["positions"]]  # type: ignore[attr-defined]
+    return oracle.evaluate(market, scenario["holdings"], perps)  # type: ignore[arg-type]
+
+
 @PROPERTY
 @given(scenarios())
 def test_flags_actionable_and_shortfall_agree_with_the_numbers(scenario: dict[str, object]) -> None:
     result = evaluate(scenario)
+    params = scenario["params"]
+    assert isinstance(params, EngineParams)
+    assert_reference_matches(result, oracle_says(scenario), params.value_decimals)
     liquidatable = result.health < 1
     assert bool(result.flags & Flag.LIQUIDATABLE) is liquidatable
     assert bool(result.flags & Flag.LATENCY_RISK) is (result.health >= 1 > result.health_latency)
