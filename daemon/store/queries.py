@@ -19,6 +19,7 @@ from chains.watcher import Reading
 from daemon.store.records import (
     AccountRecord,
     ChainCursor,
+    OutboxEntry,
     StoredBalance,
     StoredCycle,
     StoredHealth,
@@ -206,6 +207,26 @@ class StoreQueries:
             query = query.where(t.published_at.is_(None))
         query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
         return [StoredTransition.from_row(row, self._quantum) for row in await self._rows(query)]
+
+    async def outbox(self, *, limit: int) -> list[OutboxEntry]:
+        """The first ``limit`` transitions not yet published (MQTT), in id order, each with
+        the block numbers of the cycle that stored it: all an event payload is built from,
+        so a re-sent event carries the same content as the first one."""
+        t = health_transitions.c
+        query = (
+            sa.select(health_transitions, cycles.c.blocks.label("cycle_blocks"))
+            .join(cycles, cycles.c.id == t.cycle_id)
+            .where(t.published_at.is_(None))
+            .order_by(t.id)
+            .limit(max(1, limit))
+        )
+        return [
+            OutboxEntry(
+                transition=StoredTransition.from_row(row, self._quantum),
+                blocks={str(k): int(v) for k, v in row.cycle_blocks.items()},
+            )
+            for row in await self._rows(query)
+        ]
 
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""

@@ -149,6 +149,14 @@ class StoredTransition:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEntry:
+    """A transition still to be published, with its cycle's block numbers per chain."""
+
+    transition: StoredTransition
+    blocks: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredPrice:
     """One oracle round of one asset as stored in the price history."""
 
