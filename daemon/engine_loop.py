@@ -1,5 +1,6 @@
 """The engine loop: apply balance, price, chain and position changes; recompute only the
-accounts they touch; persist the cycle in one transaction; then publish what changed.
+accounts they touch; persist the cycle in one transaction; then publish what changed (retained
+account state here; events by the ``EventRelay``, from the transitions the cycle stored).
 
 Events arriving while a cycle runs are coalesced into the next one, so a burst of blocks or a
 price round that touches every account costs one recompute and one write, not one each.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chains.watcher import BalanceUpdate
+from daemon.event_relay import EventRelay
 from daemon.metrics import Metrics
 from daemon.mqtt import MqttPublisher
 from daemon.mqtt_topics import (
@@ -25,7 +27,6 @@ from daemon.mqtt_topics import (
     account_state_payload,
     health_bucket,
     should_publish_state,
-    transition_events,
 )
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.records import StoredTransition
@@ -33,14 +34,13 @@ from daemon.store.rows import CycleContext, HealthRows, breakdown_of
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import ChainInput, Flag, Position, flag_names
+from margin.model import ChainInput, Flag, Position
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
 
 log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
-OUTBOX_BATCH = 10_000  # unpublished transitions re-sent at start
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
@@ -95,8 +95,10 @@ class EngineLoop:
         required_chains: Collection[str] = (),
         required_assets: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
+        events: EventRelay | None = None,
     ) -> None:
         self.engine = engine
+        self.events = events
         self.metrics = metrics
         self._required_chains = set(required_chains)
         self._required_assets = set(required_assets)
@@ -118,15 +120,6 @@ class EngineLoop:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
         for account, stored in flags.items():
             self._signals[account] = AccountSignal(stored, health_bucket(None))
-
-    async def publish_outbox(self) -> None:
-        """Publish transitions a previous run stored but did not get to publish (it stopped
-        between the commit and the publish): nothing stored is lost on the way to MQTT."""
-        pending = await self.store.queries.transitions(unpublished_only=True, limit=OUTBOX_BATCH)
-        self._announce(pending)
-        if pending:
-            await self.store.mark_published([t.id for t in pending])
-            log.info("outbox_republished transitions=%d", len(pending))
 
     async def run(self) -> None:
         """Consume events forever, one coalesced cycle at a time."""
@@ -196,9 +189,9 @@ class EngineLoop:
                 balances=balances, prices=rounds, rows=rows, context=context
             )
         if len(changed):
-            self._publish(changed, transitions, now)
-            if transitions:
-                await self.store.mark_published([t.id for t in transitions])
+            self._publish(changed, now)
+        if transitions and self.events is not None:
+            self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         self.stats.cycles += 1
         self.stats.accounts_changed += len(changed)
         self.stats.transitions += len(transitions)
@@ -265,12 +258,8 @@ class EngineLoop:
             rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
         return rows
 
-    def _publish(
-        self,
-        changed: IndexArray,
-        transitions: Sequence[StoredTransition],
-        now: float,
-    ) -> None:
+    def _publish(self, changed: IndexArray, now: float) -> None:
+        """Retained state of the changed accounts whose flags or health bucket moved."""
         table = self.engine.results
         accounts = self.engine.accounts
         for i in changed.tolist():
@@ -287,15 +276,6 @@ class EngineLoop:
                     account, table, i, value_decimals=self.value_decimals, at=now
                 ),
             )
-        self._announce(transitions)
-
-    def _announce(self, transitions: Sequence[StoredTransition]) -> None:
-        """QoS 1 events for stored transitions (``liquidatable``, ``latency_risk``, …)."""
-        for t in transitions:
-            before = AccountSignal(t.from_flags, health_bucket(None))
-            after = AccountSignal(t.to_flags, health_bucket(t.health))
-            for kind in transition_events(before, after):
-                self.publisher.event(kind, _event_payload(t, self.blocks))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
@@ -314,22 +294,3 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
             differs |= prev != cur
     result: IndexArray = np.concatenate([seen[differs], new_accounts])
     return result
-
-
-def _finite(value: float) -> float | None:
-    return value if np.isfinite(value) else None
-
-
-def _event_payload(t: StoredTransition, blocks: Mapping[str, int]) -> dict[str, object]:
-    return {
-        "id": t.id,
-        "account": t.account,
-        "from_flags": flag_names(t.from_flags),
-        "to_flags": flag_names(t.to_flags),
-        "health": _finite(t.health),
-        "health_latency": _finite(t.health_latency),
-        "shortfall": str(t.shortfall),
-        "actionable": t.actionable,
-        "blocks": dict(blocks),
-        "at": t.at,
-    }
