@@ -9,6 +9,7 @@ price round that touches every account costs one recompute and one write, not on
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+PUBLISH_CHUNK = 2000  # accounts' retained state built between two yields to the event loop
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
 
@@ -188,10 +190,10 @@ class EngineLoop:
             transitions = await self.store.write_engine_cycle(
                 balances=balances, prices=rounds, rows=rows, context=context
             )
-        if len(changed):
-            self._publish(changed, now)
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
+        if len(changed):
+            await self._publish(changed, now)
         self.stats.cycles += 1
         self.stats.accounts_changed += len(changed)
         self.stats.transitions += len(transitions)
@@ -258,22 +260,39 @@ class EngineLoop:
             rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
         return rows
 
-    def _publish(self, changed: IndexArray, now: float) -> None:
-        """Retained state of the changed accounts whose flags or health bucket moved."""
+    async def _publish(self, changed: IndexArray, now: float) -> None:
+        """Retained state of the changed accounts whose flags or health bucket moved.
+
+        A market-wide move changes most accounts: the loop yields every ``PUBLISH_CHUNK``
+        so the event relay (woken just before) gets the event loop in between, and the JSON
+        is built by the publisher when it carries it.
+        """
         table = self.engine.results
         accounts = self.engine.accounts
-        for i in changed.tolist():
+        indices = changed.tolist()
+        all_flags = table.flags[changed].tolist()
+        all_health = table.health[changed].tolist()
+        for n, (i, flag_bits, health) in enumerate(
+            zip(indices, all_flags, all_health, strict=True)
+        ):
+            if n and n % PUBLISH_CHUNK == 0:
+                await asyncio.sleep(0)
             account = accounts[i]
-            flags = Flag(int(table.flags[i]))
-            health = float(table.health[i])
-            signal = AccountSignal(flags, health_bucket(health))
+            signal = AccountSignal(Flag(flag_bits), health_bucket(health))
             if not should_publish_state(self._signals.get(account), signal):
                 continue
             self._signals[account] = signal
-            self.publisher.set_account_state(
+            # Built when published: the values of the latest recompute by then (retained
+            # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
+            self.publisher.set_account_state_later(
                 account,
-                account_state_payload(
-                    account, table, i, value_decimals=self.value_decimals, at=now
+                functools.partial(
+                    account_state_payload,
+                    account,
+                    table,
+                    i,
+                    value_decimals=self.value_decimals,
+                    at=now,
                 ),
             )
 

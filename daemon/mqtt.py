@@ -26,7 +26,7 @@ import os
 import random
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -46,6 +46,7 @@ CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled
 BACKOFF_FACTOR = 2.0  # reconnect delay cap grows by this per failed attempt in a row
 IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
 RETAINED_BATCH = 1000  # retained topics taken from the outbox per pipelined publish
+RETAINED_YIELD_S = 1.0  # while events are being relayed, retained batches wait up to this
 
 log = logging.getLogger(__name__)
 _CLIENT_LOG = logging.getLogger(f"{__name__}.client")  # aiomqtt/paho diagnostics
@@ -122,6 +123,9 @@ class MqttPublisher(AsyncResource):
         self._link: Link | None = None  # the current connection, once status is online
         self._link_up = asyncio.Event()
         self._stopped = False
+        self._event_passes = 0  # events being relayed (``events_first``) right now
+        self._no_events = asyncio.Event()
+        self._no_events.set()
         self._ever_connected = False
         self._published = 0
         self._events = 0
@@ -171,6 +175,15 @@ class MqttPublisher(AsyncResource):
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
         self._retain(self._topics.account(address), encode_json(payload))
 
+    def set_account_state_later(
+        self, address: str, build: Callable[[], Mapping[str, object]]
+    ) -> None:
+        """Retain ``build()`` as the state of ``address``, called only when it is published
+        (after events in flight): the engine stays free during a market-wide move."""
+        if self.enabled and not self._closing.is_set():
+            self._outbox.retain_built(self._topics.account(address), lambda: encode_json(build()))
+            self._wake.set()
+
     def clear_account(self, address: str) -> None:
         """Delete the retained state of ``address`` (an empty retained message)."""
         self._retain(self._topics.account(address), b"")
@@ -197,7 +210,8 @@ class MqttPublisher(AsyncResource):
         while pending:
             link = await self._current_link()
             try:
-                await link.publish(pending, retain=False)
+                async with self.events_first():
+                    await link.publish(pending, retain=False)
             except LinkLost as lost:
                 self._events += len(pending) - len(lost.unacknowledged)
                 pending = lost.unacknowledged
@@ -231,6 +245,20 @@ class MqttPublisher(AsyncResource):
             self._events,
             self._outbox.due,
         )
+
+    @contextlib.asynccontextmanager
+    async def events_first(self) -> AsyncIterator[None]:
+        """While inside (reading, encoding and delivering events), retained state waits:
+        keepers act on events, retained state is latest-wins and may trail a burst by a
+        moment (never starved: a batch goes out at least every ``RETAINED_YIELD_S``)."""
+        self._event_passes += 1
+        self._no_events.clear()
+        try:
+            yield
+        finally:
+            self._event_passes -= 1
+            if not self._event_passes:
+                self._no_events.set()
 
     def _retain(self, topic: str, payload: bytes) -> None:
         if self.enabled and not self._closing.is_set() and self._outbox.retain(topic, payload):
@@ -340,6 +368,9 @@ class MqttPublisher(AsyncResource):
             if not link.alive:  # a publish gave up on this connection (no PUBACK)
                 raise LinkLost(link.failure or "link failed")
             flushing = loop.time() < self._flush_deadline
+            if flushing and outbox.due and self._event_passes and not self._closing.is_set():
+                with contextlib.suppress(TimeoutError):  # events first (``events_first``)
+                    await asyncio.wait_for(self._no_events.wait(), RETAINED_YIELD_S)
             if flushing and (batch := outbox.take_retained(RETAINED_BATCH)):
                 await self._publish_retained(link, batch)
             elif self._closing.is_set():

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -22,12 +23,12 @@ from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.config import ApiConfig, MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged
-from daemon.event_relay import EventRelay, event_messages
+from daemon.event_relay import EventRelay, event_messages, event_payload
 from daemon.metrics import Metrics
 from daemon.mqtt import MqttPublisher
-from daemon.mqtt_topics import Topics
+from daemon.mqtt_topics import Topics, encode_json
 from daemon.store.migrate import migrate
-from daemon.store.records import StoredTransition
+from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
@@ -199,8 +200,39 @@ async def test_a_resent_event_is_byte_identical(tmp_path: Path, prefix: str) -> 
     assert len(messages) == 3
     payload = json.loads(messages[0][1])
     assert payload["blocks"] == {"arb": 7, "eth": 100}  # from the cycle row, not memory
-    assert payload["id"] == first[0].transition.id
+    assert payload["id"] == first[0].id
+    assert payload["shortfall"] == "110.00"
     assert messages[0][0] == topics.event("liquidatable")
+
+
+@pytest.mark.parametrize(
+    ("from_flags", "to_flags", "health", "kinds"),
+    [
+        (Flag.NONE, Flag.LIQUIDATABLE | Flag.LATENCY_RISK, 0.5, ["liquidatable", "latency_risk"]),
+        (Flag.LIQUIDATABLE, Flag.NONE, float("inf"), ["recovered"]),  # no debt: health null
+        (Flag.NONE, Flag.STALE_CHAIN, 1.5, []),  # no event: marked without publishing
+    ],
+)
+def test_event_payload_is_the_documented_json(
+    from_flags: Flag, to_flags: Flag, health: float, kinds: list[str]
+) -> None:
+    entry = OutboxEntry(
+        id=42,
+        account="0x" + "ab" * 20,
+        from_flags=int(from_flags),
+        to_flags=int(to_flags),
+        health=health,
+        health_latency=float("inf"),
+        shortfall=Decimal("12.50"),
+        actionable=True,
+        at=1_700_000_000.123456,
+        blocks={"l2": 9, "l1": 1234},
+    )
+    topics = Topics("p")
+    messages = event_messages(topics, entry)
+    assert [topic for topic, _ in messages] == [topics.event(k) for k in kinds]  # type: ignore[arg-type]
+    for _, payload in messages:  # the fast encoder matches encode_json exactly
+        assert payload == encode_json(event_payload(entry))
 
 
 async def test_mqtt_off_marks_transitions_without_publishing(tmp_path: Path) -> None:

@@ -211,6 +211,24 @@ def test_outbox_keeps_latest_retained_and_forgets_confirmed_deletes() -> None:
     assert outbox.retained_topics == 2
 
 
+def test_outbox_builds_a_lazy_payload_once_when_it_is_taken() -> None:
+    outbox = Outbox()
+    built: list[int] = []
+
+    def build(n: int) -> bytes:
+        built.append(n)
+        return b"%d" % n
+
+    outbox.retain_built("p/a", lambda: build(1))
+    outbox.retain_built("p/a", lambda: build(2))  # replaced before it was published
+    assert built == []
+    assert outbox.take_retained(10) == [("p/a", b"2")]
+    outbox.connected()
+    assert outbox.take_retained(10) == [("p/a", b"2")]  # republished as built, not rebuilt
+    assert built == [2]
+    assert not outbox.retain("p/a", b"2")
+
+
 # --- the publisher against real brokers ------------------------------------------------------
 
 

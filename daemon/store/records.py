@@ -7,9 +7,10 @@ account that owes nothing) comes back as ``inf``; times are unix seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -148,12 +149,21 @@ class StoredTransition:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutboxEntry:
-    """A transition still to be published, with its cycle's block numbers per chain."""
+class OutboxEntry(NamedTuple):
+    """A transition still to be published: the stored fields its events are built from, and
+    the block numbers (per chain) of the cycle that stored it. A plain tuple of plain values:
+    a market-wide move reads tens of thousands of them."""
 
-    transition: StoredTransition
-    blocks: dict[str, int]
+    id: int
+    account: str
+    from_flags: int
+    to_flags: int
+    health: float  # inf: owes nothing
+    health_latency: float
+    shortfall: Decimal  # quantized to the store's value_decimals
+    actionable: bool
+    at: float
+    blocks: Mapping[str, int]  # shared by the entries of one cycle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
