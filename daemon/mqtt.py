@@ -303,8 +303,9 @@ class MqttPublisher(AsyncResource):
         """One connection, until it fails or close() completes; True if it got connected."""
         connected = False
         link: Link | None = None
+        client = self._client()
         try:
-            async with self._client() as client:
+            async with client:
                 connected = True
                 link = Link(client, window=IN_FLIGHT_WINDOW, ack_timeout_s=BROKER_TIMEOUT_S)
                 self._on_connected()
@@ -319,6 +320,7 @@ class MqttPublisher(AsyncResource):
             if link is not None:
                 link.fail(self._last_error or "connection closed")
                 self._published += link.acknowledged
+            _consume_disconnect(client)
         return connected
 
     def _client(self) -> aiomqtt.Client:
@@ -421,6 +423,15 @@ async def _watch_connection(client: aiomqtt.Client) -> None:
     async for _ in client.messages:
         pass
     raise aiomqtt.MqttError("connection watcher ended")
+
+
+def _consume_disconnect(client: aiomqtt.Client) -> None:
+    """Read the reason aiomqtt keeps for a lost connection. Only its message iterator reads
+    it; when a failed publish ends the session first, asyncio would otherwise report the
+    exception as never retrieved."""
+    lost = getattr(client, "_disconnected", None)
+    if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
+        lost.exception()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
