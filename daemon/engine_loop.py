@@ -84,7 +84,8 @@ class CycleStats:
 
 
 class EngineLoop:
-    """Owns the margin engine; the only writer of health to the store and MQTT."""
+    """Owns the margin engine; the only writer of health to the store and of account state to
+    MQTT (events go out through the ``EventRelay`` it wakes)."""
 
     def __init__(
         self,
