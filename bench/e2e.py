@@ -780,7 +780,8 @@ def install_probes(out: TextIO) -> None:
     watcher's cycle for a block done), ``cycle``/``cycle_end`` (an engine cycle and the
     blocks it carries), ``apply``/``apply_end`` (balances stored), ``prices``/``prices_end``
     (an oracle round stored), ``write``/``write_end`` (``write_cycle``), ``mark``/``mark_end``
-    (``mark_published``), ``puback`` (an event's PUBACK from the broker).
+    (``mark_published``), ``puback`` (an event's PUBACK from the broker: the end of the
+    ``MqttPublisher.deliver`` call that carried it).
     """
     from chains.blocks import NewBlock
     from chains.heads import HeadTracker
@@ -854,14 +855,11 @@ def install_probes(out: TextIO) -> None:
 
         setattr(cls, name, wrapper)
 
-    publish = MqttPublisher._publish
+    deliver = MqttPublisher.deliver
 
-    async def traced_publish(
-        self: MqttPublisher, client: Any, message: tuple[str, bytes], *, retain: bool
-    ) -> None:
-        await publish(self, client, message, retain=retain)
-        topic, payload = message
-        if "/events/" in topic:
+    async def traced_deliver(self: MqttPublisher, messages: Sequence[tuple[str, bytes]]) -> None:
+        await deliver(self, messages)  # returns once every message is acknowledged
+        for topic, payload in messages:
             emit("puback", k=topic.rsplit("/", 1)[-1], a=json.loads(payload)["account"])
 
     HeadTracker.poll_once = traced_poll_once  # type: ignore[method-assign]
@@ -870,9 +868,9 @@ def install_probes(out: TextIO) -> None:
     EngineLoop.cycle = traced_engine_cycle  # type: ignore[method-assign]
     timed(HealthStore, "apply_balance_update", "apply")
     timed(HealthStore, "record_prices", "prices")
-    timed(HealthStore, "write_cycle", "write")
+    timed(HealthStore, "write_engine_cycle", "write")  # the engine loop's one transaction
     timed(HealthStore, "mark_published", "mark")
-    MqttPublisher._publish = traced_publish  # type: ignore[method-assign]
+    MqttPublisher.deliver = traced_deliver  # type: ignore[method-assign]
 
 
 def analyze_stage() -> None:

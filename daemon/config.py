@@ -163,7 +163,8 @@ class MqttConfig(StrictModel):
     reconnect_min_s: float = Field(default=0.5, gt=0, le=MAX_INTERVAL_S)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=MAX_INTERVAL_S)
     max_pending: int = Field(default=10000, ge=1)
-    """QoS 1 events kept while the broker is away; beyond it the oldest are dropped."""
+    """Events read from the database outbox per batch and held in memory until the broker
+    acknowledged them; the rest waits in the database (nothing is dropped)."""
 
     @field_validator("url")
     @classmethod

@@ -1,5 +1,6 @@
 """The engine loop: apply balance, price, chain and position changes; recompute only the
-accounts they touch; persist the cycle in one transaction; then publish what changed.
+accounts they touch; persist the cycle in one transaction; then publish what changed (retained
+account state here; events by the ``EventRelay``, from the transitions the cycle stored).
 
 Events arriving while a cycle runs are coalesced into the next one, so a burst of blocks or a
 price round that touches every account costs one recompute and one write, not one each.
@@ -14,6 +15,7 @@ only from stored transitions, so they wait for the database too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -25,6 +27,7 @@ import numpy as np
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
+from daemon.event_relay import EventRelay
 from daemon.metrics import Metrics
 from daemon.mqtt import MqttPublisher
 from daemon.mqtt_topics import (
@@ -32,7 +35,6 @@ from daemon.mqtt_topics import (
     account_state_payload,
     health_bucket,
     should_publish_state,
-    transition_events,
 )
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
@@ -41,16 +43,16 @@ from daemon.store.rows import CycleContext, HealthRows, breakdown_of
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import ChainInput, Flag, Position, flag_names
+from margin.model import ChainInput, Flag, Position
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
 
 log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
-OUTBOX_BATCH = 10_000  # unpublished transitions re-sent at start
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
+PUBLISH_CHUNK = 2000  # accounts' retained state built between two yields to the event loop
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
 
@@ -91,7 +93,8 @@ class CycleStats:
 
 
 class EngineLoop:
-    """Owns the margin engine; the only writer of health to the store and MQTT."""
+    """Owns the margin engine; the only writer of health to the store and of account state to
+    MQTT (events go out through the ``EventRelay`` it wakes)."""
 
     def __init__(
         self,
@@ -105,8 +108,10 @@ class EngineLoop:
         required_assets: Collection[str] = (),
         status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
+        events: EventRelay | None = None,
     ) -> None:
         self.engine = engine
+        self.events = events
         self.metrics = metrics
         self._required_chains = set(required_chains)
         self._required_assets = set(required_assets)
@@ -135,15 +140,6 @@ class EngineLoop:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
         for account, stored in flags.items():
             self._signals[account] = AccountSignal(stored, health_bucket(None))
-
-    async def publish_outbox(self) -> None:
-        """Publish transitions a previous run stored but did not get to publish (it stopped
-        between the commit and the publish): nothing stored is lost on the way to MQTT."""
-        pending = await self.store.queries.transitions(unpublished_only=True, limit=OUTBOX_BATCH)
-        self._announce(pending)
-        if pending:
-            await self.store.mark_published([t.id for t in pending])
-            log.info("outbox_republished transitions=%d", len(pending))
 
     async def run(self) -> None:
         """Consume events forever, one coalesced cycle at a time; the writer's retries run
@@ -261,17 +257,15 @@ class EngineLoop:
         return self._rows(accounts), context
 
     async def _stored(self, accounts: IndexArray, transitions: list[StoredTransition]) -> None:
-        """After a successful write: publish the written accounts and the new transitions."""
+        """After a successful write: wake the event relay for the new transitions and publish
+        the retained state of the written accounts."""
         self.stats.transitions += len(transitions)
         if self._valued and not self.writer.pending:  # the valuation went with this write
             self._valuation_stored = True
+        if transitions and self.events is not None:
+            self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         if len(accounts):
-            self._publish(accounts, transitions, time.time())
-        if transitions:
-            try:
-                await self.store.mark_published([t.id for t in transitions])
-            except StoreUnavailable as exc:  # they stay in the outbox: sent again at start
-                log.warning("outbox_mark_failed transitions=%d error=%s", len(transitions), exc)
+            await self._publish(accounts, time.time())
 
     async def _apply(self, events: Sequence[EngineEvent]) -> float | None:
         oldest: float | None = None
@@ -344,37 +338,41 @@ class EngineLoop:
             rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
         return rows
 
-    def _publish(
-        self,
-        changed: IndexArray,
-        transitions: Sequence[StoredTransition],
-        now: float,
-    ) -> None:
+    async def _publish(self, changed: IndexArray, now: float) -> None:
+        """Retained state of the changed accounts whose flags or health bucket moved.
+
+        A market-wide move changes most accounts: the loop yields every ``PUBLISH_CHUNK``
+        so the event relay (woken just before) gets the event loop in between, and the JSON
+        is built by the publisher when it carries it.
+        """
         table = self.engine.results
         accounts = self.engine.accounts
-        for i in changed.tolist():
+        indices = changed.tolist()
+        all_flags = table.flags[changed].tolist()
+        all_health = table.health[changed].tolist()
+        for n, (i, flag_bits, health) in enumerate(
+            zip(indices, all_flags, all_health, strict=True)
+        ):
+            if n and n % PUBLISH_CHUNK == 0:
+                await asyncio.sleep(0)
             account = accounts[i]
-            flags = Flag(int(table.flags[i]))
-            health = float(table.health[i])
-            signal = AccountSignal(flags, health_bucket(health))
+            signal = AccountSignal(Flag(flag_bits), health_bucket(health))
             if not should_publish_state(self._signals.get(account), signal):
                 continue
             self._signals[account] = signal
-            self.publisher.set_account_state(
+            # Built when published: the values of the latest recompute by then (retained
+            # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
+            self.publisher.set_account_state_later(
                 account,
-                account_state_payload(
-                    account, table, i, value_decimals=self.value_decimals, at=now
+                functools.partial(
+                    account_state_payload,
+                    account,
+                    table,
+                    i,
+                    value_decimals=self.value_decimals,
+                    at=now,
                 ),
             )
-        self._announce(transitions)
-
-    def _announce(self, transitions: Sequence[StoredTransition]) -> None:
-        """QoS 1 events for stored transitions (``liquidatable``, ``latency_risk``, …)."""
-        for t in transitions:
-            before = AccountSignal(t.from_flags, health_bucket(None))
-            after = AccountSignal(t.to_flags, health_bucket(t.health))
-            for kind in transition_events(before, after):
-                self.publisher.event(kind, _event_payload(t, self.blocks))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
@@ -393,22 +391,3 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
             differs |= prev != cur
     result: IndexArray = np.concatenate([seen[differs], new_accounts])
     return result
-
-
-def _finite(value: float) -> float | None:
-    return value if np.isfinite(value) else None
-
-
-def _event_payload(t: StoredTransition, blocks: Mapping[str, int]) -> dict[str, object]:
-    return {
-        "id": t.id,
-        "account": t.account,
-        "from_flags": flag_names(t.from_flags),
-        "to_flags": flag_names(t.to_flags),
-        "health": _finite(t.health),
-        "health_latency": _finite(t.health_latency),
-        "shortfall": str(t.shortfall),
-        "actionable": t.actionable,
-        "blocks": dict(blocks),
-        "at": t.at,
-    }

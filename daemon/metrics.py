@@ -2,7 +2,7 @@
 
 The service pushes what it observes through plain ``observe_*`` methods; ``/metrics`` renders
 the registry. Sources that keep cumulative counts themselves (reorgs per watcher, requests and
-errors per RPC endpoint, MQTT drops) are turned into Prometheus counters by adding the
+errors per RPC endpoint, MQTT and event counts) are turned into Prometheus counters by adding the
 increase since the previous observation; a count that went down means its source restarted,
 so the whole new count is added (Prometheus' own reset rule).
 
@@ -19,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
 from daemon.cycle_writer import WriterStats
+from daemon.event_relay import RelayStats
 from daemon.mqtt import MqttStats
 from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
 from margin.model import Flag
@@ -151,11 +152,29 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "crossmargin_mqtt_connected", "1 while connected to the broker.", registry=r
         )
-        self._mqtt_dropped = _CumulativeCounter(
-            Counter("crossmargin_mqtt_dropped", "MQTT events dropped (queue full).", registry=r)
-        )
         self._mqtt_published = _CumulativeCounter(
-            Counter("crossmargin_mqtt_published", "MQTT messages published.", registry=r)
+            Counter(
+                "crossmargin_mqtt_published",
+                "MQTT messages the broker acknowledged (status, retained state, events).",
+                registry=r,
+            )
+        )
+        self._events_published = _CumulativeCounter(
+            Counter(
+                "crossmargin_events_published",
+                "QoS 1 events the broker acknowledged (re-sends included).",
+                registry=r,
+            )
+        )
+        self.events_pending = Gauge(
+            "crossmargin_events_pending",
+            "Transitions read from the outbox whose events await PUBACK or their mark.",
+            registry=r,
+        )
+        self.events_oldest_pending_seconds = Gauge(
+            "crossmargin_events_oldest_pending_seconds",
+            "Age of the oldest of those transitions (0 when none waits).",
+            registry=r,
         )
         self.http_requests = Counter(
             "crossmargin_http_requests",
@@ -275,7 +294,6 @@ class Metrics:
     def observe_mqtt(self, stats: MqttStats) -> None:
         """The MQTT publisher's counters."""
         self.mqtt_connected.set(1 if stats.connected else 0)
-        self._mqtt_dropped.observe((), stats.dropped)
         self._mqtt_published.observe((), stats.published)
 
     def observe_store(self, stats: WriterStats, pending: PendingWrites) -> None:
@@ -288,6 +306,12 @@ class Metrics:
         self.store_write_failing.set(1 if stats.failing_since is not None else 0)
         # Computed when scraped, so it keeps growing between observations.
         self.store_seconds_since_write.set_function(stats.seconds_since_write)
+
+    def observe_events(self, stats: RelayStats) -> None:
+        """The event relay's counters (the database outbox on its way to the broker)."""
+        self._events_published.observe((), stats.published)
+        self.events_pending.set(stats.pending)
+        self.events_oldest_pending_seconds.set(stats.oldest_pending_s)
 
     def observe_http(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """One API request (``route`` is the route template, never the raw path)."""

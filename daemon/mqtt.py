@@ -1,13 +1,17 @@
-"""MQTT publisher: retained state and QoS 1 events that survive broker outages.
+"""MQTT publisher: retained state, and QoS 1 events acknowledged by the broker.
 
-The daemon never waits for the broker: the publishing methods only record what should be on
-the broker in an ``Outbox`` (``daemon.mqtt_outbox``: retained state by topic, never dropped;
-events in a bounded FIFO) and wake one background task, which owns the connection. On every
+The daemon never waits for the broker to publish retained state: ``set_*`` methods only record
+what the broker should hold in an ``Outbox`` (``daemon.mqtt_outbox``: latest payload per
+topic, never dropped) and wake one background task, which owns the connection. On every
 (re)connect that task publishes ``{prefix}/status`` = ``online``, then ALL retained state (a
-restarted broker may have lost it), then the waiting events in order, and keeps going until
-the connection drops (reconnect with jittered exponential backoff) or ``close()``. A last
-will sets ``status`` to ``offline`` when the daemon dies; ``close()`` sets it itself.
-Delivery is at least once: an event whose PUBACK was lost is sent again after a reconnect.
+restarted broker may have lost it), pipelined in batches, and keeps going until the connection
+drops (reconnect with jittered exponential backoff) or ``close()``. A last will sets
+``status`` to ``offline`` when the daemon dies; ``close()`` sets it itself.
+
+Events are not queued here: ``deliver`` publishes a batch the caller holds (the event relay
+reads them from the database) and returns only once the broker acknowledged every message
+(PUBACK), waiting through outages and re-sending what was not acknowledged. Delivery is at
+least once: a PUBACK lost with the connection means the message is sent again.
 
 Topics and payloads are described in ``daemon.mqtt_topics``. URLs carry credentials, so only
 ``redact_url`` forms are ever logged or shown.
@@ -22,7 +26,7 @@ import os
 import random
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -31,15 +35,18 @@ import aiomqtt
 from core.lifecycle import AsyncResource
 from core.redaction import redact_url, scrub
 from daemon.config import MQTT_DEFAULT_PORTS, MqttConfig
+from daemon.mqtt_acks import QOS_AT_LEAST_ONCE, Link, LinkLost
 from daemon.mqtt_outbox import Message, Outbox
-from daemon.mqtt_topics import STATUS_OFFLINE, STATUS_ONLINE, EventKind, Topics, encode_json
+from daemon.mqtt_topics import STATUS_OFFLINE, STATUS_ONLINE, Topics, encode_json
 
 BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is restarted
-CLOSE_GRACE_S = 5.0  # close(): flush what is pending, publish offline, disconnect
+CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnect
 OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
 CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
 BACKOFF_FACTOR = 2.0  # reconnect delay cap grows by this per failed attempt in a row
-QOS_AT_LEAST_ONCE = 1
+IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
+RETAINED_BATCH = 1000  # retained topics taken from the outbox per pipelined publish
+RETAINED_YIELD_S = 1.0  # while events are being relayed, retained batches wait up to this
 
 log = logging.getLogger(__name__)
 _CLIENT_LOG = logging.getLogger(f"{__name__}.client")  # aiomqtt/paho diagnostics
@@ -74,10 +81,9 @@ class MqttStats:
 
     enabled: bool
     connected: bool
-    published: int
-    dropped: int
+    published: int  # messages the broker acknowledged (status, retained state and events)
+    events: int  # of which events (``deliver``)
     reconnects: int
-    pending_events: int
     retained_topics: int
     last_error: str | None
 
@@ -96,8 +102,8 @@ def reconnect_delay(failures: int, min_s: float, max_s: float) -> float:
 class MqttPublisher(AsyncResource):
     """Async context manager owning the broker connection (a no-op while ``url`` is unset).
 
-    Publishing methods never block and never raise because of the broker; call them from the
-    event loop thread.
+    The ``set_*``/``clear_*`` methods never block and never raise because of the broker;
+    ``deliver`` waits for acknowledgements. Call them from the event loop thread.
     """
 
     def __init__(self, config: MqttConfig, *, close_grace_s: float = CLOSE_GRACE_S) -> None:
@@ -109,14 +115,20 @@ class MqttPublisher(AsyncResource):
         tls = self._broker is not None and self._broker.tls
         self._tls_context = ssl.create_default_context() if tls else None
         self._topics = Topics(config.topic_prefix)
-        self._outbox = Outbox(config.max_pending)
+        self._outbox = Outbox()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._flush_deadline = float("inf")
         self._task: asyncio.Task[None] | None = None
-        self._connected = False
+        self._link: Link | None = None  # the current connection, once status is online
+        self._link_up = asyncio.Event()
+        self._stopped = False
+        self._event_passes = 0  # events being relayed (``events_first``) right now
+        self._no_events = asyncio.Event()
+        self._no_events.set()
         self._ever_connected = False
         self._published = 0
+        self._events = 0
         self._reconnects = 0
         self._last_error: str | None = None
 
@@ -131,7 +143,7 @@ class MqttPublisher(AsyncResource):
     @property
     def connected(self) -> bool:
         """True while a broker connection is up."""
-        return self._connected
+        return self._link is not None and self._link.alive
 
     @property
     def topics(self) -> Topics:
@@ -140,13 +152,13 @@ class MqttPublisher(AsyncResource):
 
     def stats(self) -> MqttStats:
         """A snapshot of the counters."""
+        live = 0 if self._link is None else self._link.acknowledged
         return MqttStats(
             enabled=self.enabled,
-            connected=self._connected,
-            published=self._published,
-            dropped=self._outbox.dropped,
+            connected=self.connected,
+            published=self._published + live,
+            events=self._events,
             reconnects=self._reconnects,
-            pending_events=self._outbox.pending_events,
             retained_topics=self._outbox.retained_topics,
             last_error=self._last_error,
         )
@@ -163,6 +175,15 @@ class MqttPublisher(AsyncResource):
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
         self._retain(self._topics.account(address), encode_json(payload))
 
+    def set_account_state_later(
+        self, address: str, build: Callable[[], Mapping[str, object]]
+    ) -> None:
+        """Retain ``build()`` as the state of ``address``, called only when it is published
+        (after events in flight): the engine stays free during a market-wide move."""
+        if self.enabled and not self._closing.is_set():
+            self._outbox.retain_built(self._topics.account(address), lambda: encode_json(build()))
+            self._wake.set()
+
     def clear_account(self, address: str) -> None:
         """Delete the retained state of ``address`` (an empty retained message)."""
         self._retain(self._topics.account(address), b"")
@@ -175,13 +196,34 @@ class MqttPublisher(AsyncResource):
         """Retain ``payload`` as the status of chain ``name``."""
         self._retain(self._topics.chain(name), encode_json(payload))
 
-    def event(self, kind: EventKind, payload: Mapping[str, object]) -> None:
-        """Queue a QoS 1 event; when ``max_pending`` are waiting, the oldest is dropped."""
-        topic = self._topics.event(kind)
-        if not self.enabled or self._closing.is_set():
-            return
-        self._outbox.push_event((topic, encode_json(payload)))
-        self._wake.set()
+    async def deliver(self, messages: Sequence[Message]) -> None:
+        """Publish events (QoS 1, not retained) in order and return once the broker has
+        acknowledged every one (PUBACK).
+
+        While the broker is away this waits for the next connection and then sends what was
+        not acknowledged yet, so a message may reach subscribers twice (at least once).
+        Cancel it to give up. Raise ``RuntimeError`` when MQTT is off.
+        """
+        if self._broker is None:
+            raise RuntimeError("MQTT is off (mqtt.url unset): nothing to deliver to")
+        pending = list(messages)
+        while pending:
+            link = await self._current_link()
+            try:
+                async with self.events_first():
+                    await link.publish(pending, retain=False)
+            except LinkLost as lost:
+                self._events += len(pending) - len(lost.unacknowledged)
+                pending = lost.unacknowledged
+                self._wake.set()  # the session notices a failed link and reconnects
+                log.info(
+                    "mqtt_delivery_interrupted unacknowledged=%d reason=%s",
+                    len(pending),
+                    lost.reason,
+                )
+                continue
+            self._events += len(pending)
+            pending = []
 
     async def close(self) -> None:
         """Flush, publish ``offline`` and disconnect within the grace period (idempotent)."""
@@ -198,17 +240,46 @@ class MqttPublisher(AsyncResource):
             task.cancel()
             await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
         log.info(
-            "mqtt_closed published=%d dropped=%d pending_events=%d",
+            "mqtt_closed published=%d events=%d retained_due=%d",
             self._published,
-            self._outbox.dropped,
-            self._outbox.pending_events,
+            self._events,
+            self._outbox.due,
         )
+
+    @contextlib.asynccontextmanager
+    async def events_first(self) -> AsyncIterator[None]:
+        """While inside (reading, encoding and delivering events), retained state waits:
+        keepers act on events, retained state is latest-wins and may trail a burst by a
+        moment (never starved: a batch goes out at least every ``RETAINED_YIELD_S``)."""
+        self._event_passes += 1
+        self._no_events.clear()
+        try:
+            yield
+        finally:
+            self._event_passes -= 1
+            if not self._event_passes:
+                self._no_events.set()
 
     def _retain(self, topic: str, payload: bytes) -> None:
         if self.enabled and not self._closing.is_set() and self._outbox.retain(topic, payload):
             self._wake.set()
 
+    async def _current_link(self) -> Link:
+        while (link := self._link) is None or not link.alive:
+            if self._task is None or self._stopped:
+                raise LinkLost("the publisher is not running")
+            self._link_up.clear()
+            await self._link_up.wait()
+        return link
+
     async def _run(self) -> None:
+        try:
+            await self._connect_until_closed()
+        finally:
+            self._stopped = True
+            self._link_up.set()  # wake deliver() calls: they find the publisher stopped
+
+    async def _connect_until_closed(self) -> None:
         failures = 0
         while not self._closing.is_set():
             connected = await self._session()
@@ -231,18 +302,25 @@ class MqttPublisher(AsyncResource):
     async def _session(self) -> bool:
         """One connection, until it fails or close() completes; True if it got connected."""
         connected = False
+        link: Link | None = None
+        client = self._client()
         try:
-            async with self._client() as client:
+            async with client:
                 connected = True
+                link = Link(client, window=IN_FLIGHT_WINDOW, ack_timeout_s=BROKER_TIMEOUT_S)
                 self._on_connected()
                 async with asyncio.TaskGroup() as group:
                     watch = group.create_task(_watch_connection(client), name="mqtt-watch")
-                    await self._drain(client)
+                    await self._drain(client, link)
                     watch.cancel()
-        except* aiomqtt.MqttError as failure:
+        except* (aiomqtt.MqttError, LinkLost) as failure:
             self._last_error = self._describe(failure.exceptions[0])
         finally:
-            self._connected = False
+            self._link = None
+            if link is not None:
+                link.fail(self._last_error or "connection closed")
+                self._published += link.acknowledged
+            _consume_disconnect(client)
         return connected
 
     def _client(self) -> aiomqtt.Client:
@@ -261,54 +339,69 @@ class MqttPublisher(AsyncResource):
             timeout=BROKER_TIMEOUT_S,
             tls_context=self._tls_context,
             logger=_CLIENT_LOG,
+            # Off in paho (0): ``Link`` bounds what is in flight; paho's own limit rescans
+            # every queued message on each PUBACK.
+            max_inflight_messages=0,
         )
 
     def _on_connected(self) -> None:
         if self._ever_connected:
             self._reconnects += 1
         self._ever_connected = True
-        self._connected = True
         log.info(
-            "mqtt_connected broker=%s client_id=%s retained=%d pending_events=%d reconnects=%d",
+            "mqtt_connected broker=%s client_id=%s retained=%d reconnects=%d",
             self._shown_url,
             self._client_id,
             self._outbox.retained_topics,
-            self._outbox.pending_events,
             self._reconnects,
         )
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish status, all retained state, then events as they come; return on close."""
+    async def _drain(self, client: aiomqtt.Client, link: Link) -> None:
+        """Publish status, then all retained state (in pipelined batches) as it changes;
+        return on close. Events are published by ``deliver`` on the same link meanwhile."""
         outbox = self._outbox
-        await self._publish(client, (self._topics.status, STATUS_ONLINE), retain=True)
+        await client.publish(self._topics.status, STATUS_ONLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
+        self._published += 1
         outbox.connected()  # the broker may have lost any retained state: all of it again
+        self._link = link
+        self._link_up.set()
         loop = asyncio.get_running_loop()
         while True:
+            if not link.alive:  # a publish gave up on this connection (no PUBACK)
+                raise LinkLost(link.failure or "link failed")
             flushing = loop.time() < self._flush_deadline
-            if flushing and (retained := outbox.take_retained()) is not None:
-                try:
-                    await self._publish(client, retained, retain=True)
-                except BaseException:
-                    outbox.retained_failed(retained)
-                    raise
-                outbox.retained_done(retained)
-            elif flushing and (event := outbox.take_event()) is not None:
-                try:
-                    await self._publish(client, event, retain=False)
-                except BaseException:
-                    outbox.event_failed(event)
-                    raise
+            if flushing and outbox.due and self._event_passes and not self._closing.is_set():
+                with contextlib.suppress(TimeoutError):  # events first (``events_first``)
+                    await asyncio.wait_for(self._no_events.wait(), RETAINED_YIELD_S)
+            if flushing and (batch := outbox.take_retained(RETAINED_BATCH)):
+                await self._publish_retained(link, batch)
             elif self._closing.is_set():
-                await self._publish(client, (self._topics.status, STATUS_OFFLINE), retain=True)
+                await client.publish(
+                    self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
+                )
+                self._published += 1
                 return
             else:
                 self._wake.clear()
                 await self._wake.wait()
 
-    async def _publish(self, client: aiomqtt.Client, message: Message, *, retain: bool) -> None:
-        topic, payload = message
-        await client.publish(topic, payload, qos=QOS_AT_LEAST_ONCE, retain=retain)
-        self._published += 1
+    async def _publish_retained(self, link: Link, batch: list[Message]) -> None:
+        try:
+            await link.publish(batch, retain=True)
+        except LinkLost as lost:
+            failed = set(lost.unacknowledged)
+            for message in batch:
+                if message in failed:
+                    self._outbox.retained_failed(message)
+                else:
+                    self._outbox.retained_done(message)
+            raise
+        except BaseException:
+            for message in batch:
+                self._outbox.retained_failed(message)
+            raise
+        for message in batch:
+            self._outbox.retained_done(message)
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
@@ -330,6 +423,15 @@ async def _watch_connection(client: aiomqtt.Client) -> None:
     async for _ in client.messages:
         pass
     raise aiomqtt.MqttError("connection watcher ended")
+
+
+def _consume_disconnect(client: aiomqtt.Client) -> None:
+    """Read the reason aiomqtt keeps for a lost connection. Only its message iterator reads
+    it; when a failed publish ends the session first, asyncio would otherwise report the
+    exception as never retrieved."""
+    lost = getattr(client, "_disconnected", None)
+    if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
+        lost.exception()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,33 +1,33 @@
-"""What the MQTT broker should hold and still has to receive, kept apart from any connection.
+"""Retained state the MQTT broker should hold, kept apart from any connection.
 
-Retained state is a dict keyed by topic (the latest payload wins and nothing is ever dropped:
-it is all republished on every reconnect, since a restarted broker may have lost it). Events
-wait in a bounded FIFO; when it is full the oldest is dropped, counted and logged. No I/O: the
-publisher (``daemon.mqtt``) takes items out, publishes them, and hands back the ones that fail.
+A dict keyed by topic: the latest payload wins and nothing is ever dropped; all of it is
+republished on every reconnect, since a restarted broker may have lost it. A payload may also
+be given as a function that builds it, called only when the topic is taken out to be
+published (a market-wide move changes the state of tens of thousands of accounts at once:
+their JSON is built as the connection carries it, not all at once by the engine). No I/O: the
+publisher (``daemon.mqtt``) takes topics out, publishes them and hands back the ones that
+failed. Events are not kept here: they live in the database until the broker acknowledged
+them (``daemon.event_relay``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-
-DROP_LOG_EVERY = 1000  # after the first dropped event, log every this many drops
-
-log = logging.getLogger(__name__)
+from collections import OrderedDict
+from collections.abc import Callable
 
 Message = tuple[str, bytes]
 """(topic, payload)"""
+PayloadBuilder = Callable[[], bytes]
 
 
 class Outbox:
-    """Retained topics still to (re)publish on this connection, and waiting QoS 1 events."""
+    """Retained topics and which of them the current connection has yet to carry."""
 
-    def __init__(self, max_pending: int) -> None:
-        self.max_pending = max_pending
-        self.dropped = 0
-        self._retained: dict[str, bytes] = {}
-        self._dirty: dict[str, None] = {}  # retained topics the connection has yet to carry
-        self._events: deque[Message] = deque()
+    def __init__(self) -> None:
+        self._retained: dict[str, bytes | PayloadBuilder] = {}
+        # Retained topics the connection has yet to carry, oldest first. An OrderedDict: taking
+        # from the front of a plain dict rescans the deleted slots (quadratic at 100k topics).
+        self._dirty: OrderedDict[str, None] = OrderedDict()
 
     @property
     def retained_topics(self) -> int:
@@ -35,9 +35,9 @@ class Outbox:
         return len(self._retained)
 
     @property
-    def pending_events(self) -> int:
-        """Events waiting for the broker."""
-        return len(self._events)
+    def due(self) -> int:
+        """Retained topics the current connection has yet to carry."""
+        return len(self._dirty)
 
     def retain(self, topic: str, payload: bytes) -> bool:
         """Record the latest retained ``payload`` of ``topic``; False if it is unchanged."""
@@ -47,22 +47,26 @@ class Outbox:
         self._dirty[topic] = None
         return True
 
-    def push_event(self, message: Message) -> None:
-        """Queue an event after all others, dropping the oldest beyond ``max_pending``."""
-        self._events.append(message)
-        self._trim()
+    def retain_built(self, topic: str, build: PayloadBuilder) -> None:
+        """Record that ``topic``'s latest payload is what ``build()`` returns when the topic is
+        taken out (it replaces any earlier payload, built or not)."""
+        self._retained[topic] = build
+        self._dirty[topic] = None
 
     def connected(self) -> None:
         """A new connection: every retained topic must be published on it again."""
-        self._dirty = dict.fromkeys(self._retained)
+        self._dirty = OrderedDict.fromkeys(self._retained)
 
-    def take_retained(self) -> Message | None:
-        """The next retained topic to publish, or None when the connection carries them all."""
-        if not self._dirty:
-            return None
-        topic = next(iter(self._dirty))
-        del self._dirty[topic]
-        return topic, self._retained[topic]
+    def take_retained(self, limit: int) -> list[Message]:
+        """Up to ``limit`` retained topics to publish next (empty when all are carried)."""
+        taken: list[Message] = []
+        while self._dirty and len(taken) < limit:
+            topic, _ = self._dirty.popitem(last=False)
+            payload = self._retained[topic]
+            if not isinstance(payload, bytes):
+                payload = self._retained[topic] = payload()
+            taken.append((topic, payload))
+        return taken
 
     def retained_done(self, message: Message) -> None:
         """The broker has ``message``; a delete is then forgotten (nothing to republish)."""
@@ -73,23 +77,3 @@ class Outbox:
     def retained_failed(self, message: Message) -> None:
         """Publishing ``message`` failed: keep its topic due (its latest payload is kept)."""
         self._dirty.setdefault(message[0], None)
-
-    def take_event(self) -> Message | None:
-        """The oldest waiting event, or None."""
-        return self._events.popleft() if self._events else None
-
-    def event_failed(self, message: Message) -> None:
-        """Publishing ``message`` failed: it goes back first, in order, before anything newer."""
-        self._events.appendleft(message)
-        self._trim()
-
-    def _trim(self) -> None:
-        while len(self._events) > self.max_pending:
-            self._events.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % DROP_LOG_EVERY == 0:
-                log.warning(
-                    "mqtt_events_dropped dropped_total=%d max_pending=%d",
-                    self.dropped,
-                    self.max_pending,
-                )

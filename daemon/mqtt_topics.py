@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
 EventKind = Literal["liquidatable", "latency_risk", "recovered"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 
+_PLAIN_JSON = frozenset({str, int, bool, type(None), Decimal})
+"""Types ``encode_json`` passes through as they are (checked by exact type: it is hot)."""
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 _FORBIDDEN_IN_LEVEL = frozenset("/+#\0")
@@ -91,7 +94,13 @@ def transition_events(
     (``DEBT_UNKNOWN``): that is no recovery, the retained account state says what it is.
     """
     before = Flag.NONE if previous is None else previous.flags
-    after = current.flags
+    return flag_events(int(before), int(current.flags))
+
+
+@functools.cache
+def flag_events(before: int, after: int) -> tuple[EventKind, ...]:
+    """``transition_events`` of a move from flags ``before`` to ``after`` (plain ints, cached:
+    a market-wide move asks this once per account)."""
     events: list[EventKind] = []
     if after & Flag.LIQUIDATABLE and not before & Flag.LIQUIDATABLE:
         events.append("liquidatable")
@@ -101,6 +110,12 @@ def transition_events(
     if before & _RISK_FLAGS and recovered:
         events.append("recovered")
     return tuple(events)
+
+
+@functools.cache
+def cached_flag_names(flags: int) -> tuple[str, ...]:
+    """``flag_names`` of a plain int, cached (there are only 64 flag combinations)."""
+    return tuple(flag_names(Flag(flags)))
 
 
 def account_state_payload(
@@ -120,9 +135,9 @@ def account_state_payload(
         "health_latency": float(table.health_latency[i]),
         "health_known": not flags & Flag.DEBT_UNKNOWN,
         "bucket": health_bucket(health).value,
-        "flags": flag_names(flags),
+        "flags": list(cached_flag_names(flags)),
         "actionable": bool(table.actionable[i]),
-        "held_reasons": flag_names(flags & HELD_REASONS),
+        "held_reasons": list(cached_flag_names(flags & HELD_REASONS)),
         "shortfall": money("shortfall"),
         "collateral_value": money("collateral_value"),
         "liability_value": money("liability_value"),
@@ -171,6 +186,8 @@ def _level(value: str) -> str:
 
 def _finite(value: object) -> object:
     # json's default hook never sees floats, so ∞/NaN are replaced before encoding.
+    if type(value) in _PLAIN_JSON:
+        return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):

@@ -2,9 +2,10 @@
 
 One TaskGroup of named, supervised components: a watcher per chain and the oracle feed the
 engine loop's queue; a chain-status task turns lag and sequencer state into engine input; the
-engine loop recomputes, persists and publishes; the HTTP API serves keepers from the store.
-SIGTERM/SIGINT stop the intake, let the engine flush what is queued within a grace period,
-publish ``offline`` on MQTT and return.
+engine loop recomputes, persists and publishes retained state; the event relay publishes the
+stored transitions as MQTT events; the HTTP API serves keepers from the store.
+SIGTERM/SIGINT stop the intake, let the engine flush what is queued and the relay publish what
+is stored within a grace period, publish ``offline`` on MQTT and return.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from daemon.api.view import chain_document, price_document
 from daemon.config import Config
 from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
+from daemon.event_relay import EventRelay
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt import MqttPublisher
@@ -68,6 +70,7 @@ class Daemon:
         self.watchers: dict[str, ChainWatcher] = {}
         self.oracle: OracleService | None = None
         self.loop: EngineLoop | None = None
+        self.events: EventRelay | None = None
         self._chain_inputs: dict[str, ChainInput] = {}
         self._unvalued: list[tuple[str, str]] = []  # (chain, token) with unknown decimals
         self._started = time.time()
@@ -178,7 +181,10 @@ class Daemon:
                 build_oracle_service(config, dict(self.pools), resume=resume)
             )
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
-            self.loop = self._engine_loop(store, publisher, state)
+            self.events = EventRelay(
+                store=store, publisher=publisher, batch=config.mqtt.max_pending
+            )
+            self.loop = self._engine_loop(store, publisher, state, self.events)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(
                 StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
@@ -223,7 +229,11 @@ class Daemon:
         await asyncio.gather(*(setup(w) for w in self.watchers.values()))
 
     def _engine_loop(
-        self, store: HealthStore, publisher: MqttPublisher, state: StoredState
+        self,
+        store: HealthStore,
+        publisher: MqttPublisher,
+        state: StoredState,
+        events: EventRelay,
     ) -> EngineLoop:
         config = self.config
         tokens = token_risks(config, watcher_tokens(self.watchers.values()), state.token_decimals)
@@ -264,6 +274,7 @@ class Daemon:
             # Chains start stale until their status is known: valuing before that would
             # store (and publish) STALE_CHAIN and back for every account on each start.
             status_chains=[c.name for c in config.chains],
+            events=events,
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)
@@ -271,7 +282,8 @@ class Daemon:
 
     async def _run_components(self, stop: asyncio.Event, publisher: MqttPublisher) -> None:
         assert self.loop is not None
-        loop = self.loop
+        assert self.events is not None
+        loop, events = self.loop, self.events
         async with asyncio.TaskGroup() as tasks:
             intake = [
                 self.supervisor.spawn(tasks, f"watch:{name}", self._watch_factory(w))
@@ -283,19 +295,28 @@ class Daemon:
             intake.append(
                 self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher))
             )
-            await loop.publish_outbox()
+            # Whatever a previous run stored and did not get acknowledged goes out first.
+            relay = self.supervisor.spawn(tasks, "events", events.run)
             engine = self.supervisor.spawn(tasks, "engine", loop.run)
             await stop.wait()
             log.info("daemon_stopping grace_s=%s", SHUTDOWN_GRACE_S)
             for task in intake:
                 task.cancel()
             engine.cancel()
-        # Intake is stopped: flush what is queued (bounded), then the stack closes MQTT
-        # (publishing offline), the API and the store.
+            relay.cancel()
+        # Intake is stopped: flush what is queued and publish what is stored (bounded), then
+        # the stack closes MQTT (publishing offline), the API and the store. Events the grace
+        # does not cover stay in the outbox and go out at the next start.
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
         try:
             await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
+            await asyncio.wait_for(events.drain(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            log.warning("shutdown_flush_timeout pending=%d", loop.queue.qsize())
+            log.warning(
+                "shutdown_flush_timeout pending=%d events_pending=%d",
+                loop.queue.qsize(),
+                events.stats().pending,
+            )
 
     def _watch_factory(self, watcher: ChainWatcher) -> Callable[[], Awaitable[None]]:
         async def watch() -> None:
@@ -361,6 +382,8 @@ class Daemon:
             self.metrics.observe_accounts(flag_counts(Flag(f) for f in flags))
             self.metrics.observe_mqtt(publisher.stats())
             self.metrics.observe_store(self.loop.writer.stats, self.loop.writer.pending)
+            if self.events is not None:
+                self.metrics.observe_events(self.events.stats())
             await asyncio.sleep(STATUS_INTERVAL_S)
 
 

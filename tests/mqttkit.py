@@ -17,6 +17,14 @@ import aiomqtt
 
 from tests.faultproxy import free_port
 
+BURST_SETTINGS = (
+    # Mosquitto drops QoS 1 messages for a subscriber beyond 1,000 queued ones by default;
+    # event bursts (a market crash) would then lose events between broker and keeper.
+    "max_queued_messages 0",
+    # Without it Mosquitto's small PUBACKs can wait for Nagle + delayed ACK (~40 ms).
+    "set_tcp_nodelay true",
+)
+"""Broker settings every test broker gets (README, MQTT, recommends them too)."""
 BROKER_START_TIMEOUT_S = 5.0
 WAIT_TIMEOUT_S = 5.0
 POLL_S = 0.01
@@ -32,7 +40,8 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_TIME
 
 
 class Mosquitto:
-    """A private Mosquitto on 127.0.0.1:``port`` (no persistence: a restart forgets retained).
+    """A private Mosquitto on 127.0.0.1:``port`` (no persistence: a restart forgets retained),
+    with ``BURST_SETTINGS``.
 
     ``users`` switches anonymous access off and writes a password file for them.
     """
@@ -54,7 +63,12 @@ class Mosquitto:
         """Start it and wait until it accepts TCP connections."""
         # Run as ourselves: as root Mosquitto would switch to its own user, which cannot read
         # the password file in pytest's private tmp dir.
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getuser()}"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            f"user {getuser()}",
+            *BURST_SETTINGS,
+        ]
         if self.users:
             passwd = self.workdir / "passwd"
             passwd.write_text("")

@@ -22,6 +22,7 @@ from core.errors import ConfigError
 from core.redaction import redact_url
 from daemon.api.view import price_document
 from daemon.config import ApiConfig, load_config
+from daemon.event_relay import RelayStats
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt import MqttStats
 from margin.model import Flag
@@ -307,7 +308,10 @@ async def test_metrics_endpoint(api: RunningApi, http: aiohttp.ClientSession) ->
         "crossmargin_cycle_seconds",
         "crossmargin_block_to_publish_seconds",
         "crossmargin_mqtt_connected",
-        "crossmargin_mqtt_dropped_total",
+        "crossmargin_mqtt_published_total",
+        "crossmargin_events_published_total",
+        "crossmargin_events_pending",
+        "crossmargin_events_oldest_pending_seconds",
         "crossmargin_http_requests_total",
     ):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
@@ -527,16 +531,23 @@ def test_metrics_turn_running_totals_into_counters() -> None:
                 enabled=True,
                 connected=True,
                 published=requests,
-                dropped=0,
+                events=0,
                 reconnects=0,
-                pending_events=0,
                 retained_topics=0,
                 last_error=None,
             )
         )
     assert sample("crossmargin_mqtt_published_total") == 12
     assert sample("crossmargin_mqtt_connected") == 1
-    assert sample("crossmargin_mqtt_dropped_total") == 0
+    for published in (40, 70):
+        metrics.observe_events(
+            RelayStats(
+                published=published, marked=0, pending=3, oldest_pending_s=1.5, last_error=None
+            )
+        )
+    assert sample("crossmargin_events_published_total") == 70
+    assert sample("crossmargin_events_pending") == 3
+    assert sample("crossmargin_events_oldest_pending_seconds") == 1.5
     assert sample("crossmargin_accounts", flag="LATENCY_RISK") == 0
     metrics.observe_oracle([asset_price("BTC", "60000.5", 1.0)])
     assert sample("crossmargin_oracle_price", asset="BTC") == 60000.5

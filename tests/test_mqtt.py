@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from core.errors import ConfigError
 from daemon.config import MqttConfig, parse_config
-from daemon.mqtt import BrokerAddress, MqttPublisher, reconnect_delay
+from daemon.mqtt import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
 from daemon.mqtt_outbox import Outbox
 from daemon.mqtt_topics import (
     AccountSignal,
@@ -192,41 +192,41 @@ def test_mqtt_config_defaults_and_redacted_errors() -> None:
 
 
 def test_outbox_keeps_latest_retained_and_forgets_confirmed_deletes() -> None:
-    outbox = Outbox(max_pending=10)
+    outbox = Outbox()
     assert outbox.retain("p/a", b"1")
     assert not outbox.retain("p/a", b"1")  # unchanged: nothing to publish
     assert outbox.retain("p/a", b"2")
-    assert outbox.take_retained() == ("p/a", b"2")
-    assert outbox.take_retained() is None
+    assert outbox.take_retained(10) == [("p/a", b"2")]
+    assert outbox.take_retained(10) == []
     outbox.retained_failed(("p/a", b"2"))  # lost with the connection: due again
-    assert outbox.take_retained() == ("p/a", b"2")
+    assert outbox.take_retained(10) == [("p/a", b"2")]
     outbox.retained_done(("p/a", b"2"))
     outbox.retain("p/b", b"")
-    outbox.connected()  # a new connection republishes everything
-    assert [outbox.take_retained(), outbox.take_retained()] == [("p/a", b"2"), ("p/b", b"")]
+    outbox.retain("p/c", b"3")
+    outbox.connected()  # a new connection republishes everything, in batches
+    assert outbox.due == 3
+    assert outbox.take_retained(2) == [("p/a", b"2"), ("p/b", b"")]
+    assert outbox.take_retained(2) == [("p/c", b"3")]
     outbox.retained_done(("p/b", b""))
-    assert outbox.retained_topics == 1
+    assert outbox.retained_topics == 2
 
 
-def test_outbox_drops_oldest_events_and_requeues_failures_first(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    outbox = Outbox(max_pending=3)
-    for seq in range(5):
-        outbox.push_event(("p/e", b"%d" % seq))
-    assert (outbox.dropped, outbox.pending_events) == (2, 3)
-    assert "mqtt_events_dropped dropped_total=1 max_pending=3" in caplog.text
-    first = outbox.take_event()
-    assert first == ("p/e", b"2")
-    outbox.push_event(("p/e", b"5"))
-    outbox.event_failed(first)  # back in front; the queue is full again, so it is dropped
-    assert outbox.dropped == 3
-    assert [outbox.take_event() for _ in range(4)] == [
-        ("p/e", b"3"),
-        ("p/e", b"4"),
-        ("p/e", b"5"),
-        None,
-    ]
+def test_outbox_builds_a_lazy_payload_once_when_it_is_taken() -> None:
+    outbox = Outbox()
+    built: list[int] = []
+
+    def build(n: int) -> bytes:
+        built.append(n)
+        return b"%d" % n
+
+    outbox.retain_built("p/a", lambda: build(1))
+    outbox.retain_built("p/a", lambda: build(2))  # replaced before it was published
+    assert built == []
+    assert outbox.take_retained(10) == [("p/a", b"2")]
+    outbox.connected()
+    assert outbox.take_retained(10) == [("p/a", b"2")]  # republished as built, not rebuilt
+    assert built == [2]
+    assert not outbox.retain("p/a", b"2")
 
 
 # --- the publisher against real brokers ------------------------------------------------------
@@ -250,10 +250,11 @@ def config(url: str, prefix: str, **fields: object) -> MqttConfig:
 async def test_disabled_publisher_is_a_no_op() -> None:
     async with MqttPublisher(MqttConfig()) as publisher:
         publisher.set_account_state(ACCOUNT, {"health": 2.0})
-        publisher.event("liquidatable", {"account": ACCOUNT})
+        with pytest.raises(RuntimeError, match="MQTT is off"):
+            await publisher.deliver([("p/events/liquidatable", b"{}")])
         stats = publisher.stats()
     assert not stats.enabled
-    assert (stats.retained_topics, stats.pending_events, stats.published) == (0, 0, 0)
+    assert (stats.retained_topics, stats.events, stats.published) == (0, 0, 0)
 
 
 async def test_retained_state_reaches_a_late_subscriber(broker: Mosquitto, prefix: str) -> None:
@@ -283,14 +284,23 @@ async def test_retained_state_reaches_a_late_subscriber(broker: Mosquitto, prefi
         assert topics.account(ACCOUNT) not in later.latest()
 
 
-async def test_events_are_qos1_and_arrive_in_order(broker: Mosquitto, prefix: str) -> None:
-    count = 200
+def events(topics: Topics, seqs: range) -> list[tuple[str, bytes]]:
+    return [
+        (topics.event("liquidatable" if seq % 2 else "latency_risk"), b'{"seq":%d}' % seq)
+        for seq in seqs
+    ]
+
+
+async def test_events_are_qos1_acknowledged_and_arrive_in_order(
+    broker: Mosquitto, prefix: str
+) -> None:
+    count = 3 * IN_FLIGHT_WINDOW + 7  # more than one window in flight
     async with (
         Subscriber(broker.port, f"{prefix}/events/#") as keeper,
         MqttPublisher(config(broker.url, prefix)) as publisher,
     ):
-        for seq in range(count):
-            publisher.event("liquidatable" if seq % 2 else "latency_risk", {"seq": seq})
+        await publisher.deliver(events(Topics(prefix), range(count)))
+        assert publisher.stats().events == count  # deliver returned: every PUBACK is in
         await wait_until(lambda: len(keeper.messages) == count)
     assert [json.loads(m.payload or b"")["seq"] for m in keeper.messages] == list(range(count))
     assert {m.qos for m in keeper.messages} == {1}
@@ -357,22 +367,25 @@ async def test_broker_down_at_start_then_everything_is_delivered(
     broker: Mosquitto, prefix: str
 ) -> None:
     gate = TcpGate(broker.port)  # shut: the publisher's connections are refused
+    topic = Topics(prefix).event("liquidatable")
     async with MqttPublisher(config(gate.url, prefix, **FAST_RECONNECT)) as publisher:
         started = time.perf_counter()
         publisher.set_account_state(ACCOUNT, {"bucket": "critical"})
         publisher.set_oracle_status("ETH", {"status": "OK"})
         publisher.set_chain_status("mainnet", {"head": 1})
-        for seq in range(5):
-            publisher.event("liquidatable", {"seq": seq})
-        assert time.perf_counter() - started < 0.1  # never waits for the broker
+        assert time.perf_counter() - started < 0.1  # retained state never waits for the broker
+        delivery = asyncio.create_task(
+            publisher.deliver([(topic, b'{"seq":%d}' % seq) for seq in range(5)])
+        )
         await asyncio.sleep(0.3)
         stats = publisher.stats()
         assert not stats.connected
-        assert stats.pending_events == 5
+        assert not delivery.done()  # events wait for their PUBACK
         assert stats.last_error is not None
 
         async with Subscriber(broker.port, f"{prefix}/#") as keeper:
             await gate.open()
+            await asyncio.wait_for(delivery, 10)
             await wait_until(lambda: len(keeper.messages) == 9)
             assert publisher.connected
         latest = keeper.latest()
@@ -380,34 +393,36 @@ async def test_broker_down_at_start_then_everything_is_delivered(
         assert latest[Topics(prefix).account(ACCOUNT)] == b'{"bucket":"critical"}'
         assert latest[f"{prefix}/oracle/ETH"] == b'{"status":"OK"}'
         assert latest[f"{prefix}/chains/mainnet"] == b'{"head":1}'
-        events = keeper.payloads(f"{prefix}/events/liquidatable")
-        assert events == [b'{"seq":%d}' % seq for seq in range(5)]
-        assert publisher.stats().pending_events == 0
+        assert keeper.payloads(topic) == [b'{"seq":%d}' % seq for seq in range(5)]
+        assert publisher.stats().events == 5
     await gate.close()
 
 
-async def test_pending_overflow_drops_the_oldest_and_counts_it(
-    broker: Mosquitto, prefix: str, caplog: pytest.LogCaptureFixture
+async def test_a_cut_mid_delivery_resends_what_was_not_acknowledged(
+    broker: Mosquitto, prefix: str
 ) -> None:
     gate = TcpGate(broker.port)
-    caplog.set_level(logging.WARNING, logger="daemon.mqtt")
-    settings = config(gate.url, prefix, max_pending=3, **FAST_RECONNECT)
-    async with MqttPublisher(settings) as publisher:
-        for seq in range(8):
-            publisher.event("recovered", {"seq": seq})
-        assert publisher.stats().dropped == 5
-        assert publisher.stats().pending_events == 3
-        assert "mqtt_events_dropped dropped_total=1 max_pending=3" in caplog.text
-        async with Subscriber(broker.port, f"{prefix}/events/#") as keeper:
-            await gate.open()
-            await wait_until(lambda: len(keeper.messages) == 3)
-            await asyncio.sleep(0.1)
+    await gate.open()
+    count = 20_000
+    topics = Topics(prefix)
+    async with (
+        Subscriber(broker.port, f"{prefix}/events/#") as keeper,
+        MqttPublisher(config(gate.url, prefix, **FAST_RECONNECT)) as publisher,
+    ):
+        await wait_until(lambda: publisher.connected)
+        delivery = asyncio.create_task(publisher.deliver(events(topics, range(count))))
+        await wait_until(lambda: publisher.stats().published > count // 10, timeout_s=30)
+        await gate.close()  # cut while events are in flight
+        assert not delivery.done()
+        await gate.open()
+        await asyncio.wait_for(delivery, 60)
+        assert publisher.stats().reconnects >= 1
+        seen = lambda: {json.loads(m.payload or b"")["seq"] for m in keeper.messages}  # noqa: E731
+        await wait_until(lambda: len(seen()) == count, timeout_s=30)
     await gate.close()
-    assert keeper.payloads(f"{prefix}/events/recovered") == [
-        b'{"seq":5}',
-        b'{"seq":6}',
-        b'{"seq":7}',
-    ]
+    # At least once: a few sent twice (their PUBACK was lost with the cut), none lost, and
+    # what was acknowledged before the cut is not sent again.
+    assert len(keeper.messages) - count < IN_FLIGHT_WINDOW
 
 
 async def test_broker_restart_republishes_retained_state(tmp_path: Path, prefix: str) -> None:

@@ -207,6 +207,23 @@ async def test_outbox_lists_unpublished_transitions(store: HealthStore) -> None:
     assert [t.id for t in left] == [t.id for t in pending[2:]]
     published = await store.queries.transitions(limit=2)
     assert all(t.published_at == 5.0 for t in published)
+    outbox = await store.queries.outbox(limit=2)
+    assert [e.id for e in outbox] == [t.id for t in pending[2:4]]
+    assert all(e.blocks == {"arb": 200, "eth": 100} for e in outbox)  # the cycle's blocks
+
+
+async def test_a_market_wide_move_is_marked_published_in_bounded_statements(
+    store: HealthStore,
+) -> None:
+    # 40,000 transitions in one cycle: more ids than asyncpg (32,767) or SQLite bind at once.
+    count = 40_000
+    written = await store.write_cycle(book_rows(book(count, underwater_every=1)), context(1.0))
+    assert len(written) == count
+    outbox = await store.queries.outbox(limit=count)
+    assert [e.id for e in outbox] == sorted(t.id for t in written)
+    assert await store.mark_published([t.id for t in written], at=5.0) == count
+    assert await store.queries.outbox(limit=10) == []
+    assert await store.mark_published([t.id for t in written]) == 0  # already marked
 
 
 # ---- restart --------------------------------------------------------------------------------

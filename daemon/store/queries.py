@@ -21,9 +21,11 @@ from chains.reads import Pair
 from chains.watcher import Reading
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
+from daemon.store.outbox import id_chunks, id_matches
 from daemon.store.records import (
     AccountRecord,
     ChainCursor,
+    OutboxEntry,
     StoredBalance,
     StoredCycle,
     StoredHealth,
@@ -252,6 +254,58 @@ class StoreQueries(AsyncResource):
             query = query.where(t.published_at.is_(None))
         query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
         return [StoredTransition.from_row(row, self._quantum) for row in await self._rows(query)]
+
+    async def outbox(self, *, limit: int, after_id: int = 0) -> list[OutboxEntry]:
+        """The first ``limit`` transitions above ``after_id`` not yet published (MQTT), in id
+        order, each with the block numbers of the cycle that stored it: all an event payload
+        is built from, so a re-send carries the same content as the first send."""
+        t = health_transitions.c
+        query = (
+            sa.select(
+                t.id,
+                t.account,
+                t.cycle_id,
+                t.from_flags,
+                t.to_flags,
+                t.health,
+                t.health_latency,
+                t.shortfall,
+                t.actionable,
+                t.at,
+            )
+            .where(t.published_at.is_(None), t.id > after_id)
+            .order_by(t.id)
+            .limit(max(1, limit))
+        )
+        async with self.engine.connect() as conn, conn.begin():
+            rows = (await conn.execute(query)).all()
+            blocks: dict[int, dict[str, int]] = {}
+            # A batch comes from a handful of cycles: their block numbers are read once each
+            # (not a JSON document per row), in statements of bounded size.
+            for chunk in id_chunks(conn, {row.cycle_id for row in rows}):
+                found = await conn.execute(
+                    sa.select(cycles.c.id, cycles.c.blocks).where(
+                        id_matches(conn, cycles.c.id, chunk)
+                    )
+                )
+                for cycle_id, document in found:
+                    blocks[cycle_id] = {str(k): int(v) for k, v in document.items()}
+        quantum, inf = self._quantum, float("inf")
+        return [
+            OutboxEntry(
+                id=row.id,
+                account=row.account,
+                from_flags=row.from_flags,
+                to_flags=row.to_flags,
+                health=inf if row.health is None else row.health,
+                health_latency=inf if row.health_latency is None else row.health_latency,
+                shortfall=row.shortfall.quantize(quantum),
+                actionable=row.actionable,
+                at=row.at,
+                blocks=blocks[row.cycle_id],
+            )
+            for row in rows
+        ]
 
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""

@@ -8,9 +8,10 @@ liability never read: the health is unknown); times are unix seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -156,6 +157,23 @@ class StoredTransition:
             at=row.at,
             published_at=row.published_at,
         )
+
+
+class OutboxEntry(NamedTuple):
+    """A transition still to be published: the stored fields its events are built from, and
+    the block numbers (per chain) of the cycle that stored it. A plain tuple of plain values:
+    a market-wide move reads tens of thousands of them."""
+
+    id: int
+    account: str
+    from_flags: int
+    to_flags: int
+    health: float  # inf: owes nothing
+    health_latency: float
+    shortfall: Decimal  # quantized to the store's value_decimals
+    actionable: bool
+    at: float
+    blocks: Mapping[str, int]  # shared by the entries of one cycle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

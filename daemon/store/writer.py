@@ -13,9 +13,9 @@ is stored. A cycle whose key is already stored is skipped whole (a retry after a
 commit acknowledgement, or a stale replay that must not undo newer cycles), and the unique
 key (account, cycle, from, to) on transitions backs that up in the schema.
 
-Transitions double as the MQTT outbox: ``queries.transitions(unpublished_only=True)`` lists
-what still has to be published, ``mark_published`` takes it out, so a crash between commit
-and publish loses no event.
+Transitions double as the MQTT outbox: ``queries.outbox()`` lists what still has to be
+published, ``mark_published`` takes it out once the broker acknowledged it, so a crash
+between commit and acknowledgement loses no event (``daemon.event_relay``).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_updat
 from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
-    health_transitions,
     oracle_state,
     positions,
     price_history,
@@ -191,17 +191,15 @@ class HealthStore(AsyncResource):
         )
         return changed
 
-    async def mark_published(self, ids: Sequence[int], *, at: float | None = None) -> None:
-        """Mark transitions as published (MQTT): they leave the outbox."""
+    async def mark_published(self, ids: Iterable[int], *, at: float | None = None) -> int:
+        """Mark transitions as published (the broker acknowledged their events): they leave
+        the outbox. Any number of ids, one transaction, statements of bounded size (see
+        ``daemon.store.outbox``). Return how many were not marked before."""
+        ids = list(ids)
         if not ids:
-            return
-        t = health_transitions.c
+            return 0
         async with write_transaction(self.engine) as conn:
-            await conn.execute(
-                sa.update(health_transitions)
-                .where(t.id.in_(list(ids)), t.published_at.is_(None))
-                .values(published_at=time.time() if at is None else at)
-            )
+            return await mark_published(conn, ids, time.time() if at is None else at)
 
     # ---- positions --------------------------------------------------------------------------
 
