@@ -7,9 +7,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from eth_abi import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chains.multicall import MalformedReturn
 from venues.aave.account import (
     ReserveState,
     UserBalances,
@@ -24,6 +26,7 @@ from venues.aave.bitmaps import (
 )
 from venues.aave.liquidation import available_collateral_to_liquidate, close_factor
 from venues.aave.math import UINT256_MAX, percent_div, percent_mul, ray_mul, wad_div
+from venues.batch import decode_returns
 from venues.errors import VenueMathOverflow
 from venues.model import PlanPricing
 from venues.morpho.market import (
@@ -264,3 +267,23 @@ def test_morpho_accrual_only_ever_adds_interest(
     assert (after.total_supply_shares > market.total_supply_shares) <= (fee > 0 and interest > 0)
     position = Position(0, borrow * 10**6, 10**40)
     assert is_healthy(position, after, 10**36, 10**18) is True
+
+
+returns = st.tuples(
+    st.booleans(), st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=200))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(returns, max_size=12), st.booleans())
+def test_aggregate3_returns_decode_like_eth_abi(
+    returned: list[tuple[bool, bytes]], one_word_each: bool
+) -> None:
+    if one_word_each:  # the fast path: every call succeeded with one word
+        returned = [(True, data[:32].rjust(32, b"\0")) for _, data in returned]
+    hex_result = "0x" + encode(["(bool,bytes)[]"], [returned]).hex()
+    assert decode_returns(hex_result, len(returned)) == [
+        data if ok else None for ok, data in returned
+    ]
+    with pytest.raises(MalformedReturn):
+        decode_returns(hex_result, len(returned) + 1)

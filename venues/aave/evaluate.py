@@ -3,6 +3,7 @@ most profitable liquidation plan. Pure: no I/O."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -110,8 +111,14 @@ def _position(
         collateral_raw=balances.a_token if counted else 0,
         supplied_raw=0 if counted else balances.a_token,
         debt_raw=balances.debt,
-        collateral_weight=Decimal(threshold) / PERCENTAGE_FACTOR if counted else Decimal(0),
+        collateral_weight=_weight(threshold) if counted else _weight(0),
     )
+
+
+@functools.cache
+def _weight(basis_points: int) -> Decimal:
+    """A threshold in basis points as a fraction (cached: a handful of values per market)."""
+    return Decimal(basis_points) / PERCENTAGE_FACTOR
 
 
 def _best_plan(

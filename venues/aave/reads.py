@@ -1,13 +1,13 @@
 """Block-pinned reads of an Aave v3 market, batched through ``aggregate3``.
 
-One ``read`` is two rounds of batches at the same block hash (three when a user sits in an
-e-mode category not seen before, or a reserve was listed since the last read):
-
-1. the oracle address (``getPriceOracle``), the reserves list, the e-mode categories known;
-2. per reserve ``getReserveData`` (configuration, id, tokens) and ``getAssetPrice``, the total
-   supply of each debt token, e-mode price sources' prices; per user
-   ``getUserConfiguration``, ``getUserEMode``, and ``balanceOf`` of each aToken and of each
-   debt token that has any supply (a debt token with zero total supply owes nobody anything).
+``read_market`` is two rounds at one block hash (three when a reserve was listed since the
+last read): (1) the oracle address (``getPriceOracle``), the reserves list, the e-mode
+categories known; (2) per reserve ``getReserveData`` (configuration, id, tokens),
+``getAssetPrice`` and the total supply of each debt token, and the e-mode price sources'
+prices. ``read_users`` is one round per group of users at the same block:
+``getUserConfiguration``, ``getUserEMode`` and ``balanceOf`` of each aToken and of each debt
+token that has any supply (a debt token with zero total supply owes nobody anything). Groups
+run concurrently, so one group is evaluated while the node answers the next.
 
 Every value is read at the pinned block, so they are one consistent state of the chain.
 """
@@ -21,16 +21,18 @@ from chains.blocks import BlockRef
 from venues.aave.account import EModeCategory, ReserveState, UserBalances, UserState
 from venues.aave.bitmaps import ReserveParams
 from venues.abi import (
+    WORD,
     address_array,
     address_word,
     as_address,
     calldata,
+    selector,
     text,
     uint_word,
     word,
     words,
 )
-from venues.batch import Call, PinnedCaller
+from venues.batch import ACCOUNT_ARG_PAD, Call, PinnedCaller, account_call_prefix
 from venues.errors import VenueReadFailed, VenueSetupError
 
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -51,15 +53,16 @@ class AaveMarketAddresses:
 
 @dataclass(slots=True)
 class AaveSnapshot:
-    """Everything read at one block. ``users`` maps an account to its state, or ``None``
-    when one of its calls failed (the account's entry is then stale, not zero)."""
+    """The market at one block: reserves, e-mode categories, underlying symbols, and per
+    reserve whether its (stable, variable) debt token has any supply (a debt token with zero
+    total supply owes nobody anything: users' balances of it are not read)."""
 
     block: BlockRef
     addresses: AaveMarketAddresses
     reserves: list[ReserveState]
     emodes: dict[int, EModeCategory]
-    users: dict[str, UserState | None]
     symbols: dict[str, str | None] = field(default_factory=dict)
+    debt_supply: dict[str, tuple[bool, bool]] = field(default_factory=dict)
 
 
 class AaveReader:
@@ -74,8 +77,6 @@ class AaveReader:
         self._tokens: dict[str, tuple[str, str, str]] = {}  # asset → (aToken, stable, variable)
         self.symbols: dict[str, str | None] = {}
         self._emode_ids: set[int] = set()
-        # asset → (stable, variable) debt token had a non-zero total supply at the last read
-        self._debt_supply: dict[str, tuple[bool, bool]] = {}
 
     @property
     def token_addresses(self) -> list[str]:
@@ -134,8 +135,9 @@ class AaveReader:
         await self._learn_reserves(reserves, block)
         return self.addresses
 
-    async def read(self, accounts: Sequence[str], block: BlockRef) -> AaveSnapshot:
-        """Read the market and ``accounts`` at ``block`` (see the module docstring)."""
+    async def read_market(self, block: BlockRef) -> AaveSnapshot:
+        """The market at ``block``: reserves (configuration, id, tokens, price, whether each
+        debt token has any supply), e-mode categories and their prices. Two rounds."""
         addresses = self.addresses
         if addresses is None:
             raise RuntimeError("AaveReader.setup() was not called")
@@ -168,36 +170,26 @@ class AaveReader:
         heads = (words(d, EMODE_HEAD_WORDS) for d in first[2:])
         categories = dict(zip(known_emodes, heads, strict=True))
 
-        reserve_calls: list[Call] = []
+        calls: list[Call] = []
         for asset in reserves:
             _, stable, variable = self._tokens[asset]
-            reserve_calls += [
+            calls += [
                 (pool, calldata("getReserveData(address)", address_word(asset))),
                 (oracle, calldata("getAssetPrice(address)", address_word(asset))),
                 (stable, calldata("totalSupply()")),
                 (variable, calldata("totalSupply()")),
             ]
         sources = sorted({as_address(h[4]) for h in categories.values() if h and h[4]})
-        reserve_calls += [
-            (oracle, calldata("getAssetPrice(address)", address_word(s))) for s in sources
-        ]
-        # Which debt tokens to read per user is only known after this round's totals; read
-        # users' debts optimistically for tokens whose total supply was non-zero last time.
-        read_flags = {asset: self._debt_supply.get(asset, (True, True)) for asset in reserves}
-        user_calls, layout = self._user_calls(accounts, reserves)
-        results = await self._call(reserve_calls + user_calls, block)
-        reserve_results, user_results = results[: len(reserve_calls)], results[len(reserve_calls) :]
-
+        calls += [(oracle, calldata("getAssetPrice(address)", address_word(s))) for s in sources]
+        results = await self._call(calls, block)
         states: list[ReserveState] = []
+        debt_supply: dict[str, tuple[bool, bool]] = {}
         for i, asset in enumerate(reserves):
-            data = words(reserve_results[4 * i], RESERVE_DATA_WORDS)
-            price = word(reserve_results[4 * i + 1])
+            data = words(results[4 * i], RESERVE_DATA_WORDS)
+            price = word(results[4 * i + 1])
             if data is None or price is None:
                 raise VenueReadFailed(self.venue, f"getReserveData/getAssetPrice({asset}) failed")
-            self._debt_supply[asset] = (
-                word(reserve_results[4 * i + 2]) != 0,
-                word(reserve_results[4 * i + 3]) != 0,
-            )
+            debt_supply[asset] = (word(results[4 * i + 2]) != 0, word(results[4 * i + 3]) != 0)
             a_token, stable, variable = self._tokens[asset]
             states.append(
                 ReserveState(
@@ -210,88 +202,103 @@ class AaveReader:
                     price=price,
                 )
             )
-        if any(
-            (now[0] and not before[0]) or (now[1] and not before[1])
-            for asset, before in read_flags.items()
-            if (now := self._debt_supply[asset])
-        ):
-            # A debt token got its first borrower since the last read: read users again with
-            # it included (same block, so still one consistent state).
-            user_calls, layout = self._user_calls(accounts, reserves)
-            user_results = await self._call(user_calls, block)
-        source_prices = dict(zip(sources, reserve_results[4 * len(reserves) :], strict=True))
+        source_prices = dict(zip(sources, results[4 * len(reserves) :], strict=True))
         emodes = {
             i: _emode(self.venue, i, head, source_prices)
             for i, head in categories.items()
             if head and head[2]
         }
         self._emode_ids.update(s.params.emode_category for s in states if s.params.emode_category)
-        users = self._users(accounts, reserves, states, layout, user_results)
-        missing = {u.emode for u in users.values() if u and u.emode and u.emode not in emodes}
-        if missing:
-            self._emode_ids.update(missing)
-            emodes.update(await self._emodes(sorted(missing), pool, oracle, block))
         return AaveSnapshot(
             block=block,
             addresses=addresses,
             reserves=states,
             emodes=emodes,
-            users=users,
             symbols=dict(self.symbols),
+            debt_supply=debt_supply,
         )
+
+    async def read_users(
+        self, accounts: Sequence[str], market: AaveSnapshot
+    ) -> dict[str, UserState | None]:
+        """``accounts`` at the market's block: configuration, e-mode and the balance of each
+        aToken and each debt token with any supply. One round (two when a user sits in an
+        e-mode category not read yet; it is added to ``market.emodes``)."""
+        tuples, layout = self._user_calls(accounts, market)
+        results = await self._caller.call_encoded(tuples, market.block)
+        users = self._users(accounts, market.reserves, layout, results)
+        missing = {
+            u.emode for u in users.values() if u and u.emode and u.emode not in market.emodes
+        }
+        if missing:
+            self._emode_ids.update(missing)
+            addresses = market.addresses
+            found = await self._emodes(
+                sorted(missing), addresses.pool, addresses.oracle, market.block
+            )
+            market.emodes.update(found)
+        return users
 
     # -- internals ----------------------------------------------------------------------------
 
     def _user_calls(
-        self, accounts: Sequence[str], reserves: Sequence[str]
-    ) -> tuple[list[Call], list[tuple[str, str]]]:
-        """Per-user calls and, for each, what it reads (``("config"|"emode"|kind, asset)``)."""
+        self, accounts: Sequence[str], market: AaveSnapshot
+    ) -> tuple[list[str], list[tuple[int, str]]]:
+        """Per-user ``Call3`` tuples, pre-encoded, and what each reads: ``(slot, asset)`` with
+        slot 0/1 the configuration/e-mode, then 2/3/4 the aToken/stable/variable balance."""
         pool = self.addresses.pool if self.addresses else ""
-        template: list[tuple[str, str, str]] = []  # (kind, asset, target)
-        for asset in reserves:
-            a_token, stable, variable = self._tokens[asset]
-            has_stable, has_variable = self._debt_supply.get(asset, (True, True))
-            template.append(("a", asset, a_token))
-            if has_stable:
-                template.append(("s", asset, stable))
-            if has_variable:
-                template.append(("v", asset, variable))
-        calls: list[Call] = []
-        layout = [("config", ""), ("emode", "")] + [(kind, asset) for kind, asset, _ in template]
+        balance_of = selector("balanceOf(address)")
+        layout: list[tuple[int, str]] = [(0, ""), (1, "")]
+        prefixes = [
+            account_call_prefix(pool, selector("getUserConfiguration(address)")),
+            account_call_prefix(pool, selector("getUserEMode(address)")),
+        ]
+        for reserve in market.reserves:
+            asset, a_token = reserve.asset, reserve.a_token
+            stable, variable = reserve.stable_debt_token, reserve.variable_debt_token
+            has_stable, has_variable = market.debt_supply.get(asset, (True, True))
+            for slot, token, wanted in (
+                (2, a_token, True),
+                (3, stable, has_stable),
+                (4, variable, has_variable),
+            ):
+                if wanted:
+                    layout.append((slot, asset))
+                    prefixes.append(account_call_prefix(token, balance_of))
+        tuples: list[str] = []
         for account in accounts:
-            who = address_word(account)
-            calls.append((pool, calldata("getUserConfiguration(address)", who)))
-            calls.append((pool, calldata("getUserEMode(address)", who)))
-            balance_of = calldata("balanceOf(address)", who)
-            calls += [(target, balance_of) for _, _, target in template]
-        return calls, layout
+            who = address_word(account) + ACCOUNT_ARG_PAD
+            tuples += [prefix + who for prefix in prefixes]
+        return tuples, layout
 
+    @staticmethod
     def _users(
-        self,
         accounts: Sequence[str],
-        reserves: Sequence[str],
         states: Sequence[ReserveState],
-        layout: Sequence[tuple[str, str]],
+        layout: Sequence[tuple[int, str]],
         results: Sequence[bytes | None],
     ) -> dict[str, UserState | None]:
         ids = {s.asset: s.id for s in states}
         per_user = len(layout)
+        slots = [(slot, ids[asset] if asset else -1) for slot, asset in layout]
         users: dict[str, UserState | None] = {}
+        from_bytes = int.from_bytes
         for n, account in enumerate(accounts):
-            values = [word(d) for d in results[n * per_user : (n + 1) * per_user]]
-            if any(v is None for v in values):
+            returned = results[n * per_user : (n + 1) * per_user]
+            if any(d is None or len(d) < WORD for d in returned):
                 users[account] = None
                 continue
-            balances: dict[str, list[int]] = {asset: [0, 0, 0] for asset in reserves}
-            for (kind, asset), value in zip(layout[2:], values[2:], strict=True):
-                balances[asset]["asv".index(kind)] = value or 0
+            values = [from_bytes(d[:WORD], "big") for d in returned if d is not None]
+            balances: dict[int, list[int]] = {}
+            for (slot, reserve_id), value in zip(slots[2:], values[2:], strict=True):
+                if value:
+                    balances.setdefault(reserve_id, [0, 0, 0])[slot - 2] = value
             users[account] = UserState(
-                config=values[0] or 0,
-                emode=values[1] or 0,
+                config=values[0],
+                emode=values[1],
                 balances={
-                    ids[asset]: UserBalances(a_token=b[0], stable_debt=b[1], variable_debt=b[2])
-                    for asset, b in balances.items()
-                    if any(b)
+                    reserve_id: UserBalances(a_token=b[0], stable_debt=b[1], variable_debt=b[2])
+                    for reserve_id, b in balances.items()
                 },
             )
         return users
