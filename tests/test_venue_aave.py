@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from chains.blocks import BlockRef, Reorg
 from chains.rpc import RpcPool
 from daemon.devnet import DevChain
 from daemon.devnet.aave import AaveMarket, deploy_aave_market, open_positions
@@ -400,3 +401,33 @@ async def test_a_failing_read_keeps_the_last_values_marked_stale(isolated: AaveW
         assert [e.health_raw for e in down.accounts.values()] == [
             e.health_raw for e in first.accounts.values()
         ]
+
+
+async def test_a_reorg_rewinds_discovery_and_marks_entries_stale_until_reread(
+    isolated: AaveWorld,
+) -> None:
+    world = isolated
+    watcher = VenueWatcher(make_adapter(world.spec, world.pool), requester=world.pool)
+    head = await latest_block(world.dev)
+    await watcher.setup(head)
+    before = await watcher.cycle(head)
+    ancestor = BlockRef.from_rpc(
+        await world.dev.rpc("eth_getBlockByNumber", [hex(head.number - 3), False])
+    )
+    orphaned = []
+    for n in range(head.number - 2, head.number + 1):
+        orphaned.append(
+            BlockRef.from_rpc(await world.dev.rpc("eth_getBlockByNumber", [hex(n), False]))
+        )
+    assert (
+        watcher.roll_back(Reorg(ancestor=ancestor, orphaned=tuple(orphaned), head=head))
+        == ancestor.number
+    )
+    assert watcher.scanner.cursor == ancestor.number
+    assert watcher.last is not None
+    assert watcher.last.stale
+    assert all(STALE_CHAIN in e.flags for e in watcher.last.accounts.values())
+    after = await watcher.cycle(head)  # the events above the ancestor are scanned again
+    assert not after.stale
+    assert after.accounts.keys() == before.accounts.keys()
+    assert [e.exact for e in after.accounts.values()] == [e.exact for e in before.accounts.values()]
