@@ -40,8 +40,8 @@ from venues.plans import profit_usd, usd_value
 
 KIND = "morpho_blue"
 LIQUIDATION_GAS = 200_000
-"""Gas of one ``liquidate`` without callback for the plan's cost estimate: ~110k measured on
-the test deployment (tests/test_venue_morpho.py), rounded up for cold storage on mainnet."""
+"""Gas of one ``liquidate`` without callback for the plan's cost estimate: 120k-147k measured
+on the test deployment (tests/test_venue_morpho.py), rounded up."""
 
 AssetName = Callable[[str, str | None], str | None]
 
