@@ -32,11 +32,12 @@ COPY core ./core
 COPY chains ./chains
 COPY oracles ./oracles
 COPY margin ./margin
+COPY venues ./venues
 COPY daemon ./daemon
 COPY migrations ./migrations
 COPY contracts/artifacts ./contracts/artifacts
 RUN uv sync --frozen --no-dev \
-    && .venv/bin/python -m compileall -q core chains oracles margin daemon migrations
+    && .venv/bin/python -m compileall -q core chains oracles margin venues daemon migrations
 
 # ---- runtime: the venv and the code, no uv, no build tools ---------------------------------
 FROM ${PYTHON_IMAGE}

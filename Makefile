@@ -42,6 +42,7 @@ services:
 
 contracts: node-env
 	node scripts/build-contracts.mjs
+	node scripts/build-vendor-contracts.mjs
 
 bench: install
 	$(UV) run python bench/watcher.py
