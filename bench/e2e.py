@@ -81,8 +81,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/e2e.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from daemon.devnet import REPO_ROOT, AnvilNode, DevChain  # noqa: E402
-from daemon.devnet.driver import MINT_GAS, encode_call  # noqa: E402
+from devnet import REPO_ROOT, AnvilNode, DevChain  # noqa: E402
+from devnet.driver import MINT_GAS, encode_call  # noqa: E402
 from tests.daemonkit import DaemonProcess  # noqa: E402
 from tests.mqttkit import Mosquitto  # noqa: E402
 from tests.pricekit import PriceServer, free_port, generic  # noqa: E402
@@ -787,7 +787,7 @@ def install_probes(out: TextIO) -> None:
     from chains.heads import HeadTracker
     from chains.watcher import BalanceUpdate, ChainWatcher
     from daemon.engine_loop import EngineLoop
-    from daemon.mqtt import MqttPublisher
+    from daemon.mqtt.publisher import MqttPublisher
     from daemon.store.writer import HealthStore
 
     current = {"cycle": -1}

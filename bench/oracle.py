@@ -33,10 +33,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.asset_config import HttpSourceConfig
-from daemon.config import Config, parse_config
-from daemon.devnet import AnvilNode, DevChain
-from daemon.prices import open_oracle
+from daemon.commands.prices import open_oracle
+from daemon.config.assets import HttpSourceConfig
+from daemon.config.model import Config, parse_config
+from devnet import AnvilNode, DevChain
 from oracles.aggregate import AssetAggregator
 from oracles.model import PriceStatus
 from oracles.sources.chainlink import DECIMALS, LATEST_ROUND_DATA

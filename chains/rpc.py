@@ -75,7 +75,7 @@ BACKOFF_BASE_S = 0.05  # jittered backoff multiplier once every usable endpoint 
 BACKOFF_MAX_S = 2.0  # cap of one backoff sleep
 CONNECTIONS_PER_ENDPOINT = 16  # keep-alive connections per endpoint (concurrent requests)
 KEEPALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
-DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config's default request_timeout_s
+DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config.model's default request_timeout_s
 HEDGE_TIMEOUT_SHARE = 0.5  # a hedge is sent at the latest after this share of the timeout
 # The breaker's and the hedge delay's constants (BREAKER_*, BASE_/MAX_REACTIVATION_DELAY_S,
 # MAX_RETRY_AFTER_S, HEDGE_*) live in chains.rpc_endpoint, next to the breaker.

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class ChainSettings(Protocol):
-    """What the watcher needs to know of a chain (``daemon.config.ChainConfig`` fits)."""
+    """What the watcher needs to know of a chain (``daemon.config.model.ChainConfig`` fits)."""
 
     @property
     def name(self) -> str: ...
@@ -53,7 +53,7 @@ class ChainSettings(Protocol):
 
 
 class TokenSettings(Protocol):
-    """What the watcher needs to know of a token (``daemon.config.TokenConfig`` fits)."""
+    """What the watcher needs to know of a token (``daemon.config.model.TokenConfig`` fits)."""
 
     @property
     def address(self) -> str: ...

@@ -16,7 +16,7 @@ from typing import TypeVar
 from core.addresses import normalize_address
 from core.errors import ConfigError, CrossmarginError
 from core.redaction import scrub
-from daemon.config import API_DEFAULT_LISTEN, load_config
+from daemon.config.model import API_DEFAULT_LISTEN, load_config
 from daemon.logs import setup_logging
 
 EXIT_OK = 0
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "demo":
-            from daemon.demo import DemoOptions, run_demo
+            from demo.run import DemoOptions, run_demo
 
             given = {
                 "accounts": args.accounts,
@@ -142,12 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_until_signalled(config, auto_migrate=args.migrate))
         if args.command == "health":
-            from daemon.health_report import health_pass, print_health
+            from daemon.commands.health import health_pass, print_health
 
             healths, snapshots = asyncio.run(health_pass(config))
             return print_health(healths, snapshots, as_json=args.json, account=args.account)
         if args.command == "snapshot":
-            from daemon.snapshot import print_snapshot, take_snapshot
+            from daemon.commands.snapshot import print_snapshot, take_snapshot
 
             snapshots = asyncio.run(take_snapshot(config))
             return print_snapshot(snapshots, as_json=args.json)
@@ -157,11 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = config.database_url or ""
             return run_migrate_command(url, revision=args.revision, sql=args.sql)
         if args.command == "check":
-            from daemon.check import run_check
+            from daemon.commands.check import run_check
 
             return asyncio.run(run_check(config, as_json=args.json, timeout_s=args.timeout))
         if args.command == "prices":
-            from daemon.prices import run_prices
+            from daemon.commands.prices import run_prices
 
             return asyncio.run(
                 run_prices(config, rounds=args.rounds, interval_s=args.interval, as_json=args.json)

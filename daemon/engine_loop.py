@@ -27,10 +27,10 @@ import numpy as np
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
-from daemon.event_relay import EventRelay
 from daemon.metrics import Metrics
-from daemon.mqtt import MqttPublisher
-from daemon.mqtt_topics import (
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.relay import EventRelay
+from daemon.mqtt.topics import (
     AccountSignal,
     account_state_payload,
     health_bucket,

@@ -19,8 +19,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
 from daemon.cycle_writer import WriterStats
-from daemon.event_relay import RelayStats
-from daemon.mqtt import MqttStats
+from daemon.mqtt.publisher import MqttStats
+from daemon.mqtt.relay import RelayStats
 from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
 from margin.model import Flag
 from oracles.model import AssetPrice, PriceStatus

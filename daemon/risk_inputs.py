@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chains.watcher import ChainWatcher, Reading, TokenInfo
-from daemon.config import ChainConfig, Config, Role
+from daemon.config.model import ChainConfig, Config, Role
 from margin.model import (
     ChainInput,
     EngineParams,

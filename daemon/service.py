@@ -24,14 +24,15 @@ from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.api.view import chain_document, price_document
-from daemon.config import Config
+from daemon.commands.prices import build_oracle_service, resumed_states
+from daemon.commands.snapshot import build_watcher
+from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
-from daemon.event_relay import EventRelay
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
-from daemon.mqtt import MqttPublisher
-from daemon.prices import build_oracle_service, resumed_states
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.relay import EventRelay
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -40,7 +41,6 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
-from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState

@@ -81,7 +81,7 @@ def parse_flag(name: str) -> Flag:
 
 
 class Role(enum.StrEnum):
-    """What a token is to an account (same values as ``daemon.config.Role``)."""
+    """What a token is to an account (same values as ``daemon.config.model.Role``)."""
 
     COLLATERAL = "collateral"
     LIABILITY = "liability"

@@ -33,7 +33,7 @@ from core.redaction import redact_url
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.api.view import chain_document, price_document
-from daemon.config import ApiConfig
+from daemon.config.model import ApiConfig
 from daemon.metrics import Metrics
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows

@@ -21,10 +21,10 @@ from chains.rpc_endpoint import EndpointState, EndpointStatus
 from core.errors import ConfigError
 from core.redaction import redact_url
 from daemon.api.view import price_document
-from daemon.config import ApiConfig, load_config
-from daemon.event_relay import RelayStats
+from daemon.config.model import ApiConfig, load_config
 from daemon.metrics import Metrics, flag_counts
-from daemon.mqtt import MqttStats
+from daemon.mqtt.publisher import MqttStats
+from daemon.mqtt.relay import RelayStats
 from margin.model import Flag
 from tests.apikit import (
     ARB_BLOCK,

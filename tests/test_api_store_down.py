@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from daemon.api.app import ApiServer
-from daemon.config import ApiConfig
+from daemon.config.model import ApiConfig
 from daemon.metrics import Metrics
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from daemon.asset_config import ChainlinkSourceConfig, HttpSourceConfig
-from daemon.config import Config, load_config
+from daemon.config.assets import ChainlinkSourceConfig, HttpSourceConfig
+from daemon.config.model import Config, load_config
 
 GOOD = """
 chains:

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 import yaml
 
 from core.redaction import redact_url
-from daemon.check import CheckRow, CheckStatus, print_rows, run_checks
-from daemon.check_probes import probe_database
-from daemon.config import parse_config
-from daemon.devnet import AnvilNode, DevChain
+from daemon.commands.check import CheckRow, CheckStatus, print_rows, run_checks
+from daemon.commands.probes import probe_database
+from daemon.config.model import parse_config
 from daemon.store.engine import create_store_engine, write_transaction
 from daemon.store.migrate import head_revision, migrate
 from daemon.store.urls import shown_url
+from devnet import AnvilNode, DevChain
 from tests.clikit import crossmargin
 from tests.faultproxy import FaultMode, FaultProxy, free_port
 from tests.pricekit import ACCOUNT, Mode, PriceServer, coinbase

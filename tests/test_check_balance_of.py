@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon.check import CheckStatus, run_checks
-from daemon.config import parse_config
-from daemon.devnet import DevChain
+from daemon.commands.check import CheckStatus, run_checks
+from daemon.config.model import parse_config
+from devnet import DevChain
 from tests.clikit import crossmargin
 from tests.pricekit import ACCOUNT, PriceServer, coinbase
 from tests.watchkit import chain_entry, token_entry

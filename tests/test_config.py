@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ConfigError
 from daemon.cli import main
-from daemon.config import Role, interpolate_env, load_config
+from daemon.config.model import Role, interpolate_env, load_config
 
 GOOD = """
 chains:

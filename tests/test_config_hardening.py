@@ -1,6 +1,6 @@
 """Hostile and broken config files: each is refused with one line naming what is wrong (exit 2),
-never a traceback, and never after burning time or memory (``daemon.config_yaml``,
-``daemon.config_types``)."""
+never a traceback, and never after burning time or memory (``daemon.config.yaml_reader``,
+``daemon.config.types``)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel
 
 from core.errors import ConfigError
-from daemon.config import Config, load_config, parse_config
-from daemon.config_yaml import (
+from daemon.config.model import Config, load_config, parse_config
+from daemon.config.yaml_reader import (
     LOADERS,
     MAX_ALIAS_NODES,
     MAX_ALIASES,

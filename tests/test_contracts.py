@@ -16,10 +16,10 @@ from eth_abi import decode as abi_decode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from core.contracts import ArtifactNotFound, load_artifact
+from chains.contracts import ArtifactNotFound, load_artifact
 from core.errors import ExecutionReverted
-from daemon.devnet import AnvilNode, AnvilNotFound, AnvilStartError, DevChain, encode_call
-from daemon.devnet import anvil as devnet_anvil
+from devnet import AnvilNode, AnvilNotFound, AnvilStartError, DevChain, encode_call
+from devnet import anvil as devnet_anvil
 from tests.conftest import (
     CHAIN_A_ID,
     CHAIN_FORK_ID,

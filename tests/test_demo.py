@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from daemon.devnet import REPO_ROOT
+from devnet import REPO_ROOT
 from tests.pricekit import free_port
 
 DURATION_S = 45  # safety net: the test stops the demo with SIGINT well before

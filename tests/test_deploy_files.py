@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from core.errors import ConfigError
-from daemon.config import load_config
-from daemon.devnet import REPO_ROOT
+from daemon.config.model import load_config
+from devnet import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"

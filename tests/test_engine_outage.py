@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
-from daemon.config import MqttConfig
+from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop, PositionsChanged, PricesChanged
-from daemon.mqtt import MqttPublisher
+from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine

@@ -21,12 +21,12 @@ import pytest_asyncio
 
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.config import ApiConfig, MqttConfig
+from daemon.config.model import ApiConfig, MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged
-from daemon.event_relay import EventRelay, event_messages, event_payload
 from daemon.metrics import Metrics
-from daemon.mqtt import MqttPublisher
-from daemon.mqtt_topics import Topics, encode_json
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.relay import EventRelay, event_messages, event_payload
+from daemon.mqtt.topics import Topics, encode_json
 from daemon.store.migrate import migrate
 from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext

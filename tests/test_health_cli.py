@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.config import parse_config
-from daemon.devnet import DevChain
-from daemon.health_report import health_pass
+from daemon.commands.health import health_pass
+from daemon.config.model import parse_config
+from devnet import DevChain
 from margin.model import Flag
 from tests.pricekit import PriceServer, generic
 from tests.watchkit import chain_entry

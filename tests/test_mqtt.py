@@ -23,10 +23,10 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from core.errors import ConfigError
-from daemon.config import MqttConfig, parse_config
-from daemon.mqtt import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
-from daemon.mqtt_outbox import Outbox
-from daemon.mqtt_topics import (
+from daemon.config.model import MqttConfig, parse_config
+from daemon.mqtt.outbox import Outbox
+from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
+from daemon.mqtt.topics import (
     AccountSignal,
     HealthBucket,
     Topics,
@@ -326,8 +326,8 @@ async def test_status_online_while_running_offline_after_close(
 
 CHILD = """
 import asyncio, sys
-from daemon.config import MqttConfig
-from daemon.mqtt import MqttPublisher
+from daemon.config.model import MqttConfig
+from daemon.mqtt.publisher import MqttPublisher
 
 async def main():
     config = MqttConfig(url=sys.argv[1], topic_prefix=sys.argv[2])

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from daemon.config import parse_config
-from daemon.prices import open_oracle
+from daemon.commands.prices import open_oracle
+from daemon.config.model import parse_config
 from oracles.model import DropReason, PriceStatus
 from tests.pricekit import Mode, PriceServer, binance, coinbase, generic, oracle_config_data
 from tests.watchkit import chain_entry

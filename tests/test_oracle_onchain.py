@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from daemon.config import parse_config
-from daemon.devnet import DevChain
-from daemon.prices import open_oracle
+from daemon.commands.prices import open_oracle
+from daemon.config.model import parse_config
+from devnet import DevChain
 from oracles.model import DropReason, HoldReason, PriceStatus
 from oracles.sequencer import SequencerStatus
 from tests.pricekit import oracle_config_data

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from core.errors import ConfigError
-from daemon.config import parse_config
-from daemon.devnet import DevChain
-from daemon.prices import build_oracle_service, open_oracle
+from daemon.commands.prices import build_oracle_service, open_oracle
+from daemon.config.model import parse_config
+from devnet import DevChain
 from oracles.model import AssetPrice, DropReason, HoldReason, PriceStatus
 from oracles.sequencer import SequencerStatus
 from tests.pricekit import PriceServer, coinbase, oracle_config_data

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from daemon.config import parse_config
-from daemon.prices import resumed_states
+from daemon.commands.prices import resumed_states
+from daemon.config.model import parse_config
 from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.schema import oracle_state

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.devnet import DevChain
+from devnet import DevChain
 from tests.clikit import crossmargin
 from tests.pricekit import Mode, PriceServer, binance, coinbase, oracle_config_data
 from tests.watchkit import chain_entry

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.api.schemas import balance_line, health_document
 from daemon.metrics import Metrics
-from daemon.mqtt_topics import (
+from daemon.mqtt.topics import (
     AccountSignal,
     HealthBucket,
     account_state_payload,

@@ -16,8 +16,8 @@ from core.redaction import (
     redact_url,
     scrub,
 )
-from daemon.asset_config import AssetConfig
-from daemon.config import parse_config
+from daemon.config.assets import AssetConfig
+from daemon.config.model import parse_config
 from daemon.logs import ScrubbingFormatter
 
 FP = r"[0-9a-f]{4}"

@@ -32,8 +32,8 @@ from core.errors import (
     StateUnavailable,
 )
 from daemon.api.view import endpoint_document
-from daemon.devnet import AnvilNode
 from daemon.metrics import Metrics
+from devnet import AnvilNode
 from tests.faultproxy import FaultMode, FaultProxy
 
 CHAIN_ID = 1011

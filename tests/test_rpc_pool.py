@@ -38,7 +38,7 @@ from core.errors import (
     StateUnavailable,
 )
 from core.redaction import redact_url
-from daemon.devnet import AnvilNode
+from devnet import AnvilNode
 from tests.faultproxy import FaultMode, FaultProxy, free_port
 
 CHAIN_ID = 1001

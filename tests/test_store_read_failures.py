@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
-from daemon.config import MqttConfig
+from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop
-from daemon.mqtt import MqttPublisher
+from daemon.mqtt.publisher import MqttPublisher
 from daemon.risk_inputs import price_inputs, stored_holdings
 from daemon.store.engine import create_store_engine, write_transaction
 from daemon.store.migrate import migrate

@@ -13,9 +13,9 @@ import yaml
 
 from chains.watcher import BalanceUpdate
 from core.errors import DecimalsMismatch
-from daemon.config import Config
-from daemon.devnet import AnvilNode, DevChain, encode_call
-from daemon.snapshot import snapshot_rows, take_snapshot
+from daemon.commands.snapshot import snapshot_rows, take_snapshot
+from daemon.config.model import Config
+from devnet import AnvilNode, DevChain, encode_call
 from tests.faultproxy import FaultMode, FaultProxy, free_port
 from tests.watchkit import chain_entry, make_config, running_watcher, token_entry
 

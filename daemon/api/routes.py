@@ -27,7 +27,7 @@ from daemon.api.schemas import (
     position_document,
 )
 from daemon.api.view import DaemonView, stored_price_document
-from daemon.config import ApiConfig
+from daemon.config.model import ApiConfig
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries

@@ -15,7 +15,7 @@ key (account, cycle, from, to) on transitions backs that up in the schema.
 
 Transitions double as the MQTT outbox: ``queries.outbox()`` lists what still has to be
 published, ``mark_published`` takes it out once the broker acknowledged it, so a crash
-between commit and acknowledgement loses no event (``daemon.event_relay``).
+between commit and acknowledgement loses no event (``daemon.mqtt.relay``).
 """
 
 from __future__ import annotations

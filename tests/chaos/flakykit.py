@@ -26,10 +26,10 @@ from typing import Any
 from chains.reads import Pair
 from chains.rpc import RpcPool
 from chains.rpc_endpoint import EndpointStatus
-from daemon.config import parse_config
-from daemon.devnet import DevChain
-from daemon.devnet.driver import encode_call
-from daemon.snapshot import build_watcher
+from daemon.commands.snapshot import build_watcher
+from daemon.config.model import parse_config
+from devnet import DevChain
+from devnet.driver import encode_call
 from tests.faultproxy import FaultMode, FaultProxy, RandomFault
 
 FAKE_KEY_PATH = "/v2/flakyKEY0123456789abcdef"  # the proxy accepts any path; keys look like this

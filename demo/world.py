@@ -20,8 +20,8 @@ from decimal import Decimal
 from typing import Literal
 
 from core.errors import NonRetryableError
-from daemon.devnet import AnvilNode, DevChain, encode_call
-from daemon.devnet.exchange import PriceServer
+from devnet import AnvilNode, DevChain, encode_call
+from devnet.exchange import PriceServer
 
 FEED_DECIMALS = 8  # Chainlink USD feeds answer with 8 decimals
 START_PRICES: dict[str, Decimal] = {

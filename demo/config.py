@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.config import Config, parse_config
-from daemon.demo_world import (
+from daemon.config.model import Config, parse_config
+from demo.world import (
     CHAIN_SPECS,
     EXCHANGE_A_PAIRS,
     EXCHANGE_B_KEYS,
@@ -23,7 +23,7 @@ from daemon.demo_world import (
     TOKEN_SPECS,
     DemoWorld,
 )
-from daemon.devnet.exchange import coinbase, generic
+from devnet.exchange import coinbase, generic
 
 DEMO_API_TOKEN = "crossmargin-demo-token"  # noqa: S105 - loopback demo only, shown in the view
 MQTT_PROBE = ("127.0.0.1", 1883)

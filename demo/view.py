@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daemon.demo_world import CHAIN_SPECS, DemoWorld
 from daemon.service import Daemon
+from demo.world import CHAIN_SPECS, DemoWorld
 from margin.kernel import BoolArray, FlagArray
 from margin.model import Flag, flag_names
 

@@ -1,6 +1,6 @@
 """The ``assets:`` and ``oracle_polling:`` parts of the config: priced assets and their sources.
 
-Kept apart from ``daemon.config`` (which embeds these models) so each file stays readable.
+Kept apart from ``daemon.config.model`` (which embeds these models) so each file stays readable.
 Keys are a contract with operators, like the rest of the config (extend, never rename).
 
     assets:
@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from core.redaction import fingerprint, url_authority
-from daemon.config_types import (
+from daemon.config.types import (
     MAX_HORIZON_S,
     MAX_INTERVAL_S,
     MAX_TIMEOUT_S,

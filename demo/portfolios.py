@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from daemon.demo_world import (
+from demo.world import (
     ALL_CHAINS,
     FEED_CHAIN,
     START_PRICES,

@@ -24,7 +24,7 @@ from typing import TextIO
 from chains.rpc import RpcPool
 from core.errors import ConfigError, OracleStateInvalid
 from core.redaction import scrub
-from daemon.asset_config import (
+from daemon.config.assets import (
     AssetConfig,
     ChainlinkSourceConfig,
     HttpSourceConfig,
@@ -32,7 +32,7 @@ from daemon.asset_config import (
     SourceConfig,
     UniswapV3TwapSourceConfig,
 )
-from daemon.config import Config
+from daemon.config.model import Config
 from oracles.model import AggregatorState, AssetPrice, PriceStatus
 from oracles.resume import state_from_json
 from oracles.service import AssetFeeds, OracleService

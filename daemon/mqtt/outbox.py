@@ -5,9 +5,9 @@ republished on every reconnect, since a restarted broker may have lost it. A pay
 be given as a function that builds it, called only when the topic is taken out to be
 published (a market-wide move changes the state of tens of thousands of accounts at once:
 their JSON is built as the connection carries it, not all at once by the engine). No I/O: the
-publisher (``daemon.mqtt``) takes topics out, publishes them and hands back the ones that
+publisher (``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
 failed. Events are not kept here: they live in the database until the broker acknowledged
-them (``daemon.event_relay``).
+them (``daemon.mqtt.relay``).
 """
 
 from __future__ import annotations

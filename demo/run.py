@@ -1,11 +1,11 @@
 """``crossmargin demo``: the whole product on one machine, playing a market crash.
 
 Starts three Anvil chains with different block times and liquidation latencies
-(``daemon.demo_world``), deploys tokens and Chainlink-style feeds, runs two loopback exchanges,
-seeds random cross-chain portfolios (``daemon.demo_portfolios``), runs the real daemon
+(``demo.world``), deploys tokens and Chainlink-style feeds, runs two loopback exchanges,
+seeds random cross-chain portfolios (``demo.portfolios``), runs the real daemon
 in-process on SQLite with its keeper API (MQTT only if a broker answers on 127.0.0.1:1883),
-posts perp positions through that API, then plays the scenario (``daemon.demo_scenario``)
-while a live view (``daemon.demo_view``) shows accounts turning latency-risky, liquidatable
+posts perp positions through that API, then plays the scenario (``demo.scenario``)
+while a live view (``demo.view``) shows accounts turning latency-risky, liquidatable
 and held. Ctrl-C or SIGTERM stops the daemon gracefully, then the exchanges and the chains.
 """
 
@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TextIO
 
 from core.errors import CrossmarginError
-from daemon.config import API_DEFAULT_LISTEN, parse_listen
-from daemon.demo_config import DEMO_API_TOKEN, MQTT_TOPIC_PREFIX, demo_config, mqtt_broker_url
-from daemon.demo_portfolios import draw_portfolios, mint_portfolios, post_positions
-from daemon.demo_scenario import STALL_CHAIN, STALL_MARGIN_S, EventLog, Scenario, build_timeline
-from daemon.demo_view import ACTIONABLE, DemoState, changes, observe, render_frame, summary_line
-from daemon.demo_world import CHAIN_SPECS, DemoError, DemoWorld, open_world
+from daemon.config.model import API_DEFAULT_LISTEN, parse_listen
 from daemon.service import Daemon
+from demo.config import DEMO_API_TOKEN, MQTT_TOPIC_PREFIX, demo_config, mqtt_broker_url
+from demo.portfolios import draw_portfolios, mint_portfolios, post_positions
+from demo.scenario import STALL_CHAIN, STALL_MARGIN_S, EventLog, Scenario, build_timeline
+from demo.view import ACTIONABLE, DemoState, changes, observe, render_frame, summary_line
+from demo.world import CHAIN_SPECS, DemoError, DemoWorld, open_world
 
 DEFAULT_ACCOUNTS = 1000
 DEFAULT_SEED = 7

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TextIO
 
-from daemon.config import Config
-from daemon.prices import open_oracle
+from daemon.commands.prices import open_oracle
+from daemon.commands.snapshot import ChainSnapshot, take_snapshot
+from daemon.config.model import Config
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -26,7 +27,6 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
-from daemon.snapshot import ChainSnapshot, take_snapshot
 from margin.engine import MarginEngine
 from margin.model import AccountHealth, Flag, flag_names
 from oracles.model import AssetPrice

@@ -1,6 +1,6 @@
 """What the daemon publishes over MQTT, and when: topics, payload encoding, health buckets.
 
-Pure and synchronous (the I/O is in ``daemon.mqtt``), so it is tested with tables.
+Pure and synchronous (the I/O is in ``daemon.mqtt.publisher``), so it is tested with tables.
 
 Topics, under a configurable prefix (default ``crossmargin``):
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from core.redaction import register_secret, register_url
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from daemon.config.model import Config
 
 # Request headers whose values describe the request rather than authorize it.
 DESCRIPTIVE_HEADERS = frozenset(

@@ -26,7 +26,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 
 from core.errors import RetryableError
-from daemon.mqtt_outbox import Message
+from daemon.mqtt.outbox import Message
 
 QOS_AT_LEAST_ONCE = 1
 

@@ -1,7 +1,7 @@
 """MQTT publisher: retained state, and QoS 1 events acknowledged by the broker.
 
 The daemon never waits for the broker to publish retained state: ``set_*`` methods only record
-what the broker should hold in an ``Outbox`` (``daemon.mqtt_outbox``: latest payload per
+what the broker should hold in an ``Outbox`` (``daemon.mqtt.outbox``: latest payload per
 topic, never dropped) and wake one background task, which owns the connection. On every
 (re)connect that task publishes ``{prefix}/status`` = ``online``, then ALL retained state (a
 restarted broker may have lost it), pipelined in batches, and keeps going until the connection
@@ -13,7 +13,7 @@ reads them from the database) and returns only once the broker acknowledged ever
 (PUBACK), waiting through outages and re-sending what was not acknowledged. Delivery is at
 least once: a PUBACK lost with the connection means the message is sent again.
 
-Topics and payloads are described in ``daemon.mqtt_topics``. URLs carry credentials, so only
+Topics and payloads are described in ``daemon.mqtt.topics``. URLs carry credentials, so only
 ``redact_url`` forms are ever logged or shown.
 """
 
@@ -34,10 +34,10 @@ import aiomqtt
 
 from core.lifecycle import AsyncResource
 from core.redaction import redact_url, scrub
-from daemon.config import MQTT_DEFAULT_PORTS, MqttConfig
-from daemon.mqtt_acks import QOS_AT_LEAST_ONCE, Link, LinkLost
-from daemon.mqtt_outbox import Message, Outbox
-from daemon.mqtt_topics import STATUS_OFFLINE, STATUS_ONLINE, Topics, encode_json
+from daemon.config.model import MQTT_DEFAULT_PORTS, MqttConfig
+from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, Link, LinkLost
+from daemon.mqtt.outbox import Message, Outbox
+from daemon.mqtt.topics import STATUS_OFFLINE, STATUS_ONLINE, Topics, encode_json
 
 BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is restarted
 CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnect

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from chains.blocks import BlockRef
+from chains.contracts import load_artifact
 from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher, Reading
 from core.amounts import format_units
-from core.contracts import load_artifact
 from core.errors import CrossmarginError
 from core.redaction import scrub
-from daemon.config import ChainConfig, Config
+from daemon.config.model import ChainConfig, Config
 
 
 @dataclass(frozen=True, slots=True)

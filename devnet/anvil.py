@@ -23,7 +23,7 @@ from core.errors import (
 )
 
 ANVIL_ENV_VAR = "CROSSMARGIN_ANVIL"
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 ANVIL_PACKAGE_GLOB = "node_modules/@foundry-rs/anvil-*/bin/anvil"
 ANVIL_PREFERRED_PACKAGE = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 HOST = "127.0.0.1"

@@ -11,7 +11,7 @@ snapshots. This is setup tooling, not the hot path: ABI work goes through eth_ab
         await dev.transact(token, "MintableERC20", "mint", dev.accounts[1], 10**6)
 """
 
-from daemon.devnet.anvil import (
+from devnet.anvil import (
     REPO_ROOT,
     AnvilNode,
     AnvilNotFound,
@@ -19,7 +19,7 @@ from daemon.devnet.anvil import (
     DevnetError,
     find_anvil_binary,
 )
-from daemon.devnet.driver import DevChain, decode_result, encode_call, encode_deploy
+from devnet.driver import DevChain, decode_result, encode_call, encode_deploy
 
 __all__ = [
     "REPO_ROOT",

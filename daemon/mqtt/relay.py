@@ -32,9 +32,9 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from daemon.mqtt import MqttPublisher
-from daemon.mqtt_outbox import Message
-from daemon.mqtt_topics import Topics, cached_flag_names, flag_events
+from daemon.mqtt.outbox import Message
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.topics import Topics, cached_flag_names, flag_events
 from daemon.store.errors import StoreUnavailable
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore

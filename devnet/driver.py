@@ -20,14 +20,14 @@ from eth_utils.abi import (
 )
 from eth_utils.address import to_checksum_address
 
-from core.contracts import load_artifact
+from chains.contracts import load_artifact
 from core.errors import (
     ExecutionReverted,
     JsonRpcError,
     RpcError,
 )
 from core.lifecycle import AsyncResource
-from daemon.devnet.anvil import DevnetError
+from devnet.anvil import DevnetError
 
 RPC_TIMEOUT_S = 60.0
 RECEIPT_TIMEOUT_S = 60.0

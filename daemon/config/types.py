@@ -1,4 +1,4 @@
-"""Field types and bounds shared by ``daemon.config`` and ``daemon.asset_config``.
+"""Field types and bounds shared by ``daemon.config.model`` and ``daemon.config.assets``.
 
 Every config model derives from ``StrictModel``: unknown keys are errors, and no float or
 decimal may be NaN or infinite (``.inf`` as a poll interval used to poll once, then never).

@@ -4,7 +4,7 @@ Each check is one row — ``component``, ``status`` (``ok``, ``warn``, ``fail`` 
 and ``detail`` — so an operator sees at once which RPC URL, token, price source, database or
 broker is wrong and why. The checks run concurrently, each under its own time budget, so a hung
 endpoint costs at most that budget and never hides the other rows. What each check does is in
-``daemon.check_probes``; this module plans them from the config, runs them and prints them.
+``daemon.commands.probes``; this module plans them from the config, runs them and prints them.
 
 URLs are shown redacted and request headers never; an unexpected exception is reported by its
 type alone, because aiohttp and friends put full URLs in their messages. Exit code: 1 when any
@@ -28,7 +28,7 @@ from chains.discovery import ZERO_ADDRESS
 from chains.rpc import RpcPool
 from core.errors import CrossmarginError
 from core.redaction import redact_url, scrub
-from daemon.check_probes import (
+from daemon.commands.probes import (
     CheckStatus,
     Outcome,
     mqtt_not_configured,
@@ -41,7 +41,7 @@ from daemon.check_probes import (
     probe_ws,
     rpc_pool,
 )
-from daemon.config import ChainConfig, Config
+from daemon.config.model import ChainConfig, Config
 from daemon.store.urls import shown_url
 from oracles.sources.httpclient import JsonHttpClient
 

@@ -1,4 +1,4 @@
-"""The probes of ``crossmargin check`` (``daemon.check``): one component each, one outcome.
+"""The probes of ``crossmargin check`` (``daemon.commands.check``): one component each, one outcome.
 
 Each probe goes through the code the daemon runs — ``RpcPool`` (which checks the chain id
 before first use), the watcher's ``setup()``, the real price source classes and the sequencer
@@ -22,18 +22,18 @@ import aiohttp
 import aiomqtt
 import sqlalchemy as sa
 
+from chains.contracts import load_artifact
 from chains.discovery import ZERO_ADDRESS
 from chains.multicall import BALANCE_OF_SELECTOR, CALL_RESULT_BYTES
 from chains.rpc import RpcPool
 from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
-from core.contracts import load_artifact
 from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
-from daemon.asset_config import AssetConfig, SourceConfig
-from daemon.config import ChainConfig, TokenConfig
-from daemon.mqtt import BrokerAddress
-from daemon.prices import build_source, plain
+from daemon.commands.prices import build_source, plain
+from daemon.config.assets import AssetConfig, SourceConfig
+from daemon.config.model import ChainConfig, TokenConfig
+from daemon.mqtt.publisher import BrokerAddress
 from daemon.store.engine import check_reachable, create_store_engine
 from daemon.store.migrate import current_revision, head_revision
 from daemon.store.urls import dialect_of

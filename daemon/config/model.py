@@ -26,13 +26,13 @@ from pydantic import (
 )
 
 from core.errors import ConfigError
-from daemon.asset_config import (
+from daemon.config.assets import (
     SOURCE_KINDS,
     AssetConfig,
     OraclePollingConfig,
     asset_reference_problem,
 )
-from daemon.config_types import (
+from daemon.config.types import (
     MAX_HORIZON_S,
     MAX_INTERVAL_S,
     MAX_LIABILITY_WEIGHT,
@@ -43,7 +43,7 @@ from daemon.config_types import (
     StrictModel,
     WsUrl,
 )
-from daemon.config_yaml import dotted, parse_yaml, read_config_text
+from daemon.config.yaml_reader import dotted, parse_yaml, read_config_text
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -152,7 +152,7 @@ MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 class MqttConfig(StrictModel):
-    """The MQTT publisher (``daemon.mqtt``); MQTT is off while ``url`` is unset."""
+    """The MQTT publisher (``daemon.mqtt.publisher``); MQTT is off while ``url`` is unset."""
 
     url: str | None = None
     """``mqtt://[user:password@]host[:port]`` or ``mqtts://…`` (TLS against the system CAs)."""
@@ -292,10 +292,10 @@ class Config(StrictModel):
     """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
     SQLite file ``crossmargin.sqlite3`` next to the config file (cwd without a file)."""
     assets: list[AssetConfig] = Field(default_factory=list)
-    """Priced assets and their oracle sources (``daemon.asset_config``); optional."""
+    """Priced assets and their oracle sources (``daemon.config.assets``); optional."""
     oracle_polling: OraclePollingConfig = Field(default_factory=OraclePollingConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    """Publishing to an MQTT broker (``daemon.mqtt``); off unless ``mqtt.url`` is set."""
+    """Publishing to an MQTT broker (``daemon.mqtt.publisher``); off unless ``mqtt.url`` is set."""
     margin: MarginConfig = Field(default_factory=MarginConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     """The keeper HTTP API (``daemon.api``); writes need ``api.token``."""
@@ -380,7 +380,7 @@ def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
     except ValidationError as exc:
         raise _config_error(exc, data) from None
     config = _with_database_url(config, base_dir)
-    from daemon.config_secrets import register_config_secrets
+    from daemon.config.secrets import register_config_secrets
 
     register_config_secrets(config)  # from now on, shown text is scrubbed of them
     return config

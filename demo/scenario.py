@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
 
-from daemon.demo_world import START_PRICES, DemoWorld
+from demo.world import START_PRICES, DemoWorld
 
 CALM_S = 10.0
 CRASH_S = 60.0
