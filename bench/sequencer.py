@@ -24,8 +24,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from daemon.commands.prices import open_oracle
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
+from daemon.wiring import open_oracle
 from devnet import AnvilNode, DevChain
 from oracles.sequencer import SequencerStatus
 

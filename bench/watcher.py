@@ -62,10 +62,10 @@ if str(ROOT) not in sys.path:  # `python bench/watcher.py` puts bench/, not the 
 
 from chains import multicall as mc  # noqa: E402
 from chains.blocks import BlockRef  # noqa: E402
-from chains.contracts import load_artifact  # noqa: E402
 from chains.reads import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, BalanceReader, Pair  # noqa: E402
 from chains.rpc import RpcPool  # noqa: E402
 from devnet import AnvilNode, DevChain  # noqa: E402
+from devnet.contracts import load_artifact  # noqa: E402
 
 DEFAULT_PAIRS = 100_000
 DEFAULT_TOKENS = 10

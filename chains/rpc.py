@@ -76,6 +76,7 @@ BACKOFF_MAX_S = 2.0  # cap of one backoff sleep
 CONNECTIONS_PER_ENDPOINT = 16  # keep-alive connections per endpoint (concurrent requests)
 KEEPALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
 DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config.model's default request_timeout_s
+DEFAULT_MAX_ATTEMPTS = 4  # tries of one request across all endpoints (failover included)
 HEDGE_TIMEOUT_SHARE = 0.5  # a hedge is sent at the latest after this share of the timeout
 # The breaker's and the hedge delay's constants (BREAKER_*, BASE_/MAX_REACTIVATION_DELAY_S,
 # MAX_RETRY_AFTER_S, HEDGE_*) live in chains.rpc_endpoint, next to the breaker.
@@ -112,7 +113,7 @@ class RpcPool(AsyncResource):
         chain_id: int,
         urls: Sequence[str],
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-        max_attempts: int = 4,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         breaker_failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
         base_reactivation_delay_s: float = BASE_REACTIVATION_DELAY_S,
         max_reactivation_delay_s: float = MAX_REACTIVATION_DELAY_S,

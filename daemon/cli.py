@@ -16,7 +16,8 @@ from typing import TypeVar
 from core.addresses import normalize_address
 from core.errors import ConfigError, CrossmarginError
 from core.redaction import scrub
-from daemon.config.model import API_DEFAULT_LISTEN, load_config
+from daemon.config.load import load_config
+from daemon.config.model import API_DEFAULT_LISTEN
 from daemon.logs import setup_logging
 
 EXIT_OK = 0

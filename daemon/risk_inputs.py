@@ -9,17 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chains.watcher import ChainWatcher, Reading, TokenInfo
-from daemon.config.model import ChainConfig, Config, Role
-from margin.model import (
-    ChainInput,
-    EngineParams,
-    Holding,
-    PriceInput,
-    PriceStatus,
-    Tier,
-    TokenRisk,
-)
-from margin.model import Role as MarginRole
+from core.domain import PriceStatus, Role
+from core.domain import Role as MarginRole
+from daemon.config.model import ChainConfig, Config
+from margin.model import ChainInput, EngineParams, Holding, PriceInput, Tier, TokenRisk
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 

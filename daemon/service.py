@@ -24,8 +24,6 @@ from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.api.view import chain_document, price_document
-from daemon.commands.prices import build_oracle_service, resumed_states
-from daemon.commands.snapshot import build_watcher
 from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
@@ -46,6 +44,7 @@ from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
+from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
 from oracles.service import OracleService
@@ -163,12 +162,7 @@ class Daemon:
             stack.push_async_callback(store.close)
             state = await store.load_state()
             for chain in config.chains:
-                pool = RpcPool(
-                    chain=chain.name,
-                    chain_id=chain.chain_id,
-                    urls=chain.rpc_urls,
-                    request_timeout_s=chain.request_timeout_s,
-                )
+                pool = chain_pool(chain)
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.config.model import Config, parse_config
+from daemon.config.load import parse_config
+from daemon.config.model import Config
 from demo.world import (
     CHAIN_SPECS,
     EXCHANGE_A_PAIRS,

@@ -2,7 +2,7 @@
 
 ``AnvilNode`` runs the real Anvil binary (npm ``@foundry-rs/anvil``) as a child process in its
 own process group on a free loopback port; ``DevChain`` drives one node over JSON-RPC: deploy the
-Solidity fixtures from ``contracts/artifacts``, send transactions, read state, move time, take
+Solidity fixtures from ``devnet/artifacts``, send transactions, read state, move time, take
 snapshots. This is setup tooling, not the hot path: ABI work goes through eth_abi/eth_utils
 (the web3.py stack), with plain eth_abi address rules: any hex case is accepted.
 

@@ -20,7 +20,6 @@ from eth_utils.abi import (
 )
 from eth_utils.address import to_checksum_address
 
-from chains.contracts import load_artifact
 from core.errors import (
     ExecutionReverted,
     JsonRpcError,
@@ -28,6 +27,7 @@ from core.errors import (
 )
 from core.lifecycle import AsyncResource
 from devnet.anvil import DevnetError
+from devnet.contracts import load_artifact
 
 RPC_TIMEOUT_S = 60.0
 RECEIPT_TIMEOUT_S = 60.0

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from core.domain import Role
 from margin.health import evaluate_account, read_flags
 from margin.kernel import HealthTable, HoldingRows, MarketVectors, PositionRows, evaluate
 from margin.market import build_market
@@ -36,7 +37,6 @@ from margin.model import (
     MarginModel,
     Position,
     PriceInput,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from core.domain import Role
 from margin.latency import collateral_factor, liability_factor, price_shock
 from margin.model import (
     HELD_REASONS,
@@ -48,7 +49,6 @@ from margin.model import (
     Position,
     PositionValue,
     PriceInput,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.domain import PriceStatus, Role
 from core.errors import NonRetryableError
 
 DEFAULT_Z = 2.33
@@ -78,22 +79,6 @@ def parse_flag(name: str) -> Flag:
         valid = ", ".join(f.name or "" for f in Flag if f)
         raise ValueError(f"unknown flag {name!r}; one of {valid}")
     return member
-
-
-class Role(enum.StrEnum):
-    """What a token is to an account (same values as ``daemon.config.model.Role``)."""
-
-    COLLATERAL = "collateral"
-    LIABILITY = "liability"
-
-
-class PriceStatus(enum.StrEnum):
-    """Status of an asset's price (same values as ``oracles.model.PriceStatus``)."""
-
-    OK = "OK"
-    DEGRADED = "DEGRADED"
-    TRIPPED = "TRIPPED"
-    STALE = "STALE"
 
 
 class MarginModel(enum.StrEnum):

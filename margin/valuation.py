@@ -26,7 +26,8 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from margin.model import ChainInput, Flag, PriceInput, PriceStatus, Role
+from core.domain import PriceStatus, Role
+from margin.model import ChainInput, Flag, PriceInput
 
 ROW_CAP_UNITS = float(2**43)
 """Saturation of one row's |value| in value units: 1,024 rows at the cap stay below 2**53."""

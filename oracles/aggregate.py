@@ -58,6 +58,7 @@ import dataclasses
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, Context, Decimal
 
+from core.domain import PriceStatus
 from oracles.model import (
     EXACT,
     AcceptedPrice,
@@ -67,7 +68,6 @@ from oracles.model import (
     HoldReason,
     OracleParams,
     PendingJump,
-    PriceStatus,
     SourceQuote,
     exact_median,
     ratio,

@@ -29,6 +29,7 @@ from decimal import (
     Overflow,
 )
 
+from core.domain import PriceStatus
 from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA, VolatilityState
 
 DEFAULT_MIN_SOURCES = 2
@@ -115,15 +116,6 @@ FETCH_FAILURES = frozenset(
         DropReason.SEQUENCER_DOWN,
     }
 )
-
-
-class PriceStatus(enum.StrEnum):
-    """Status of an asset's price after a round (see ``oracles.aggregate`` for the rules)."""
-
-    OK = "OK"
-    DEGRADED = "DEGRADED"
-    TRIPPED = "TRIPPED"
-    STALE = "STALE"
 
 
 class HoldReason(enum.StrEnum):

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from core.domain import Role
 from margin.engine import MarginEngine
 from margin.health import evaluate_account
 from margin.kernel import HealthTable
@@ -26,7 +27,6 @@ from margin.model import (
     MarginModel,
     Position,
     PriceInput,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import asyncpg
 
+from core.domain import PriceStatus, Role
 from daemon.store.rows import HealthRows
 from margin.engine import MarginEngine
-from margin.model import ChainInput, PriceInput, Role, TokenRisk
-from oracles.model import AssetPrice, DropReason, PriceStatus
+from margin.model import ChainInput, PriceInput, TokenRisk
+from oracles.model import AssetPrice, DropReason
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

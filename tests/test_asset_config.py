@@ -9,7 +9,8 @@ import pytest
 
 from core.errors import ConfigError
 from daemon.config.assets import ChainlinkSourceConfig, HttpSourceConfig
-from daemon.config.model import Config, load_config
+from daemon.config.load import load_config
+from daemon.config.model import Config
 
 GOOD = """
 chains:

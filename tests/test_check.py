@@ -16,7 +16,7 @@ import yaml
 from core.redaction import redact_url
 from daemon.commands.check import CheckRow, CheckStatus, print_rows, run_checks
 from daemon.commands.probes import probe_database
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
 from daemon.store.engine import create_store_engine, write_transaction
 from daemon.store.migrate import head_revision, migrate
 from daemon.store.urls import shown_url

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from daemon.commands.check import CheckStatus, run_checks
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
 from devnet import DevChain
 from tests.clikit import crossmargin
 from tests.pricekit import ACCOUNT, PriceServer, coinbase

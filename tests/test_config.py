@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import Role
 from core.errors import ConfigError
 from daemon.cli import main
-from daemon.config.model import Role, interpolate_env, load_config
+from daemon.config.load import interpolate_env, load_config
 
 GOOD = """
 chains:

@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel
 
 from core.errors import ConfigError
-from daemon.config.model import Config, load_config, parse_config
+from daemon.config.load import load_config, parse_config
+from daemon.config.model import Config
 from daemon.config.yaml_reader import (
     LOADERS,
     MAX_ALIAS_NODES,

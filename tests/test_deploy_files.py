@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from core.errors import ConfigError
-from daemon.config.model import load_config
+from daemon.config.load import load_config
 from devnet import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -113,7 +113,10 @@ def test_the_dockerfile_copies_existing_paths_and_runs_the_console_script() -> N
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     for package in project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
         assert package in copied
-    assert {"migrations", "contracts/artifacts", "README.md"} <= set(copied)
+    assert {"migrations", "README.md"} <= set(copied)
+    # The contract the product runs (the state-override reader's Multicall3) is package data.
+    assert "chains" in copied
+    assert (REPO_ROOT / "chains" / "artifacts" / "Multicall3.json").is_file()
     assert 'ENTRYPOINT ["crossmargin"]' in text
     assert "crossmargin" in project["project"]["scripts"]
     assert f'CMD ["run", "-c", "{CONTAINER_CONFIG}"]' in text

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
+from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, Role, TokenRisk
+from margin.model import ChainInput, Flag, TokenRisk
 from oracles.aggregate import AssetAggregator
 from oracles.model import OracleParams, SourceQuote
 

@@ -14,13 +14,14 @@ import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
+from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop, PositionsChanged, PricesChanged
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, Position, Role, Tier, TokenRisk
+from margin.model import ChainInput, Flag, Position, Tier, TokenRisk
 from oracles.aggregate import AssetAggregator
 from oracles.model import OracleParams, SourceQuote
 from tests.storekit import postgres_database

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from daemon.commands.health import health_pass
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
 from devnet import DevChain
 from margin.model import Flag
 from tests.pricekit import PriceServer, generic

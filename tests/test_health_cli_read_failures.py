@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from chains.contracts import load_artifact
 from daemon.commands.health import account_json, health_pass, print_health
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
 from devnet import DevChain
+from devnet.contracts import load_artifact
 from tests.pricekit import PriceServer
 from tests.test_health_cli import BOB, CAROL, book
 

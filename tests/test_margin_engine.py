@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.domain import PriceStatus, Role
 from margin.engine import MarginEngine
 from margin.health import evaluate_account
 from margin.kernel import HealthTable
@@ -31,8 +32,6 @@ from margin.model import (
     MarginModel,
     Position,
     PriceInput,
-    PriceStatus,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.domain import PriceStatus, Role
 from margin.health import evaluate_account
 from margin.latency import YEAR_S, price_shock
 from margin.model import (
@@ -25,8 +26,6 @@ from margin.model import (
     MarginModel,
     Position,
     PriceInput,
-    PriceStatus,
-    Role,
     Tier,
     TokenRisk,
 )

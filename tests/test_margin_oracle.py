@@ -20,14 +20,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from core.domain import PriceStatus, Role
 from margin.model import (
     ChainInput,
     EngineParams,
     MarginModel,
     Position,
     PriceInput,
-    PriceStatus,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -14,6 +14,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.domain import PriceStatus, Role
 from margin.health import evaluate_account
 from margin.model import (
     HELD_REASONS,
@@ -25,8 +26,6 @@ from margin.model import (
     MarginModel,
     Position,
     PriceInput,
-    PriceStatus,
-    Role,
     Tier,
     TokenRisk,
 )

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from core.errors import ConfigError
 from daemon.cli import main
-from daemon.config.model import load_config, parse_config
+from daemon.config.load import load_config, parse_config
 from daemon.store.engine import create_store_engine
 from daemon.store.errors import MigrationFailed, SchemaNotCurrent, StoreUnavailable
 from daemon.store.migrate import current_revision, head_revision, migrate, migration_sql

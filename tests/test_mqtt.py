@@ -23,7 +23,8 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from core.errors import ConfigError
-from daemon.config.model import MqttConfig, parse_config
+from daemon.config.load import parse_config
+from daemon.config.model import MqttConfig
 from daemon.mqtt.outbox import Outbox
 from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
 from daemon.mqtt.topics import (

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from core.domain import PriceStatus
 from oracles.aggregate import AssetAggregator
 from oracles.model import (
     AcceptedPrice,
@@ -21,7 +22,6 @@ from oracles.model import (
     DropReason,
     HoldReason,
     OracleParams,
-    PriceStatus,
     SourceKind,
     SourceQuote,
     exact_median,

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from daemon.commands.prices import open_oracle
-from daemon.config.model import parse_config
-from oracles.model import DropReason, PriceStatus
+from core.domain import PriceStatus
+from daemon.config.load import parse_config
+from daemon.wiring import open_oracle
+from oracles.model import DropReason
 from tests.pricekit import Mode, PriceServer, binance, coinbase, generic, oracle_config_data
 from tests.watchkit import chain_entry
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from daemon.commands.prices import open_oracle
-from daemon.config.model import parse_config
+from core.domain import PriceStatus
+from daemon.config.load import parse_config
+from daemon.wiring import open_oracle
 from devnet import DevChain
-from oracles.model import DropReason, HoldReason, PriceStatus
+from oracles.model import DropReason, HoldReason
 from oracles.sequencer import SequencerStatus
 from tests.pricekit import oracle_config_data
 from tests.watchkit import chain_entry

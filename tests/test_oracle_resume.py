@@ -12,6 +12,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from core.domain import PriceStatus
 from core.errors import OracleStateInvalid
 from oracles.aggregate import AssetAggregator
 from oracles.model import (
@@ -21,7 +22,6 @@ from oracles.model import (
     DropReason,
     OracleParams,
     PendingJump,
-    PriceStatus,
     SourceKind,
     SourceQuote,
 )

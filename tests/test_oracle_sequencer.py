@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from core.domain import PriceStatus
 from core.errors import ConfigError
-from daemon.commands.prices import build_oracle_service, open_oracle
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
+from daemon.wiring import build_oracle_service, open_oracle
 from devnet import DevChain
-from oracles.model import AssetPrice, DropReason, HoldReason, PriceStatus
+from oracles.model import AssetPrice, DropReason, HoldReason
 from oracles.sequencer import SequencerStatus
 from tests.pricekit import PriceServer, coinbase, oracle_config_data
 from tests.watchkit import chain_entry

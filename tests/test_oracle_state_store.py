@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from daemon.commands.prices import resumed_states
-from daemon.config.model import parse_config
+from core.domain import PriceStatus
+from daemon.config.load import parse_config
 from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.schema import oracle_state
 from daemon.store.writer import HealthStore
+from daemon.wiring import resumed_states
 from oracles.aggregate import AssetAggregator
-from oracles.model import AssetPrice, OracleParams, PriceStatus, SourceKind, SourceQuote
+from oracles.model import AssetPrice, OracleParams, SourceKind, SourceQuote
 from oracles.resume import state_from_json
 from tests.pricekit import oracle_config_data
 from tests.storekit import DIALECTS, fresh_database

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.domain import Role
 from daemon.api.schemas import balance_line, health_document
 from daemon.metrics import Metrics
 from daemon.mqtt.topics import (
@@ -22,7 +23,7 @@ from daemon.mqtt.topics import (
 )
 from daemon.store.records import StoredBalance, StoredHealth
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, PriceInput, Role, TokenRisk
+from margin.model import ChainInput, Flag, PriceInput, TokenRisk
 
 LIQ, LAT = Flag.LIQUIDATABLE, Flag.LATENCY_RISK
 FAILED, UNKNOWN = Flag.READ_FAILED, Flag.DEBT_UNKNOWN

@@ -17,7 +17,7 @@ from core.redaction import (
     scrub,
 )
 from daemon.config.assets import AssetConfig
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
 from daemon.logs import ScrubbingFormatter
 
 FP = r"[0-9a-f]{4}"

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
+from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop
 from daemon.mqtt.publisher import MqttPublisher
@@ -25,7 +26,7 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import balances
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, PriceInput, Role, TokenRisk
+from margin.model import ChainInput, Flag, PriceInput, TokenRisk
 from tests.storekit import (
     BOOK_CHAINS,
     BOOK_TOKENS,

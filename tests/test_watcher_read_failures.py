@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from chains.contracts import load_artifact
 from chains.watcher import ChainWatcher
 from devnet import DevChain
+from devnet.contracts import load_artifact
 from tests.watchkit import chain_entry, make_config, running_watcher, token_entry
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")

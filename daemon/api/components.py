@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.addresses import JSON_SCHEMA_LOWER_ADDRESS_PATTERN
+from core.domain import PriceStatus
 from daemon.api.positions import (
     MAX_ABS_SIZE,
     MAX_NUMBER_CHARS,
@@ -22,7 +23,6 @@ from daemon.api.positions import (
 )
 from daemon.api.schemas import MONEY_FIELDS
 from margin.model import Flag
-from oracles.model import PriceStatus
 
 Schema = dict[str, Any]
 

@@ -39,10 +39,10 @@ from daemon.commands.probes import (
     probe_source,
     probe_token,
     probe_ws,
-    rpc_pool,
 )
 from daemon.config.model import ChainConfig, Config
 from daemon.store.urls import shown_url
+from daemon.wiring import chain_pool
 from oracles.sources.httpclient import JsonHttpClient
 
 __all__ = [
@@ -150,7 +150,9 @@ class _ChainAccess:
         ]
         if not urls:
             return None
-        return await self._stack.enter_async_context(rpc_pool(chain, urls, self._timeout_s))
+        return await self._stack.enter_async_context(
+            chain_pool(chain, urls=urls, timeout_s=self._timeout_s)
+        )
 
 
 def _chain_checks(config: Config, chain: ChainConfig) -> Iterator[_Check]:

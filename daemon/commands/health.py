@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TextIO
 
-from daemon.commands.prices import open_oracle
 from daemon.commands.snapshot import ChainSnapshot, take_snapshot
 from daemon.config.model import Config
 from daemon.risk_inputs import (
@@ -27,6 +26,7 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.wiring import open_oracle
 from margin.engine import MarginEngine
 from margin.model import AccountHealth, Flag, flag_names
 from oracles.model import AssetPrice

@@ -22,7 +22,7 @@ import aiohttp
 import aiomqtt
 import sqlalchemy as sa
 
-from chains.contracts import load_artifact
+from chains.contracts import multicall3_runtime
 from chains.discovery import ZERO_ADDRESS
 from chains.multicall import BALANCE_OF_SELECTOR, CALL_RESULT_BYTES
 from chains.rpc import RpcPool
@@ -30,13 +30,14 @@ from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
 from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
-from daemon.commands.prices import build_source, plain
+from daemon.commands.prices import plain
 from daemon.config.assets import AssetConfig, SourceConfig
 from daemon.config.model import ChainConfig, TokenConfig
 from daemon.mqtt.publisher import BrokerAddress
 from daemon.store.engine import check_reachable, create_store_engine
 from daemon.store.migrate import current_revision, head_revision
 from daemon.store.urls import dialect_of
+from daemon.wiring import build_source, chain_pool
 from oracles.sources.base import RpcRequester
 from oracles.sources.chainlink import SequencerUptimeFeed
 from oracles.sources.httpclient import JsonHttpClient
@@ -44,7 +45,6 @@ from oracles.validity import validate
 
 MQTT_CHECK_CLIENT_PREFIX = "crossmargin-check"
 MIGRATE_HINT = "run `crossmargin migrate -c CONFIG`"
-RPC_POOL_ATTEMPTS = 4  # tries of one request over a chain's working URLs (failover included)
 
 
 class CheckStatus(StrEnum):
@@ -60,26 +60,13 @@ Outcome = tuple[CheckStatus, str]
 """What a probe found: its status and the evidence or the error, one line."""
 
 
-def rpc_pool(
-    chain: ChainConfig, urls: list[str], timeout_s: float, attempts: int = RPC_POOL_ATTEMPTS
-) -> RpcPool:
-    """A pool for ``urls`` of ``chain`` whose requests give up within ``timeout_s``."""
-    return RpcPool(
-        chain=chain.name,
-        chain_id=chain.chain_id,
-        urls=urls,
-        request_timeout_s=min(chain.request_timeout_s, timeout_s),
-        max_attempts=attempts,
-    )
-
-
 def _ms_since(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000.0:.0f} ms"
 
 
 async def probe_rpc(chain: ChainConfig, url: str) -> Outcome:
     """This one URL alone: chain id as configured (the pool checks it first), head, latency."""
-    async with rpc_pool(chain, [url], chain.request_timeout_s, attempts=1) as pool:
+    async with chain_pool(chain, urls=[url], max_attempts=1) as pool:
         await pool.request("eth_chainId")
         started = time.perf_counter()
         head = await pool.request("eth_blockNumber")
@@ -117,7 +104,7 @@ async def probe_token(
     """The watcher's own start-up check (code present, decimals vs config) for one token, then
     ``balanceOf(account)``: a revert, or an answer that is not exactly 32 bytes, fails (the
     daemon would count every read of it as failed)."""
-    override = load_artifact("Multicall3").deployed_bytecode if chain.use_state_override else None
+    override = multicall3_runtime() if chain.use_state_override else None
     watcher = ChainWatcher(
         chain=chain,
         tokens=[token],

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from chains.blocks import BlockRef
-from chains.contracts import load_artifact
-from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher, Reading
 from core.amounts import format_units
 from core.errors import CrossmarginError
 from core.redaction import scrub
 from daemon.config.model import ChainConfig, Config
+from daemon.wiring import build_watcher, chain_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,29 +28,11 @@ class ChainSnapshot:
     error: str | None
 
 
-def build_watcher(config: Config, chain: ChainConfig, pool: RpcPool) -> ChainWatcher:
-    """A watcher for ``chain`` with the config's tokens and accounts."""
-    override = load_artifact("Multicall3").deployed_bytecode if chain.use_state_override else None
-    return ChainWatcher(
-        chain=chain,
-        tokens=config.tokens_on(chain.name),
-        accounts=config.accounts,
-        discover=config.discover_accounts,
-        requester=pool,
-        override_code=override,
-    )
-
-
 async def snapshot_chain(config: Config, chain: ChainConfig) -> ChainSnapshot:
     """Set up the chain's tokens and read every pair at ``head - confirmations``."""
     assets = {t.address: t.asset for t in config.tokens_on(chain.name)}
     try:
-        async with RpcPool(
-            chain=chain.name,
-            chain_id=chain.chain_id,
-            urls=chain.rpc_urls,
-            request_timeout_s=chain.request_timeout_s,
-        ) as pool:
+        async with chain_pool(chain) as pool:
             watcher = build_watcher(config, chain, pool)
             head = await watcher.setup()
             block = await watcher.target(head)

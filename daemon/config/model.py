@@ -1,4 +1,5 @@
-"""Typed configuration: a YAML file with ``${ENV_VAR}`` interpolation, validated by pydantic.
+"""The typed configuration: pydantic models of chains, tokens, margin, MQTT, the API and the
+whole ``Config`` (read from YAML by ``daemon.config.load``).
 
 The keys below are the contract with operators (extend, never rename). Any problem becomes one
 ``ConfigError`` naming the offending key (dotted path) and value; the CLI turns it into one line
@@ -8,26 +9,20 @@ on stderr and exit code 2.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-from collections.abc import Mapping
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from core.errors import ConfigError
+from core.domain import Role
 from daemon.config.assets import (
-    SOURCE_KINDS,
     AssetConfig,
     OraclePollingConfig,
     asset_reference_problem,
@@ -40,20 +35,11 @@ from daemon.config.types import (
     MAX_USD,
     Address,
     HttpUrl,
+    KeyedError,
     StrictModel,
     WsUrl,
 )
-from daemon.config.yaml_reader import dotted, parse_yaml, read_config_text
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class Role(StrEnum):
-    """What a watched token is to the margin engine."""
-
-    COLLATERAL = "collateral"
-    LIABILITY = "liability"
 
 
 class ChainConfig(StrictModel):
@@ -305,25 +291,25 @@ class Config(StrictModel):
         names = [c.name for c in self.chains]
         for i, name in enumerate(names):
             if names.index(name) != i:
-                raise _KeyedError(f"chains[{i}].name", "duplicate chain name", name)
+                raise KeyedError(f"chains[{i}].name", "duplicate chain name", name)
         ids = [c.chain_id for c in self.chains]
         for i, chain_id in enumerate(ids):
             if ids.index(chain_id) != i:
-                raise _KeyedError(f"chains[{i}].chain_id", "duplicate chain id", chain_id)
+                raise KeyedError(f"chains[{i}].chain_id", "duplicate chain id", chain_id)
         seen: set[tuple[str, str]] = set()
         for i, token in enumerate(self.tokens):
             if token.chain not in names:
-                raise _KeyedError(f"tokens[{i}].chain", "names no configured chain", token.chain)
+                raise KeyedError(f"tokens[{i}].chain", "names no configured chain", token.chain)
             if (token.chain, token.address) in seen:
-                raise _KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
+                raise KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
             seen.add((token.chain, token.address))
         if not self.accounts and not self.discover_accounts:
-            raise _KeyedError(
+            raise KeyedError(
                 "accounts", "nothing to watch: list accounts or set discover_accounts: true"
             )
         problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
         if problem is not None:
-            raise _KeyedError(*problem)
+            raise KeyedError(*problem)
         return self
 
     def chain(self, name: str) -> ChainConfig:
@@ -336,146 +322,3 @@ class Config(StrictModel):
     def tokens_on(self, chain: str) -> list[TokenConfig]:
         """Tokens watched on ``chain``, in config order."""
         return [t for t in self.tokens if t.chain == chain]
-
-
-class _KeyedError(ValueError):
-    """A cross-field problem that knows its own key path (raised inside validators)."""
-
-    def __init__(self, key: str, problem: str, value: object = None) -> None:
-        self.key = key
-        self.problem = problem
-        self.value = value
-        super().__init__(problem)
-
-
-def interpolate_env(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace ``${NAME}`` and ``${NAME:-default}`` with environment values.
-
-    A reference to an unset variable without a default is an error, never an empty string:
-    an empty RPC URL or token would fail later and further from the cause.
-    """
-    environ = os.environ if env is None else env
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"${{{name}}}", "environment variable is not set")
-
-    return _ENV_REF.sub(substitute, text)
-
-
-def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
-    """Validate already-loaded YAML data; raise ``ConfigError`` naming the first bad key.
-
-    An unset ``database_url`` becomes SQLite in ``base_dir`` (the config file's directory),
-    or ``./crossmargin.sqlite3`` relative to the working directory without one.
-    """
-    if not isinstance(data, dict):
-        raise ConfigError("<root>", "the config must be a YAML mapping", type(data).__name__)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc, data) from None
-    config = _with_database_url(config, base_dir)
-    from daemon.config.secrets import register_config_secrets
-
-    register_config_secrets(config)  # from now on, shown text is scrubbed of them
-    return config
-
-
-def _with_database_url(config: Config, base_dir: Path | None) -> Config:
-    from daemon.store.urls import default_database_url, normalize_database_url
-
-    if config.database_url is None:
-        return config.model_copy(update={"database_url": default_database_url(base_dir)})
-    shown = _redacted_value(("database_url",), config.database_url)
-    try:
-        url = normalize_database_url(config.database_url)
-    except ValueError as exc:
-        raise ConfigError("database_url", str(exc), shown) from None
-    try:
-        urlsplit(url).port  # noqa: B018 - raises ValueError on a port out of range
-    except ValueError:
-        raise ConfigError("database_url", "the port must be a number from 0 to 65535") from None
-    return config.model_copy(update={"database_url": url})
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate the YAML config at ``path`` (limits: ``config_yaml``)."""
-    path = Path(path)
-    data = parse_yaml(read_config_text(path))
-    return parse_config(_interpolate_tree(data, env, ()), base_dir=path.parent)
-
-
-def _interpolate_tree(node: Any, env: Mapping[str, str] | None, loc: tuple[int | str, ...]) -> Any:
-    """``${VAR}`` in string values only (after parsing: comments and keys are left alone, and
-    a substituted value cannot change the YAML structure). Errors name the key."""
-    if isinstance(node, dict):
-        return {k: _interpolate_tree(v, env, (*loc, str(k))) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate_tree(v, env, (*loc, i)) for i, v in enumerate(node)]
-    if isinstance(node, str) and "${" in node:
-        try:
-            return interpolate_env(node, env)
-        except ConfigError as exc:
-            raise ConfigError(dotted(loc), f"{exc.key}: {exc.problem}") from None
-    return node
-
-
-def _config_error(exc: ValidationError, data: Any) -> ConfigError:
-    first = exc.errors(include_url=False)[0]
-    ctx_error = (first.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _KeyedError):
-        return ConfigError(ctx_error.key, ctx_error.problem, ctx_error.value)
-    loc = _without_union_tags(first["loc"])
-    key = dotted(loc)
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        return ConfigError(key, "is required")
-    if first["type"] == "extra_forbidden":
-        return ConfigError(key, "is not a known key")
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        kinds = ", ".join(sorted(SOURCE_KINDS))
-        return ConfigError(
-            f"{key}.kind", f"must be one of {kinds}", _value_at(data, (*loc, "kind"))
-        )
-    return ConfigError(key, message, _value_at(data, loc))
-
-
-def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # pydantic puts the discriminator's tag in the path (sources.1.chainlink.address).
-    return tuple(
-        part
-        for i, part in enumerate(loc)
-        if not (part in SOURCE_KINDS and i >= 2 and loc[i - 2] == "sources")
-    )
-
-
-def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
-    node = data
-    for part in loc:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    if isinstance(node, (dict, list)):
-        return None
-    return _redacted_value(loc, node)
-
-
-def _redacted_value(loc: tuple[int | str, ...], value: object) -> object:
-    if "token" in loc:
-        return "***"
-    # URLs carry API keys: never echo them back in an error message.
-    if any(part in ("rpc_urls", "ws_url", "database_url", "url", "headers") for part in loc):
-        from core.redaction import redact_url
-
-        try:
-            urlsplit(str(value)).port  # noqa: B018 - raises on an unparsable port
-        except ValueError:  # unparsable (e.g. port 99999): show nothing of it
-            return "<not a valid URL>"
-        return redact_url(str(value))
-    return value

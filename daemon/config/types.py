@@ -71,3 +71,13 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 """An ``http(s)://`` URL with a host and a valid port."""
 WsUrl = Annotated[str, AfterValidator(_ws_url)]
 """A ``ws(s)://`` URL with a host and a valid port."""
+
+
+class KeyedError(ValueError):
+    """A cross-field problem that knows its own key path (raised inside validators)."""
+
+    def __init__(self, key: str, problem: str, value: object = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.value = value
+        super().__init__(problem)

@@ -26,8 +26,8 @@ from typing import Any
 from chains.reads import Pair
 from chains.rpc import RpcPool
 from chains.rpc_endpoint import EndpointStatus
-from daemon.commands.snapshot import build_watcher
-from daemon.config.model import parse_config
+from daemon.config.load import parse_config
+from daemon.wiring import build_watcher
 from devnet import DevChain
 from devnet.driver import encode_call
 from tests.faultproxy import FaultMode, FaultProxy, RandomFault
