@@ -7,8 +7,10 @@ from decimal import Decimal
 
 
 def scaled(raw: int, decimals: int) -> Decimal:
-    """``raw / 10**decimals`` as an exact ``Decimal`` (a token balance, a feed answer, engine
-    value units); ``decimals`` may be negative (``raw * 10**-decimals``)."""
+    """``raw / 10**decimals`` as an exact ``Decimal``, whatever its number of digits (a token
+    balance, a feed answer, engine value units)."""
+    if decimals < 0:
+        raise ValueError("decimals must be >= 0")
     return Decimal(f"{raw}E{-decimals}")
 
 
@@ -23,6 +25,4 @@ def plain_decimal(value: Decimal) -> str:
 
 def format_units(raw: int, decimals: int) -> str:
     """Render ``raw / 10**decimals`` exactly, without trailing zeros (``"1.5"``, ``"0"``)."""
-    if decimals < 0:
-        raise ValueError("decimals must be >= 0")
     return plain_decimal(scaled(raw, decimals))

@@ -273,9 +273,11 @@ class EngineLoop:
             match event:
                 case BalanceUpdate():
                     # A failed read keeps the engine's last good value, unless a reorg
-                    # orphaned the block that value came from.
-                    for h in holdings(event.chain, event.readings):
-                        self.engine.set_holding(h, orphaned_above=event.dropped_above)
+                    # orphaned the block that value came from. The first sweep of a chain
+                    # goes in vectorized, like a restart's stored balances (``load_holdings``).
+                    self.engine.load_holdings(
+                        holdings(event.chain, event.readings), orphaned_above=event.dropped_above
+                    )
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
                     if event.readings:

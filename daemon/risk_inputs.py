@@ -12,6 +12,7 @@ from chains.watcher import ChainWatcher, Reading, TokenInfo
 from core.domain import PriceStatus, Role
 from core.domain import Role as MarginRole
 from daemon.config.model import ChainConfig, Config
+from daemon.store.records import StoredState
 from margin.model import ChainInput, EngineParams, Holding, PriceInput, Tier, TokenRisk
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
@@ -112,13 +113,11 @@ def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Ho
     ]
 
 
-def stored_holdings(
-    chain: str,
-    readings: Mapping[tuple[str, str], Reading],
-    failures: Mapping[tuple[str, str], int],
-) -> list[Holding]:
-    """A chain's stored balances (last good values, ``StoredState.balances``) as engine
-    holdings, those in ``failures`` (``StoredState.read_failures``) flagged as failed."""
+def stored_holdings(state: StoredState, tokens: Iterable[TokenRisk]) -> list[Holding]:
+    """A previous run's balances (last good values, ``StoredState.balances``) of the configured
+    ``tokens`` as engine holdings, those in ``StoredState.read_failures`` flagged as failed;
+    balances of a token no longer configured are left out."""
+    configured = {(t.chain, t.token) for t in tokens}
     return [
         Holding(
             account=account,
@@ -126,9 +125,11 @@ def stored_holdings(
             token=token,
             raw=r.raw,
             block=r.block_number,
-            read_failed=r.raw is None or (token, account) in failures,
+            read_failed=r.raw is None or (token, account) in state.read_failures.get(chain, {}),
         )
+        for chain, readings in state.balances.items()
         for (token, account), r in readings.items()
+        if (chain, token) in configured
     ]
 
 

@@ -246,14 +246,10 @@ class Daemon:
         engine = MarginEngine(
             tokens=tokens, chains=list(self._chain_inputs.values()), params=engine_params(config)
         )
-        configured = {(t.chain, t.token) for t in tokens}
-        for chain, readings in state.balances.items():
-            # Last good values, and which of them failed at their latest read: a restart
-            # keeps both (a failed debt read is never forgotten into a zero).
-            failures = state.read_failures.get(chain, {})
-            for holding in stored_holdings(chain, readings, failures):
-                if (chain, holding.token) in configured:  # not a token since unconfigured
-                    engine.set_holding(holding)
+        # Last good values, and which of them failed at their latest read: a restart keeps
+        # both (a failed debt read is never forgotten into a zero), through the same path
+        # as a chain's first sweep.
+        engine.load_holdings(stored_holdings(state, tokens))
         for position in state.positions:
             engine.set_position(position)
         engine.recompute_all()

@@ -29,6 +29,7 @@ from decimal import (
     Overflow,
 )
 
+from core.amounts import scaled
 from core.domain import PriceStatus
 from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA, VolatilityState
 
@@ -128,13 +129,6 @@ class HoldReason(enum.StrEnum):
     JUMP_PENDING = "jump_pending"
 
 
-def normalize(raw: int, decimals: int) -> Decimal:
-    """``raw / 10**decimals`` as an exact ``Decimal`` (Chainlink answer + feed decimals)."""
-    if decimals < 0:
-        raise ValueError("decimals must be >= 0")
-    return Decimal(f"{raw}E{-decimals}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceQuote:
     """One source's answer for one asset in one round, as the I/O layer read it.
@@ -167,7 +161,7 @@ class SourceQuote:
         return cls(
             source_id=source_id,
             kind=SourceKind.CHAINLINK,
-            price=normalize(answer, decimals),
+            price=scaled(answer, decimals),
             observed_at=float(updated_at),
             max_age_s=max_age_s,
         )

@@ -178,6 +178,8 @@ def assert_matches_reference(both: Both) -> None:
         lines = {(h.chain, h.token): (h.raw, h.block) for h in shown.holdings}
         assert lines == {key: given for key, given in balances.items() if given[0]}, account
         assert {p.asset for p in shown.positions} == {p.asset for p in positions if p.size}
+        # built from the engine's rows, the breakdown equals the reference's line for line
+        assert (shown.holdings, shown.positions) == (ref.holdings, ref.positions), account
 
 
 def random_price(rng: random.Random, asset: str) -> PriceInput:

@@ -8,9 +8,10 @@ from fractions import Fraction
 
 import pytest
 
+from core.amounts import scaled as normalize
 from core.domain import PriceStatus
 from oracles.aggregate import AssetAggregator
-from oracles.model import DropReason, OracleParams, SourceKind, SourceQuote, normalize
+from oracles.model import DropReason, OracleParams, SourceKind, SourceQuote
 from oracles.sequencer import SequencerStatus, sequencer_status
 from oracles.twap import mean_tick, twap_price_from_ticks
 from oracles.validity import validate

@@ -91,9 +91,7 @@ def seeded_engine(state: StoredState) -> MarginEngine:
     """An engine seeded the way ``daemon.service`` seeds it after a restart."""
     engine = MarginEngine(tokens=BOOK_TOKENS, chains=BOOK_CHAINS)
     engine.set_prices([PriceInput(asset="ETH", price=2_000.0), PriceInput(asset="USDC", price=1.0)])
-    for chain, readings in state.balances.items():
-        for holding in stored_holdings(chain, readings, state.read_failures.get(chain, {})):
-            engine.set_holding(holding)
+    engine.load_holdings(stored_holdings(state, BOOK_TOKENS))
     engine.recompute_all()
     return engine
 
@@ -323,9 +321,7 @@ async def test_engine_loop_and_a_restart_agree_after_a_reorg_with_failed_reads(
 
     restarted = fresh_engine()
     state = await store.load_state()
-    for chain, readings in state.balances.items():
-        for holding in stored_holdings(chain, readings, state.read_failures.get(chain, {})):
-            restarted.set_holding(holding)
+    restarted.load_holdings(stored_holdings(state, LOOP_TOKENS))
     restarted.set_prices(price_inputs(market.prices.values()))  # the same market
     restarted.recompute_all()
     for x in (A, B, C):

@@ -102,11 +102,8 @@ def evaluate(
     )
     engine.set_prices(price_inputs(prices.values()))
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
-    known = {(t.chain, t.address) for t in config.tokens}
-    for watcher in watchers:
-        for holding in holdings(watcher.chain.name, watcher.holdings):
-            if (holding.chain, holding.token) in known and holding.token in watcher.tokens:
-                engine.set_holding(holding)
+    for watcher in watchers:  # a watcher reads only configured tokens
+        engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
     engine.recompute_all()
     return [engine.account_health(account) for account in engine.accounts]
 
