@@ -22,24 +22,21 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
+from daemon.documents import engine_account_document, health_bucket
 from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
-from daemon.mqtt.topics import (
-    AccountSignal,
-    account_state_payload,
-    health_bucket,
-    should_publish_state,
-)
+from daemon.mqtt.topics import AccountSignal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.records import StoredTransition
-from daemon.store.rows import CycleContext, HealthRows, breakdown_of
+from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
@@ -129,6 +126,8 @@ class EngineLoop:
         self.prices: dict[str, AssetPrice] = {}
         self._boot = uuid.uuid4().hex[:12]
         self._signals: dict[str, AccountSignal] = {}
+        # Stored-form breakdowns the last written rows carried, by engine index: published too.
+        self._breakdowns: dict[int, dict[str, Any]] = {}
         self._positions: dict[str, dict[str, Position]] = {}
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
@@ -336,8 +335,11 @@ class EngineLoop:
         names = [accounts[i] for i in changed.tolist()]
         rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
         flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
+        self._breakdowns = {}
         for i in flagged.tolist():
-            rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
+            record = breakdown_record(self.engine.account_health(names[i]))
+            self._breakdowns[int(changed[i])] = record
+            rows.breakdowns[i] = json.dumps(record)
         return rows
 
     async def _publish(self, changed: IndexArray, now: float) -> None:
@@ -367,12 +369,13 @@ class EngineLoop:
             self.publisher.set_account_state_later(
                 account,
                 functools.partial(
-                    account_state_payload,
+                    engine_account_document,
                     account,
                     table,
                     i,
                     value_decimals=self.value_decimals,
                     at=now,
+                    breakdown=self._breakdowns.get(i),
                 ),
             )
 

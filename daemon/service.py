@@ -23,9 +23,9 @@ from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.api.view import chain_document, price_document
 from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
+from daemon.documents import chain_document, price_document
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts

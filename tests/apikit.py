@@ -32,8 +32,8 @@ from chains.watcher import BalanceUpdate, ChainStatus, Reading
 from core.redaction import redact_url
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.api.view import chain_document, price_document
 from daemon.config.model import ApiConfig
+from daemon.documents import chain_document, price_document
 from daemon.metrics import Metrics
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows

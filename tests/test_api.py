@@ -20,9 +20,9 @@ from pydantic import SecretStr
 from chains.rpc_endpoint import EndpointState, EndpointStatus
 from core.errors import ConfigError
 from core.redaction import redact_url
-from daemon.api.view import price_document
 from daemon.config.load import load_config
 from daemon.config.model import ApiConfig
+from daemon.documents import price_document
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt.publisher import MqttStats
 from daemon.mqtt.relay import RelayStats

@@ -97,7 +97,8 @@ async def test_one_pass_values_accounts_across_chains(dev_a: DevChain, dev_b: De
     assert alice.weighted_collateral == Decimal("3200.00")
     assert alice.liability_value == Decimal("2500.00")
     assert alice.health == pytest.approx(3200 / 2500)
-    assert {line.chain for line in alice.holdings} == {"l1", "slow"}
+    assert alice.breakdown is not None
+    assert {line["chain"] for line in alice.breakdown["holdings"]} == {"l1", "slow"}
     assert not alice.flags & Flag.LIQUIDATABLE
 
     bob = by_account[BOB]  # 1600 against 1700
@@ -140,9 +141,10 @@ async def test_health_command_prints_liquidatable_first_as_json(
     assert bob["flags"] == ["LIQUIDATABLE"]
     assert bob["shortfall"] == "100.00"
     assert bob["actionable"] is True
-    assert {(line["chain"], line["asset"], line["amount"]) for line in bob["breakdown"]} == {
-        ("l1", "ETH", "1"),
-        ("l1", "USDC", "1700"),
+    holdings = bob["breakdown"]["holdings"]  # the API's Account document, breakdown nested
+    assert {(line["chain"], line["asset"], line["amount"]) for line in holdings} == {
+        ("l1", "ETH", "1.000000000000000000"),
+        ("l1", "USDC", "1700.000000"),
     }
     carol = next(r for r in rows if r["account"] == CAROL)
     assert carol["health"] is None  # infinite: no liabilities

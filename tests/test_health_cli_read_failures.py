@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from daemon.commands.health import account_json, health_pass, print_health
+from daemon.commands.health import health_pass, print_health
 from daemon.config.load import parse_config
+from daemon.documents import account_document
 from devnet import DevChain
 from devnet.contracts import load_artifact
 from tests.pricekit import PriceServer
@@ -30,14 +31,14 @@ async def test_a_reverting_debt_token_leaves_every_account_held_and_unknown(
         healths, snapshots = await health_pass(parse_config(data))
     assert all(s.error is None for s in snapshots)
 
-    rows = {h.account: account_json(h) for h in healths}
+    rows = {h.account: account_document(h) for h in healths}
     assert len(rows) == 4
     for row in rows.values():
         assert (row["health"], row["health_known"], row["actionable"]) == (None, False, False)
         assert {"READ_FAILED", "DEBT_UNKNOWN"} <= set(row["flags"])  # type: ignore[arg-type]
         assert row["held_reasons"] == ["READ_FAILED"]
     bob = rows[BOB]
-    line = next(b for b in bob["breakdown"] if b["token"] == debt)  # type: ignore[attr-defined]
+    line = next(b for b in bob["breakdown"]["holdings"] if b["token"] == debt)  # type: ignore[attr-defined]
     assert (line["raw"], line["flags"]) == (None, ["READ_FAILED", "DEBT_UNKNOWN"])
     assert rows[CAROL]["health"] is None  # unknown, not "no debt"
 

@@ -25,14 +25,13 @@ from pydantic import ValidationError
 from core.errors import ConfigError
 from daemon.config.load import parse_config
 from daemon.config.model import MqttConfig
+from daemon.documents import HealthBucket, health_bucket
 from daemon.mqtt.outbox import Outbox
 from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
 from daemon.mqtt.topics import (
     AccountSignal,
-    HealthBucket,
     Topics,
     encode_json,
-    health_bucket,
     should_publish_state,
     transition_events,
 )

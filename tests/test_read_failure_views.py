@@ -11,17 +11,18 @@ from decimal import Decimal
 import pytest
 
 from core.domain import Role
-from daemon.api.schemas import balance_line, health_document
-from daemon.metrics import Metrics
-from daemon.mqtt.topics import (
-    AccountSignal,
+from daemon.api.schemas import balance_line
+from daemon.documents import (
     HealthBucket,
-    account_state_payload,
-    encode_json,
+    account_document,
+    engine_account_document,
+    engine_state,
     health_bucket,
-    transition_events,
 )
+from daemon.metrics import Metrics
+from daemon.mqtt.topics import AccountSignal, encode_json, transition_events
 from daemon.store.records import StoredBalance, StoredHealth
+from daemon.store.rows import breakdown_record
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag, PriceInput, TokenRisk
 
@@ -50,7 +51,7 @@ def test_mqtt_account_state_says_unknown_not_no_debt() -> None:
     e = engine()
     bob, carol = (e.account_index(a) for a in ("bob", "carol"))
     held = json.loads(
-        encode_json(account_state_payload("bob", e.results, bob, value_decimals=2, at=1.0))
+        encode_json(engine_account_document("bob", e.results, bob, value_decimals=2, at=1.0))
     )
     assert held["flags"] == ["LIQUIDATABLE", "READ_FAILED"]
     assert held["held_reasons"] == ["READ_FAILED"]
@@ -61,7 +62,7 @@ def test_mqtt_account_state_says_unknown_not_no_debt() -> None:
     )
     assert held["health"] == pytest.approx(1_440 / 1_500)
     unknown = json.loads(
-        encode_json(account_state_payload("carol", e.results, carol, value_decimals=2, at=1.0))
+        encode_json(engine_account_document("carol", e.results, carol, value_decimals=2, at=1.0))
     )
     assert unknown["flags"] == ["READ_FAILED", "DEBT_UNKNOWN"]
     assert (unknown["health"], unknown["health_known"], unknown["bucket"]) == (
@@ -113,7 +114,7 @@ def stored(flags: Flag, health: float) -> StoredHealth:
 
 
 def test_api_documents_tell_unknown_from_infinite() -> None:
-    unknown = health_document(stored(FAILED | UNKNOWN, math.nan))
+    unknown = account_document(stored(FAILED | UNKNOWN, math.nan))
     assert (unknown["health"], unknown["health_latency"], unknown["health_known"]) == (
         None,
         None,
@@ -121,7 +122,7 @@ def test_api_documents_tell_unknown_from_infinite() -> None:
     )
     assert unknown["flags"] == ["READ_FAILED", "DEBT_UNKNOWN"]
     assert unknown["held_reasons"] == ["READ_FAILED"]
-    no_debt = health_document(stored(Flag.NONE, math.inf))
+    no_debt = account_document(stored(Flag.NONE, math.inf))
     assert (no_debt["health"], no_debt["health_known"]) == (None, True)
     line = balance_line(
         StoredBalance(
@@ -153,3 +154,31 @@ def test_failed_holdings_gauge_per_token_goes_back_to_zero() -> None:
     assert 'crossmargin_failed_holdings{chain="l2",token="0xok"} 0.0' in text
     metrics.observe_read_failures("l2", ["0xdebt", "0xok"], {})
     assert 'crossmargin_failed_holdings{chain="l2",token="0xdebt"} 0.0' in metrics.render().decode()
+
+
+def test_mqtt_api_and_cli_print_one_account_document() -> None:
+    """The retained MQTT state (from the engine) and the API's stored state have the same keys,
+    breakdown nested, and the same values for the same account."""
+    e = engine()
+    bob = e.account_index("bob")
+    record = breakdown_record(e.account_health("bob"))
+    live = engine_account_document(
+        "bob", e.results, bob, value_decimals=2, at=1.0, breakdown=record
+    )
+    stored = StoredHealth(
+        **{
+            **{
+                k: getattr(engine_state("bob", e.results, bob, value_decimals=2, at=1.0), k)
+                for k in StoredHealth.__dataclass_fields__
+            },
+            "breakdown": json.loads(json.dumps(record)),  # through the store's JSON column
+            "cycle_id": 7,
+        }
+    )
+    api = account_document(stored)
+    assert set(live) == set(api)
+    assert {k: v for k, v in live.items() if k != "cycle_id"} == {
+        k: v for k, v in api.items() if k != "cycle_id"
+    }
+    assert (live["cycle_id"], api["cycle_id"]) == (None, 7)
+    assert set(live["breakdown"]) == {"holdings", "positions"}  # type: ignore[arg-type]

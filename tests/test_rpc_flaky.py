@@ -31,7 +31,7 @@ from core.errors import (
     RpcError,
     StateUnavailable,
 )
-from daemon.api.view import endpoint_document
+from daemon.documents import endpoint_document
 from daemon.metrics import Metrics
 from devnet import AnvilNode
 from tests.faultproxy import FaultMode, FaultProxy

@@ -1,7 +1,9 @@
 """``crossmargin health``: one full pass — balance snapshot, oracle round, margin engine.
 
 Prints every account's health with its per-chain/per-token breakdown, liquidatable accounts
-first (largest shortfall first), then the rest by ascending health. Positions are posted to the
+first (largest shortfall first), then the rest by ascending health. The engine runs as in the
+daemon, and ``--json`` prints the ``Account`` document of the API and MQTT
+(``daemon.documents.account_document``), one per line. Positions are posted to the
 running daemon through its API; this one-shot pass values balances only.
 """
 
@@ -18,6 +20,7 @@ from typing import TextIO
 
 from daemon.commands.snapshot import ChainSnapshot, take_snapshot
 from daemon.config.model import Config
+from daemon.documents import account_document, engine_state
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -26,57 +29,17 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.store.records import StoredHealth
+from daemon.store.rows import breakdown_record
 from daemon.wiring import open_oracle
 from margin.engine import MarginEngine
-from margin.model import AccountHealth, Flag, flag_names
+from margin.model import Flag, flag_names
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
 
-def _number(value: float) -> float | None:
-    return None if math.isinf(value) or math.isnan(value) else value
-
-
 def _money(value: Decimal) -> str:
     return format(value, "f")
-
-
-def account_json(health: AccountHealth) -> dict[str, object]:
-    """An account's health as JSON: money as decimal strings, infinite or unknown health as
-    null (``health_known`` tells them apart, as in the API)."""
-    return {
-        "account": health.account,
-        "health": _number(health.health),
-        "health_latency": _number(health.health_latency),
-        "health_known": health.health_known,
-        "shortfall": _money(health.shortfall),
-        "collateral_value": _money(health.collateral_value),
-        "weighted_collateral": _money(health.weighted_collateral),
-        "liability_value": _money(health.liability_value),
-        "weighted_liability": _money(health.weighted_liability),
-        "unrealized_pnl": _money(health.unrealized_pnl),
-        "maintenance": _money(health.maintenance),
-        "flags": flag_names(health.flags),
-        "actionable": health.actionable,
-        "held_reasons": flag_names(health.held_reasons),
-        "breakdown": [
-            {
-                "chain": line.chain,
-                "token": line.token,
-                "asset": line.asset,
-                "role": line.role.value,
-                "raw": None if line.raw is None else str(line.raw),
-                "amount": format(line.amount.normalize(), "f"),
-                "price": line.price,
-                "value": _money(line.value),
-                "weight": line.weight,
-                "weighted_value": _money(line.weighted_value),
-                "block": line.block,
-                "flags": flag_names(line.flags),
-            }
-            for line in health.holdings
-        ],
-    }
 
 
 def evaluate(
@@ -84,8 +47,11 @@ def evaluate(
     snapshots: Sequence[ChainSnapshot],
     prices: dict[str, AssetPrice],
     sequencers: Mapping[str, SequencerStatus | None],
-) -> list[AccountHealth]:
-    """Run the engine over one snapshot and one oracle round; return every account's health."""
+    *,
+    at: float,
+) -> list[StoredHealth]:
+    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
+    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -104,11 +70,22 @@ def evaluate(
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     for watcher in watchers:  # a watcher reads only configured tokens
         engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
-    engine.recompute_all()
-    return [engine.account_health(account) for account in engine.accounts]
+    table = engine.recompute_all()
+    decimals = config.margin.value_decimals
+    return [
+        engine_state(
+            account,
+            table,
+            i,
+            value_decimals=decimals,
+            at=at,
+            breakdown=breakdown_record(engine.account_health(account)),
+        )
+        for i, account in enumerate(engine.accounts)
+    ]
 
 
-def ranked(healths: Sequence[AccountHealth]) -> list[AccountHealth]:
+def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
     """Liquidatable first by shortfall (largest first), then accounts whose health is unknown
     (never below the healthy ones), then the rest by ascending health."""
     return sorted(
@@ -123,17 +100,17 @@ def ranked(healths: Sequence[AccountHealth]) -> list[AccountHealth]:
     )
 
 
-async def health_pass(config: Config) -> tuple[list[AccountHealth], list[ChainSnapshot]]:
+async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
     """Snapshot balances and run one oracle round concurrently, then the engine."""
     async with open_oracle(config) as oracle:
         snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
         now = time.time()
         sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
-    return evaluate(config, snapshots, prices, sequencers), snapshots
+    return evaluate(config, snapshots, prices, sequencers, at=now), snapshots
 
 
 def print_health(
-    healths: Sequence[AccountHealth],
+    healths: Sequence[StoredHealth],
     snapshots: Sequence[ChainSnapshot],
     *,
     as_json: bool,
@@ -151,7 +128,7 @@ def print_health(
         if wanted is not None and health.account != wanted:
             continue
         if as_json:
-            out.write(json.dumps(account_json(health)) + "\n")
+            out.write(json.dumps(account_document(health)) + "\n")
             continue
         if not health.health_known:
             value = "unknown"

@@ -32,9 +32,10 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
-from daemon.mqtt.topics import Topics, cached_flag_names, flag_events
+from daemon.mqtt.topics import Topics, flag_events
 from daemon.store.errors import StoreUnavailable
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore

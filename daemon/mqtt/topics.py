@@ -1,11 +1,11 @@
-"""What the daemon publishes over MQTT, and when: topics, payload encoding, health buckets.
+"""What the daemon publishes over MQTT, and when: topics, payload encoding, transitions.
 
 Pure and synchronous (the I/O is in ``daemon.mqtt.publisher``), so it is tested with tables.
 
 Topics, under a configurable prefix (default ``crossmargin``):
 
     {prefix}/status               online | offline     retained; offline is also the last will
-    {prefix}/accounts/{address}   account state JSON   retained; on a change of flags or bucket
+    {prefix}/accounts/{address}   Account JSON         retained; on a change of flags or bucket
     {prefix}/events/{kind}        event JSON           QoS 1; liquidatable|latency_risk|recovered
     {prefix}/oracle/{asset}       oracle status JSON   retained
     {prefix}/chains/{name}        chain status JSON    retained
@@ -27,11 +27,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal, NamedTuple, get_args
 
-from margin.kernel import HealthTable
-from margin.model import HELD_REASONS, Flag, flag_names
-
-CRITICAL_HEALTH = 1.05  # health below this (and ≥ 1) is "critical"
-WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
+from daemon.documents import HealthBucket
+from margin.model import Flag
 
 EventKind = Literal["liquidatable", "latency_risk", "recovered"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
@@ -42,33 +39,6 @@ STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 _FORBIDDEN_IN_LEVEL = frozenset("/+#\0")
 _RISK_FLAGS = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
-
-
-class HealthBucket(enum.StrEnum):
-    """Coarse health bands: account state is republished only when the band (or a flag) moves."""
-
-    LIQUIDATABLE = "liquidatable"  # health < 1
-    CRITICAL = "critical"  # 1 ≤ health < CRITICAL_HEALTH
-    WARNING = "warning"  # CRITICAL_HEALTH ≤ health < WARNING_HEALTH
-    HEALTHY = "healthy"  # health ≥ WARNING_HEALTH
-    NO_DEBT = "no_debt"  # health = ∞ (nothing owed) or not given (None)
-    UNKNOWN = "unknown"  # health NaN: a liability was never read (DEBT_UNKNOWN)
-
-
-def health_bucket(health: float | None) -> HealthBucket:
-    """The band ``health`` falls in; ``None`` and +∞ mean no debt, NaN unknown (the engine's
-    value for an account with a liability never read)."""
-    if health is None or health == math.inf:
-        return HealthBucket.NO_DEBT
-    if math.isnan(health):
-        return HealthBucket.UNKNOWN
-    if health < 1:
-        return HealthBucket.LIQUIDATABLE
-    if health < CRITICAL_HEALTH:
-        return HealthBucket.CRITICAL
-    if health < WARNING_HEALTH:
-        return HealthBucket.WARNING
-    return HealthBucket.HEALTHY
 
 
 class AccountSignal(NamedTuple):
@@ -110,39 +80,6 @@ def flag_events(before: int, after: int) -> tuple[EventKind, ...]:
     if before & _RISK_FLAGS and recovered:
         events.append("recovered")
     return tuple(events)
-
-
-@functools.cache
-def cached_flag_names(flags: int) -> tuple[str, ...]:
-    """``flag_names`` of a plain int, cached (there are only 64 flag combinations)."""
-    return tuple(flag_names(Flag(flags)))
-
-
-def account_state_payload(
-    account: str, table: HealthTable, i: int, *, value_decimals: int, at: float
-) -> dict[str, object]:
-    """The retained per-account JSON document of row ``i`` of the engine's ``HealthTable``
-    (the HTTP API has the full breakdown). Money in the table is exact integer units."""
-    flags = Flag(int(table.flags[i]))
-    health = float(table.health[i])
-
-    def money(column: str) -> Decimal:
-        return Decimal(int(getattr(table, column)[i])).scaleb(-value_decimals)
-
-    return {
-        "account": account.lower(),
-        "health": health,
-        "health_latency": float(table.health_latency[i]),
-        "health_known": not flags & Flag.DEBT_UNKNOWN,
-        "bucket": health_bucket(health).value,
-        "flags": list(cached_flag_names(flags)),
-        "actionable": bool(table.actionable[i]),
-        "held_reasons": list(cached_flag_names(flags & HELD_REASONS)),
-        "shortfall": money("shortfall"),
-        "collateral_value": money("collateral_value"),
-        "liability_value": money("liability_value"),
-        "updated_at": at,
-    }
 
 
 class Topics:

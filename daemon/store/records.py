@@ -93,7 +93,7 @@ class StoredHealth:
     flags: Flag
     actionable: bool
     breakdown: dict[str, Any] | None
-    cycle_id: int
+    cycle_id: int | None  # None: not from the store (the engine's own results)
     updated_at: float
 
     @property

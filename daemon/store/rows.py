@@ -137,12 +137,14 @@ class HealthRows:
             shortfall=units("shortfall"),
             flags=[int(h.flags) for h in items],
             actionable=[h.actionable for h in items],
-            breakdowns=[json.dumps(breakdown_of(h)) if breakdown else None for h in items],
+            breakdowns=[json.dumps(breakdown_record(h)) if breakdown else None for h in items],
         )
 
 
-def breakdown_of(health: AccountHealth) -> dict[str, Any]:
-    """The per-chain, per-token breakdown as JSON-ready data (exact numbers as strings)."""
+def breakdown_record(health: AccountHealth) -> dict[str, Any]:
+    """An ``AccountHealth``'s breakdown in its stored form (``account_health.breakdown``:
+    exact numbers as strings, flags as bits), which ``daemon.documents.breakdown_document``
+    renders wherever it is shown."""
     return {
         "holdings": [
             {
@@ -150,7 +152,7 @@ def breakdown_of(health: AccountHealth) -> dict[str, Any]:
                 "token": h.token,
                 "asset": h.asset,
                 "role": str(h.role),
-                "raw": str(h.raw),
+                "raw": None if h.raw is None else str(h.raw),
                 "amount": str(h.amount),
                 "price": h.price,
                 "value": str(h.value),
