@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import TypeVar
 
 from core.addresses import normalize_address
@@ -45,11 +46,19 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
 
 
+def _version() -> str:
+    try:
+        return metadata.version("crossmargin")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossmargin", description="Cross-chain collateral aggregation daemon."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     snap = commands.add_parser(
         "snapshot", help="read every watched balance once on every chain and print it"
@@ -123,7 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "demo":
-            from demo.run import DemoOptions, run_demo
+            try:
+                from demo.run import DemoOptions, run_demo
+            except ModuleNotFoundError as exc:
+                if exc.name not in ("demo", "devnet"):
+                    raise
+                # The wheel carries the product only: the demo needs a checkout (Anvil, fixtures).
+                print("crossmargin: the demo runs from a checkout: make demo", file=sys.stderr)
+                return EXIT_FAILURE
 
             given = {
                 "accounts": args.accounts,

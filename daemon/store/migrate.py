@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -29,15 +30,21 @@ from daemon.store.urls import normalize_database_url, shown_url
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_PACKAGE = "migrations"  # installed beside daemon/ by the wheel, as in a checkout
 HEAD = "head"
 BASE = "base"
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory, wherever the package is installed (a wheel installs it
+    as files, which Alembic needs)."""
+    return Path(str(files(MIGRATIONS_PACKAGE)))
 
 
 def alembic_config(url: str | None = None, *, output: io.StringIO | None = None) -> Config:
     """An Alembic ``Config`` for our ``migrations/`` directory (no ini file involved)."""
     config = Config(output_buffer=output) if output is not None else Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     if url is not None:
         # An attribute, not a main option: ConfigParser would choke on '%' in passwords.
         config.attributes["url"] = normalize_database_url(url)
