@@ -5,11 +5,7 @@ unknown health round-trips and is listed; migration 0002 upgrades and downgrades
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 
 from chains.blocks import BlockRef
@@ -27,17 +23,15 @@ from daemon.store.schema import balances
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag, PriceInput, TokenRisk
+from tests.daemon.test_engine_loop import prices
 from tests.storekit import (
     BOOK_CHAINS,
     BOOK_TOKENS,
-    DIALECTS,
     DUSDC,
     USDC_ARB,
     WETH,
     account_address,
-    fresh_database,
 )
-from tests.test_engine_loop import prices
 
 A, B, C, D = (account_address(i) for i in range(4))
 LOOP_WETH, LOOP_DEBT = "0x" + "e7" * 20, "0x" + "d5" * 20  # as in tests/test_engine_loop.py
@@ -50,19 +44,6 @@ LOOP_TOKENS = [
     ),
 ]
 LOOP_CHAINS = [ChainInput(name=n, liquidation_latency_s=1) for n in ("l1", "l2")]
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with fresh_database(request.param, tmp_path) as database:
-        yield database
-
-
-@pytest_asyncio.fixture
-async def store(url: str) -> AsyncIterator[HealthStore]:
-    await migrate(url)
-    async with await HealthStore.open(url) as opened:
-        yield opened
 
 
 def block(number: int, tag: str = "a") -> BlockRef:
@@ -229,9 +210,11 @@ async def test_token_decimals_are_remembered(store: HealthStore) -> None:
 # ---- migration 0002 with data ----------------------------------------------------------------
 
 
-async def test_migration_0002_turns_old_null_reads_into_failures_and_back(url: str) -> None:
-    await migrate(url, "0001")
-    engine = create_store_engine(url)
+async def test_migration_0002_turns_old_null_reads_into_failures_and_back(
+    database_url: str,
+) -> None:
+    await migrate(database_url, "0001")
+    engine = create_store_engine(database_url)
     try:
         async with write_transaction(engine) as conn:
             # Only 0001's columns: a failed read was stored as raw NULL.
@@ -250,8 +233,8 @@ async def test_migration_0002_turns_old_null_reads_into_failures_and_back(url: s
     finally:
         await engine.dispose()
 
-    await migrate(url, "0002")
-    async with await HealthStore.open(url, check_schema=False) as store:
+    await migrate(database_url, "0002")
+    async with await HealthStore.open(database_url, check_schema=False) as store:
         # Read the parts 0002 holds (``load_state`` also reads tables of later revisions).
         stored, failures = await store.queries.balances(), await store.queries.read_failures()
         assert stored["eth"] == {
@@ -262,8 +245,8 @@ async def test_migration_0002_turns_old_null_reads_into_failures_and_back(url: s
         await store.record_token_decimals("eth", {DUSDC: 6})
         await store.apply_balance_update(update("eth", block(8), {(DUSDC, B): None}))
 
-    await migrate(url, "0001")
-    engine = create_store_engine(url)
+    await migrate(database_url, "0001")
+    engine = create_store_engine(database_url)
     try:
         async with engine.connect() as conn:
             columns = await conn.run_sync(

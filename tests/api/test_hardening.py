@@ -1,5 +1,5 @@
 """The keeper API against hostile input, on a real aiohttp server over a real store
-(``tests.apikit``): exact address matching on both dialects, log lines that cannot be forged,
+(``tests.api.apikit``): exact address matching on both dialects, log lines that cannot be forged,
 parser errors as JSON without header values in any log, idle/half-sent connections closed
 after the timeout, and the connection cap."""
 
@@ -19,7 +19,7 @@ import pytest_asyncio
 from yarl import URL
 
 from daemon.api.positions import MALFORMED_BODY
-from tests.apikit import TOKEN, running_api
+from tests.api.apikit import TOKEN, running_api
 from tests.storekit import DIALECTS, account_address
 
 WAIT_S = 60.0

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
@@ -33,7 +30,7 @@ from daemon.store.rows import CycleContext
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import Flag
-from tests.apikit import StaticView
+from tests.api.apikit import StaticView
 from tests.mqttkit import Mosquitto, Subscriber, TcpGate
 from tests.storekit import (
     BOOK_CHAINS,
@@ -56,17 +53,6 @@ DELIVERY_TIMEOUT_S = 120.0
 LOW_VOLATILITY = 0.01  # no latency risk: every account moves by LIQUIDATABLE alone
 PAGE = 10_000  # transitions read per query (the store's largest page)
 API_PAGE = 1_000  # the API's largest page
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mosquitto]:
-    async with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"crossmargin-relay-{uuid.uuid4().hex[:12]}"
 
 
 def healthy_book(n: int) -> MarginEngine:

@@ -29,8 +29,8 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
-from tests import margin_oracle as oracle
-from tests.marginkit import assert_reference_matches, oracle_market, oracle_perp
+from tests.margin import margin_oracle as oracle
+from tests.margin.marginkit import assert_reference_matches, oracle_market, oracle_perp
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 TIERS_A = (Tier(0.9, 1_000), Tier(0.5, 50_000), Tier(0.2))

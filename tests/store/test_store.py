@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 
 from chains.blocks import BlockRef
@@ -24,7 +22,6 @@ from daemon.store.schema import account_health, balances, health_transitions
 from daemon.store.writer import HealthStore
 from margin.model import Flag, Position, PriceInput, Tier
 from tests.storekit import (
-    DIALECTS,
     DUSDC,
     USDC_ARB,
     WETH,
@@ -36,14 +33,6 @@ from tests.storekit import (
 )
 
 UINT256_MAX = 2**256 - 1
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HealthStore]:
-    async with fresh_database(request.param, tmp_path) as url:
-        await migrate(url)
-        async with await HealthStore.open(url) as opened:
-            yield opened
 
 
 def block(number: int, tag: str = "a") -> BlockRef:

@@ -5,17 +5,13 @@ unreadable document skipped instead of stopping the start."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from core.domain import PriceStatus
 from daemon.config.load import parse_config
 from daemon.store.engine import write_transaction
-from daemon.store.migrate import migrate
 from daemon.store.schema import oracle_state
 from daemon.store.writer import HealthStore
 from daemon.wiring import resumed_states
@@ -23,21 +19,12 @@ from oracles.aggregate import AssetAggregator
 from oracles.model import AssetPrice, OracleParams, SourceKind, SourceQuote
 from oracles.resume import state_from_json
 from tests.pricekit import oracle_config_data
-from tests.storekit import DIALECTS, fresh_database
 
 T0 = 1_700_000_000.0
 D = Decimal
 ETH = OracleParams(
     min_sources=2, max_deviation=0.02, max_jump=0.2, confirm_rounds=3, volatility_floor=0.5
 )
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HealthStore]:
-    async with fresh_database(request.param, tmp_path) as url:
-        await migrate(url)
-        async with await HealthStore.open(url) as opened:
-            yield opened
 
 
 def manipulated_round(agg: AssetAggregator, now: float, data_at: float) -> AssetPrice:

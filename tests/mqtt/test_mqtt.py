@@ -12,14 +12,11 @@ import json
 import logging
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import pytest_asyncio
 from pydantic import ValidationError
 
 from core.errors import ConfigError
@@ -38,7 +35,7 @@ from daemon.mqtt.topics import (
 from margin.model import Flag
 from tests.mqttkit import Mosquitto, Subscriber, TcpGate, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "0xAbCdEf0000000000000000000000000000000001"
 FAST_RECONNECT = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.2}
 
@@ -230,17 +227,6 @@ def test_outbox_builds_a_lazy_payload_once_when_it_is_taken() -> None:
 
 
 # --- the publisher against real brokers ------------------------------------------------------
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mosquitto]:
-    async with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as running:
-        yield running
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"crossmargin-test-{uuid.uuid4().hex[:12]}"
 
 
 def config(url: str, prefix: str, **fields: object) -> MqttConfig:

@@ -28,7 +28,7 @@ from tests.conftest import (
     PRE_FORK_BLOCKS,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 ERROR_STRING_SELECTOR = keccak(text="Error(string)")[:4]

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tests.margin_oracle_numbers import (
+from tests.margin.margin_oracle_numbers import (
     ZERO,
     Schedule,
     Units,

@@ -21,7 +21,7 @@ from daemon.metrics import Metrics
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
 from daemon.store.writer import HealthStore
-from tests.apikit import MARKETS, TOKEN, StaticView, chain_statuses, fill, lending_book
+from tests.api.apikit import MARKETS, TOKEN, StaticView, chain_statuses, fill, lending_book
 from tests.storekit import account_address, postgres_database
 from tests.tcpproxy import TcpProxy
 

@@ -30,8 +30,8 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
-from tests import margin_oracle as oracle
-from tests.margin_oracle_numbers import Schedule
+from tests.margin import margin_oracle as oracle
+from tests.margin.margin_oracle_numbers import Schedule
 
 
 def oracle_schedule(tiers: tuple[Tier, ...]) -> Schedule:

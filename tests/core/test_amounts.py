@@ -1,5 +1,5 @@
 """Table tests of the shared pieces: exact amount formatting and the error hierarchy
-(URL redaction: ``tests/test_redaction.py``)."""
+(URL redaction: ``tests/core/test_redaction.py``)."""
 
 from __future__ import annotations
 

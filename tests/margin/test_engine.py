@@ -35,8 +35,8 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
-from tests import margin_oracle as oracle
-from tests.marginkit import (
+from tests.margin import margin_oracle as oracle
+from tests.margin.marginkit import (
     assert_reference_matches,
     assert_row_matches,
     oracle_market,

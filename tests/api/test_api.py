@@ -1,4 +1,4 @@
-"""The keeper API on a real aiohttp server over a real PostgreSQL store (``tests.apikit``):
+"""The keeper API on a real aiohttp server over a real PostgreSQL store (``tests.api.apikit``):
 ranking and filters, account lookups, flags, prices, chains, readiness, metrics, the
 positions write path with its bearer token, JSON errors everywhere, and no token in logs."""
 
@@ -27,7 +27,7 @@ from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt.publisher import MqttStats
 from daemon.mqtt.relay import RelayStats
 from margin.model import Flag
-from tests.apikit import (
+from tests.api.apikit import (
     ARB_BLOCK,
     CYCLE_AT,
     ETH_BLOCK,

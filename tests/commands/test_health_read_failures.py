@@ -13,8 +13,8 @@ from daemon.config.load import parse_config
 from daemon.documents import account_document
 from devnet import DevChain
 from devnet.contracts import load_artifact
+from tests.commands.test_health import BOB, CAROL, book
 from tests.pricekit import PriceServer
-from tests.test_health_cli import BOB, CAROL, book
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")
 

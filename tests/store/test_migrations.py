@@ -4,11 +4,9 @@ the ``crossmargin migrate`` command with its exit codes and redacted messages.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -21,7 +19,7 @@ from daemon.store.errors import MigrationFailed, SchemaNotCurrent, StoreUnavaila
 from daemon.store.migrate import current_revision, head_revision, migrate, migration_sql
 from daemon.store.schema import metadata
 from daemon.store.writer import HealthStore
-from tests.storekit import DIALECTS, fresh_database
+from tests.storekit import DIALECTS
 
 TABLES = {
     "account_health",
@@ -45,12 +43,6 @@ accounts: ["0x2222222222222222222222222222222222222222"]
 """
 
 
-@pytest_asyncio.fixture(params=DIALECTS)
-async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with fresh_database(request.param, tmp_path) as url:
-        yield url
-
-
 async def table_names(url: str) -> set[str]:
     engine = create_store_engine(url)
     try:
@@ -61,34 +53,34 @@ async def table_names(url: str) -> set[str]:
     return names - {"alembic_version"}
 
 
-async def test_upgrade_downgrade_and_upgrade_again(empty_url: str) -> None:
-    up = await migrate(empty_url)
+async def test_upgrade_downgrade_and_upgrade_again(database_url: str) -> None:
+    up = await migrate(database_url)
     assert (up.before, up.after, up.direction) == (None, head_revision(), "upgrade")
-    assert await table_names(empty_url) == TABLES
-    again = await migrate(empty_url, "head")
+    assert await table_names(database_url) == TABLES
+    again = await migrate(database_url, "head")
     assert again.direction == "none"
-    down = await migrate(empty_url, "base")
+    down = await migrate(database_url, "base")
     assert (down.after, down.direction) == (None, "downgrade")
-    assert await table_names(empty_url) == set()
-    await migrate(empty_url, "head")
-    assert await table_names(empty_url) == TABLES
-    async with await HealthStore.open(empty_url) as store:
+    assert await table_names(database_url) == set()
+    await migrate(database_url, "head")
+    assert await table_names(database_url) == TABLES
+    async with await HealthStore.open(database_url) as store:
         assert (await store.load_state()).cursors == {}
 
 
-async def test_oracle_state_revision_up_and_down(empty_url: str) -> None:
-    await migrate(empty_url, "0003")
-    assert "oracle_state" in await table_names(empty_url)
-    down = await migrate(empty_url, "-1")
+async def test_oracle_state_revision_up_and_down(database_url: str) -> None:
+    await migrate(database_url, "0003")
+    assert "oracle_state" in await table_names(database_url)
+    down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0003", "downgrade")
-    assert await table_names(empty_url) == TABLES - {"oracle_state"} - LATER_TABLES
-    await migrate(empty_url)
-    assert await table_names(empty_url) == TABLES
+    assert await table_names(database_url) == TABLES - {"oracle_state"} - LATER_TABLES
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
 
 
-async def test_migrated_schema_matches_the_code(empty_url: str) -> None:
-    await migrate(empty_url)
-    engine = create_store_engine(empty_url)
+async def test_migrated_schema_matches_the_code(database_url: str) -> None:
+    await migrate(database_url)
+    engine = create_store_engine(database_url)
     try:
         async with engine.connect() as conn:
             diff = await conn.run_sync(
@@ -102,16 +94,16 @@ async def test_migrated_schema_matches_the_code(empty_url: str) -> None:
     assert diff == []
 
 
-async def test_store_refuses_a_database_that_is_not_at_head(empty_url: str) -> None:
+async def test_store_refuses_a_database_that_is_not_at_head(database_url: str) -> None:
     with pytest.raises(SchemaNotCurrent, match="crossmargin migrate") as caught:
-        await HealthStore.open(empty_url)
+        await HealthStore.open(database_url)
     assert caught.value.current is None
     assert caught.value.expected == head_revision()
 
 
-async def test_unknown_revision_is_a_migration_error(empty_url: str) -> None:
+async def test_unknown_revision_is_a_migration_error(database_url: str) -> None:
     with pytest.raises(MigrationFailed, match="nope"):
-        await migrate(empty_url, "nope")
+        await migrate(database_url, "nope")
 
 
 async def test_unreachable_database_is_redacted() -> None:

@@ -5,43 +5,27 @@ price round kept meanwhile, on both dialects."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import numpy as np
-import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
 from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
-from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext
 from daemon.store.schema import balances, health_transitions, price_history
 from daemon.store.writer import HealthStore
 from margin.model import Flag, PriceInput
 from tests.storekit import (
-    DIALECTS,
     WETH,
     account_address,
     asset_price,
     book,
     book_rows,
-    fresh_database,
 )
 
 ACCOUNTS = 45_000  # > 32,767 parameters even at one per row
 ROUND_ASSETS = ("ETH", "USDC", "BTC")
 CRASH_ETH = 1_000.0  # 0.8 x 1,000 + 0.9 x 100 = 890 < 1,000 owed: every account under water
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HealthStore]:
-    async with fresh_database(request.param, tmp_path) as url:
-        await migrate(url)
-        async with await HealthStore.open(url) as opened:
-            yield opened
 
 
 def weth_update(number: int, raw: int) -> BalanceUpdate:

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.apikit import TOKEN, running_api
+from tests.api.apikit import TOKEN, running_api
 
 POSITIVE_EXAMPLES = 60
 NEGATIVE_EXAMPLES = 40

@@ -30,9 +30,9 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
-from tests import margin_oracle as oracle
-from tests import margin_oracle_numbers as numbers
-from tests.marginkit import Book, flag_set, usd
+from tests.margin import margin_oracle as oracle
+from tests.margin import margin_oracle_numbers as numbers
+from tests.margin.marginkit import Book, flag_set, usd
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 ETH, USDC = 10**18, 10**6
