@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chains.requester import Requester
 from core.errors import CallTooLarge, JsonRpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

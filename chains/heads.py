@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from chains.blocks import BlockRef, HeadEvent, NewBlock, Reorg
-from chains.requester import Requester
 from core.errors import RetryableError
 from core.redaction import redact_url
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

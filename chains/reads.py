@@ -21,8 +21,8 @@ from chains.multicall import (
     encode_aggregate3,
     encode_call,
 )
-from chains.requester import Requester
 from core.errors import CallTooLarge, RpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

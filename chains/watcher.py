@@ -19,8 +19,8 @@ from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
 from chains.reads import BalanceReader, Pair
-from chains.requester import Requester
 from core.errors import DecimalsMismatch, RetryableError
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from chains.rpc import DEFAULT_MAX_ATTEMPTS, RpcPool
 from chains.watcher import ChainWatcher
 from core.amounts import plain_decimal
 from core.errors import OracleStateInvalid
+from core.requester import Requester
 from daemon.config.assets import (
     AssetConfig,
     ChainlinkSourceConfig,
@@ -29,7 +30,7 @@ from daemon.config.model import ChainConfig, Config
 from oracles.model import AggregatorState
 from oracles.resume import state_from_json
 from oracles.service import AssetFeeds, OracleService
-from oracles.sources.base import PriceSource, RpcRequester
+from oracles.sources.base import PriceSource
 from oracles.sources.chainlink import ChainlinkFeed, SequencerUptimeFeed
 from oracles.sources.http import HttpPriceSource, parse_path
 from oracles.sources.httpclient import JsonHttpClient
@@ -74,7 +75,7 @@ def build_watcher(config: Config, chain: ChainConfig, pool: RpcPool) -> ChainWat
 
 
 def build_source(
-    spec: SourceConfig, pools: dict[str, RpcRequester], http: JsonHttpClient
+    spec: SourceConfig, pools: dict[str, Requester], http: JsonHttpClient
 ) -> PriceSource:
     """One configured source, reading through ``pools[chain]`` or the shared ``http`` client."""
     source_id, max_age_s = spec.source_id(), spec.max_age_s
@@ -171,7 +172,7 @@ def resumed_states(config: Config, documents: Mapping[str, object]) -> dict[str,
 
 def build_oracle_service(
     config: Config,
-    pools: dict[str, RpcRequester],
+    pools: dict[str, Requester],
     *,
     resume: Mapping[str, AggregatorState] | None = None,
 ) -> OracleService:
@@ -210,7 +211,7 @@ def build_oracle_service(
 async def open_oracle(config: Config) -> AsyncIterator[OracleService]:
     """Open the RPC pools the oracle needs and yield a started ``OracleService``."""
     async with contextlib.AsyncExitStack() as stack:
-        pools: dict[str, RpcRequester] = {}
+        pools: dict[str, Requester] = {}
         for name in oracle_chains(config):
             chain = config.chain(name)
             pools[name] = await stack.enter_async_context(chain_pool(chain))

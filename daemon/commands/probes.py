@@ -30,6 +30,7 @@ from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
 from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
+from core.requester import Requester
 from daemon.commands.prices import plain
 from daemon.config.assets import AssetConfig, SourceConfig
 from daemon.config.model import ChainConfig, TokenConfig
@@ -38,7 +39,6 @@ from daemon.store.engine import check_reachable, create_store_engine
 from daemon.store.migrate import current_revision, head_revision
 from daemon.store.urls import dialect_of
 from daemon.wiring import build_source, chain_pool
-from oracles.sources.base import RpcRequester
 from oracles.sources.chainlink import SequencerUptimeFeed
 from oracles.sources.httpclient import JsonHttpClient
 from oracles.validity import validate
@@ -153,7 +153,7 @@ async def probe_source(
 ) -> Outcome:
     """One fetch through the real source class; a quote the oracle would drop warns."""
     chain = getattr(spec, "chain", None)
-    pools: dict[str, RpcRequester] = {} if pool is None or chain is None else {chain: pool}
+    pools: dict[str, Requester] = {} if pool is None or chain is None else {chain: pool}
     quote = await build_source(spec, pools, http).fetch()
     if quote.failure is not None:
         return CheckStatus.FAIL, f"{quote.failure}: {quote.detail}"

@@ -31,7 +31,10 @@ from daemon.store.records import (
     StoredHealth,
     StoredPrice,
     StoredTransition,
+    from_row,
+    health_from_row,
     position_from_row,
+    transition_from_row,
 )
 from daemon.store.schema import (
     LISTED,
@@ -159,7 +162,7 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
             .offset(offset)
         )
-        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def count_liquidatable(
         self,
@@ -190,13 +193,13 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
             .offset(offset)
         )
-        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def health(self, address: str) -> StoredHealth | None:
         """One account's current health, or ``None`` if never written."""
         query = sa.select(account_health).where(account_health.c.account == address.lower())
         rows = await self._rows(query)
-        return StoredHealth.from_row(rows[0], self._quantum) if rows else None
+        return health_from_row(rows[0], self._quantum) if rows else None
 
     async def account(self, address: str) -> AccountRecord | None:
         """Health, balances and positions of one account (``None`` if the store has none)."""
@@ -225,8 +228,8 @@ class StoreQueries(AsyncResource):
             return None
         return AccountRecord(
             account=address,
-            health=None if health is None else StoredHealth.from_row(health, self._quantum),
-            balances=[StoredBalance.from_row(b) for b in held],
+            health=None if health is None else health_from_row(health, self._quantum),
+            balances=[from_row(StoredBalance, b) for b in held],
             positions=[position_from_row(p) for p in posted],
         )
 
@@ -253,7 +256,7 @@ class StoreQueries(AsyncResource):
         if unpublished_only:
             query = query.where(t.published_at.is_(None))
         query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
-        return [StoredTransition.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [transition_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def outbox(self, *, limit: int, after_id: int = 0) -> list[OutboxEntry]:
         """The first ``limit`` transitions above ``after_id`` not yet published (MQTT), in id
@@ -310,19 +313,19 @@ class StoreQueries(AsyncResource):
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""
         rows = await self._rows(sa.select(cycles).order_by(cycles.c.id.desc()).limit(1))
-        return StoredCycle.from_row(rows[0]) if rows else None
+        return from_row(StoredCycle, rows[0]) if rows else None
 
     async def cycle(self, cycle_id: int) -> StoredCycle | None:
         """One cycle's block and price context."""
         rows = await self._rows(sa.select(cycles).where(cycles.c.id == cycle_id))
-        return StoredCycle.from_row(rows[0]) if rows else None
+        return from_row(StoredCycle, rows[0]) if rows else None
 
     # ---- chains, balances, prices, positions ---------------------------------------------
 
     async def chain_cursors(self) -> dict[str, ChainCursor]:
         """Per chain, the last block stored."""
         query = sa.select(chain_cursors).order_by(chain_cursors.c.chain)
-        return {row.chain: ChainCursor.from_row(row) for row in await self._rows(query)}
+        return {row.chain: from_row(ChainCursor, row) for row in await self._rows(query)}
 
     async def balances(self, chain: str | None = None) -> dict[str, dict[Pair, Reading]]:
         """Stored readings per chain, keyed like the watcher's holdings: (token, account).
@@ -372,7 +375,7 @@ class StoreQueries(AsyncResource):
         query = sa.select(price_history).join(
             newest, sa.and_(p.asset == newest.c.asset, p.round_at == newest.c.round_at)
         )
-        return {row.asset: StoredPrice.from_row(row) for row in await self._rows(query)}
+        return {row.asset: from_row(StoredPrice, row) for row in await self._rows(query)}
 
     async def oracle_states(self) -> dict[str, Any]:
         """asset → its stored oracle state document (JSON as written, not decoded)."""
@@ -387,7 +390,7 @@ class StoreQueries(AsyncResource):
             .order_by(price_history.c.round_at.desc())
             .limit(min(limit, MAX_LIMIT))
         )
-        return [StoredPrice.from_row(row) for row in await self._rows(query)]
+        return [from_row(StoredPrice, row) for row in await self._rows(query)]
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""

@@ -38,7 +38,7 @@ from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
-from daemon.store.records import StoredState, StoredTransition
+from daemon.store.records import StoredState, StoredTransition, transition_from_row
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
     oracle_state,
@@ -181,7 +181,7 @@ class HealthStore(AsyncResource):
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return []
         quantum = Decimal(1).scaleb(-self.value_decimals)
-        changed = [StoredTransition.from_row(row, quantum) for row in appended]
+        changed = [transition_from_row(row, quantum) for row in appended]
         log.info(
             "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
             cycle_id,
