@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
@@ -92,17 +92,10 @@ class BalanceUpdate:
 
 @dataclass(slots=True)
 class WatcherStats:
-    """Counters the status endpoint and metrics report."""
+    """What the watcher counts for its status: balances read, and the last cycle's fault."""
 
-    cycles: int = 0
     reads: int = 0
-    failed_reads: int = 0
-    sweeps: int = 0
-    last_cycle_s: float = 0.0
-    discovered: int = 0
-    errors: int = 0
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +225,10 @@ class ChainWatcher:
         self.scanner.cursor = max(self.scanner.cursor, block.number)
         self._last_sweep = time.monotonic()
         self._unread.clear()
-        self.stats.sweeps += 1
         return await self._read(self.pairs(), block)
 
     async def cycle(self, block: BlockRef, dropped_above: int | None = None) -> BalanceUpdate:
         """Bring every pair up to date at ``block``: dirty and new pairs, or all on a sweep."""
-        started = time.perf_counter()
         if time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s:
             update = await self.sweep(block)
         else:
@@ -245,8 +236,6 @@ class ChainWatcher:
             self._unread = set()
             update = await self._read(sorted(dirty), block)
         self.last_read = block
-        self.stats.cycles += 1
-        self.stats.last_cycle_s = time.perf_counter() - started
         if dropped_above is not None:
             update = BalanceUpdate(
                 chain=update.chain,
@@ -265,7 +254,6 @@ class ChainWatcher:
                     continue
                 if self.discover and account not in self.accounts:
                     self.accounts.add(account)
-                    self.stats.discovered += 1
                     dirty.update((token, account) for token in self.tokens)
                 if account in self.accounts and seen.token in self.tokens:
                     dirty.add((seen.token, account))
@@ -274,17 +262,14 @@ class ChainWatcher:
     async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
         values = await self.reader.balances(pairs, block)
         readings: dict[Pair, Reading] = {}
-        failed = 0
         for pair, raw in zip(pairs, values, strict=True):
             reading = Reading(raw=raw, block_number=block.number, block_hash=block.hash)
-            failed += raw is None
             previous = self.holdings.get(pair)
             self.holdings[pair] = reading
             self._track(pair, reading, previous)
             if previous is None or previous.raw != raw:
                 readings[pair] = reading
         self.stats.reads += len(pairs)
-        self.stats.failed_reads += failed
         return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
 
     def roll_back(self, reorg: Reorg) -> int:
@@ -352,7 +337,6 @@ class ChainWatcher:
                     continue
                 update = await self.cycle(target, dropped_above)
             except RetryableError as exc:
-                self.stats.errors += 1
                 self.stats.last_error = str(exc)
                 log.warning("cycle_failed chain=%s error=%s", self.chain.name, exc)
                 continue

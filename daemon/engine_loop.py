@@ -82,7 +82,6 @@ class CycleStats:
     """Counters and the last figures of the loop, for metrics and /v1/chains."""
 
     cycles: int = 0
-    accounts_changed: int = 0
     transitions: int = 0
     last_cycle_s: float = 0.0
     last_block_to_publish_s: float | None = None
@@ -233,7 +232,6 @@ class EngineLoop:
         if await self.writer.write():
             self._valuation_stored = True
         self.stats.cycles += 1
-        self.stats.accounts_changed += len(changed)
         self.stats.last_cycle_s = time.perf_counter() - started
         if oldest_block_ts is not None:
             self.stats.last_block_to_publish_s = max(0.0, time.time() - oldest_block_ts)

@@ -376,10 +376,6 @@ class DevChain(AsyncResource):
         """Timestamp of the next mined block (seconds)."""
         await self.rpc("evm_setNextBlockTimestamp", [timestamp])
 
-    async def increase_time(self, seconds: int) -> None:
-        """Move the clock of the next mined block forward by ``seconds``."""
-        await self.rpc("evm_increaseTime", [seconds])
-
     async def head(self) -> tuple[int, str]:
         """(number, hash) of the latest block."""
         block = await self.rpc("eth_getBlockByNumber", ["latest", False])

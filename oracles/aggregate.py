@@ -73,7 +73,7 @@ from oracles.model import (
     ratio,
 )
 from oracles.validity import validate
-from oracles.volatility import EwmaVolatility, VolatilityState
+from oracles.volatility import EwmaVolatility
 
 BAND_DIGITS = 40  # significant digits of a confidence half-width (rounded up)
 
@@ -142,11 +142,6 @@ class AssetAggregator:
     def pending(self) -> PendingJump | None:
         """The jump awaiting confirmation, if any."""
         return self._pending
-
-    @property
-    def volatility_state(self) -> VolatilityState:
-        """The volatility estimator's state."""
-        return self._volatility.state
 
     @property
     def state(self) -> AggregatorState:

@@ -40,6 +40,7 @@ from daemon.config.types import (
     WsUrl,
 )
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
+from oracles.sequencer import DEFAULT_GRACE_PERIOD_S
 
 
 class ChainConfig(StrictModel):
@@ -68,7 +69,7 @@ class ChainConfig(StrictModel):
     """Read through a deploy-less Multicall3 via eth_call state override (else it must exist)."""
     multicall_address: Address = "0xca11bde05977b3631167028862be2a173976ca11"
     sequencer_uptime_feed: Address | None = None
-    sequencer_grace_period_s: float = Field(default=3600.0, ge=0, le=MAX_INTERVAL_S)
+    sequencer_grace_period_s: float = Field(default=DEFAULT_GRACE_PERIOD_S, ge=0, le=MAX_INTERVAL_S)
     sequencer_poll_interval_s: float = Field(default=2.0, gt=0, le=MAX_INTERVAL_S)
     """Uptime feed polling period: bounds how long accounts on the chain stay actionable
     after the sequencer goes down (its own prices are dropped at once, see the README)."""
