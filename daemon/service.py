@@ -326,8 +326,9 @@ class Daemon:
                 publisher.set_oracle_status(asset, price_document(price))
 
     async def _chain_status(self, publisher: MqttPublisher) -> None:
-        """Every second: staleness and sequencer state to the engine (on change), chain status
-        to MQTT and metrics, and the account/MQTT/cycle gauges."""
+        """Every ``STATUS_INTERVAL_S`` (0.25 s): staleness and sequencer state to the engine
+        (on change); every ``PUBLISH_EVERY`` rounds (1 s): chain status to MQTT and metrics,
+        and the account/MQTT/cycle gauges."""
         assert self.loop is not None
         sent: set[str] = set()  # chains whose status the engine got since it was first read
         for round_no in itertools.count():

@@ -34,7 +34,7 @@ from core.requester import Requester
 from daemon.commands.prices import plain
 from daemon.config.assets import AssetConfig, SourceConfig
 from daemon.config.model import ChainConfig, TokenConfig
-from daemon.mqtt.publisher import BrokerAddress
+from daemon.mqtt.session import BrokerAddress
 from daemon.store.engine import check_reachable, create_store_engine
 from daemon.store.migrate import current_revision, head_revision
 from daemon.store.urls import dialect_of

@@ -22,57 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
 from core.lifecycle import AsyncResource
 from core.redaction import redact_url, scrub
-from daemon.config.model import MQTT_DEFAULT_PORTS, MqttConfig
+from daemon.config.model import MqttConfig
 from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, Link, LinkLost
 from daemon.mqtt.outbox import Message, Outbox
+from daemon.mqtt.session import (
+    BrokerAddress,
+    consume_disconnect,
+    default_client_id,
+    reconnect_delay,
+    watch_connection,
+)
 from daemon.mqtt.topics import STATUS_OFFLINE, STATUS_ONLINE, Topics, encode_json
 
 BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is restarted
 CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnect
 OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
 CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
-BACKOFF_FACTOR = 2.0  # reconnect delay cap grows by this per failed attempt in a row
 IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
 RETAINED_BATCH = 1000  # retained topics taken from the outbox per pipelined publish
 RETAINED_YIELD_S = 1.0  # while events are being relayed, retained batches wait up to this
 
 log = logging.getLogger(__name__)
 _CLIENT_LOG = logging.getLogger(f"{__name__}.client")  # aiomqtt/paho diagnostics
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where and how to connect, parsed from ``mqtt.url`` (validated by the config)."""
-
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> BrokerAddress:
-        """Parse ``mqtt[s]://[user[:password]@]host[:port]`` (userinfo is percent-decoded)."""
-        parts = urlsplit(url)
-        return cls(
-            host=parts.hostname or "",
-            port=parts.port or MQTT_DEFAULT_PORTS[parts.scheme],
-            username=None if parts.username is None else unquote(parts.username),
-            password=None if parts.password is None else unquote(parts.password),
-            tls=parts.scheme == "mqtts",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +65,6 @@ class MqttStats:
     reconnects: int
     retained_topics: int
     last_error: str | None
-
-
-def default_client_id() -> str:
-    """``crossmargin-<hostname>-<pid>``: unique per process, recognisable on the broker."""
-    return f"crossmargin-{socket.gethostname()}-{os.getpid()}"
-
-
-def reconnect_delay(failures: int, min_s: float, max_s: float) -> float:
-    """Jittered exponential backoff: uniform in [min_s, min(max_s, min_s·2^failures)]."""
-    cap = min(max_s, min_s * BACKOFF_FACTOR ** min(failures, 64))
-    return random.uniform(min_s, max(min_s, cap))
 
 
 class MqttPublisher(AsyncResource):
@@ -310,7 +278,7 @@ class MqttPublisher(AsyncResource):
                 link = Link(client, window=IN_FLIGHT_WINDOW, ack_timeout_s=BROKER_TIMEOUT_S)
                 self._on_connected()
                 async with asyncio.TaskGroup() as group:
-                    watch = group.create_task(_watch_connection(client), name="mqtt-watch")
+                    watch = group.create_task(watch_connection(client), name="mqtt-watch")
                     await self._drain(client, link)
                     watch.cancel()
         except* (aiomqtt.MqttError, LinkLost) as failure:
@@ -320,7 +288,7 @@ class MqttPublisher(AsyncResource):
             if link is not None:
                 link.fail(self._last_error or "connection closed")
                 self._published += link.acknowledged
-            _consume_disconnect(client)
+            consume_disconnect(client)
         return connected
 
     def _client(self) -> aiomqtt.Client:
@@ -412,26 +380,6 @@ class MqttPublisher(AsyncResource):
             if secret:
                 text = text.replace(secret, "***")
         return scrub(text)
-
-
-async def _watch_connection(client: aiomqtt.Client) -> None:
-    """Raise ``MqttError`` as soon as the connection drops (nothing is subscribed).
-
-    aiomqtt's message iterator is its documented way to notice a disconnect; without it an
-    idle publisher would not notice a restarted broker that lost the retained state.
-    """
-    async for _ in client.messages:
-        pass
-    raise aiomqtt.MqttError("connection watcher ended")
-
-
-def _consume_disconnect(client: aiomqtt.Client) -> None:
-    """Read the reason aiomqtt keeps for a lost connection. Only its message iterator reads
-    it; when a failed publish ends the session first, asyncio would otherwise report the
-    exception as never retrieved."""
-    lost = getattr(client, "_disconnected", None)
-    if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
-        lost.exception()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -24,7 +24,8 @@ from daemon.config.load import parse_config
 from daemon.config.model import MqttConfig
 from daemon.documents import HealthBucket, health_bucket
 from daemon.mqtt.outbox import Outbox
-from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, BrokerAddress, MqttPublisher, reconnect_delay
+from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, MqttPublisher
+from daemon.mqtt.session import BrokerAddress, reconnect_delay
 from daemon.mqtt.topics import (
     AccountSignal,
     Topics,
