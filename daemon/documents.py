@@ -24,22 +24,12 @@ from core.amounts import scaled
 from core.redaction import scrub_optional
 from daemon.store.records import StoredHealth, StoredPrice
 from margin.kernel import HealthTable
-from margin.model import Flag, flag_names
+from margin.model import MONEY_FIELDS, Flag, flag_names
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
 CRITICAL_HEALTH = 1.05  # health below this (and ≥ 1) is "critical"
 WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
-
-MONEY_FIELDS = (
-    "collateral_value",
-    "weighted_collateral",
-    "liability_value",
-    "weighted_liability",
-    "unrealized_pnl",
-    "maintenance",
-    "shortfall",
-)
 
 
 class HealthBucket(enum.StrEnum):
@@ -211,23 +201,6 @@ def engine_state(
         cycle_id=None,
         updated_at=at,
     )
-
-
-def engine_account_document(
-    account: str,
-    table: HealthTable,
-    i: int,
-    *,
-    value_decimals: int,
-    at: float,
-    breakdown: Mapping[str, Any] | None = None,
-) -> dict[str, object]:
-    """``account_document`` of row ``i`` of the engine's ``HealthTable`` (``engine_state``):
-    the retained MQTT account state."""
-    state = engine_state(
-        account, table, i, value_decimals=value_decimals, at=at, breakdown=breakdown
-    )
-    return account_document(state)
 
 
 @functools.cache

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +28,14 @@ import numpy as np
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
-from daemon.documents import engine_account_document, health_bucket
+from daemon.documents import account_document, engine_state, health_bucket
 from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import AccountSignal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
-from daemon.store.records import StoredTransition
+from daemon.store.records import StoredHealth, StoredTransition
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
@@ -364,18 +364,16 @@ class EngineLoop:
             self._signals[account] = signal
             # Built when published: the values of the latest recompute by then (retained
             # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
-            self.publisher.set_account_state_later(
+            state = functools.partial(
+                engine_state,
                 account,
-                functools.partial(
-                    engine_account_document,
-                    account,
-                    table,
-                    i,
-                    value_decimals=self.value_decimals,
-                    at=now,
-                    breakdown=self._breakdowns.get(i),
-                ),
+                table,
+                i,
+                value_decimals=self.value_decimals,
+                at=now,
+                breakdown=self._breakdowns.get(i),
             )
+            self.publisher.set_account_state_later(account, _document_of(state))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
@@ -394,3 +392,8 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
             differs |= prev != cur
     result: IndexArray = np.concatenate([seen[differs], new_accounts])
     return result
+
+
+def _document_of(state: Callable[[], StoredHealth]) -> Callable[[], dict[str, object]]:
+    """The ``Account`` document of ``state``, built when called (by the publisher)."""
+    return lambda: account_document(state())

@@ -28,7 +28,7 @@ from core.amounts import scaled
 from margin.book import MarginBook, empty_index
 from margin.breakdown import BreakdownSource, holding_lines, position_lines
 from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
-from margin.model import AccountHealth, Flag, MarginInputError
+from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError
 from margin.rows import gather, walk
 from margin.tiers import IndexArray
 
@@ -132,15 +132,9 @@ class MarginEngine(MarginBook):
         positions = walk(int(self._accounts.position_head[acct]), self._positions.next)
         return AccountHealth(
             account=account,
-            collateral_value=money("collateral_value"),
-            weighted_collateral=money("weighted_collateral"),
-            liability_value=money("liability_value"),
-            weighted_liability=money("weighted_liability"),
-            unrealized_pnl=money("unrealized_pnl"),
-            maintenance=money("maintenance"),
+            **{name: money(name) for name in MONEY_FIELDS},
             health=_known(float(table.health[acct])),
             health_latency=_known(float(table.health_latency[acct])),
-            shortfall=money("shortfall"),
             flags=flags,
             actionable=bool(table.actionable[acct]),
             holdings=holding_lines(source, holdings),

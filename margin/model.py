@@ -37,6 +37,17 @@ MAX_VALUE_DECIMALS = 4
 MAX_TOKEN_DECIMALS = 77
 """uint256 has 78 decimal digits; more decimals than 77 would make every balance < 1 unit."""
 UINT256_MAX = 2**256 - 1
+MONEY_FIELDS = (
+    "collateral_value",
+    "weighted_collateral",
+    "liability_value",
+    "weighted_liability",
+    "unrealized_pnl",
+    "maintenance",
+    "shortfall",
+)
+"""An account's money results, in this order everywhere: ``AccountHealth``, the engine's
+``HealthTable``, the store's columns and every document."""
 
 
 class MarginInputError(NonRetryableError, ValueError):

@@ -21,8 +21,8 @@ from daemon.api.positions import (
     SIZE_PATTERN,
     PositionMarkets,
 )
-from daemon.documents import MONEY_FIELDS, HealthBucket
-from margin.model import Flag
+from daemon.documents import HealthBucket
+from margin.model import MONEY_FIELDS, Flag
 
 Schema = dict[str, Any]
 

@@ -15,7 +15,6 @@ from daemon.api.schemas import balance_line
 from daemon.documents import (
     HealthBucket,
     account_document,
-    engine_account_document,
     engine_state,
     health_bucket,
 )
@@ -47,12 +46,16 @@ def engine() -> MarginEngine:
     return e
 
 
+def mqtt_state(e: MarginEngine, account: str) -> dict[str, object]:
+    """The retained MQTT account state of ``account``, as the broker gets it."""
+    i = e.account_index(account)
+    state = engine_state(account, e.results, i, value_decimals=2, at=1.0)
+    return json.loads(encode_json(account_document(state)))  # type: ignore[no-any-return]
+
+
 def test_mqtt_account_state_says_unknown_not_no_debt() -> None:
     e = engine()
-    bob, carol = (e.account_index(a) for a in ("bob", "carol"))
-    held = json.loads(
-        encode_json(engine_account_document("bob", e.results, bob, value_decimals=2, at=1.0))
-    )
+    held = mqtt_state(e, "bob")
     assert held["flags"] == ["LIQUIDATABLE", "READ_FAILED"]
     assert held["held_reasons"] == ["READ_FAILED"]
     assert (held["actionable"], held["health_known"], held["bucket"]) == (
@@ -61,9 +64,7 @@ def test_mqtt_account_state_says_unknown_not_no_debt() -> None:
         "liquidatable",
     )
     assert held["health"] == pytest.approx(1_440 / 1_500)
-    unknown = json.loads(
-        encode_json(engine_account_document("carol", e.results, carol, value_decimals=2, at=1.0))
-    )
+    unknown = mqtt_state(e, "carol")
     assert unknown["flags"] == ["READ_FAILED", "DEBT_UNKNOWN"]
     assert (unknown["health"], unknown["health_known"], unknown["bucket"]) == (
         None,
@@ -162,8 +163,8 @@ def test_mqtt_api_and_cli_print_one_account_document() -> None:
     e = engine()
     bob = e.account_index("bob")
     record = breakdown_record(e.account_health("bob"))
-    live = engine_account_document(
-        "bob", e.results, bob, value_decimals=2, at=1.0, breakdown=record
+    live = account_document(
+        engine_state("bob", e.results, bob, value_decimals=2, at=1.0, breakdown=record)
     )
     stored = StoredHealth(
         **{
