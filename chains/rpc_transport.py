@@ -15,12 +15,7 @@ from typing import Any
 import aiohttp
 
 from chains.rpc_endpoint import RpcEndpoint
-from chains.rpc_errors import (
-    LARGE_BODY_BYTES,
-    decode_reply,
-    describe_transport_error,
-    single_result,
-)
+from chains.rpc_errors import LARGE_BODY_BYTES, decode_reply, single_result
 from core.errors import (
     CallTooLarge,
     ChainIdMismatch,
@@ -31,6 +26,7 @@ from core.errors import (
     RpcTimeout,
     StateUnavailable,
 )
+from core.transport import describe_transport_error
 
 
 def envelope(rid: int, method: str, params_json: str) -> str:

@@ -26,11 +26,11 @@ from chains.contracts import multicall3_runtime
 from chains.discovery import ZERO_ADDRESS
 from chains.multicall import BALANCE_OF_SELECTOR, CALL_RESULT_BYTES
 from chains.rpc import RpcPool
-from chains.rpc_errors import describe_transport_error
 from chains.watcher import ChainWatcher
 from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
 from core.requester import Requester
+from core.transport import describe_transport_error
 from daemon.commands.prices import plain
 from daemon.config.assets import AssetConfig, SourceConfig
 from daemon.config.model import ChainConfig, TokenConfig
