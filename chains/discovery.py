@@ -1,4 +1,4 @@
-"""Transfer-log scanning: discovers accounts and marks changed (token, account) pairs dirty.
+"""Transfer-log scanning: discovers accounts and marks changed (account, token) pairs dirty.
 
 ``eth_getLogs`` ranges adapt: a node that refuses a range (too many results, range limit,
 timeout) gets half of it next time; successes grow it back towards the configured span.

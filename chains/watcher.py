@@ -125,7 +125,7 @@ class ChainStatus:
 
 
 class ChainWatcher:
-    """Watches every (token, account) pair of one chain."""
+    """Watches every (account, token) pair of one chain."""
 
     def __init__(
         self,
@@ -205,9 +205,9 @@ class ChainWatcher:
     # -- reading ------------------------------------------------------------------------------
 
     def pairs(self) -> list[Pair]:
-        """Every watched (token, account) pair, tokens in config order, accounts sorted."""
+        """Every watched (account, token) pair, tokens in config order, accounts sorted."""
         accounts = sorted(self.accounts)
-        return [(token, account) for token in self.tokens for account in accounts]
+        return [(account, token) for token in self.tokens for account in accounts]
 
     async def target(self, head: BlockRef) -> BlockRef:
         """The block reads are pinned to: ``head - confirmations`` (from the ring if known)."""
@@ -254,9 +254,9 @@ class ChainWatcher:
                     continue
                 if self.discover and account not in self.accounts:
                     self.accounts.add(account)
-                    dirty.update((token, account) for token in self.tokens)
+                    dirty.update((account, token) for token in self.tokens)
                 if account in self.accounts and seen.token in self.tokens:
-                    dirty.add((seen.token, account))
+                    dirty.add((account, seen.token))
         return dirty
 
     async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
@@ -299,7 +299,7 @@ class ChainWatcher:
 
     def _track(self, pair: Pair, reading: Reading | None, previous: Reading | None) -> None:
         """Keep the per-token counts of ``read_failures`` in step with ``holdings``."""
-        token, account = pair
+        account, token = pair
         self._read_pairs[token] = (
             self._read_pairs.get(token, 0) + (reading is not None) - (previous is not None)
         )

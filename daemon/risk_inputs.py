@@ -109,7 +109,7 @@ def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Ho
             block=r.block_number,
             read_failed=r.raw is None,
         )
-        for (token, account), r in readings.items()
+        for (account, token), r in readings.items()
     ]
 
 
@@ -125,10 +125,10 @@ def stored_holdings(state: StoredState, tokens: Iterable[TokenRisk]) -> list[Hol
             token=token,
             raw=r.raw,
             block=r.block_number,
-            read_failed=r.raw is None or (token, account) in state.read_failures.get(chain, {}),
+            read_failed=r.raw is None or (account, token) in state.read_failures.get(chain, {}),
         )
         for chain, readings in state.balances.items()
-        for (token, account), r in readings.items()
+        for (account, token), r in readings.items()
         if (chain, token) in configured
     ]
 

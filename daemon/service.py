@@ -200,7 +200,7 @@ class Daemon:
     def _watcher(self, chain: str, state: StoredState) -> ChainWatcher:
         watcher = build_watcher(self.config, self.config.chain(chain), self.pools[chain])
         stored = state.balances.get(chain, {})
-        watcher.accounts.update(account for _, account in stored)
+        watcher.accounts.update(account for account, _ in stored)
         cursor = state.cursors.get(chain)
         if cursor is not None:  # resume discovery; a reorg while down is re-scanned
             watcher.scanner.cursor = max(

@@ -48,12 +48,13 @@ async def take_snapshot(config: Config) -> list[ChainSnapshot]:
 
 
 def snapshot_rows(snap: ChainSnapshot) -> list[dict[str, object]]:
-    """JSON-ready rows: one per (token, account), or one error row for the chain."""
+    """JSON-ready rows: one per (account, token), in that order, or one error row for the
+    chain."""
     chain = snap.chain
     if snap.watcher is None or snap.block is None:
         return [{"chain": chain.name, "chain_id": chain.chain_id, "error": snap.error}]
     rows: list[dict[str, object]] = []
-    for (token, account), reading in sorted(snap.watcher.holdings.items()):
+    for (account, token), reading in sorted(snap.watcher.holdings.items()):
         info = snap.watcher.tokens[token]
         rows.append(
             {

@@ -328,7 +328,7 @@ class StoreQueries(AsyncResource):
         return {row.chain: from_row(ChainCursor, row) for row in await self._rows(query)}
 
     async def balances(self, chain: str | None = None) -> dict[str, dict[Pair, Reading]]:
-        """Stored readings per chain, keyed like the watcher's holdings: (token, account).
+        """Stored readings per chain, keyed like the watcher's holdings: (account, token).
 
         Each is the last good value and its block (``raw`` ``None``: no read ever succeeded);
         ``read_failures`` says which of them failed at their latest read.
@@ -338,13 +338,13 @@ class StoreQueries(AsyncResource):
             query = query.where(balances.c.chain == chain)
         out: dict[str, dict[Pair, Reading]] = {}
         for row in await self._rows(query):
-            out.setdefault(row.chain, {})[(row.token, row.account)] = Reading(
+            out.setdefault(row.chain, {})[(row.account, row.token)] = Reading(
                 raw=row.raw, block_number=row.block_number, block_hash=row.block_hash
             )
         return out
 
     async def read_failures(self, chain: str | None = None) -> dict[str, dict[Pair, int]]:
-        """Per chain, the (token, account) pairs whose latest read failed, with its block."""
+        """Per chain, the (account, token) pairs whose latest read failed, with its block."""
         b = balances.c
         query = sa.select(b.chain, b.token, b.account, b.failed_block_number).where(
             b.failed_block_number.is_not(None)
@@ -353,7 +353,7 @@ class StoreQueries(AsyncResource):
             query = query.where(b.chain == chain)
         out: dict[str, dict[Pair, int]] = {}
         for row in await self._rows(query):
-            out.setdefault(row.chain, {})[(row.token, row.account)] = row.failed_block_number
+            out.setdefault(row.chain, {})[(row.account, row.token)] = row.failed_block_number
         return out
 
     async def token_decimals(self) -> dict[str, dict[str, int]]:

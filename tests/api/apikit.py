@@ -147,10 +147,10 @@ def _balances(
     for account in engine.accounts:
         for holding in engine.account_health(account).holdings:
             if holding.chain == chain and holding.token in tokens:
-                readings[(holding.token, account)] = Reading(holding.raw, at.number, at.hash)
+                readings[(account, holding.token)] = Reading(holding.raw, at.number, at.hash)
     if chain == "arb":
         for i in NOTHING_ON_ARB:
-            readings[(USDC_ARB, account_address(i))] = Reading(0, at.number, at.hash)
+            readings[(account_address(i), USDC_ARB)] = Reading(0, at.number, at.hash)
     return BalanceUpdate(chain=chain, block=at, readings=readings)
 
 

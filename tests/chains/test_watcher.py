@@ -130,7 +130,7 @@ def single_chain(dev: DevChain, token: str, accounts: list[str], **chain_extra: 
 
 
 def reading_of(update: BalanceUpdate, token: str, account: str) -> int | None:
-    reading = update.readings.get((token, account))
+    reading = update.readings.get((account, token))
     return None if reading is None else reading.raw
 
 
@@ -163,7 +163,7 @@ async def test_reorg_that_changes_a_balance_leaves_nothing_from_the_orphaned_blo
 
         update = await running.until(lambda u: reading_of(u, token, alice) == 222)
         assert update.dropped_above == orphan_number - 1
-        reading = running.watcher.holdings[(token, alice)]
+        reading = running.watcher.holdings[(alice, token)]
         assert (reading.raw, reading.block_hash) == (222, new_hash)
         assert all(r.block_hash != orphan_hash for r in running.watcher.holdings.values())
         assert running.watcher.heads.reorg_count == 1
@@ -186,7 +186,7 @@ async def test_rollback_drops_readings_above_the_new_head(dev_a: DevChain) -> No
         update = await running.until(lambda u: reading_of(u, token, bob) == 0)
         assert update.dropped_above == before_number
         assert update.block.hash == before_hash
-        assert running.watcher.holdings[(token, bob)].block_number == before_number
+        assert running.watcher.holdings[(bob, token)].block_number == before_number
 
 
 async def test_new_accounts_are_discovered_from_transfer_logs(dev_a: DevChain) -> None:
@@ -206,7 +206,7 @@ async def test_new_accounts_are_discovered_from_transfer_logs(dev_a: DevChain) -
         await dev_a.transact(token, "MintableERC20", "mint", later, 10)
         await running.until(lambda u: reading_of(u, token, later) == 10)
         assert {holder, newcomer, later} <= running.watcher.accounts
-        assert running.watcher.holdings[(token, newcomer)].raw == 9
+        assert running.watcher.holdings[(newcomer, token)].raw == 9
 
 
 async def test_only_dirty_pairs_are_reread_and_the_sweep_catches_rebasing(
@@ -222,15 +222,15 @@ async def test_only_dirty_pairs_are_reread_and_the_sweep_catches_rebasing(
         reads_after_first = running.watcher.stats.reads
         await dev_a.transact(rebasing, "RebasingToken", "setIndex", 2 * 10**18)
         await dev_a.transact(rebasing, "RebasingToken", "mint", accounts[0], 1)
-        update = await running.until(lambda u: (rebasing, accounts[0]) in u.readings)
+        update = await running.until(lambda u: (accounts[0], rebasing) in u.readings)
         # Only the pair named by a Transfer log was re-read; the others still show 1000.
         assert running.watcher.stats.reads - reads_after_first <= 2
         assert reading_of(update, rebasing, accounts[0]) == 2001
-        assert running.watcher.holdings[(rebasing, accounts[1])].raw == 1000
+        assert running.watcher.holdings[(accounts[1], rebasing)].raw == 1000
 
         await asyncio.sleep(SWEEP_INTERVAL_S)
         await dev_a.mine()
-        swept = await running.until(lambda u: (rebasing, accounts[1]) in u.readings)
+        swept = await running.until(lambda u: (accounts[1], rebasing) in u.readings)
         assert all(reading_of(swept, rebasing, a) == 2000 for a in accounts[1:])
 
 
@@ -247,8 +247,8 @@ async def test_chunks_halve_when_a_batch_is_too_large_for_one_call(dev_a: DevCha
     assert snap.watcher.reader.batch_size < 5000
     holdings = snap.watcher.holdings
     assert len(holdings) == 5000
-    assert holdings[(token, accounts[-1])].raw == 77
-    assert holdings[(token, accounts[2500])].raw == 78
+    assert holdings[(accounts[-1], token)].raw == 77
+    assert holdings[(accounts[2500], token)].raw == 78
     assert sum(r.raw or 0 for r in holdings.values()) == 155
     assert all(r.raw is not None for r in holdings.values())
 

@@ -21,7 +21,7 @@ ACCOUNTS = [f"0x{0xFA11:08x}{i:032x}" for i in range(1, 4)]
 def recounted(watcher: ChainWatcher) -> dict[str, tuple[int, int]]:
     """``read_failures`` computed from scratch from the holdings."""
     counts: dict[str, tuple[int, int]] = {}
-    for (token, _), reading in watcher.holdings.items():
+    for (_, token), reading in watcher.holdings.items():
         failed, read = counts.get(token, (0, 0))
         counts[token] = (failed + (reading.raw is None), read + 1)
     return {token: c for token, c in counts.items() if c[0]}
@@ -58,4 +58,4 @@ async def test_failing_reads_are_counted_per_token_and_cleared(dev_a: DevChain) 
         await dev_a.rpc("evm_mine")  # a new block to read (and sweep) at
         await running.until(lambda _: not watcher.read_failures())
         assert watcher.status().failed_reads == 0
-        assert all(r.raw == 0 for (t, _), r in watcher.holdings.items() if t == broken)
+        assert all(r.raw == 0 for (_, t), r in watcher.holdings.items() if t == broken)

@@ -104,7 +104,7 @@ async def measure_visibility(
     token = (await dev.deploy("MintableERC20", "FLK", "FLK", 18)).lower()
     accounts = accounts_for(changes, salt)
     expected: dict[Pair, int] = {
-        (token, account): (i + 1) * MINT_UNIT for i, account in enumerate(accounts)
+        (account, token): (i + 1) * MINT_UNIT for i, account in enumerate(accounts)
     }
     seen: dict[Pair, float] = {}
     async with FaultProxy(dev.url) as proxy:

@@ -25,7 +25,7 @@ ACCOUNTS = [f"0x{i:040x}" for i in range(1, 6)]
 
 def update(chain: str, token: str, raw: int, number: int) -> BalanceUpdate:
     block = BlockRef(number=number, hash=f"0x{number:064x}", parent_hash="0x0", timestamp=0)
-    readings = {(token, a): Reading(raw, number, block.hash) for a in ACCOUNTS}
+    readings = {(a, token): Reading(raw, number, block.hash) for a in ACCOUNTS}
     return BalanceUpdate(chain=chain, block=block, readings=readings)
 
 
@@ -79,7 +79,7 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
         assert await store.queries.health(ACCOUNTS[0]) is None
         # ... but the inputs are stored: nothing read is lost while warming up.
         stored = await store.queries.balances("l2")
-        assert stored["l2"][(DEBT, ACCOUNTS[0])].raw == 1500 * 10**6
+        assert stored["l2"][(ACCOUNTS[0], DEBT)].raw == 1500 * 10**6
         assert set(await store.queries.latest_prices()) == {"ETH", "USDC"}
 
         # The collateral chain: 1 WETH x 2000 x 0.8 = 1600 against 1500. Healthy, no event.
@@ -89,5 +89,5 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
         assert health is not None
         assert health.flags == Flag.NONE
         # The collateral balances went in with the health they produced (one transaction).
-        assert (await store.queries.balances("l1"))["l1"][(WETH, ACCOUNTS[0])].raw == 10**18
+        assert (await store.queries.balances("l1"))["l1"][(ACCOUNTS[0], WETH)].raw == 10**18
         assert all(t.to_flags == Flag.NONE for t in await store.queries.transitions())

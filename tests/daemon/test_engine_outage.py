@@ -35,7 +35,7 @@ WAIT_S = 30.0
 
 def update(chain: str, token: str, raw: int, number: int) -> BalanceUpdate:
     block = BlockRef(number=number, hash=f"0x{number:064x}", parent_hash="0x0", timestamp=0)
-    readings = {(token, a): Reading(raw, number, block.hash) for a in ACCOUNTS}
+    readings = {(a, token): Reading(raw, number, block.hash) for a in ACCOUNTS}
     return BalanceUpdate(chain=chain, block=block, readings=readings)
 
 

@@ -23,12 +23,12 @@ def block(number: int) -> BlockRef:
 
 def update(number: int, values: dict[str, int | None], dropped: int | None = None) -> BalanceUpdate:
     at = block(number)
-    readings = {(TOKEN, a): Reading(raw, at.number, at.hash) for a, raw in values.items()}
+    readings = {(a, TOKEN): Reading(raw, at.number, at.hash) for a, raw in values.items()}
     return BalanceUpdate(chain="l1", block=at, readings=readings, dropped_above=dropped)
 
 
 def raw_of(update: BalanceUpdate) -> dict[str, tuple[int | None, int]]:
-    return {a: (r.raw, r.block_number) for (_, a), r in update.readings.items()}
+    return {a: (r.raw, r.block_number) for (a, _), r in update.readings.items()}
 
 
 def test_latest_reading_per_pair_wins_and_the_cursor_moves_to_the_newest_block() -> None:

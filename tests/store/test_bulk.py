@@ -33,7 +33,7 @@ def weth_update(number: int, raw: int) -> BalanceUpdate:
         number=number, hash=f"0x{number:064x}", parent_hash=f"0x{number - 1:064x}", timestamp=0
     )
     readings = {
-        (WETH, account_address(i)): Reading(raw, number, block.hash) for i in range(ACCOUNTS)
+        (account_address(i), WETH): Reading(raw, number, block.hash) for i in range(ACCOUNTS)
     }
     return BalanceUpdate(chain="eth", block=block, readings=readings)
 

@@ -8,8 +8,7 @@ import math
 
 import sqlalchemy as sa
 
-from chains.blocks import BlockRef
-from chains.watcher import BalanceUpdate, Reading
+from chains.watcher import Reading
 from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop
@@ -31,6 +30,8 @@ from tests.storekit import (
     USDC_ARB,
     WETH,
     account_address,
+    block,
+    update,
 )
 
 A, B, C, D = (account_address(i) for i in range(4))
@@ -44,22 +45,6 @@ LOOP_TOKENS = [
     ),
 ]
 LOOP_CHAINS = [ChainInput(name=n, liquidation_latency_s=1) for n in ("l1", "l2")]
-
-
-def block(number: int, tag: str = "a") -> BlockRef:
-    return BlockRef(
-        number=number,
-        hash=f"0x{tag * 2}{number:062x}",
-        parent_hash=f"0x{tag * 2}{number - 1:062x}",
-        timestamp=1_700_000_000 + number,
-    )
-
-
-def update(
-    chain: str, at: BlockRef, values: dict[tuple[str, str], int | None], dropped: int | None = None
-) -> BalanceUpdate:
-    readings = {pair: Reading(raw, at.number, at.hash) for pair, raw in values.items()}
-    return BalanceUpdate(chain=chain, block=at, readings=readings, dropped_above=dropped)
 
 
 async def reopened_state(store: HealthStore) -> StoredState:
@@ -79,16 +64,16 @@ def seeded_engine(state: StoredState) -> MarginEngine:
 
 async def test_a_failed_read_keeps_the_last_good_value_across_a_reload(store: HealthStore) -> None:
     await store.apply_balance_update(
-        update("eth", block(10), {(WETH, A): 10**18, (DUSDC, A): 1_700 * 10**6, (WETH, B): 10**18})
+        update("eth", block(10), {(A, WETH): 10**18, (A, DUSDC): 1_700 * 10**6, (B, WETH): 10**18})
     )
     # Block 12: A's debt and B's debt cannot be read (B's was never read at all).
-    await store.apply_balance_update(update("eth", block(12), {(DUSDC, A): None, (DUSDC, B): None}))
+    await store.apply_balance_update(update("eth", block(12), {(A, DUSDC): None, (B, DUSDC): None}))
 
     state = await reopened_state(store)
     eth = state.balances["eth"]
-    assert eth[(DUSDC, A)] == Reading(1_700 * 10**6, 10, block(10).hash)  # value and its block
-    assert eth[(DUSDC, B)] == Reading(None, 12, block(12).hash)
-    assert state.read_failures == {"eth": {(DUSDC, A): 12, (DUSDC, B): 12}}
+    assert eth[(A, DUSDC)] == Reading(1_700 * 10**6, 10, block(10).hash)  # value and its block
+    assert eth[(B, DUSDC)] == Reading(None, 12, block(12).hash)
+    assert state.read_failures == {"eth": {(A, DUSDC): 12, (B, DUSDC): 12}}
     record = await store.queries.account(A)
     assert record is not None
     debt = next(b for b in record.balances if b.token == DUSDC)
@@ -106,47 +91,47 @@ async def test_a_failed_read_keeps_the_last_good_value_across_a_reload(store: He
     assert engine.read_failures() == 2
 
     # A good read clears the failure; older replays (good or failed) change nothing.
-    await store.apply_balance_update(update("eth", block(13), {(DUSDC, A): 1_000 * 10**6}))
-    await store.apply_balance_update(update("eth", block(12), {(DUSDC, A): None}))
-    await store.apply_balance_update(update("eth", block(11), {(DUSDC, B): 5}))
+    await store.apply_balance_update(update("eth", block(13), {(A, DUSDC): 1_000 * 10**6}))
+    await store.apply_balance_update(update("eth", block(12), {(A, DUSDC): None}))
+    await store.apply_balance_update(update("eth", block(11), {(B, DUSDC): 5}))
     state = await store.load_state()
-    assert state.balances["eth"][(DUSDC, A)] == Reading(1_000 * 10**6, 13, block(13).hash)
-    assert state.balances["eth"][(DUSDC, B)] == Reading(None, 12, block(12).hash)
-    assert state.read_failures == {"eth": {(DUSDC, B): 12}}
+    assert state.balances["eth"][(A, DUSDC)] == Reading(1_000 * 10**6, 13, block(13).hash)
+    assert state.balances["eth"][(B, DUSDC)] == Reading(None, 12, block(12).hash)
+    assert state.read_failures == {"eth": {(B, DUSDC): 12}}
     assert seeded_engine(state).account_health(A).flags == Flag.NONE
 
 
 async def test_a_failure_that_persists_moves_forward_and_keeps_the_value(
     store: HealthStore,
 ) -> None:
-    await store.apply_balance_update(update("eth", block(5), {(DUSDC, A): 7}))
+    await store.apply_balance_update(update("eth", block(5), {(A, DUSDC): 7}))
     for number in (6, 9):
-        await store.apply_balance_update(update("eth", block(number), {(DUSDC, A): None}))
+        await store.apply_balance_update(update("eth", block(number), {(A, DUSDC): None}))
     state = await store.load_state()
-    assert state.balances["eth"][(DUSDC, A)] == Reading(7, 5, block(5).hash)
-    assert state.read_failures["eth"][(DUSDC, A)] == 9
+    assert state.balances["eth"][(A, DUSDC)] == Reading(7, 5, block(5).hash)
+    assert state.read_failures["eth"][(A, DUSDC)] == 9
 
 
 async def test_a_reorg_drops_failures_and_values_from_orphaned_blocks(store: HealthStore) -> None:
     await store.apply_balance_update(
-        update("eth", block(8), {(DUSDC, A): 1, (DUSDC, B): 2, (DUSDC, C): 3})
+        update("eth", block(8), {(A, DUSDC): 1, (B, DUSDC): 2, (C, DUSDC): 3})
     )
-    await store.apply_balance_update(update("eth", block(9), {(DUSDC, C): None}))  # below
+    await store.apply_balance_update(update("eth", block(9), {(C, DUSDC): None}))  # below
     await store.apply_balance_update(
-        update("eth", block(12), {(DUSDC, A): None, (DUSDC, B): 22, (DUSDC, D): None})
+        update("eth", block(12), {(A, DUSDC): None, (B, DUSDC): 22, (D, DUSDC): None})
     )
-    await store.apply_balance_update(update("arb", block(12), {(USDC_ARB, A): None}))
+    await store.apply_balance_update(update("arb", block(12), {(A, USDC_ARB): None}))
     # Blocks above 10 were orphaned; the watcher re-read only A on the new chain (failed).
-    await store.apply_balance_update(update("eth", block(11, "f"), {(DUSDC, A): None}, dropped=10))
+    await store.apply_balance_update(update("eth", block(11, "f"), {(A, DUSDC): None}, dropped=10))
     state = await store.load_state()
     assert state.balances["eth"] == {
-        (DUSDC, A): Reading(1, 8, block(8).hash),  # value from block 8 survives
-        (DUSDC, C): Reading(3, 8, block(8).hash),
+        (A, DUSDC): Reading(1, 8, block(8).hash),  # value from block 8 survives
+        (C, DUSDC): Reading(3, 8, block(8).hash),
         # B's value came from block 12 and D never had one: both orphaned, gone
     }
     assert state.read_failures == {
-        "eth": {(DUSDC, A): 11, (DUSDC, C): 9},  # A failed again on the new chain, C untouched
-        "arb": {(USDC_ARB, A): 12},  # other chains untouched
+        "eth": {(A, DUSDC): 11, (C, DUSDC): 9},  # A failed again on the new chain, C untouched
+        "arb": {(A, USDC_ARB): 12},  # other chains untouched
     }
 
 
@@ -161,9 +146,9 @@ async def test_unknown_health_round_trips_and_is_listed_held(store: HealthStore)
     healths = [engine.account_health(x) for x in (A, B, C)]
     rows = HealthRows.from_accounts(healths, value_decimals=2)
     written = await store.write_cycle(rows, CycleContext(at=1.0, blocks={"eth": 12}))
-    held = {(WETH, A): 10**18, (DUSDC, A): 1_700 * 10**6, (DUSDC, B): None}
+    held = {(A, WETH): 10**18, (A, DUSDC): 1_700 * 10**6, (B, DUSDC): None}
     await store.apply_balance_update(update("eth", block(12), held))
-    await store.apply_balance_update(update("arb", block(12), {(USDC_ARB, B): 1_000 * 10**6}))
+    await store.apply_balance_update(update("arb", block(12), {(B, USDC_ARB): 1_000 * 10**6}))
 
     unknown = await store.queries.health(B)
     assert unknown is not None
@@ -238,12 +223,12 @@ async def test_migration_0002_turns_old_null_reads_into_failures_and_back(
         # Read the parts 0002 holds (``load_state`` also reads tables of later revisions).
         stored, failures = await store.queries.balances(), await store.queries.read_failures()
         assert stored["eth"] == {
-            (DUSDC, A): Reading(None, 7, block(7).hash),
-            (DUSDC, B): Reading(5, 7, block(7).hash),
+            (A, DUSDC): Reading(None, 7, block(7).hash),
+            (B, DUSDC): Reading(5, 7, block(7).hash),
         }
-        assert failures == {"eth": {(DUSDC, A): 7}}  # a failed read without a value
+        assert failures == {"eth": {(A, DUSDC): 7}}  # a failed read without a value
         await store.record_token_decimals("eth", {DUSDC: 6})
-        await store.apply_balance_update(update("eth", block(8), {(DUSDC, B): None}))
+        await store.apply_balance_update(update("eth", block(8), {(B, DUSDC): None}))
 
     await migrate(database_url, "0001")
     engine = create_store_engine(database_url)
@@ -285,15 +270,15 @@ async def test_engine_loop_and_a_restart_agree_after_a_reorg_with_failed_reads(
             required_chains=["l1", "l2"],
             required_assets=["ETH", "USDC"],
         )
-        collateral = {(LOOP_WETH, x): 10**18 for x in (A, B, C)}
+        collateral = {(x, LOOP_WETH): 10**18 for x in (A, B, C)}
         market = prices()
         await loop.cycle([market, update("l1", block(5), collateral)])
-        await loop.cycle([update("l2", block(5), {(LOOP_DEBT, C): 1_500 * 10**6})])
-        debts = {(LOOP_DEBT, A): 1_700 * 10**6, (LOOP_DEBT, B): 1_700 * 10**6}
+        await loop.cycle([update("l2", block(5), {(C, LOOP_DEBT): 1_500 * 10**6})])
+        debts = {(A, LOOP_DEBT): 1_700 * 10**6, (B, LOOP_DEBT): 1_700 * 10**6}
         await loop.cycle([update("l2", block(12), debts)])
         # Blocks above 10 were orphaned: A's re-read fails (her value came from block 12: gone),
         # B's succeeds, C's fails too (her value from block 5 stands).
-        reread = {(LOOP_DEBT, A): None, (LOOP_DEBT, B): 1_400 * 10**6, (LOOP_DEBT, C): None}
+        reread = {(A, LOOP_DEBT): None, (B, LOOP_DEBT): 1_400 * 10**6, (C, LOOP_DEBT): None}
         await loop.cycle([update("l2", block(11, "f"), reread, dropped=10)])
 
     live = {x: loop.engine.account_health(x) for x in (A, B, C)}

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from chains.blocks import BlockRef
-from chains.watcher import BalanceUpdate, Reading
+from chains.watcher import Reading
 from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
@@ -27,28 +26,14 @@ from tests.storekit import (
     WETH,
     account_address,
     asset_price,
+    block,
     book,
     book_rows,
     fresh_database,
+    update,
 )
 
 UINT256_MAX = 2**256 - 1
-
-
-def block(number: int, tag: str = "a") -> BlockRef:
-    return BlockRef(
-        number=number,
-        hash=f"0x{tag * 2}{number:062x}",
-        parent_hash=f"0x{tag * 2}{number - 1:062x}",
-        timestamp=1_700_000_000 + number,
-    )
-
-
-def update(
-    chain: str, at: BlockRef, values: dict[tuple[str, str], int | None], dropped: int | None = None
-) -> BalanceUpdate:
-    readings = {pair: Reading(raw, at.number, at.hash) for pair, raw in values.items()}
-    return BalanceUpdate(chain=chain, block=at, readings=readings, dropped_above=dropped)
 
 
 def context(at: float, **blocks: int) -> CycleContext:
@@ -67,15 +52,15 @@ async def table_dump(store: HealthStore, table: sa.Table) -> list[tuple[Any, ...
 async def test_uint256_balances_round_trip_exactly(store: HealthStore) -> None:
     a, b, c, d = (account_address(i) for i in range(4))
     values: dict[tuple[str, str], int | None] = {
-        (WETH, a): UINT256_MAX,
-        (WETH, b): 0,
-        (WETH, c): None,  # a failed read
-        (WETH, d): 10**77 + 1,
+        (a, WETH): UINT256_MAX,
+        (b, WETH): 0,
+        (c, WETH): None,  # a failed read
+        (d, WETH): 10**77 + 1,
     }
     await store.apply_balance_update(update("eth", block(7), values))
     stored = (await store.load_state()).balances["eth"]
     assert {pair: r.raw for pair, r in stored.items()} == values
-    assert stored[(WETH, a)] == Reading(UINT256_MAX, 7, block(7).hash)
+    assert stored[(a, WETH)] == Reading(UINT256_MAX, 7, block(7).hash)
     async with store.engine.connect() as conn:
         raw = await conn.scalar(sa.select(balances.c.raw).where(balances.c.account == a))
     assert raw == UINT256_MAX
@@ -221,8 +206,8 @@ async def test_a_market_wide_move_is_marked_published_in_bounded_statements(
 async def test_restart_resumes_from_stored_state(store: HealthStore) -> None:
     engine = book(40)
     a0, a1 = account_address(0), account_address(1)
-    await store.apply_balance_update(update("eth", block(100), {(WETH, a0): 10**18}))
-    await store.apply_balance_update(update("arb", block(200, "b"), {(USDC_ARB, a1): 5}))
+    await store.apply_balance_update(update("eth", block(100), {(a0, WETH): 10**18}))
+    await store.apply_balance_update(update("arb", block(200, "b"), {(a1, USDC_ARB): 5}))
     position = Position(
         account=a0,
         asset="ETH",
@@ -242,7 +227,7 @@ async def test_restart_resumes_from_stored_state(store: HealthStore) -> None:
         assert after == before
         assert after.cursors["eth"].block_number == 100
         assert after.cursors["arb"].block_hash == block(200, "b").hash
-        assert after.balances["arb"][(USDC_ARB, a1)].raw == 5
+        assert after.balances["arb"][(a1, USDC_ARB)].raw == 5
         assert after.positions == [position]
         assert after.health_flags[a0] == Flag.LIQUIDATABLE
         assert after.latest_prices["ETH"].price == Decimal("2000.5")
@@ -255,21 +240,21 @@ async def test_restart_resumes_from_stored_state(store: HealthStore) -> None:
 
 async def test_reorg_drops_orphaned_balances_and_rolls_the_cursor_back(store: HealthStore) -> None:
     a, b, c = (account_address(i) for i in range(3))
-    await store.apply_balance_update(update("eth", block(10), {(WETH, a): 1, (WETH, b): 2}))
-    await store.apply_balance_update(update("eth", block(12), {(WETH, a): 3, (WETH, c): 4}))
-    await store.apply_balance_update(update("arb", block(12), {(USDC_ARB, a): 9}))
+    await store.apply_balance_update(update("eth", block(10), {(a, WETH): 1, (b, WETH): 2}))
+    await store.apply_balance_update(update("eth", block(12), {(a, WETH): 3, (c, WETH): 4}))
+    await store.apply_balance_update(update("arb", block(12), {(a, USDC_ARB): 9}))
     # Blocks 11 and 12 were orphaned; the watcher re-read a at the new block 11.
-    await store.apply_balance_update(update("eth", block(11, "f"), {(WETH, a): 5}, dropped=10))
+    await store.apply_balance_update(update("eth", block(11, "f"), {(a, WETH): 5}, dropped=10))
     state = await store.load_state()
     assert state.balances["eth"] == {
-        (WETH, a): Reading(5, 11, block(11, "f").hash),
-        (WETH, b): Reading(2, 10, block(10).hash),
+        (a, WETH): Reading(5, 11, block(11, "f").hash),
+        (b, WETH): Reading(2, 10, block(10).hash),
     }
-    assert state.balances["arb"][(USDC_ARB, a)].raw == 9  # other chains untouched
+    assert state.balances["arb"][(a, USDC_ARB)].raw == 9  # other chains untouched
     assert state.cursors["eth"].block_number == 11
     assert state.cursors["eth"].block_hash == block(11, "f").hash
     # A replay of an update from before the reorg moves nothing back.
-    await store.apply_balance_update(update("eth", block(10), {(WETH, a): 1, (WETH, b): 2}))
+    await store.apply_balance_update(update("eth", block(10), {(a, WETH): 1, (b, WETH): 2}))
     replayed = await store.load_state()
     assert replayed.balances == state.balances
     assert replayed.cursors["eth"].block_number == 11
@@ -357,7 +342,7 @@ async def test_liquidatable_ranking_filters_and_pages(store: HealthStore) -> Non
     actionable = [f == Flag.LIQUIDATABLE for f in flags]
     rows = HealthRows(**{**columns, "flags": flags, "actionable": actionable})
     await store.write_cycle(rows, context(1.0))
-    await store.apply_balance_update(update("arb", block(5), {(USDC_ARB, account_address(10)): 1}))
+    await store.apply_balance_update(update("arb", block(5), {(account_address(10), USDC_ARB): 1}))
     q = store.queries
     ranked = await q.liquidatable()
     assert [h.account for h in ranked] == [account_address(i) for i in (30, 20, 10, 0)]
@@ -383,7 +368,7 @@ async def test_account_prices_cursors_and_positions(store: HealthStore) -> None:
     a0 = account_address(0)
     detailed = HealthRows.from_accounts([engine.account_health(a0)], value_decimals=2)
     await store.write_cycle(detailed, context(1.0))
-    await store.apply_balance_update(update("eth", block(9), {(WETH, a0): 10**18, (DUSDC, a0): 7}))
+    await store.apply_balance_update(update("eth", block(9), {(a0, WETH): 10**18, (a0, DUSDC): 7}))
     perp = Position(
         account=a0,
         asset="BTC",
