@@ -20,7 +20,7 @@ from typing import Any
 
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
-from core.amounts import scaled
+from core.amounts import plain_decimal, scaled
 from core.redaction import scrub_optional
 from daemon.store.records import StoredHealth, StoredPrice
 from margin.kernel import HealthTable
@@ -72,9 +72,10 @@ def float_text(value: float) -> str | None:
     return decimal_text(Decimal(repr(value)).normalize())
 
 
-def optional_text(value: Decimal | None) -> str | None:
-    """``decimal_text``, or ``None``."""
-    return None if value is None else decimal_text(value)
+def price_text(value: Decimal | None) -> str | None:
+    """A price as a plain decimal without trailing zeros (``"3000.2"``, ``"60000"``), or
+    ``None``; money keeps its fixed decimals (``decimal_text``)."""
+    return None if value is None else plain_decimal(value)
 
 
 def finite(value: float) -> float | None:
@@ -268,9 +269,9 @@ def price_document(price: AssetPrice) -> dict[str, object]:
     return {
         "asset": price.symbol,
         "status": price.status.value,
-        "price": optional_text(price.price),
-        "price_low": optional_text(price.price_low),
-        "price_high": optional_text(price.price_high),
+        "price": price_text(price.price),
+        "price_low": price_text(price.price_low),
+        "price_high": price_text(price.price_high),
         "held": price.held,
         "hold_reason": None if price.hold_reason is None else price.hold_reason.value,
         "used": list(price.used),
@@ -289,9 +290,9 @@ def stored_price_document(price: StoredPrice) -> dict[str, object]:
     return {
         "asset": price.asset,
         "status": price.status,
-        "price": optional_text(price.price),
-        "price_low": optional_text(price.price_low),
-        "price_high": optional_text(price.price_high),
+        "price": price_text(price.price),
+        "price_low": price_text(price.price_low),
+        "price_high": price_text(price.price_high),
         "held": price.held,
         "hold_reason": price.hold_reason,
         "used": list(sources.get("used", [])),

@@ -1,11 +1,11 @@
 """``crossmargin prices``: run oracle rounds and print them.
 
 The oracle is built by ``daemon.wiring.open_oracle``, as the daemon builds it. ``run_prices``
-runs one round (or
-``rounds``, ``interval_s`` apart: a jump beyond ``max_jump`` needs ``confirm_rounds`` of them)
-and prints, per asset and round, the price as a decimal string, its status and the sources
-used and dropped with reasons; then one line per chain with an uptime feed. The exit code
-reflects the last round: 0 when every asset is OK, 3 otherwise.
+runs one round (or ``rounds``, ``interval_s`` apart: a jump beyond ``max_jump`` needs
+``confirm_rounds`` of them) and prints, per asset and round, the price document of
+``/v1/prices`` (``daemon.documents.price_document``) with the round number, the round's own
+price and why each dropped source was dropped; then one line per chain with an uptime feed.
+The exit code reflects the last round: 0 when every asset is OK, 3 otherwise.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import json
 import logging
 import sys
 import time
-from decimal import Decimal
 from typing import TextIO
 
-from core.amounts import plain_decimal
 from core.domain import PriceStatus
 from core.errors import ConfigError
 from core.redaction import scrub
 from daemon.config.model import Config
+from daemon.documents import price_document, price_text
 from daemon.wiring import open_oracle
 from oracles.model import AssetPrice
 from oracles.service import OracleService
@@ -57,11 +56,6 @@ async def run_prices(
     return EXIT_OK if ok else EXIT_NOT_OK
 
 
-def plain(value: Decimal | None) -> str | None:
-    """A decimal in positional notation without trailing zeros (``"3000.12"``), or ``None``."""
-    return None if value is None else plain_decimal(value)
-
-
 def price_row(index: int, price: AssetPrice, oracle: OracleService) -> dict[str, object]:
     """The JSON line of one asset in one round."""
     details = {
@@ -71,21 +65,9 @@ def price_row(index: int, price: AssetPrice, oracle: OracleService) -> dict[str,
     }
     return {
         "round": index,
-        "asset": price.symbol,
-        "price": plain(price.price),
-        "status": str(price.status),
-        "held": price.held,
-        "hold_reason": None if price.hold_reason is None else str(price.hold_reason),
-        "used": list(price.used),
-        "anchors": list(price.anchors),
-        "dropped": {source: str(reason) for source, reason in price.dropped.items()},
+        **price_document(price),  # the price as /v1/prices and MQTT show it
+        "round_price": price_text(price.round_price),
         "details": details,
-        "round_price": plain(price.round_price),
-        "spread": price.spread,
-        "observed_at": price.observed_at,
-        "volatility": price.volatility,
-        "price_low": plain(price.price_low),
-        "price_high": plain(price.price_high),
     }
 
 
@@ -134,5 +116,5 @@ def _table_line(price: AssetPrice, now: float) -> str:
     spread = "" if price.spread is None else f" spread={price.spread:.4%}"
     age = "" if price.observed_at is None else f" age={now - price.observed_at:.0f}s"
     used = ",".join(price.used) or "-"
-    shown = plain(price.price) or "-"
+    shown = price_text(price.price) or "-"
     return f"{price.symbol:<10} {shown:>24} {price.status}{reason} used={used}{spread}{age}"

@@ -31,9 +31,9 @@ from core.errors import ExecutionReverted, RpcError
 from core.redaction import redact_url, scrub
 from core.requester import Requester
 from core.transport import describe_transport_error
-from daemon.commands.prices import plain
 from daemon.config.assets import AssetConfig, SourceConfig
 from daemon.config.model import ChainConfig, TokenConfig
+from daemon.documents import price_text
 from daemon.mqtt.session import BrokerAddress
 from daemon.store.engine import check_reachable, create_store_engine
 from daemon.store.migrate import current_revision, head_revision
@@ -159,7 +159,7 @@ async def probe_source(
         return CheckStatus.FAIL, f"{quote.failure}: {quote.detail}"
     now = time.time()
     age = "" if quote.observed_at is None else f", {now - quote.observed_at:.0f} s old"
-    detail = f"price {plain(quote.price)}{age}"
+    detail = f"price {price_text(quote.price)}{age}"
     reason = validate(quote, asset.params(), now)
     if reason is not None:
         return CheckStatus.WARN, f"{detail}; the oracle would drop it: {reason}"
