@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             snapshots = asyncio.run(take_snapshot(config))
             return print_snapshot(snapshots, as_json=args.json)
         if args.command == "migrate":
-            from daemon.store.migrate import run_migrate_command
+            from daemon.commands.migrate import run_migrate_command
 
             url = config.database_url or ""
             return run_migrate_command(url, revision=args.revision, sql=args.sql)

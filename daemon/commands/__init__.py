@@ -1,2 +1,2 @@
-"""One-shot ``crossmargin`` commands (``check``, ``prices``, ``snapshot``, ``health``); the
-long-running ``run`` is ``daemon.service``."""
+"""One-shot ``crossmargin`` commands, one file each (``check`` with its ``probes``, ``prices``,
+``snapshot``, ``health``, ``migrate``); the long-running ``run`` is ``daemon.service``."""
