@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.reads import Pair
 from chains.watcher import Reading
+from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.outbox import id_chunks, id_matches
@@ -68,7 +69,7 @@ class StoreQueries(AsyncResource):
         self.engine = engine
         self.value_decimals = value_decimals
         self.deadline_s = deadline_s
-        self._quantum = Decimal(1).scaleb(-value_decimals)
+        self._quantum = scaled(1, value_decimals)
         self._owns_engine = False
 
     @classmethod

@@ -23,13 +23,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chains.watcher import BalanceUpdate
+from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store import migrate
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
@@ -180,7 +180,7 @@ class HealthStore(AsyncResource):
             # Written before: a retry, or a replay that must not undo newer cycles.
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return []
-        quantum = Decimal(1).scaleb(-self.value_decimals)
+        quantum = scaled(1, self.value_decimals)
         changed = [transition_from_row(row, quantum) for row in appended]
         log.info(
             "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
