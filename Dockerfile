@@ -27,7 +27,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 # Then the code. The project is installed editable (uv's default), so /app stays the package
-# root: migrations/ and contracts/artifacts are found next to the packages, as in a checkout.
+# root: migrations/ is found next to the packages, as in a checkout; the contract artifact the
+# product runs (chains/artifacts) travels inside the chains package.
 COPY core ./core
 COPY chains ./chains
 COPY oracles ./oracles
@@ -35,7 +36,6 @@ COPY margin ./margin
 COPY venues ./venues
 COPY daemon ./daemon
 COPY migrations ./migrations
-COPY contracts/artifacts ./contracts/artifacts
 RUN uv sync --frozen --no-dev \
     && .venv/bin/python -m compileall -q core chains oracles margin venues daemon migrations
 

@@ -1,4 +1,4 @@
-"""Cost of the checked YAML loading (``daemon.config_yaml``) against plain PyYAML.
+"""Cost of the checked YAML loading (``daemon.config.yaml_reader``) against plain PyYAML.
 
     uv run python bench/config_yaml.py              # 100,000 accounts, 5 rounds
 
@@ -26,7 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.errors import ConfigError
-from daemon.config_yaml import LOADERS, parse_yaml
+from daemon.config.yaml_reader import LOADERS, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

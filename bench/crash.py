@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:  # `python bench/crash.py` puts bench/, not the ro
     sys.path.insert(0, str(ROOT))
 
 from bench.e2e import account_address, database, fmt_ms, percentile  # noqa: E402
-from daemon.devnet import AnvilNode, DevChain  # noqa: E402
+from devnet import AnvilNode, DevChain  # noqa: E402
 from tests.daemonkit import DaemonProcess  # noqa: E402
 from tests.mqttkit import Mosquitto  # noqa: E402
 from tests.pricekit import PriceServer, free_port, generic  # noqa: E402

@@ -48,7 +48,7 @@ latency target is reported, not an error.
 ``--trace`` runs the daemon through this file with timing probes monkeypatched in (head seen,
 balances read, engine cycle, store writes, MQTT PUBACK) and prints the stage breakdown;
 ``--experiment NAME`` (repeatable) monkeypatches a proposed daemon change the same way (see
-``EXPERIMENTS``): ``analyze-stage``, ``ws-wake``.
+``EXPERIMENTS``): ``analyze-stage``.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/e2e.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from daemon.devnet import REPO_ROOT, AnvilNode, DevChain  # noqa: E402
-from daemon.devnet.driver import MINT_GAS, encode_call  # noqa: E402
+from devnet import REPO_ROOT, AnvilNode, DevChain  # noqa: E402
+from devnet.driver import MINT_GAS, encode_call  # noqa: E402
 from tests.daemonkit import DaemonProcess  # noqa: E402
 from tests.mqttkit import Mosquitto  # noqa: E402
 from tests.pricekit import PriceServer, free_port, generic  # noqa: E402
@@ -778,8 +778,8 @@ def install_probes(out: TextIO) -> None:
     Records: ``wake`` (a ``newHeads`` notification woke the head tracker), ``head`` (a new
     block linked by the head tracker; ``p`` is when that poll started), ``read`` (the
     watcher's cycle for a block done), ``cycle``/``cycle_end`` (an engine cycle and the
-    blocks it carries), ``apply``/``apply_end`` (balances stored), ``prices``/``prices_end``
-    (an oracle round stored), ``write``/``write_end`` (``write_cycle``), ``mark``/``mark_end``
+    blocks it carries), ``write``/``write_end`` (``HealthStore.write_engine_cycle``: the engine
+    loop's one transaction, balances and prices included), ``mark``/``mark_end``
     (``mark_published``), ``puback`` (an event's PUBACK from the broker: the end of the
     ``MqttPublisher.deliver`` call that carried it).
     """
@@ -787,7 +787,7 @@ def install_probes(out: TextIO) -> None:
     from chains.heads import HeadTracker
     from chains.watcher import BalanceUpdate, ChainWatcher
     from daemon.engine_loop import EngineLoop
-    from daemon.mqtt import MqttPublisher
+    from daemon.mqtt.publisher import MqttPublisher
     from daemon.store.writer import HealthStore
 
     current = {"cycle": -1}
@@ -866,8 +866,6 @@ def install_probes(out: TextIO) -> None:
     HeadTracker.__init__ = traced_tracker_init  # type: ignore[method-assign]
     ChainWatcher.cycle = traced_watcher_cycle  # type: ignore[method-assign]
     EngineLoop.cycle = traced_engine_cycle  # type: ignore[method-assign]
-    timed(HealthStore, "apply_balance_update", "apply")
-    timed(HealthStore, "record_prices", "prices")
     timed(HealthStore, "write_engine_cycle", "write")  # the engine loop's one transaction
     timed(HealthStore, "mark_published", "mark")
     MqttPublisher.deliver = traced_deliver  # type: ignore[method-assign]
@@ -895,45 +893,8 @@ def analyze_stage() -> None:
     cycle.load_stage = load_and_analyze
 
 
-def ws_wake_before_poll() -> None:
-    """``HeadTracker.events`` with the wake-up event cleared *before* each poll, not after.
-
-    As shipped, a ``newHeads`` notification that arrives while a poll is in flight (or while
-    the watcher handles the poll's block) sets the event, and the ``clear()`` after the poll
-    drops it: the new block then waits for the next poll interval. Clearing first keeps it,
-    so the tracker polls again at once.
-    """
-    from chains.heads import HeadTracker
-    from chains.heads import log as heads_log
-    from core.errors import RetryableError
-
-    async def events(self: HeadTracker) -> AsyncIterator[Any]:
-        ws_task = None
-        if self._ws_url is not None:
-            ws_task = asyncio.create_task(self._listen_ws(), name=f"heads-ws:{self.chain}")
-        try:
-            while True:
-                self._wake.clear()  # the change: before the poll, so no wake-up is lost
-                try:
-                    for event in await self.poll_once():
-                        yield event
-                    self.last_error = None
-                except RetryableError as exc:
-                    self.last_error = str(exc)
-                    heads_log.warning("head_poll_failed chain=%s error=%s", self.chain, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-        finally:
-            if ws_task is not None:
-                ws_task.cancel()
-                await asyncio.gather(ws_task, return_exceptions=True)
-
-    HeadTracker.events = events  # type: ignore[method-assign]
-
-
 EXPERIMENTS: dict[str, tuple[str, Callable[[], None]]] = {
     "analyze-stage": ("ANALYZE health_stage after its COPY (≤ 1,000 rows)", analyze_stage),
-    "ws-wake": ("head tracker clears its wake-up before polling", ws_wake_before_poll),
 }
 """``--experiment`` name → (what it changes, the monkeypatch in the child daemon)."""
 
@@ -1017,11 +978,11 @@ STAGE_NAMES = (
     ("that poll (eth_getBlockByNumber) → head linked", "getblock"),
     ("head → balances read (getLogs + multicall)", "read"),
     ("read → engine cycle starts (queue wait)", "queue"),
-    ("cycle start → write_cycle (apply balances + recompute)", "apply"),
-    ("write_cycle (one transaction)", "write"),
-    ("write_cycle end → event PUBACK", "publish"),
+    ("cycle start → write (apply events + recompute)", "apply"),
+    ("write_engine_cycle (one transaction)", "write"),
+    ("write end → event PUBACK", "publish"),
     ("PUBACK → bench subscriber", "deliver"),
-    ("write_cycle end → API listing seen", "api"),
+    ("write end → API listing seen", "api"),
 )
 
 

@@ -27,18 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from core.domain import Role
 from margin.engine import MarginEngine
 from margin.health import evaluate_account
-from margin.model import (
-    ChainInput,
-    EngineParams,
-    Holding,
-    MarginModel,
-    PriceInput,
-    Role,
-    Tier,
-    TokenRisk,
-)
+from margin.model import ChainInput, EngineParams, Holding, MarginModel, PriceInput, Tier, TokenRisk
 
 HOLDINGS_PER_ACCOUNT = 8
 FULL_RUNS = 7

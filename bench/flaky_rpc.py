@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/flaky_rpc.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from daemon.config import ChainConfig  # noqa: E402
-from daemon.devnet import AnvilNode, DevChain  # noqa: E402
+from daemon.config.model import ChainConfig  # noqa: E402
+from devnet import AnvilNode, DevChain  # noqa: E402
 from tests.chaos.flakykit import Faults, Visibility, measure_visibility  # noqa: E402
 
 CHAIN_ID = 1802

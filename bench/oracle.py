@@ -33,12 +33,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.asset_config import HttpSourceConfig
-from daemon.config import Config, parse_config
-from daemon.devnet import AnvilNode, DevChain
-from daemon.prices import open_oracle
+from core.domain import PriceStatus
+from daemon.config.assets import HttpSourceConfig
+from daemon.config.load import parse_config
+from daemon.config.model import Config
+from daemon.wiring import open_oracle
+from devnet import AnvilNode, DevChain
 from oracles.aggregate import AssetAggregator
-from oracles.model import PriceStatus
 from oracles.sources.chainlink import DECIMALS, LATEST_ROUND_DATA
 from tests.pricekit import PriceServer, binance, coinbase, free_port, generic, oracle_config_data
 from tests.watchkit import chain_entry

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # `python bench/rpc_overhead.py` puts bench/ on t
     sys.path.insert(0, str(ROOT))
 
 from chains.rpc import RpcPool  # noqa: E402
-from daemon.devnet import AnvilNode  # noqa: E402
+from devnet import AnvilNode  # noqa: E402
 
 CHAIN_ID = 1803
 DEFAULT_REQUESTS = 3_000

@@ -24,9 +24,9 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from daemon.config import parse_config
-from daemon.devnet import AnvilNode, DevChain
-from daemon.prices import open_oracle
+from daemon.config.load import parse_config
+from daemon.wiring import open_oracle
+from devnet import AnvilNode, DevChain
 from oracles.sequencer import SequencerStatus
 
 FEED = "MockAggregatorV3"

@@ -5,7 +5,7 @@ node's raw limit for the same calls and against the naive way.
     uv run python bench/venues.py --users 2000 --repeats 3 --naive-sample 200
 
 One local Anvil with a whole Aave v3 market (npm ``@aave/core-v3`` 1.19.3, deployed by
-``daemon.devnet.aave``) and ``--users`` real Aave positions: ``AavePositionOpener`` (our
+``devnet.aave``) and ``--users`` real Aave positions: ``AavePositionOpener`` (our
 fixture) creates one ``AaveBorrower`` contract per user, which mints itself collateral,
 ``supply``s it and ``borrow``s for itself (four collateral/debt pairs, supplies of $1k-10k,
 borrows at 30-95 % of the LTV), 500 users per transaction. Then, in the same run:
@@ -48,15 +48,15 @@ if str(ROOT) not in sys.path:
 
 from chains.blocks import BlockRef  # noqa: E402
 from chains.rpc import RpcPool  # noqa: E402
-from core.contracts import load_artifact  # noqa: E402
-from daemon.devnet import AnvilNode, DevChain  # noqa: E402
-from daemon.devnet.aave import (  # noqa: E402
+from devnet import AnvilNode, DevChain  # noqa: E402
+from devnet.aave import (  # noqa: E402
     AAVE_ANVIL_ARGS,
     AAVE_GAS_LIMIT,
     AaveMarket,
     deploy_aave_market,
 )
-from daemon.devnet.vendor import deploy_artifact, fixture_artifact, send_batch  # noqa: E402
+from devnet.contracts import load_artifact  # noqa: E402
+from devnet.vendor import deploy_artifact, fixture_artifact, send_batch  # noqa: E402
 from venues.adapter import create_adapter  # noqa: E402
 from venues.batch import DEFAULT_CONCURRENCY  # noqa: E402
 from venues.model import PlanPricing, VenueSpec  # noqa: E402

@@ -64,8 +64,8 @@ from chains import multicall as mc  # noqa: E402
 from chains.blocks import BlockRef  # noqa: E402
 from chains.reads import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, BalanceReader, Pair  # noqa: E402
 from chains.rpc import RpcPool  # noqa: E402
-from core.contracts import load_artifact  # noqa: E402
-from daemon.devnet import AnvilNode, DevChain  # noqa: E402
+from devnet import AnvilNode, DevChain  # noqa: E402
+from devnet.contracts import load_artifact  # noqa: E402
 
 DEFAULT_PAIRS = 100_000
 DEFAULT_TOKENS = 10
@@ -106,7 +106,7 @@ class Fixture:
     url: str
     tokens: list[str]  # checksummed
     accounts: list[str]  # lower-case
-    pairs: list[Pair]  # (token, account), lower-case
+    pairs: list[Pair]  # (account, token), lower-case
     expected: list[int]  # the balance of each pair, as minted
     block: BlockRef
 
@@ -131,7 +131,7 @@ async def build_fixture(
         for i in range(tokens)
     ]
     accounts = _accounts(per_token)
-    pair_list = [(t.lower(), a) for t in token_addresses for a in accounts]
+    pair_list = [(a, t.lower()) for t in token_addresses for a in accounts]
     rng = random.Random(RNG_SEED)
     chosen = rng.sample(range(len(pair_list)), min(seeded, len(pair_list)))
     expected = [0] * len(pair_list)
@@ -139,7 +139,7 @@ async def build_fixture(
     for index in chosen:
         amount = rng.randint(1, MAX_SEED_AMOUNT)
         expected[index] = amount
-        token, account = pair_list[index]
+        account, token = pair_list[index]
         by_token.setdefault(token, []).append((account, amount))
     for token, mints in by_token.items():
         await dev.mint_many(token, mints)
@@ -160,7 +160,7 @@ def raw_bodies(fixture: Fixture, *, override: bool) -> list[bytes]:
     """
     code = load_artifact("Multicall3").deployed_bytecode
     state = {CANONICAL_MULTICALL3: {"code": "0x" + code.hex()}}
-    tuples = [mc.balance_of_call(token, account) for token, account in fixture.pairs]
+    tuples = [mc.balance_of_call(token, account) for account, token in fixture.pairs]
     bodies = []
     for rid, start in enumerate(range(0, len(tuples), DEFAULT_BATCH_SIZE), start=1):
         chunk = tuples[start : start + DEFAULT_BATCH_SIZE]
@@ -254,7 +254,7 @@ async def measure_naive(
     started = time.perf_counter()
     values = []
     for index in sample:
-        token, account = fixture.pairs[index]
+        account, token = fixture.pairs[index]
         function = contracts[token].functions.balanceOf(w3.to_checksum_address(account))
         values.append(await function.call(block_identifier=fixture.block.number))
     return time.perf_counter() - started, values
@@ -396,7 +396,7 @@ async def direct_check(dev: DevChain, fixture: Fixture, values: Sequence[int | N
     sample += rng.sample(range(len(fixture.pairs)), min(VERIFY_SAMPLE // 2, len(fixture.pairs)))
     bad = []
     for index in sample:
-        token, account = fixture.pairs[index]
+        account, token = fixture.pairs[index]
         direct = await dev.call(
             token, "MintableERC20", "balanceOf", account, block=fixture.block.number
         )
@@ -610,7 +610,7 @@ def report(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (defaults per the issue)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="(token, account) pairs")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="(account, token) pairs")
     parser.add_argument("--tokens", type=int, default=DEFAULT_TOKENS, help="tokens deployed")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="rounds (median)")
     parser.add_argument("--seeded", type=int, default=DEFAULT_SEEDED, help="non-zero balances")

@@ -1,4 +1,4 @@
-"""Transfer-log scanning: discovers accounts and marks changed (token, account) pairs dirty.
+"""Transfer-log scanning: discovers accounts and marks changed (account, token) pairs dirty.
 
 ``eth_getLogs`` ranges adapt: a node that refuses a range (too many results, range limit,
 timeout) gets half of it next time; successes grow it back towards the configured span.
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chains.requester import Requester
 from core.errors import CallTooLarge, JsonRpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from chains.blocks import BlockRef, HeadEvent, NewBlock, Reorg
-from chains.requester import Requester
 from core.errors import RetryableError
 from core.redaction import redact_url
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,9 @@ class HeadTracker:
             ws_task = asyncio.create_task(self._listen_ws(), name=f"heads-ws:{self.chain}")
         try:
             while True:
+                # Cleared before the poll: a notification that arrives while it runs (or while
+                # its events are consumed) makes the next poll follow at once.
+                self._wake.clear()
                 try:
                     for event in await self.poll_once():
                         yield event
@@ -179,7 +182,6 @@ class HeadTracker:
                 except RetryableError as exc:
                     self.last_error = str(exc)
                     log.warning("head_poll_failed chain=%s error=%s", self.chain, exc)
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
         finally:

@@ -21,8 +21,8 @@ from chains.multicall import (
     encode_aggregate3,
     encode_call,
 )
-from chains.requester import Requester
 from core.errors import CallTooLarge, RpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,12 @@ MIN_BATCH_SIZE = 1
 
 
 Pair = tuple[str, str]
-"""(token address, account address), both lower-case 0x-hex."""
+"""(account address, token address) of one chain, both lower-case 0x-hex: a holding's key in
+the order used everywhere, (account, chain, token), with the chain implied."""
 
 
 class BalanceReader:
-    """Reads ``balanceOf`` for many (token, account) pairs at one block, in adaptive chunks."""
+    """Reads ``balanceOf`` for many (account, token) pairs at one block, in adaptive chunks."""
 
     def __init__(
         self,
@@ -83,7 +84,8 @@ class BalanceReader:
     def _tuple(self, pair: Pair) -> str:
         cached = self._tuples.get(pair)
         if cached is None:
-            cached = self._tuples[pair] = balance_of_call(*pair)
+            account, token = pair
+            cached = self._tuples[pair] = balance_of_call(token, account)
         return cached
 
     async def _aggregate(self, tuples: list[str], block: BlockRef) -> list[bytes | None]:

@@ -48,25 +48,17 @@ from chains.rpc_endpoint import (
 )
 from chains.rpc_endpoint import EndpointState as EndpointState  # re-export
 from chains.rpc_errors import (
-    LARGE_BODY_BYTES,
     batch_results,
-    decode_reply,
-    describe_transport_error,
     single_result,
 )
 from chains.rpc_hedge import IDEMPOTENT_READS, first_answer
+from chains.rpc_transport import check_chain_id, envelope, post
 from core.errors import (
-    CallTooLarge,
     ChainIdMismatch,
     ConfigError,
     CrossmarginError,
-    ExecutionReverted,
-    JsonRpcError,
     NoHealthyEndpoint,
     RetryableError,
-    RpcError,
-    RpcTimeout,
-    StateUnavailable,
 )
 from core.lifecycle import AsyncResource
 from core.redaction import redact_url
@@ -75,7 +67,8 @@ BACKOFF_BASE_S = 0.05  # jittered backoff multiplier once every usable endpoint 
 BACKOFF_MAX_S = 2.0  # cap of one backoff sleep
 CONNECTIONS_PER_ENDPOINT = 16  # keep-alive connections per endpoint (concurrent requests)
 KEEPALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
-DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config's default request_timeout_s
+DEFAULT_REQUEST_TIMEOUT_S = 3.0  # matches daemon.config.model's default request_timeout_s
+DEFAULT_MAX_ATTEMPTS = 4  # tries of one request across all endpoints (failover included)
 HEDGE_TIMEOUT_SHARE = 0.5  # a hedge is sent at the latest after this share of the timeout
 # The breaker's and the hedge delay's constants (BREAKER_*, BASE_/MAX_REACTIVATION_DELAY_S,
 # MAX_RETRY_AFTER_S, HEDGE_*) live in chains.rpc_endpoint, next to the breaker.
@@ -112,7 +105,7 @@ class RpcPool(AsyncResource):
         chain_id: int,
         urls: Sequence[str],
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-        max_attempts: int = 4,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         breaker_failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
         base_reactivation_delay_s: float = BASE_REACTIVATION_DELAY_S,
         max_reactivation_delay_s: float = MAX_REACTIVATION_DELAY_S,
@@ -194,7 +187,7 @@ class RpcPool(AsyncResource):
     async def request_raw(self, method: str, params_json: str) -> Any:
         """Like ``request`` with ``params_json`` the already serialised JSON params array."""
         rid = self._take_ids(1)
-        data = _envelope(rid, method, params_json).encode()
+        data = envelope(rid, method, params_json).encode()
         decode = partial(single_result, request_id=rid, body_len=len(data))
         return await self._send(data, decode, hedge=method in IDEMPOTENT_READS)
 
@@ -212,7 +205,7 @@ class RpcPool(AsyncResource):
         hedge = True
         for rid, (method, params) in enumerate(calls, start=first):
             ps = params if isinstance(params, str) else json.dumps(params, separators=(",", ":"))
-            parts.append(_envelope(rid, method, ps))
+            parts.append(envelope(rid, method, ps))
             hedge = hedge and method in IDEMPOTENT_READS
         data = f"[{','.join(parts)}]".encode()
         decode = partial(batch_results, first_id=first, count=len(calls), body_len=len(data))
@@ -365,33 +358,7 @@ class RpcPool(AsyncResource):
         return NoHealthyEndpoint(self.chain, last)
 
     async def _post(self, ep: RpcEndpoint, body: bytes) -> Any:
-        session = ep.session
-        if session is None:
-            raise RuntimeError(f"RpcPool for chain {self.chain} is closed")
-        ep.requests += 1
-        start = time.monotonic()
-        # aiohttp's exception messages embed the raw URL (with its key): errors are rebuilt from
-        # the failure kind and chained ``from None`` so tracebacks cannot leak it either.
-        try:
-            async with session.post(ep.url, data=body) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            raise RpcTimeout(ep.shown, self._request_timeout_s) from None
-        except aiohttp.ClientError as exc:
-            if (
-                len(body) >= LARGE_BODY_BYTES
-                and isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
-                and not isinstance(exc, aiohttp.ClientConnectorError)
-            ):
-                # Anvil (and nginx-style limits) may answer and close while a body over its
-                # limit is still being written: the client sees a broken pipe, not the answer.
-                problem = f"connection dropped while sending a {len(body)}-byte request"
-                raise CallTooLarge(ep.shown, problem) from None
-            raise RpcError(ep.shown, describe_transport_error(exc)) from None
-        ep.record_latency((time.monotonic() - start) * 1000.0)
-        return decode_reply(ep.shown, status, raw, retry_after, len(body))
+        return await post(ep, body, chain=self.chain, timeout_s=self._request_timeout_s)
 
     # -- chain id and breaker -----------------------------------------------------------------
 
@@ -407,35 +374,7 @@ class RpcPool(AsyncResource):
         await asyncio.shield(task)
 
     async def _check_chain_id(self, ep: RpcEndpoint) -> None:
-        rid = self._take_ids(1)
-        body = _envelope(rid, "eth_chainId", "[]").encode()
-        try:
-            result = single_result(ep.shown, await self._post(ep, body), rid, len(body))
-            actual = int(result, 16) if isinstance(result, str) else None
-            if actual is None:
-                raise RpcError(ep.shown, f"eth_chainId returned {type(result).__name__}")
-        except ValueError:
-            err: CrossmarginError = RpcError(ep.shown, "eth_chainId returned a non-hex string")
-            ep.record_error(err)
-            raise err from None
-        except (ExecutionReverted, JsonRpcError, CallTooLarge, StateUnavailable) as exc:
-            # An endpoint that cannot say its chain id is as unusable as an unreachable one.
-            err = RpcError(ep.shown, f"eth_chainId failed: {type(exc).__name__}")
-            ep.record_error(err)
-            raise err from None
-        except CrossmarginError as exc:
-            ep.record_error(exc)
-            raise
-        if actual != self.chain_id:
-            mismatch = ChainIdMismatch(ep.shown, self.chain_id, actual)
-            ep.record_error(mismatch)  # parks it for the longest delay
-            raise mismatch
-        ep.mismatch = None
-        ep.chain_id_verified = True
-
-
-def _envelope(rid: int, method: str, params_json: str) -> str:
-    return f'{{"jsonrpc":"2.0","id":{rid},"method":{json.dumps(method)},"params":{params_json}}}'
+        await check_chain_id(ep, self.chain_id, rid=self._take_ids(1), post=self._post)
 
 
 def _claim(ep: RpcEndpoint, probes: list[RpcEndpoint]) -> None:

@@ -34,8 +34,6 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
-
 from core.errors import (
     CallTooLarge,
     CrossmarginError,
@@ -200,23 +198,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def describe_transport_error(exc: BaseException) -> str:
-    """A short description of an aiohttp failure that never includes the URL.
-
-    aiohttp's own messages embed the full request URL (and with it any API key), so they are
-    never shown; only the kind of failure and the OS error text are.
-    """
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "truncated response body"
-    if isinstance(exc, aiohttp.ClientOSError):
-        return f"connection error ({exc.strerror or 'write failed'})"
-    return type(exc).__name__
 
 
 def _printable(message: str) -> str:

@@ -12,21 +12,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
 from chains.reads import BalanceReader, Pair
-from chains.requester import Requester
 from core.errors import DecimalsMismatch, RetryableError
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 
 
 class ChainSettings(Protocol):
-    """What the watcher needs to know of a chain (``daemon.config.ChainConfig`` fits)."""
+    """What the watcher needs to know of a chain (``daemon.config.model.ChainConfig`` fits)."""
 
     @property
     def name(self) -> str: ...
@@ -53,7 +53,7 @@ class ChainSettings(Protocol):
 
 
 class TokenSettings(Protocol):
-    """What the watcher needs to know of a token (``daemon.config.TokenConfig`` fits)."""
+    """What the watcher needs to know of a token (``daemon.config.model.TokenConfig`` fits)."""
 
     @property
     def address(self) -> str: ...
@@ -92,17 +92,10 @@ class BalanceUpdate:
 
 @dataclass(slots=True)
 class WatcherStats:
-    """Counters the status endpoint and metrics report."""
+    """What the watcher counts for its status: balances read, and the last cycle's fault."""
 
-    cycles: int = 0
     reads: int = 0
-    failed_reads: int = 0
-    sweeps: int = 0
-    last_cycle_s: float = 0.0
-    discovered: int = 0
-    errors: int = 0
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +125,7 @@ class ChainStatus:
 
 
 class ChainWatcher:
-    """Watches every (token, account) pair of one chain."""
+    """Watches every (account, token) pair of one chain."""
 
     def __init__(
         self,
@@ -212,9 +205,9 @@ class ChainWatcher:
     # -- reading ------------------------------------------------------------------------------
 
     def pairs(self) -> list[Pair]:
-        """Every watched (token, account) pair, tokens in config order, accounts sorted."""
+        """Every watched (account, token) pair, tokens in config order, accounts sorted."""
         accounts = sorted(self.accounts)
-        return [(token, account) for token in self.tokens for account in accounts]
+        return [(account, token) for token in self.tokens for account in accounts]
 
     async def target(self, head: BlockRef) -> BlockRef:
         """The block reads are pinned to: ``head - confirmations`` (from the ring if known)."""
@@ -232,12 +225,10 @@ class ChainWatcher:
         self.scanner.cursor = max(self.scanner.cursor, block.number)
         self._last_sweep = time.monotonic()
         self._unread.clear()
-        self.stats.sweeps += 1
         return await self._read(self.pairs(), block)
 
     async def cycle(self, block: BlockRef, dropped_above: int | None = None) -> BalanceUpdate:
         """Bring every pair up to date at ``block``: dirty and new pairs, or all on a sweep."""
-        started = time.perf_counter()
         if time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s:
             update = await self.sweep(block)
         else:
@@ -245,8 +236,6 @@ class ChainWatcher:
             self._unread = set()
             update = await self._read(sorted(dirty), block)
         self.last_read = block
-        self.stats.cycles += 1
-        self.stats.last_cycle_s = time.perf_counter() - started
         if dropped_above is not None:
             update = BalanceUpdate(
                 chain=update.chain,
@@ -265,26 +254,22 @@ class ChainWatcher:
                     continue
                 if self.discover and account not in self.accounts:
                     self.accounts.add(account)
-                    self.stats.discovered += 1
-                    dirty.update((token, account) for token in self.tokens)
+                    dirty.update((account, token) for token in self.tokens)
                 if account in self.accounts and seen.token in self.tokens:
-                    dirty.add((seen.token, account))
+                    dirty.add((account, seen.token))
         return dirty
 
     async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
         values = await self.reader.balances(pairs, block)
         readings: dict[Pair, Reading] = {}
-        failed = 0
         for pair, raw in zip(pairs, values, strict=True):
             reading = Reading(raw=raw, block_number=block.number, block_hash=block.hash)
-            failed += raw is None
             previous = self.holdings.get(pair)
             self.holdings[pair] = reading
             self._track(pair, reading, previous)
             if previous is None or previous.raw != raw:
                 readings[pair] = reading
         self.stats.reads += len(pairs)
-        self.stats.failed_reads += failed
         return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
 
     def roll_back(self, reorg: Reorg) -> int:
@@ -314,7 +299,7 @@ class ChainWatcher:
 
     def _track(self, pair: Pair, reading: Reading | None, previous: Reading | None) -> None:
         """Keep the per-token counts of ``read_failures`` in step with ``holdings``."""
-        token, account = pair
+        account, token = pair
         self._read_pairs[token] = (
             self._read_pairs.get(token, 0) + (reading is not None) - (previous is not None)
         )
@@ -352,7 +337,6 @@ class ChainWatcher:
                     continue
                 update = await self.cycle(target, dropped_above)
             except RetryableError as exc:
-                self.stats.errors += 1
                 self.stats.last_error = str(exc)
                 log.warning("cycle_failed chain=%s error=%s", self.chain.name, exc)
                 continue

@@ -1,15 +1,28 @@
-"""Exact conversion of raw integer token amounts to decimal strings (no float on the way)."""
+"""Exact conversions of raw integer amounts (token balances, engine value units) to decimals,
+and the one text form of a decimal: positional, without trailing zeros (no float on the way)."""
 
 from __future__ import annotations
+
+from decimal import Decimal
+
+
+def scaled(raw: int, decimals: int) -> Decimal:
+    """``raw / 10**decimals`` as an exact ``Decimal``, whatever its number of digits (a token
+    balance, a feed answer, engine value units)."""
+    if decimals < 0:
+        raise ValueError("decimals must be >= 0")
+    return Decimal(f"{raw}E{-decimals}")
+
+
+def plain_decimal(value: Decimal) -> str:
+    """A decimal in positional notation without trailing zeros (``"3000.12"``, ``"0"``),
+    exactly."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def format_units(raw: int, decimals: int) -> str:
     """Render ``raw / 10**decimals`` exactly, without trailing zeros (``"1.5"``, ``"0"``)."""
-    if decimals < 0:
-        raise ValueError("decimals must be >= 0")
-    sign = "-" if raw < 0 else ""
-    whole, frac = divmod(abs(raw), 10**decimals)
-    if decimals == 0 or frac == 0:
-        return f"{sign}{whole}"
-    frac_text = str(frac).rjust(decimals, "0").rstrip("0")
-    return f"{sign}{whole}.{frac_text}"
+    return plain_decimal(scaled(raw, decimals))

@@ -132,15 +132,6 @@ class DecimalsMismatch(NonRetryableError):
         )
 
 
-class TokenSetupError(NonRetryableError):
-    """A watched token cannot be set up (no code at the address, decimals() reverts, …)."""
-
-    def __init__(self, chain: str, token: str, problem: str) -> None:
-        self.chain = chain
-        self.token = token
-        super().__init__(f"chain {chain} token {token}: {problem}")
-
-
 class OracleStateInvalid(NonRetryableError):
     """A stored oracle state document has an unknown version or shape (see ``oracles.resume``);
     the asset starts fresh instead."""

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import TypeVar
 
 from core.addresses import normalize_address
 from core.errors import ConfigError, CrossmarginError
 from core.redaction import scrub
-from daemon.config import API_DEFAULT_LISTEN, load_config
+from daemon.config.load import load_config
+from daemon.config.model import API_DEFAULT_LISTEN
 from daemon.logs import setup_logging
 
 EXIT_OK = 0
@@ -44,11 +46,19 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
 
 
+def _version() -> str:
+    try:
+        return metadata.version("crossmargin")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossmargin", description="Cross-chain collateral aggregation daemon."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     snap = commands.add_parser(
         "snapshot", help="read every watched balance once on every chain and print it"
@@ -122,7 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "demo":
-            from daemon.demo import DemoOptions, run_demo
+            try:
+                from demo.run import DemoOptions, run_demo
+            except ModuleNotFoundError as exc:
+                if exc.name not in ("demo", "devnet"):
+                    raise
+                # The wheel carries the product only: the demo needs a checkout (Anvil, fixtures).
+                print("crossmargin: the demo runs from a checkout: make demo", file=sys.stderr)
+                return EXIT_FAILURE
 
             given = {
                 "accounts": args.accounts,
@@ -142,26 +159,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_until_signalled(config, auto_migrate=args.migrate))
         if args.command == "health":
-            from daemon.health_report import health_pass, print_health
+            from daemon.commands.health import health_pass, print_health
 
             healths, snapshots = asyncio.run(health_pass(config))
             return print_health(healths, snapshots, as_json=args.json, account=args.account)
         if args.command == "snapshot":
-            from daemon.snapshot import print_snapshot, take_snapshot
+            from daemon.commands.snapshot import print_snapshot, take_snapshot
 
             snapshots = asyncio.run(take_snapshot(config))
             return print_snapshot(snapshots, as_json=args.json)
         if args.command == "migrate":
-            from daemon.store.migrate import run_migrate_command
+            from daemon.commands.migrate import run_migrate_command
 
             url = config.database_url or ""
             return run_migrate_command(url, revision=args.revision, sql=args.sql)
         if args.command == "check":
-            from daemon.check import run_check
+            from daemon.commands.check import run_check
 
             return asyncio.run(run_check(config, as_json=args.json, timeout_s=args.timeout))
         if args.command == "prices":
-            from daemon.prices import run_prices
+            from daemon.commands.prices import run_prices
 
             return asyncio.run(
                 run_prices(config, rounds=args.rounds, interval_s=args.interval, as_json=args.json)

@@ -20,26 +20,23 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
-from daemon.event_relay import EventRelay
+from daemon.documents import account_document, engine_state, health_bucket
 from daemon.metrics import Metrics
-from daemon.mqtt import MqttPublisher
-from daemon.mqtt_topics import (
-    AccountSignal,
-    account_state_payload,
-    health_bucket,
-    should_publish_state,
-)
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.relay import EventRelay
+from daemon.mqtt.topics import AccountSignal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
-from daemon.store.records import StoredTransition
-from daemon.store.rows import CycleContext, HealthRows, breakdown_of
+from daemon.store.records import StoredHealth, StoredTransition
+from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
@@ -85,7 +82,6 @@ class CycleStats:
     """Counters and the last figures of the loop, for metrics and /v1/chains."""
 
     cycles: int = 0
-    accounts_changed: int = 0
     transitions: int = 0
     last_cycle_s: float = 0.0
     last_block_to_publish_s: float | None = None
@@ -129,6 +125,8 @@ class EngineLoop:
         self.prices: dict[str, AssetPrice] = {}
         self._boot = uuid.uuid4().hex[:12]
         self._signals: dict[str, AccountSignal] = {}
+        # Stored-form breakdowns the last written rows carried, by engine index: published too.
+        self._breakdowns: dict[int, dict[str, Any]] = {}
         self._positions: dict[str, dict[str, Position]] = {}
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
@@ -234,7 +232,6 @@ class EngineLoop:
         if await self.writer.write():
             self._valuation_stored = True
         self.stats.cycles += 1
-        self.stats.accounts_changed += len(changed)
         self.stats.last_cycle_s = time.perf_counter() - started
         if oldest_block_ts is not None:
             self.stats.last_block_to_publish_s = max(0.0, time.time() - oldest_block_ts)
@@ -273,9 +270,11 @@ class EngineLoop:
             match event:
                 case BalanceUpdate():
                     # A failed read keeps the engine's last good value, unless a reorg
-                    # orphaned the block that value came from.
-                    for h in holdings(event.chain, event.readings):
-                        self.engine.set_holding(h, orphaned_above=event.dropped_above)
+                    # orphaned the block that value came from. The first sweep of a chain
+                    # goes in vectorized, like a restart's stored balances (``load_holdings``).
+                    self.engine.load_holdings(
+                        holdings(event.chain, event.readings), orphaned_above=event.dropped_above
+                    )
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
                     if event.readings:
@@ -334,8 +333,11 @@ class EngineLoop:
         names = [accounts[i] for i in changed.tolist()]
         rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
         flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
+        self._breakdowns = {}
         for i in flagged.tolist():
-            rows.breakdowns[i] = json.dumps(breakdown_of(self.engine.account_health(names[i])))
+            record = breakdown_record(self.engine.account_health(names[i]))
+            self._breakdowns[int(changed[i])] = record
+            rows.breakdowns[i] = json.dumps(record)
         return rows
 
     async def _publish(self, changed: IndexArray, now: float) -> None:
@@ -362,17 +364,16 @@ class EngineLoop:
             self._signals[account] = signal
             # Built when published: the values of the latest recompute by then (retained
             # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
-            self.publisher.set_account_state_later(
+            state = functools.partial(
+                engine_state,
                 account,
-                functools.partial(
-                    account_state_payload,
-                    account,
-                    table,
-                    i,
-                    value_decimals=self.value_decimals,
-                    at=now,
-                ),
+                table,
+                i,
+                value_decimals=self.value_decimals,
+                at=now,
+                breakdown=self._breakdowns.get(i),
             )
+            self.publisher.set_account_state_later(account, _document_of(state))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
@@ -391,3 +392,8 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
             differs |= prev != cur
     result: IndexArray = np.concatenate([seen[differs], new_accounts])
     return result
+
+
+def _document_of(state: Callable[[], StoredHealth]) -> Callable[[], dict[str, object]]:
+    """The ``Account`` document of ``state``, built when called (by the publisher)."""
+    return lambda: account_document(state())

@@ -18,12 +18,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
+from core.domain import PriceStatus
 from daemon.cycle_writer import WriterStats
-from daemon.event_relay import RelayStats
-from daemon.mqtt import MqttStats
+from daemon.mqtt.publisher import MqttStats
+from daemon.mqtt.relay import RelayStats
 from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
 from margin.model import Flag
-from oracles.model import AssetPrice, PriceStatus
+from oracles.model import AssetPrice
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What ``render`` produces: the Prometheus text exposition format 0.0.4."""

@@ -4,7 +4,7 @@ While the database is down the engine keeps applying events; everything a later 
 to bring the store up to date accumulates here, and a failed write is put back under what
 arrived meanwhile, so nothing is lost and nothing grows without bound:
 
-- balances: the latest reading per (chain, token, account) — bounded by the watched pairs;
+- balances: the latest reading per (account, chain, token) — bounded by the watched pairs;
   a reorg drops the pending readings it orphaned and is carried to the store as the lowest
   ``dropped_above`` seen, so stored rows from orphaned blocks are deleted too;
 - price rounds: the newest ``rounds_per_asset`` per asset (older ones are dropped and

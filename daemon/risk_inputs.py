@@ -9,17 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chains.watcher import ChainWatcher, Reading, TokenInfo
-from daemon.config import ChainConfig, Config, Role
-from margin.model import (
-    ChainInput,
-    EngineParams,
-    Holding,
-    PriceInput,
-    PriceStatus,
-    Tier,
-    TokenRisk,
-)
-from margin.model import Role as MarginRole
+from core.domain import PriceStatus, Role
+from core.domain import Role as MarginRole
+from daemon.config.model import ChainConfig, Config
+from daemon.store.records import StoredState
+from margin.model import ChainInput, EngineParams, Holding, PriceInput, Tier, TokenRisk
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
@@ -115,17 +109,15 @@ def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Ho
             block=r.block_number,
             read_failed=r.raw is None,
         )
-        for (token, account), r in readings.items()
+        for (account, token), r in readings.items()
     ]
 
 
-def stored_holdings(
-    chain: str,
-    readings: Mapping[tuple[str, str], Reading],
-    failures: Mapping[tuple[str, str], int],
-) -> list[Holding]:
-    """A chain's stored balances (last good values, ``StoredState.balances``) as engine
-    holdings, those in ``failures`` (``StoredState.read_failures``) flagged as failed."""
+def stored_holdings(state: StoredState, tokens: Iterable[TokenRisk]) -> list[Holding]:
+    """A previous run's balances (last good values, ``StoredState.balances``) of the configured
+    ``tokens`` as engine holdings, those in ``StoredState.read_failures`` flagged as failed;
+    balances of a token no longer configured are left out."""
+    configured = {(t.chain, t.token) for t in tokens}
     return [
         Holding(
             account=account,
@@ -133,9 +125,11 @@ def stored_holdings(
             token=token,
             raw=r.raw,
             block=r.block_number,
-            read_failed=r.raw is None or (token, account) in failures,
+            read_failed=r.raw is None or (account, token) in state.read_failures.get(chain, {}),
         )
-        for (token, account), r in readings.items()
+        for chain, readings in state.balances.items()
+        for (account, token), r in readings.items()
+        if (chain, token) in configured
     ]
 
 

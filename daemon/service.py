@@ -23,15 +23,14 @@ from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.api.view import chain_document, price_document
-from daemon.config import Config
+from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
+from daemon.documents import chain_document, price_document
 from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
-from daemon.event_relay import EventRelay
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
-from daemon.mqtt import MqttPublisher
-from daemon.prices import build_oracle_service, resumed_states
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.mqtt.relay import EventRelay
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -40,12 +39,12 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
-from daemon.snapshot import build_watcher
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
+from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
 from oracles.service import OracleService
@@ -163,12 +162,7 @@ class Daemon:
             stack.push_async_callback(store.close)
             state = await store.load_state()
             for chain in config.chains:
-                pool = RpcPool(
-                    chain=chain.name,
-                    chain_id=chain.chain_id,
-                    urls=chain.rpc_urls,
-                    request_timeout_s=chain.request_timeout_s,
-                )
+                pool = chain_pool(chain)
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
@@ -206,7 +200,7 @@ class Daemon:
     def _watcher(self, chain: str, state: StoredState) -> ChainWatcher:
         watcher = build_watcher(self.config, self.config.chain(chain), self.pools[chain])
         stored = state.balances.get(chain, {})
-        watcher.accounts.update(account for _, account in stored)
+        watcher.accounts.update(account for account, _ in stored)
         cursor = state.cursors.get(chain)
         if cursor is not None:  # resume discovery; a reorg while down is re-scanned
             watcher.scanner.cursor = max(
@@ -252,14 +246,10 @@ class Daemon:
         engine = MarginEngine(
             tokens=tokens, chains=list(self._chain_inputs.values()), params=engine_params(config)
         )
-        configured = {(t.chain, t.token) for t in tokens}
-        for chain, readings in state.balances.items():
-            # Last good values, and which of them failed at their latest read: a restart
-            # keeps both (a failed debt read is never forgotten into a zero).
-            failures = state.read_failures.get(chain, {})
-            for holding in stored_holdings(chain, readings, failures):
-                if (chain, holding.token) in configured:  # not a token since unconfigured
-                    engine.set_holding(holding)
+        # Last good values, and which of them failed at their latest read: a restart keeps
+        # both (a failed debt read is never forgotten into a zero), through the same path
+        # as a chain's first sweep.
+        engine.load_holdings(stored_holdings(state, tokens))
         for position in state.positions:
             engine.set_position(position)
         engine.recompute_all()
@@ -336,8 +326,9 @@ class Daemon:
                 publisher.set_oracle_status(asset, price_document(price))
 
     async def _chain_status(self, publisher: MqttPublisher) -> None:
-        """Every second: staleness and sequencer state to the engine (on change), chain status
-        to MQTT and metrics, and the account/MQTT/cycle gauges."""
+        """Every ``STATUS_INTERVAL_S`` (0.25 s): staleness and sequencer state to the engine
+        (on change); every ``PUBLISH_EVERY`` rounds (1 s): chain status to MQTT and metrics,
+        and the account/MQTT/cycle gauges."""
         assert self.loop is not None
         sent: set[str] = set()  # chains whose status the engine got since it was first read
         for round_no in itertools.count():

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from core.amounts import scaled
+from core.domain import Role
 from margin.latency import collateral_factor, liability_factor, price_shock
 from margin.model import (
     HELD_REASONS,
@@ -48,7 +50,6 @@ from margin.model import (
     Position,
     PositionValue,
     PriceInput,
-    Role,
     Tier,
     TokenRisk,
 )
@@ -65,7 +66,6 @@ from margin.valuation import (
     price_flags,
     role_price,
     signed_price_scale,
-    units_to_usd,
     value_scale,
     weighted_units,
 )
@@ -147,15 +147,15 @@ def evaluate_account(
     decimals = params.value_decimals
     return AccountHealth(
         account=account,
-        collateral_value=units_to_usd(sums.collateral, decimals),
-        weighted_collateral=units_to_usd(sums.weighted_collateral, decimals),
-        liability_value=units_to_usd(sums.liability, decimals),
-        weighted_liability=units_to_usd(sums.weighted_liability, decimals),
-        unrealized_pnl=units_to_usd(sums.pnl, decimals),
-        maintenance=units_to_usd(sums.maintenance, decimals),
+        collateral_value=scaled(sums.collateral, decimals),
+        weighted_collateral=scaled(sums.weighted_collateral, decimals),
+        liability_value=scaled(sums.liability, decimals),
+        weighted_liability=scaled(sums.weighted_liability, decimals),
+        unrealized_pnl=scaled(sums.pnl, decimals),
+        maintenance=scaled(sums.maintenance, decimals),
         health=health,
         health_latency=health_latency,
-        shortfall=units_to_usd(max(0, den - num), decimals),
+        shortfall=scaled(max(0, den - num), decimals),
         flags=flags,
         actionable=bool(flags & Flag.LIQUIDATABLE) and not flags & HELD_REASONS,
         holdings=tuple(
@@ -310,10 +310,10 @@ def _value_positions(
                     size=position.size,
                     entry_price=position.entry_price,
                     mark=mark,
-                    notional=units_to_usd(notional, decimals),
-                    unrealized_pnl=units_to_usd(pnl, decimals),
+                    notional=scaled(notional, decimals),
+                    unrealized_pnl=scaled(pnl, decimals),
                     mmr=mmr,
-                    maintenance=units_to_usd(maintenance, decimals),
+                    maintenance=scaled(maintenance, decimals),
                     flags=flags,
                 )
             )
@@ -328,11 +328,11 @@ def _holding_value(line: _Line, value_decimals: int) -> HoldingValue:
         asset=risk.asset,
         role=risk.role,
         raw=holding.raw,
-        amount=units_to_usd(holding.raw or 0, risk.decimals or 0),  # exact raw / 10**decimals
+        amount=scaled(holding.raw or 0, risk.decimals or 0),  # exact raw / 10**decimals
         price=line.price,
-        value=units_to_usd(abs(line.units), value_decimals),
+        value=scaled(abs(line.units), value_decimals),
         weight=line.weight,
-        weighted_value=units_to_usd(abs(line.weighted), value_decimals),
+        weighted_value=scaled(abs(line.weighted), value_decimals),
         block=holding.block,
         flags=line.flags,
     )

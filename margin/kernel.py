@@ -125,7 +125,7 @@ class HealthTable:
         return len(self.health)
 
 
-def _floor(x: FloatArray) -> FloatArray:
+def floor_units_array(x: FloatArray) -> FloatArray:
     """``valuation.floor_units`` elementwise, in place."""
     nudge = np.abs(x)
     nudge *= SNAP
@@ -133,7 +133,7 @@ def _floor(x: FloatArray) -> FloatArray:
     return np.floor(x, out=x)
 
 
-def _ceil(x: FloatArray) -> FloatArray:
+def ceil_units_array(x: FloatArray) -> FloatArray:
     """``valuation.ceil_units`` elementwise, in place."""
     nudge = np.abs(x)
     nudge *= SNAP
@@ -141,8 +141,9 @@ def _ceil(x: FloatArray) -> FloatArray:
     return np.ceil(x, out=x)
 
 
-def _floor_clip(x: FloatArray) -> FloatArray:
-    return _floor(np.clip(x, -ROW_CAP_UNITS, ROW_CAP_UNITS, out=x))
+def floor_clip_array(x: FloatArray) -> FloatArray:
+    """``valuation.holding_units`` / ``pnl_units`` elementwise (clip, then floor), in place."""
+    return floor_units_array(np.clip(x, -ROW_CAP_UNITS, ROW_CAP_UNITS, out=x))
 
 
 def _sum(index: IndexArray, values: FloatArray, n: int) -> FloatArray:
@@ -199,10 +200,10 @@ def _holding_sums(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Collateral and debt sums per account; ORs holding flags into ``flags``."""
     token = rows.token
-    units = _floor_clip(market.token_scale[token] * rows.amount)
-    weighted = _floor(units * market.token_weight[token])
+    units = floor_clip_array(market.token_scale[token] * rows.amount)
+    weighted = floor_units_array(units * market.token_weight[token])
     factor = market.token_factor[token]
-    shocked = _floor(weighted * factor)
+    shocked = floor_units_array(weighted * factor)
     by_side = 2 * n
     value = _sum(rows.key, units, by_side).reshape(n, 2)
     weighted_sum = _sum(rows.key, weighted, by_side).reshape(n, 2)
@@ -212,12 +213,12 @@ def _holding_sums(
         t_units = units[rows.tiered]
         nb = len(rows.bucket_account)
         bucket_value = _sum(rows.bucket, t_units, nb)
-        bucket_shocked = _sum(rows.bucket, _floor(t_units * factor[rows.tiered]), nb)
+        bucket_shocked = _sum(rows.bucket, floor_units_array(t_units * factor[rows.tiered]), nb)
         bucket_weighted = tiers.values(bucket_value, rows.bucket_schedule)
         ratio = np.zeros(nb)
         np.divide(bucket_shocked, bucket_value, out=ratio, where=bucket_value > 0)
-        cw_lat += _sum(rows.bucket_account, _floor(bucket_weighted * ratio), n)
-        cw += _sum(rows.bucket_account, _floor(bucket_weighted), n)
+        cw_lat += _sum(rows.bucket_account, floor_units_array(bucket_weighted * ratio), n)
+        cw += _sum(rows.bucket_account, floor_units_array(bucket_weighted), n)
     if market.token_flags.any():
         row_flags = market.token_flags[token]
         hit = np.flatnonzero((row_flags != 0) & (rows.amount > 0))
@@ -246,9 +247,11 @@ def _position_sums(
     )
     out = []
     for m in (mark, mark * factor):
-        pnl = _floor_clip((rows.size * (m - rows.entry)) * market.scale)
-        notional = _ceil(np.minimum((np.abs(rows.size) * m) * market.scale, ROW_CAP_UNITS))
-        maint = _ceil(tiers.values(notional, rows.schedule))
+        pnl = floor_clip_array((rows.size * (m - rows.entry)) * market.scale)
+        notional = ceil_units_array(
+            np.minimum((np.abs(rows.size) * m) * market.scale, ROW_CAP_UNITS)
+        )
+        maint = ceil_units_array(tiers.values(notional, rows.schedule))
         out.append(_sum(rows.account, np.where(priced, pnl, 0.0), n))
         out.append(_sum(rows.account, np.where(priced, maint, 0.0), n))
     row_flags = market.asset_flags[rows.asset] | market.chain_flags[rows.chain]

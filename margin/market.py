@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from core.domain import Role
 from margin.kernel import MarketVectors
 from margin.latency import collateral_factor, liability_factor, price_shock
-from margin.model import ChainInput, EngineParams, PriceInput, Role, TokenRisk
+from margin.model import ChainInput, EngineParams, PriceInput, TokenRisk
 from margin.tiers import IndexArray
 from margin.valuation import (
     chain_flags,

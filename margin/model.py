@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.domain import PriceStatus, Role
 from core.errors import NonRetryableError
 
 DEFAULT_Z = 2.33
@@ -36,6 +37,17 @@ MAX_VALUE_DECIMALS = 4
 MAX_TOKEN_DECIMALS = 77
 """uint256 has 78 decimal digits; more decimals than 77 would make every balance < 1 unit."""
 UINT256_MAX = 2**256 - 1
+MONEY_FIELDS = (
+    "collateral_value",
+    "weighted_collateral",
+    "liability_value",
+    "weighted_liability",
+    "unrealized_pnl",
+    "maintenance",
+    "shortfall",
+)
+"""An account's money results, in this order everywhere: ``AccountHealth``, the engine's
+``HealthTable``, the store's columns and every document."""
 
 
 class MarginInputError(NonRetryableError, ValueError):
@@ -78,22 +90,6 @@ def parse_flag(name: str) -> Flag:
         valid = ", ".join(f.name or "" for f in Flag if f)
         raise ValueError(f"unknown flag {name!r}; one of {valid}")
     return member
-
-
-class Role(enum.StrEnum):
-    """What a token is to an account (same values as ``daemon.config.Role``)."""
-
-    COLLATERAL = "collateral"
-    LIABILITY = "liability"
-
-
-class PriceStatus(enum.StrEnum):
-    """Status of an asset's price (same values as ``oracles.model.PriceStatus``)."""
-
-    OK = "OK"
-    DEGRADED = "DEGRADED"
-    TRIPPED = "TRIPPED"
-    STALE = "STALE"
 
 
 class MarginModel(enum.StrEnum):

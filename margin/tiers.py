@@ -59,11 +59,6 @@ def compile_tiers(tiers: tuple[Tier, ...], value_decimals: int) -> TierSchedule:
     return TierSchedule(tuple(lows), tuple(widths), tuple(float(t.rate) for t in tiers))
 
 
-def flat_schedule(rate: float) -> TierSchedule:
-    """One unbounded slice: ``x · rate``."""
-    return TierSchedule((0.0,), (math.inf,), (rate,))
-
-
 def tiered_value(x: float, schedule: TierSchedule) -> float:
     """Weighted value of ``x`` value units under ``schedule`` (the reference, scalar)."""
     acc = 0.0

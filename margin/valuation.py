@@ -21,12 +21,12 @@ in ``margin.kernel`` (numpy, elementwise, nothing fused): change both together.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
-from margin.model import ChainInput, Flag, PriceInput, PriceStatus, Role
+from core.domain import PriceStatus, Role
+from margin.model import ChainInput, Flag, PriceInput
 
 ROW_CAP_UNITS = float(2**43)
 """Saturation of one row's |value| in value units: 1,024 rows at the cap stay below 2**53."""
@@ -54,11 +54,6 @@ _STATUS_FLAGS = {
 def value_scale(value_decimals: int) -> float:
     """Value units per USD."""
     return float(10**value_decimals)
-
-
-def units_to_usd(units: int, value_decimals: int) -> Decimal:
-    """Exact USD amount of ``units`` value units."""
-    return Decimal(units).scaleb(-value_decimals)
 
 
 def normalized_amount(raw: int, decimals: int) -> float:

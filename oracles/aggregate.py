@@ -58,6 +58,7 @@ import dataclasses
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, Context, Decimal
 
+from core.domain import PriceStatus
 from oracles.model import (
     EXACT,
     AcceptedPrice,
@@ -67,13 +68,12 @@ from oracles.model import (
     HoldReason,
     OracleParams,
     PendingJump,
-    PriceStatus,
     SourceQuote,
     exact_median,
     ratio,
 )
 from oracles.validity import validate
-from oracles.volatility import EwmaVolatility, VolatilityState
+from oracles.volatility import EwmaVolatility
 
 BAND_DIGITS = 40  # significant digits of a confidence half-width (rounded up)
 
@@ -142,11 +142,6 @@ class AssetAggregator:
     def pending(self) -> PendingJump | None:
         """The jump awaiting confirmation, if any."""
         return self._pending
-
-    @property
-    def volatility_state(self) -> VolatilityState:
-        """The volatility estimator's state."""
-        return self._volatility.state
 
     @property
     def state(self) -> AggregatorState:

@@ -29,6 +29,8 @@ from decimal import (
     Overflow,
 )
 
+from core.amounts import scaled
+from core.domain import PriceStatus
 from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA, VolatilityState
 
 DEFAULT_MIN_SOURCES = 2
@@ -117,15 +119,6 @@ FETCH_FAILURES = frozenset(
 )
 
 
-class PriceStatus(enum.StrEnum):
-    """Status of an asset's price after a round (see ``oracles.aggregate`` for the rules)."""
-
-    OK = "OK"
-    DEGRADED = "DEGRADED"
-    TRIPPED = "TRIPPED"
-    STALE = "STALE"
-
-
 class HoldReason(enum.StrEnum):
     """Why a round held the last good price instead of accepting a new one."""
 
@@ -134,13 +127,6 @@ class HoldReason(enum.StrEnum):
     SOURCES_DISAGREE = "sources_disagree"
     ANCHOR_VETO = "anchor_veto"
     JUMP_PENDING = "jump_pending"
-
-
-def normalize(raw: int, decimals: int) -> Decimal:
-    """``raw / 10**decimals`` as an exact ``Decimal`` (Chainlink answer + feed decimals)."""
-    if decimals < 0:
-        raise ValueError("decimals must be >= 0")
-    return Decimal(f"{raw}E{-decimals}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,7 +161,7 @@ class SourceQuote:
         return cls(
             source_id=source_id,
             kind=SourceKind.CHAINLINK,
-            price=normalize(answer, decimals),
+            price=scaled(answer, decimals),
             observed_at=float(updated_at),
             max_age_s=max_age_s,
         )

@@ -30,8 +30,9 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.domain import PriceStatus
 from core.errors import OracleStateInvalid
-from oracles.model import AcceptedPrice, AggregatorState, PendingJump, PriceStatus
+from oracles.model import AcceptedPrice, AggregatorState, PendingJump
 from oracles.volatility import VolatilityState
 
 STATE_VERSION = 1

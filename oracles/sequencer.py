@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 
 SEQUENCER_UP_ANSWER = 0
-SEQUENCER_DOWN_ANSWER = 1
 DEFAULT_GRACE_PERIOD_S = 3_600.0  # Aave's and Chainlink's documented example
 
 

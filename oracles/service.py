@@ -33,16 +33,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from core.domain import PriceStatus
 from core.lifecycle import AsyncResource
 from oracles.aggregate import AssetAggregator
-from oracles.model import (
-    AggregatorState,
-    AssetPrice,
-    DropReason,
-    OracleParams,
-    PriceStatus,
-    SourceQuote,
-)
+from oracles.model import AggregatorState, AssetPrice, DropReason, OracleParams, SourceQuote
 from oracles.sequencer import SequencerStatus
 from oracles.sequencer_gate import SequencerGate
 from oracles.sources.base import PriceSource

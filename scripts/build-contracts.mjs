@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Compile contracts/src/*.sol with the bundled solcjs into contracts/artifacts/<Name>.json.
+// Compile contracts/src/*.sol with the bundled solcjs into <package>/artifacts/<Name>.json:
+// the contracts the product runs (the Multicall3 runtime of the state-override reader) into
+// chains/artifacts, so the wheel carries them; the test/demo fixtures into devnet/artifacts.
 //
 //   node scripts/build-contracts.mjs           write artifacts (byte-identical on rebuild)
 //   node scripts/build-contracts.mjs --check   compile in memory; exit 1 listing artifacts
@@ -18,7 +20,11 @@ const solc = require("solc");
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SRC_DIR = join(REPO, "contracts", "src");
-const ARTIFACT_DIR = join(REPO, "contracts", "artifacts");
+// Artifact folders (relative to the repository) and the contracts the product needs at run time.
+const PRODUCT_DIR = "chains/artifacts";
+const DEVNET_DIR = "devnet/artifacts";
+const ARTIFACT_DIRS = [PRODUCT_DIR, DEVNET_DIR];
+const PRODUCT_CONTRACTS = new Set(["Multicall3"]);
 const OPTIMIZER_RUNS = 200;
 const EVM_VERSION = "cancun";
 
@@ -80,8 +86,9 @@ function compileAll() {
   const artifacts = new Map();
   for (const [sourceFile, contracts] of Object.entries(output.contracts ?? {})) {
     for (const [contractName, out] of Object.entries(contracts)) {
-      const fileName = `${contractName}.json`;
-      if (artifacts.has(fileName)) {
+      const dir = PRODUCT_CONTRACTS.has(contractName) ? PRODUCT_DIR : DEVNET_DIR;
+      const fileName = `${dir}/${contractName}.json`;
+      if ([...artifacts.keys()].some((f) => f.endsWith(`/${contractName}.json`))) {
         throw new Error(`two contracts named ${contractName}: artifact names must be unique`);
       }
       artifacts.set(
@@ -101,20 +108,26 @@ function compileAll() {
   return artifacts;
 }
 
+/** Committed artifacts, as repository-relative paths. */
 function existingArtifacts() {
-  if (!existsSync(ARTIFACT_DIR)) return [];
-  return readdirSync(ARTIFACT_DIR).filter((f) => f.endsWith(".json"));
+  return ARTIFACT_DIRS.flatMap((dir) =>
+    existsSync(join(REPO, dir))
+      ? readdirSync(join(REPO, dir))
+          .filter((f) => f.endsWith(".json"))
+          .map((f) => `${dir}/${f}`)
+      : [],
+  );
 }
 
 function check(artifacts) {
   const stale = [];
   for (const [fileName, text] of artifacts) {
-    const path = join(ARTIFACT_DIR, fileName);
-    if (!existsSync(path)) stale.push(`missing: contracts/artifacts/${fileName}`);
-    else if (readFileSync(path, "utf8") !== text) stale.push(`differs: contracts/artifacts/${fileName}`);
+    const path = join(REPO, fileName);
+    if (!existsSync(path)) stale.push(`missing: ${fileName}`);
+    else if (readFileSync(path, "utf8") !== text) stale.push(`differs: ${fileName}`);
   }
   for (const fileName of existingArtifacts()) {
-    if (!artifacts.has(fileName)) stale.push(`no source: contracts/artifacts/${fileName}`);
+    if (!artifacts.has(fileName)) stale.push(`no source: ${fileName}`);
   }
   if (stale.length > 0) {
     process.stderr.write(
@@ -127,17 +140,17 @@ function check(artifacts) {
 }
 
 function write(artifacts) {
-  mkdirSync(ARTIFACT_DIR, { recursive: true });
+  for (const dir of ARTIFACT_DIRS) mkdirSync(join(REPO, dir), { recursive: true });
   for (const [fileName, text] of artifacts) {
-    writeFileSync(join(ARTIFACT_DIR, fileName), text);
+    writeFileSync(join(REPO, fileName), text);
   }
   for (const fileName of existingArtifacts()) {
     if (!artifacts.has(fileName)) {
-      rmSync(join(ARTIFACT_DIR, fileName));
+      rmSync(join(REPO, fileName));
       process.stdout.write(`removed orphan artifact ${fileName}\n`);
     }
   }
-  process.stdout.write(`wrote ${artifacts.size} artifacts to contracts/artifacts (${solc.version()})\n`);
+  process.stdout.write(`wrote ${artifacts.size} artifacts to ${ARTIFACT_DIRS.join(" and ")} (${solc.version()})\n`);
   return 0;
 }
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 
-from daemon.devnet import REPO_ROOT
+from devnet import REPO_ROOT
 
 CLI_TIMEOUT_S = 60.0
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from eth_utils.address import to_checksum_address
 
-from daemon.devnet import AnvilNode, DevChain
+from devnet import AnvilNode, DevChain
 
 CHAIN_A_ID = 1001
 CHAIN_B_ID = 1002

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from daemon.devnet import REPO_ROOT, AnvilNode, DevChain
+from devnet import REPO_ROOT, AnvilNode, DevChain
 from tests.mqttkit import Mosquitto
 from tests.pricekit import PriceServer, free_port, generic
 

@@ -1,12 +1,12 @@
 """Loopback price APIs for tests: ``PriceServer`` and its helpers now live in package code
-(``daemon.devnet.exchange``, which ``crossmargin demo`` uses too) and are re-exported here,
+(``devnet.exchange``, which ``crossmargin demo`` uses too) and are re-exported here,
 next to the oracle-test config builders."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from daemon.devnet.exchange import Mode, PriceServer, binance, coinbase, free_port, generic
+from devnet.exchange import Mode, PriceServer, binance, coinbase, free_port, generic
 
 __all__ = [
     "ACCOUNT",

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import asyncpg
 
+from chains.blocks import BlockRef
+from chains.watcher import BalanceUpdate, Reading
+from core.domain import PriceStatus, Role
 from daemon.store.rows import HealthRows
 from margin.engine import MarginEngine
-from margin.model import ChainInput, PriceInput, Role, TokenRisk
-from oracles.model import AssetPrice, DropReason, PriceStatus
+from margin.model import ChainInput, PriceInput, TokenRisk
+from oracles.model import AssetPrice, DropReason
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -65,6 +68,27 @@ async def fresh_database(dialect: str, directory: Path) -> AsyncIterator[str]:
             yield url
     else:
         yield f"sqlite+aiosqlite:///{(directory / 'store.sqlite3').as_posix()}"
+
+
+# ---- blocks and balance updates as a watcher makes them ---------------------------------
+
+
+def block(number: int, tag: str = "a") -> BlockRef:
+    """Block ``number`` of a made-up chain; ``tag`` tells forks apart (their hashes differ)."""
+    return BlockRef(
+        number=number,
+        hash=f"0x{tag * 2}{number:062x}",
+        parent_hash=f"0x{tag * 2}{number - 1:062x}",
+        timestamp=1_700_000_000 + number,
+    )
+
+
+def update(
+    chain: str, at: BlockRef, values: dict[tuple[str, str], int | None], dropped: int | None = None
+) -> BalanceUpdate:
+    """A watcher's update: ``values`` by (account, token), read at ``at`` (``None``: failed)."""
+    readings = {pair: Reading(raw, at.number, at.hash) for pair, raw in values.items()}
+    return BalanceUpdate(chain=chain, block=at, readings=readings, dropped_above=dropped)
 
 
 # ---- a small lending book on the real margin engine ------------------------------------

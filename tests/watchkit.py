@@ -9,8 +9,9 @@ from typing import Any
 
 from chains.rpc import RpcPool
 from chains.watcher import BalanceUpdate, ChainWatcher
-from daemon.config import ChainConfig, Config, parse_config
-from daemon.snapshot import build_watcher
+from daemon.config.load import parse_config
+from daemon.config.model import ChainConfig, Config
+from daemon.wiring import build_watcher
 
 
 def chain_entry(name: str, chain_id: int, *urls: str, **extra: Any) -> dict[str, Any]:

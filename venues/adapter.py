@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from chains.blocks import BlockRef
-from chains.requester import Requester
+from core.requester import Requester
 from venues.batch import PinnedCaller
 from venues.errors import VenueSetupError
 from venues.model import PlanPricing, VenueResult, VenueSpec

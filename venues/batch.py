@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from chains.blocks import BlockRef
 from chains.multicall import MalformedReturn, encode_aggregate3, encode_call
-from chains.requester import Requester
 from core.errors import CallTooLarge, RpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chains.requester import Requester
 from core.errors import CallTooLarge, JsonRpcError, RpcTimeout
+from core.requester import Requester
 
 log = logging.getLogger(__name__)
 

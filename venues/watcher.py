@@ -17,8 +17,8 @@ import logging
 
 from chains.blocks import BlockRef, Reorg
 from chains.multicall import MalformedReturn
-from chains.requester import Requester
 from core.errors import CrossmarginError, ExecutionReverted
+from core.requester import Requester
 from venues.adapter import VenueAdapter
 from venues.errors import VenueSetupError
 from venues.logs import EventScanner

@@ -5,7 +5,7 @@ Runs in its own virtualenv (``bench/.venv-multicall``: ``multicall`` 0.15.x pins
 
     bench/.venv-multicall/bin/python bench/peers/multicall_peer.py INPUT.json OUTPUT.json
 
-``INPUT.json`` holds ``url``, ``chain_id``, ``block_number``, ``pairs`` (``[token, account]``
+``INPUT.json`` holds ``url``, ``chain_id``, ``block_number``, ``pairs`` (``[account, token]``
 lists), ``step``, ``repeats`` and ``require_success``. The package is used as documented, with
 two settings only:
 
@@ -58,7 +58,7 @@ def _build_calls(pairs: list[list[str]]) -> list[Any]:
 
     return [
         Call(Web3.to_checksum_address(token), [BALANCE_OF_SIGNATURE, account], [(index, None)])
-        for index, (token, account) in enumerate(pairs)
+        for index, (account, token) in enumerate(pairs)
     ]
 
 

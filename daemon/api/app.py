@@ -38,7 +38,7 @@ from daemon.api.positions import PositionMarkets
 from daemon.api.routes import KeeperRoutes
 from daemon.api.server import UNREAD_BODY_LINGER_S, KeeperRunner
 from daemon.api.view import DaemonView
-from daemon.config import ApiConfig
+from daemon.config.model import ApiConfig
 from daemon.logs import log_safe
 from daemon.metrics import Metrics
 from daemon.store.errors import StoreUnavailable

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.addresses import JSON_SCHEMA_LOWER_ADDRESS_PATTERN
+from core.domain import PriceStatus
 from daemon.api.positions import (
     MAX_ABS_SIZE,
     MAX_NUMBER_CHARS,
@@ -20,9 +21,8 @@ from daemon.api.positions import (
     SIZE_PATTERN,
     PositionMarkets,
 )
-from daemon.api.schemas import MONEY_FIELDS
-from margin.model import Flag
-from oracles.model import PriceStatus
+from daemon.documents import HealthBucket
+from margin.model import MONEY_FIELDS, Flag
 
 Schema = dict[str, Any]
 
@@ -132,11 +132,20 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                     "description": "false: a liability was never read (DEBT_UNKNOWN); the "
                     "account is held, health and health_latency are null",
                 },
+                "bucket": {
+                    **enum_of(frozenset(b.value for b in HealthBucket)),
+                    "description": "health band: liquidatable < 1 ≤ critical < 1.05 ≤ warning "
+                    "< 1.2 ≤ healthy; no_debt (∞), unknown (health_known false)",
+                },
                 "flags": _flags(),
                 "actionable": boolean,
                 "held_reasons": _flags(),
                 **dict.fromkeys(MONEY_FIELDS, DECIMAL),
-                "cycle_id": integer,
+                "cycle_id": {
+                    **_null(integer),
+                    "description": "the stored cycle that last changed it; null outside the "
+                    "store (MQTT, crossmargin health)",
+                },
                 "updated_at": num,
                 "breakdown": _null(ref("Breakdown")),
             }

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from core.errors import CrossmarginError
-from daemon.mqtt_topics import encode_json
+from daemon.mqtt.topics import encode_json
 
 JSON_CONTENT_TYPE = "application/json"
 

@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.api.errors import REQUEST_TIMEOUT, ApiError, BadRequest
-from daemon.config import Config
+from daemon.config.model import Config
 from margin.model import MarginInputError, Position, Tier
 
 MAX_POSITIONS = 256

@@ -20,14 +20,10 @@ from daemon.api.errors import (
     json_response,
 )
 from daemon.api.positions import PositionMarkets, parse_positions, read_body
-from daemon.api.schemas import (
-    account_document,
-    cycle_document,
-    health_document,
-    position_document,
-)
-from daemon.api.view import DaemonView, stored_price_document
-from daemon.config import ApiConfig
+from daemon.api.schemas import account_detail_document, cycle_document, position_document
+from daemon.api.view import DaemonView
+from daemon.config.model import ApiConfig
+from daemon.documents import account_document, stored_price_document
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.store.errors import StoreUnavailable
 from daemon.store.queries import StoreQueries
@@ -88,7 +84,7 @@ class KeeperRoutes:
         cycle = await self.queries.last_cycle()
         return json_response(
             {
-                "accounts": [health_document(h) for h in rows],
+                "accounts": [account_document(h) for h in rows],
                 "total": total,
                 "limit": limit,
                 "offset": offset,
@@ -107,7 +103,7 @@ class KeeperRoutes:
         rows = await self.queries.accounts_with_flags(flags, limit=limit, offset=offset)
         return json_response(
             {
-                "accounts": [health_document(h) for h in rows],
+                "accounts": [account_document(h) for h in rows],
                 "flags": flag_names(flags),
                 "limit": limit,
                 "offset": offset,
@@ -121,7 +117,7 @@ class KeeperRoutes:
         record = await self.queries.account(address)
         if record is None:
             raise ApiError(404, NOT_FOUND, f"no account {address} in the store", field="address")
-        return json_response(account_document(record))
+        return json_response(account_detail_document(record))
 
     # ---- the protocol ----------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from aiohttp.web_response import StreamResponse
 
 from daemon.api.errors import CODES_BY_STATUS, TOO_MANY_CONNECTIONS, error_response
 from daemon.logs import log_safe
-from daemon.mqtt_topics import encode_json
+from daemon.mqtt.topics import encode_json
 
 log = logging.getLogger("daemon.api.server")
 

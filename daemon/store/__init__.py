@@ -7,5 +7,5 @@
 - ``schema`` (tables), ``types`` (exact columns on both dialects), ``rows`` (what is written),
   ``records`` (what is read), ``cycle``/``chain_state``/``bulk`` (the set-based SQL).
 
-Kept free of imports: ``daemon.config`` imports ``daemon.store.urls`` without SQLAlchemy.
+Kept free of imports: ``daemon.config.model`` imports ``daemon.store.urls`` without SQLAlchemy.
 """

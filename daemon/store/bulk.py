@@ -9,7 +9,7 @@ them into place. Set-based SQL also lets the database itself compare new and sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,9 +87,3 @@ async def load_stage(
         return
     marks = ", ".join("?" for _ in stage.columns)
     await conn.exec_driver_sql(f"INSERT INTO {stage.name} VALUES ({marks})", list(rows))  # noqa: S608
-
-
-async def execute_many(conn: AsyncConnection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``stmt`` for every row (executemany), skipped when there are none."""
-    if rows:
-        await conn.execute(stmt, list(rows))

@@ -62,7 +62,7 @@ async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: fl
             r.block_hash,
             r.block_number if r.raw is None else None,
         )
-        for (token, account), r in update.readings.items()
+        for (account, token), r in update.readings.items()
     ]
     await load_stage(conn, balance_stage, records)
     s = balance_stage.c

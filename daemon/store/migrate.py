@@ -8,10 +8,10 @@ from ``config.attributes``); ``--sql`` renders the DDL offline without connectin
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -29,15 +29,21 @@ from daemon.store.urls import normalize_database_url, shown_url
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_PACKAGE = "migrations"  # installed beside daemon/ by the wheel, as in a checkout
 HEAD = "head"
 BASE = "base"
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory, wherever the package is installed (a wheel installs it
+    as files, which Alembic needs)."""
+    return Path(str(files(MIGRATIONS_PACKAGE)))
 
 
 def alembic_config(url: str | None = None, *, output: io.StringIO | None = None) -> Config:
     """An Alembic ``Config`` for our ``migrations/`` directory (no ini file involved)."""
     config = Config(output_buffer=output) if output is not None else Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     if url is not None:
         # An attribute, not a main option: ConfigParser would choke on '%' in passwords.
         config.attributes["url"] = normalize_database_url(url)
@@ -147,22 +153,3 @@ def migration_sql(url: str, revision: str = HEAD) -> str:
     except (CommandError, RevisionError) as exc:
         raise MigrationFailed(url, str(exc)) from exc
     return output.getvalue()
-
-
-def run_migrate_command(url: str, *, revision: str = HEAD, sql: bool = False) -> int:
-    """``crossmargin migrate``: migrate (or print the SQL) and say what happened; return 0.
-
-    Errors (unreachable database, unknown revision) propagate as ``CrossmarginError``s for
-    the CLI to print on one line and exit 1.
-    """
-    if sql:
-        print(migration_sql(url, revision), end="")
-        return 0
-    result = asyncio.run(migrate(url, revision))
-    where = shown_url(url)
-    if result.direction == "none":
-        print(f"{where}: already at {result.after or BASE}")
-    else:
-        before, after = result.before or BASE, result.after or BASE
-        print(f"{where}: {result.direction} {before} -> {after}")
-    return 0

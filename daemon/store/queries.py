@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.reads import Pair
 from chains.watcher import Reading
+from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.outbox import id_chunks, id_matches
@@ -31,7 +32,10 @@ from daemon.store.records import (
     StoredHealth,
     StoredPrice,
     StoredTransition,
+    from_row,
+    health_from_row,
     position_from_row,
+    transition_from_row,
 )
 from daemon.store.schema import (
     LISTED,
@@ -65,7 +69,7 @@ class StoreQueries(AsyncResource):
         self.engine = engine
         self.value_decimals = value_decimals
         self.deadline_s = deadline_s
-        self._quantum = Decimal(1).scaleb(-value_decimals)
+        self._quantum = scaled(1, value_decimals)
         self._owns_engine = False
 
     @classmethod
@@ -159,7 +163,7 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
             .offset(offset)
         )
-        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def count_liquidatable(
         self,
@@ -190,13 +194,13 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
             .offset(offset)
         )
-        return [StoredHealth.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def health(self, address: str) -> StoredHealth | None:
         """One account's current health, or ``None`` if never written."""
         query = sa.select(account_health).where(account_health.c.account == address.lower())
         rows = await self._rows(query)
-        return StoredHealth.from_row(rows[0], self._quantum) if rows else None
+        return health_from_row(rows[0], self._quantum) if rows else None
 
     async def account(self, address: str) -> AccountRecord | None:
         """Health, balances and positions of one account (``None`` if the store has none)."""
@@ -225,8 +229,8 @@ class StoreQueries(AsyncResource):
             return None
         return AccountRecord(
             account=address,
-            health=None if health is None else StoredHealth.from_row(health, self._quantum),
-            balances=[StoredBalance.from_row(b) for b in held],
+            health=None if health is None else health_from_row(health, self._quantum),
+            balances=[from_row(StoredBalance, b) for b in held],
             positions=[position_from_row(p) for p in posted],
         )
 
@@ -253,7 +257,7 @@ class StoreQueries(AsyncResource):
         if unpublished_only:
             query = query.where(t.published_at.is_(None))
         query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
-        return [StoredTransition.from_row(row, self._quantum) for row in await self._rows(query)]
+        return [transition_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def outbox(self, *, limit: int, after_id: int = 0) -> list[OutboxEntry]:
         """The first ``limit`` transitions above ``after_id`` not yet published (MQTT), in id
@@ -310,22 +314,22 @@ class StoreQueries(AsyncResource):
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""
         rows = await self._rows(sa.select(cycles).order_by(cycles.c.id.desc()).limit(1))
-        return StoredCycle.from_row(rows[0]) if rows else None
+        return from_row(StoredCycle, rows[0]) if rows else None
 
     async def cycle(self, cycle_id: int) -> StoredCycle | None:
         """One cycle's block and price context."""
         rows = await self._rows(sa.select(cycles).where(cycles.c.id == cycle_id))
-        return StoredCycle.from_row(rows[0]) if rows else None
+        return from_row(StoredCycle, rows[0]) if rows else None
 
     # ---- chains, balances, prices, positions ---------------------------------------------
 
     async def chain_cursors(self) -> dict[str, ChainCursor]:
         """Per chain, the last block stored."""
         query = sa.select(chain_cursors).order_by(chain_cursors.c.chain)
-        return {row.chain: ChainCursor.from_row(row) for row in await self._rows(query)}
+        return {row.chain: from_row(ChainCursor, row) for row in await self._rows(query)}
 
     async def balances(self, chain: str | None = None) -> dict[str, dict[Pair, Reading]]:
-        """Stored readings per chain, keyed like the watcher's holdings: (token, account).
+        """Stored readings per chain, keyed like the watcher's holdings: (account, token).
 
         Each is the last good value and its block (``raw`` ``None``: no read ever succeeded);
         ``read_failures`` says which of them failed at their latest read.
@@ -335,13 +339,13 @@ class StoreQueries(AsyncResource):
             query = query.where(balances.c.chain == chain)
         out: dict[str, dict[Pair, Reading]] = {}
         for row in await self._rows(query):
-            out.setdefault(row.chain, {})[(row.token, row.account)] = Reading(
+            out.setdefault(row.chain, {})[(row.account, row.token)] = Reading(
                 raw=row.raw, block_number=row.block_number, block_hash=row.block_hash
             )
         return out
 
     async def read_failures(self, chain: str | None = None) -> dict[str, dict[Pair, int]]:
-        """Per chain, the (token, account) pairs whose latest read failed, with its block."""
+        """Per chain, the (account, token) pairs whose latest read failed, with its block."""
         b = balances.c
         query = sa.select(b.chain, b.token, b.account, b.failed_block_number).where(
             b.failed_block_number.is_not(None)
@@ -350,7 +354,7 @@ class StoreQueries(AsyncResource):
             query = query.where(b.chain == chain)
         out: dict[str, dict[Pair, int]] = {}
         for row in await self._rows(query):
-            out.setdefault(row.chain, {})[(row.token, row.account)] = row.failed_block_number
+            out.setdefault(row.chain, {})[(row.account, row.token)] = row.failed_block_number
         return out
 
     async def token_decimals(self) -> dict[str, dict[str, int]]:
@@ -372,7 +376,7 @@ class StoreQueries(AsyncResource):
         query = sa.select(price_history).join(
             newest, sa.and_(p.asset == newest.c.asset, p.round_at == newest.c.round_at)
         )
-        return {row.asset: StoredPrice.from_row(row) for row in await self._rows(query)}
+        return {row.asset: from_row(StoredPrice, row) for row in await self._rows(query)}
 
     async def oracle_states(self) -> dict[str, Any]:
         """asset → its stored oracle state document (JSON as written, not decoded)."""
@@ -387,7 +391,7 @@ class StoreQueries(AsyncResource):
             .order_by(price_history.c.round_at.desc())
             .limit(min(limit, MAX_LIMIT))
         )
-        return [StoredPrice.from_row(row) for row in await self._rows(query)]
+        return [from_row(StoredPrice, row) for row in await self._rows(query)]
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""

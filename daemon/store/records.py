@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -21,6 +21,56 @@ from daemon.store.schema import MONEY_COLUMNS
 from margin.model import HELD_REASONS, Flag, Position, Tier
 
 Row = sa.Row[Any]
+
+
+_R = TypeVar("_R")
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def from_row(cls: type[_R], row: Row, **derived: Any) -> _R:
+    """The record ``cls`` (a dataclass) from ``row``: every field from the column of its name,
+    except those given in ``derived`` (converted by the caller). The one way rows become
+    records: a column renamed without its field fails here, loudly."""
+    columns = row._mapping
+    values = {name: columns[name] for name in _field_names(cls) if name not in derived}
+    return cls(**values, **derived)
+
+
+def health_from_row(row: Row, quantum: Decimal) -> StoredHealth:
+    """A ``StoredHealth`` from an ``account_health`` row, money quantized to ``quantum``."""
+    flags = Flag(row.flags)
+    return from_row(
+        StoredHealth,
+        row,
+        health=_health(row.health, flags),
+        health_latency=_health(row.health_latency, flags),
+        flags=flags,
+        **{name: getattr(row, name).quantize(quantum) for name in MONEY_COLUMNS},
+    )
+
+
+def transition_from_row(row: Row, quantum: Decimal) -> StoredTransition:
+    """A ``StoredTransition`` from a ``health_transitions`` row, the shortfall quantized to
+    ``quantum``."""
+    to_flags = Flag(row.to_flags)
+    return from_row(
+        StoredTransition,
+        row,
+        from_flags=Flag(row.from_flags),
+        to_flags=to_flags,
+        health=_health(row.health, to_flags),
+        health_latency=_health(row.health_latency, to_flags),
+        shortfall=row.shortfall.quantize(quantum),
+    )
 
 
 def _health(value: float | None, flags: Flag) -> float:
@@ -39,17 +89,6 @@ class ChainCursor:
     block_timestamp: int | None
     updated_at: float
 
-    @classmethod
-    def from_row(cls, row: Row) -> ChainCursor:
-        """From a ``chain_cursors`` row."""
-        return cls(
-            chain=row.chain,
-            block_number=row.block_number,
-            block_hash=row.block_hash,
-            block_timestamp=row.block_timestamp,
-            updated_at=row.updated_at,
-        )
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredCycle:
@@ -61,18 +100,6 @@ class StoredCycle:
     blocks: dict[str, int]
     prices: dict[str, str | None]
     accounts: int
-
-    @classmethod
-    def from_row(cls, row: Row) -> StoredCycle:
-        """From a ``cycles`` row."""
-        return cls(
-            id=row.id,
-            key=row.key,
-            at=row.at,
-            blocks=row.blocks,
-            prices=row.prices,
-            accounts=row.accounts,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +120,7 @@ class StoredHealth:
     flags: Flag
     actionable: bool
     breakdown: dict[str, Any] | None
-    cycle_id: int
+    cycle_id: int | None  # None: not from the store (the engine's own results)
     updated_at: float
 
     @property
@@ -105,23 +132,6 @@ class StoredHealth:
     def health_known(self) -> bool:
         """False when a liability was never read (``DEBT_UNKNOWN``): ``health`` is NaN."""
         return not self.flags & Flag.DEBT_UNKNOWN
-
-    @classmethod
-    def from_row(cls, row: Row, quantum: Decimal) -> StoredHealth:
-        """From an ``account_health`` row, money quantized to ``quantum``."""
-        money = {name: getattr(row, name).quantize(quantum) for name in MONEY_COLUMNS}
-        flags = Flag(row.flags)
-        return cls(
-            account=row.account,
-            health=_health(row.health, flags),
-            health_latency=_health(row.health_latency, flags),
-            flags=flags,
-            actionable=row.actionable,
-            breakdown=row.breakdown,
-            cycle_id=row.cycle_id,
-            updated_at=row.updated_at,
-            **money,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,24 +149,6 @@ class StoredTransition:
     actionable: bool
     at: float
     published_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Row, quantum: Decimal) -> StoredTransition:
-        """From a ``health_transitions`` row, the shortfall quantized to ``quantum``."""
-        to_flags = Flag(row.to_flags)
-        return cls(
-            id=row.id,
-            account=row.account,
-            cycle_id=row.cycle_id,
-            from_flags=Flag(row.from_flags),
-            to_flags=to_flags,
-            health=_health(row.health, to_flags),
-            health_latency=_health(row.health_latency, to_flags),
-            shortfall=row.shortfall.quantize(quantum),
-            actionable=row.actionable,
-            at=row.at,
-            published_at=row.published_at,
-        )
 
 
 class OutboxEntry(NamedTuple):
@@ -194,25 +186,6 @@ class StoredPrice:
     volatility: float
     sources: dict[str, Any]
 
-    @classmethod
-    def from_row(cls, row: Row) -> StoredPrice:
-        """From a ``price_history`` row."""
-        return cls(
-            asset=row.asset,
-            round_at=row.round_at,
-            status=row.status,
-            price=row.price,
-            price_low=row.price_low,
-            price_high=row.price_high,
-            round_price=row.round_price,
-            observed_at=row.observed_at,
-            held=row.held,
-            hold_reason=row.hold_reason,
-            spread=row.spread,
-            volatility=row.volatility,
-            sources=row.sources,
-        )
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredBalance:
@@ -234,19 +207,6 @@ class StoredBalance:
     def read_failed(self) -> bool:
         """The latest read of this balance failed."""
         return self.failed_block_number is not None
-
-    @classmethod
-    def from_row(cls, row: Row) -> StoredBalance:
-        """From a ``balances`` row."""
-        return cls(
-            chain=row.chain,
-            token=row.token,
-            account=row.account,
-            raw=row.raw,
-            block_number=row.block_number,
-            block_hash=row.block_hash,
-            failed_block_number=row.failed_block_number,
-        )
 
 
 def position_from_row(row: Row) -> Position:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from margin.kernel import HealthTable
-from margin.model import AccountHealth
+from margin.model import MONEY_FIELDS, AccountHealth
 
 HealthRecord = tuple[Any, ...]
 """One row of ``HealthRows.records()``, in ``schema.health_stage`` column order."""
@@ -101,13 +101,7 @@ class HealthRows:
             accounts=[a.lower() for a in accounts],
             health=_finite_or_none(table.health.tolist()),
             health_latency=_finite_or_none(table.health_latency.tolist()),
-            collateral_value=units(table.collateral_value),
-            weighted_collateral=units(table.weighted_collateral),
-            liability_value=units(table.liability_value),
-            weighted_liability=units(table.weighted_liability),
-            unrealized_pnl=units(table.unrealized_pnl),
-            maintenance=units(table.maintenance),
-            shortfall=units(table.shortfall),
+            **{name: units(getattr(table, name)) for name in MONEY_FIELDS},
             flags=table.flags.astype("int64").tolist(),
             actionable=table.actionable.tolist(),
             breakdowns=[None] * len(accounts),
@@ -128,21 +122,17 @@ class HealthRows:
             accounts=[h.account.lower() for h in items],
             health=_finite_or_none([h.health for h in items]),
             health_latency=_finite_or_none([h.health_latency for h in items]),
-            collateral_value=units("collateral_value"),
-            weighted_collateral=units("weighted_collateral"),
-            liability_value=units("liability_value"),
-            weighted_liability=units("weighted_liability"),
-            unrealized_pnl=units("unrealized_pnl"),
-            maintenance=units("maintenance"),
-            shortfall=units("shortfall"),
+            **{name: units(name) for name in MONEY_FIELDS},
             flags=[int(h.flags) for h in items],
             actionable=[h.actionable for h in items],
-            breakdowns=[json.dumps(breakdown_of(h)) if breakdown else None for h in items],
+            breakdowns=[json.dumps(breakdown_record(h)) if breakdown else None for h in items],
         )
 
 
-def breakdown_of(health: AccountHealth) -> dict[str, Any]:
-    """The per-chain, per-token breakdown as JSON-ready data (exact numbers as strings)."""
+def breakdown_record(health: AccountHealth) -> dict[str, Any]:
+    """An ``AccountHealth``'s breakdown in its stored form (``account_health.breakdown``:
+    exact numbers as strings, flags as bits), which ``daemon.documents.breakdown_document``
+    renders wherever it is shown."""
     return {
         "holdings": [
             {
@@ -150,7 +140,7 @@ def breakdown_of(health: AccountHealth) -> dict[str, Any]:
                 "token": h.token,
                 "asset": h.asset,
                 "role": str(h.role),
-                "raw": str(h.raw),
+                "raw": None if h.raw is None else str(h.raw),
                 "amount": str(h.amount),
                 "price": h.price,
                 "value": str(h.value),

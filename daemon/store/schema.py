@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from daemon.store.types import ExactDecimal, JSONDocument, Money, Timestamp, Uint256
-from margin.model import Flag
+from margin.model import MONEY_FIELDS, Flag
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -127,15 +127,7 @@ cycles = sa.Table(
     sa.Column("accounts", sa.Integer(), nullable=False),
 )
 
-MONEY_COLUMNS = (
-    "collateral_value",
-    "weighted_collateral",
-    "liability_value",
-    "weighted_liability",
-    "unrealized_pnl",
-    "maintenance",
-    "shortfall",
-)
+MONEY_COLUMNS = MONEY_FIELDS  # one column per money result, named like it
 
 HEALTH_FILLFACTOR = 50
 

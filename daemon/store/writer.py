@@ -15,7 +15,7 @@ key (account, cycle, from, to) on transitions backs that up in the schema.
 
 Transitions double as the MQTT outbox: ``queries.outbox()`` lists what still has to be
 published, ``mark_published`` takes it out once the broker acknowledged it, so a crash
-between commit and acknowledgement loses no event (``daemon.event_relay``).
+between commit and acknowledgement loses no event (``daemon.mqtt.relay``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chains.watcher import BalanceUpdate
+from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store import migrate
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
@@ -38,7 +38,7 @@ from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
-from daemon.store.records import StoredState, StoredTransition
+from daemon.store.records import StoredState, StoredTransition, transition_from_row
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
     oracle_state,
@@ -180,8 +180,8 @@ class HealthStore(AsyncResource):
             # Written before: a retry, or a replay that must not undo newer cycles.
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return []
-        quantum = Decimal(1).scaleb(-self.value_decimals)
-        changed = [StoredTransition.from_row(row, quantum) for row in appended]
+        quantum = scaled(1, self.value_decimals)
+        changed = [transition_from_row(row, quantum) for row in appended]
         log.info(
             "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
             cycle_id,

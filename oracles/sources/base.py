@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from oracles.model import DropReason, SourceKind, SourceQuote
@@ -31,16 +30,6 @@ class PriceSource(Protocol):
 
     async def fetch(self) -> SourceQuote:
         """Read the source once. Faults of the source become failed quotes, never raises."""
-
-
-class RpcRequester(Protocol):
-    """The part of ``chains.rpc.RpcPool`` the on-chain sources use (raw JSON-RPC)."""
-
-    async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
-        """One call; raises ``core.errors`` exceptions (``ExecutionReverted`` for a revert)."""
-
-    async def batch(self, calls: Sequence[tuple[str, Sequence[Any] | str]]) -> list[Any]:
-        """One JSON-RPC batch; failed calls come back as exception objects in the list."""
 
 
 class SourceFault(Exception):
@@ -84,5 +73,5 @@ def sint(word: bytes) -> int:
 
 
 def eth_call(to: str, calldata_hex: str, block: str = "latest") -> tuple[str, list[Any]]:
-    """``(method, params)`` of an ``eth_call`` for ``RpcRequester.batch``."""
+    """``(method, params)`` of an ``eth_call`` for ``Requester.batch``."""
     return "eth_call", [{"to": to, "data": calldata_hex}, block]

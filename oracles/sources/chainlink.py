@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import CrossmarginError, ExecutionReverted
+from core.requester import Requester
 from oracles.model import DropReason, SourceKind, SourceQuote
 from oracles.sequencer import SequencerStatus, sequencer_status
-from oracles.sources.base import RpcRequester, SourceFault, eth_call, sint, uint, words
+from oracles.sources.base import SourceFault, eth_call, sint, uint, words
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def decode_decimals(result: Any) -> int:
     return value
 
 
-async def read_round_data(rpc: RpcRequester, address: str) -> RoundData:
+async def read_round_data(rpc: Requester, address: str) -> RoundData:
     """``latestRoundData()`` of ``address`` at the latest block (raises ``SourceFault``)."""
     try:
         result = await rpc.request(*eth_call(address, LATEST_ROUND_DATA))
@@ -84,7 +85,7 @@ class ChainlinkFeed:
     source_id: str
     chain: str
     address: str
-    rpc: RpcRequester
+    rpc: Requester
     max_age_s: float
     poll_interval_s: float = DEFAULT_FEED_POLL_INTERVAL_S
     timeout_s: float = DEFAULT_FEED_TIMEOUT_S
@@ -157,7 +158,7 @@ class SequencerUptimeFeed:
 
     chain: str
     address: str
-    rpc: RpcRequester
+    rpc: Requester
     grace_period_s: float
     poll_interval_s: float = DEFAULT_SEQUENCER_POLL_INTERVAL_S
     timeout_s: float = DEFAULT_FEED_TIMEOUT_S

@@ -25,6 +25,7 @@ import aiohttp
 
 from core.lifecycle import AsyncResource
 from core.redaction import redact_url, scrub
+from core.transport import describe_transport_error
 from oracles.model import DropReason
 from oracles.sources.base import SourceFault
 
@@ -43,21 +44,6 @@ class JsonReply:
     data: Any
     server_time: float | None  # the HTTP ``Date`` header (the server's clock, 1 s resolution)
     received_at: float  # our clock when the answer arrived
-
-
-def describe_client_error(exc: BaseException) -> str:
-    """A short description of an aiohttp failure that never includes the URL."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "truncated response body"
-    if isinstance(exc, aiohttp.ClientOSError):
-        return f"connection error ({exc.strerror or 'write failed'})"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
-    return type(exc).__name__
 
 
 class JsonHttpClient(AsyncResource):
@@ -115,7 +101,7 @@ class JsonHttpClient(AsyncResource):
             ) from None
         except aiohttp.ClientError as exc:
             raise SourceFault(
-                DropReason.FETCH_FAILED, f"{redact_url(url)}: {describe_client_error(exc)}"
+                DropReason.FETCH_FAILED, f"{redact_url(url)}: {describe_transport_error(exc)}"
             ) from None
         received_at = time.time()
         if status != 200:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CrossmarginError
+from core.requester import Requester
 from oracles.model import DropReason, SourceKind, SourceQuote
-from oracles.sources.base import RpcRequester, SourceFault, eth_call, sint, uint, words
+from oracles.sources.base import SourceFault, eth_call, sint, uint, words
 from oracles.sources.chainlink import rpc_fault
 from oracles.twap import twap_price_from_ticks
 
@@ -49,7 +50,7 @@ class UniswapV3TwapSource:
     source_id: str
     chain: str
     address: str
-    rpc: RpcRequester
+    rpc: Requester
     max_age_s: float
     window_s: int = DEFAULT_TWAP_WINDOW_S
     decimals0: int

@@ -26,10 +26,10 @@ from typing import Any
 from chains.reads import Pair
 from chains.rpc import RpcPool
 from chains.rpc_endpoint import EndpointStatus
-from daemon.config import parse_config
-from daemon.devnet import DevChain
-from daemon.devnet.driver import encode_call
-from daemon.snapshot import build_watcher
+from daemon.config.load import parse_config
+from daemon.wiring import build_watcher
+from devnet import DevChain
+from devnet.driver import encode_call
 from tests.faultproxy import FaultMode, FaultProxy, RandomFault
 
 FAKE_KEY_PATH = "/v2/flakyKEY0123456789abcdef"  # the proxy accepts any path; keys look like this
@@ -104,7 +104,7 @@ async def measure_visibility(
     token = (await dev.deploy("MintableERC20", "FLK", "FLK", 18)).lower()
     accounts = accounts_for(changes, salt)
     expected: dict[Pair, int] = {
-        (token, account): (i + 1) * MINT_UNIT for i, account in enumerate(accounts)
+        (account, token): (i + 1) * MINT_UNIT for i, account in enumerate(accounts)
     }
     seen: dict[Pair, float] = {}
     async with FaultProxy(dev.url) as proxy:

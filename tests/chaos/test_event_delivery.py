@@ -24,7 +24,8 @@ import asyncpg
 import pytest
 import yaml
 
-from daemon.mqtt_topics import AccountSignal, HealthBucket, transition_events
+from daemon.documents import HealthBucket
+from daemon.mqtt.topics import AccountSignal, transition_events
 from margin.model import Flag, flag_names
 from tests.daemonkit import BOB, DaemonProcess, World, wait_ready, world
 from tests.mqttkit import Subscriber, TcpGate

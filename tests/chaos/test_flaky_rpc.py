@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from daemon.devnet import AnvilNode, DevChain
+from devnet import AnvilNode, DevChain
 from tests.chaos.flakykit import Faults, measure_visibility
 
 CHAIN_ID = 1801

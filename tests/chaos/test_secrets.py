@@ -28,7 +28,7 @@ import asyncpg
 import pytest
 import yaml
 
-from daemon.devnet import REPO_ROOT
+from devnet import REPO_ROOT
 from tests.clikit import crossmargin
 from tests.daemonkit import (
     API_TOKEN,

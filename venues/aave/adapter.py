@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chains.blocks import BlockRef
-from chains.requester import Requester
+from core.requester import Requester
 from venues.aave.evaluate import KIND, evaluate_account, usd_prices
 from venues.aave.reads import AaveReader
 from venues.abi import topic

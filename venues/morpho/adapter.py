@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chains.blocks import BlockRef
-from chains.requester import Requester
+from core.requester import Requester
 from venues.abi import topic
 from venues.adapter import AssetNamer, has_code, register_kind
 from venues.batch import PinnedCaller

@@ -1,0 +1,143 @@
+"""``crossmargin health``: one full pass — balance snapshot, oracle round, margin engine.
+
+Prints every account's health with its per-chain/per-token breakdown, liquidatable accounts
+first (largest shortfall first), then the rest by ascending health. The engine runs as in the
+daemon, and ``--json`` prints the ``Account`` document of the API and MQTT
+(``daemon.documents.account_document``), one per line. Positions are posted to the
+running daemon through its API; this one-shot pass values balances only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import TextIO
+
+from daemon.commands.snapshot import ChainSnapshot, take_snapshot
+from daemon.config.model import Config
+from daemon.documents import account_document, engine_state
+from daemon.risk_inputs import (
+    chain_input,
+    engine_params,
+    holdings,
+    price_inputs,
+    token_risks,
+    watcher_tokens,
+)
+from daemon.store.records import StoredHealth
+from daemon.store.rows import breakdown_record
+from daemon.wiring import open_oracle
+from margin.engine import MarginEngine
+from margin.model import Flag, flag_names
+from oracles.model import AssetPrice
+from oracles.sequencer import SequencerStatus
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def evaluate(
+    config: Config,
+    snapshots: Sequence[ChainSnapshot],
+    prices: dict[str, AssetPrice],
+    sequencers: Mapping[str, SequencerStatus | None],
+    *,
+    at: float,
+) -> list[StoredHealth]:
+    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
+    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
+    watchers = [s.watcher for s in snapshots if s.watcher is not None]
+    engine = MarginEngine(
+        tokens=token_risks(config, watcher_tokens(watchers)),
+        chains=[
+            chain_input(
+                s.chain,
+                stale=s.watcher is None,
+                sequencer=sequencers.get(s.chain.name),
+                last_block=None if s.block is None else s.block.number,
+            )
+            for s in snapshots
+        ],
+        params=engine_params(config),
+    )
+    engine.set_prices(price_inputs(prices.values()))
+    # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
+    for watcher in watchers:  # a watcher reads only configured tokens
+        engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
+    table = engine.recompute_all()
+    decimals = config.margin.value_decimals
+    return [
+        engine_state(
+            account,
+            table,
+            i,
+            value_decimals=decimals,
+            at=at,
+            breakdown=breakdown_record(engine.account_health(account)),
+        )
+        for i, account in enumerate(engine.accounts)
+    ]
+
+
+def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
+    """Liquidatable first by shortfall (largest first), then accounts whose health is unknown
+    (never below the healthy ones), then the rest by ascending health."""
+    return sorted(
+        healths,
+        key=lambda h: (
+            not (h.flags & Flag.LIQUIDATABLE),
+            h.health_known,
+            -h.shortfall,
+            h.health if h.health_known else 0.0,  # NaN does not sort
+            h.account,
+        ),
+    )
+
+
+async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
+    """Snapshot balances and run one oracle round concurrently, then the engine."""
+    async with open_oracle(config) as oracle:
+        snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
+        now = time.time()
+        sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
+    return evaluate(config, snapshots, prices, sequencers, at=now), snapshots
+
+
+def print_health(
+    healths: Sequence[StoredHealth],
+    snapshots: Sequence[ChainSnapshot],
+    *,
+    as_json: bool,
+    account: str | None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the pass; unreachable chains are reported on stderr. Always exit 0."""
+    for snap in snapshots:
+        if snap.error is not None:
+            sys.stderr.write(
+                f"crossmargin: chain {snap.chain.name} unreachable, valued as stale: {snap.error}\n"
+            )
+    wanted = None if account is None else account.lower()
+    for health in ranked(healths):
+        if wanted is not None and health.account != wanted:
+            continue
+        if as_json:
+            out.write(json.dumps(account_document(health)) + "\n")
+            continue
+        if not health.health_known:
+            value = "unknown"
+        else:
+            value = "inf" if math.isinf(health.health) else f"{health.health:.4f}"
+        flags = ",".join(flag_names(health.flags)) or "-"
+        act = "ACTIONABLE" if health.actionable else ""
+        out.write(
+            f"{health.account} health {value:>10} shortfall {_money(health.shortfall):>14} "
+            f"{flags} {act}\n"
+        )
+    return 0

@@ -1,0 +1,79 @@
+"""Retained state the MQTT broker should hold, kept apart from any connection.
+
+A dict keyed by topic: the latest payload wins and nothing is ever dropped; all of it is
+republished on every reconnect, since a restarted broker may have lost it. A payload may also
+be given as a function that builds it, called only when the topic is taken out to be
+published (a market-wide move changes the state of tens of thousands of accounts at once:
+their JSON is built as the connection carries it, not all at once by the engine). No I/O: the
+publisher (``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
+failed. Events are not kept here: they live in the database until the broker acknowledged
+them (``daemon.mqtt.relay``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+Message = tuple[str, bytes]
+"""(topic, payload)"""
+PayloadBuilder = Callable[[], bytes]
+
+
+class Outbox:
+    """Retained topics and which of them the current connection has yet to carry."""
+
+    def __init__(self) -> None:
+        self._retained: dict[str, bytes | PayloadBuilder] = {}
+        # Retained topics the connection has yet to carry, oldest first. An OrderedDict: taking
+        # from the front of a plain dict rescans the deleted slots (quadratic at 100k topics).
+        self._dirty: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def retained_topics(self) -> int:
+        """Retained topics held (an empty payload counts until the broker has it)."""
+        return len(self._retained)
+
+    @property
+    def due(self) -> int:
+        """Retained topics the current connection has yet to carry."""
+        return len(self._dirty)
+
+    def retain(self, topic: str, payload: bytes) -> bool:
+        """Record the latest retained ``payload`` of ``topic``; False if it is unchanged."""
+        if self._retained.get(topic) == payload:
+            return False
+        self._retained[topic] = payload
+        self._dirty[topic] = None
+        return True
+
+    def retain_built(self, topic: str, build: PayloadBuilder) -> None:
+        """Record that ``topic``'s latest payload is what ``build()`` returns when the topic is
+        taken out (it replaces any earlier payload, built or not)."""
+        self._retained[topic] = build
+        self._dirty[topic] = None
+
+    def connected(self) -> None:
+        """A new connection: every retained topic must be published on it again."""
+        self._dirty = OrderedDict.fromkeys(self._retained)
+
+    def take_retained(self, limit: int) -> list[Message]:
+        """Up to ``limit`` retained topics to publish next (empty when all are carried)."""
+        taken: list[Message] = []
+        while self._dirty and len(taken) < limit:
+            topic, _ = self._dirty.popitem(last=False)
+            payload = self._retained[topic]
+            if not isinstance(payload, bytes):
+                payload = self._retained[topic] = payload()
+            taken.append((topic, payload))
+        return taken
+
+    def retained_done(self, message: Message) -> None:
+        """The broker has ``message``; a delete is then forgotten (nothing to republish)."""
+        topic, payload = message
+        if payload == b"" and self._retained.get(topic) == b"":
+            del self._retained[topic]
+
+    def retained_failed(self, message: Message) -> None:
+        """Publishing ``message`` failed: keep its topic due (its latest payload is kept)."""
+        self._dirty.setdefault(message[0], None)

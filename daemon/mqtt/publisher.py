@@ -1,0 +1,388 @@
+"""MQTT publisher: retained state, and QoS 1 events acknowledged by the broker.
+
+The daemon never waits for the broker to publish retained state: ``set_*`` methods only record
+what the broker should hold in an ``Outbox`` (``daemon.mqtt.outbox``: latest payload per
+topic, never dropped) and wake one background task, which owns the connection. On every
+(re)connect that task publishes ``{prefix}/status`` = ``online``, then ALL retained state (a
+restarted broker may have lost it), pipelined in batches, and keeps going until the connection
+drops (reconnect with jittered exponential backoff) or ``close()``. A last will sets
+``status`` to ``offline`` when the daemon dies; ``close()`` sets it itself.
+
+Events are not queued here: ``deliver`` publishes a batch the caller holds (the event relay
+reads them from the database) and returns only once the broker acknowledged every message
+(PUBACK), waiting through outages and re-sending what was not acknowledged. Delivery is at
+least once: a PUBACK lost with the connection means the message is sent again.
+
+Topics and payloads are described in ``daemon.mqtt.topics``. URLs carry credentials, so only
+``redact_url`` forms are ever logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+
+from core.lifecycle import AsyncResource
+from core.redaction import redact_url, scrub
+from daemon.config.model import MqttConfig
+from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, Link, LinkLost
+from daemon.mqtt.outbox import Message, Outbox
+from daemon.mqtt.session import (
+    BrokerAddress,
+    consume_disconnect,
+    default_client_id,
+    reconnect_delay,
+    watch_connection,
+)
+from daemon.mqtt.topics import STATUS_OFFLINE, STATUS_ONLINE, Topics, encode_json
+
+BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is restarted
+CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnect
+OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
+CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
+IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
+RETAINED_BATCH = 1000  # retained topics taken from the outbox per pipelined publish
+RETAINED_YIELD_S = 1.0  # while events are being relayed, retained batches wait up to this
+
+log = logging.getLogger(__name__)
+_CLIENT_LOG = logging.getLogger(f"{__name__}.client")  # aiomqtt/paho diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStats:
+    """Counters for metrics and the status API."""
+
+    enabled: bool
+    connected: bool
+    published: int  # messages the broker acknowledged (status, retained state and events)
+    events: int  # of which events (``deliver``)
+    reconnects: int
+    retained_topics: int
+    last_error: str | None
+
+
+class MqttPublisher(AsyncResource):
+    """Async context manager owning the broker connection (a no-op while ``url`` is unset).
+
+    The ``set_*``/``clear_*`` methods never block and never raise because of the broker;
+    ``deliver`` waits for acknowledgements. Call them from the event loop thread.
+    """
+
+    def __init__(self, config: MqttConfig, *, close_grace_s: float = CLOSE_GRACE_S) -> None:
+        self._config = config
+        self._close_grace_s = close_grace_s
+        self._broker = None if config.url is None else BrokerAddress.from_url(config.url)
+        self._shown_url = "" if config.url is None else redact_url(config.url)
+        self._client_id = config.client_id or default_client_id()
+        tls = self._broker is not None and self._broker.tls
+        self._tls_context = ssl.create_default_context() if tls else None
+        self._topics = Topics(config.topic_prefix)
+        self._outbox = Outbox()
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._flush_deadline = float("inf")
+        self._task: asyncio.Task[None] | None = None
+        self._link: Link | None = None  # the current connection, once status is online
+        self._link_up = asyncio.Event()
+        self._stopped = False
+        self._event_passes = 0  # events being relayed (``events_first``) right now
+        self._no_events = asyncio.Event()
+        self._no_events.set()
+        self._ever_connected = False
+        self._published = 0
+        self._events = 0
+        self._reconnects = 0
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MqttPublisher(url={self._shown_url!r}, prefix={self._topics.prefix!r})"
+
+    @property
+    def enabled(self) -> bool:
+        """False when ``mqtt.url`` is unset: every method is then a no-op."""
+        return self._broker is not None
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker connection is up."""
+        return self._link is not None and self._link.alive
+
+    @property
+    def topics(self) -> Topics:
+        """The topic names this publisher uses."""
+        return self._topics
+
+    def stats(self) -> MqttStats:
+        """A snapshot of the counters."""
+        live = 0 if self._link is None else self._link.acknowledged
+        return MqttStats(
+            enabled=self.enabled,
+            connected=self.connected,
+            published=self._published + live,
+            events=self._events,
+            reconnects=self._reconnects,
+            retained_topics=self._outbox.retained_topics,
+            last_error=self._last_error,
+        )
+
+    async def start(self) -> None:
+        """Start the background publisher task (nothing when MQTT is off)."""
+        if self._task is not None:
+            raise RuntimeError("MqttPublisher is not reusable")
+        if self._broker is not None:
+            self._task = asyncio.create_task(self._run(), name="mqtt-publisher")
+            self._task.add_done_callback(_log_crash)
+
+    def set_account_state(self, address: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
+        self._retain(self._topics.account(address), encode_json(payload))
+
+    def set_account_state_later(
+        self, address: str, build: Callable[[], Mapping[str, object]]
+    ) -> None:
+        """Retain ``build()`` as the state of ``address``, called only when it is published
+        (after events in flight): the engine stays free during a market-wide move."""
+        if self.enabled and not self._closing.is_set():
+            self._outbox.retain_built(self._topics.account(address), lambda: encode_json(build()))
+            self._wake.set()
+
+    def clear_account(self, address: str) -> None:
+        """Delete the retained state of ``address`` (an empty retained message)."""
+        self._retain(self._topics.account(address), b"")
+
+    def set_oracle_status(self, asset: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the oracle status of ``asset``."""
+        self._retain(self._topics.oracle(asset), encode_json(payload))
+
+    def set_chain_status(self, name: str, payload: Mapping[str, object]) -> None:
+        """Retain ``payload`` as the status of chain ``name``."""
+        self._retain(self._topics.chain(name), encode_json(payload))
+
+    async def deliver(self, messages: Sequence[Message]) -> None:
+        """Publish events (QoS 1, not retained) in order and return once the broker has
+        acknowledged every one (PUBACK).
+
+        While the broker is away this waits for the next connection and then sends what was
+        not acknowledged yet, so a message may reach subscribers twice (at least once).
+        Cancel it to give up. Raise ``RuntimeError`` when MQTT is off.
+        """
+        if self._broker is None:
+            raise RuntimeError("MQTT is off (mqtt.url unset): nothing to deliver to")
+        pending = list(messages)
+        while pending:
+            link = await self._current_link()
+            try:
+                async with self.events_first():
+                    await link.publish(pending, retain=False)
+            except LinkLost as lost:
+                self._events += len(pending) - len(lost.unacknowledged)
+                pending = lost.unacknowledged
+                self._wake.set()  # the session notices a failed link and reconnects
+                log.info(
+                    "mqtt_delivery_interrupted unacknowledged=%d reason=%s",
+                    len(pending),
+                    lost.reason,
+                )
+                continue
+            self._events += len(pending)
+            pending = []
+
+    async def close(self) -> None:
+        """Flush, publish ``offline`` and disconnect within the grace period (idempotent)."""
+        task = self._task
+        if task is None or self._closing.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        self._flush_deadline = loop.time() + max(0.0, self._close_grace_s - OFFLINE_RESERVE_S)
+        self._closing.set()
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=self._close_grace_s)
+        if not done:
+            log.warning("mqtt_close_timeout grace_s=%s", self._close_grace_s)
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        log.info(
+            "mqtt_closed published=%d events=%d retained_due=%d",
+            self._published,
+            self._events,
+            self._outbox.due,
+        )
+
+    @contextlib.asynccontextmanager
+    async def events_first(self) -> AsyncIterator[None]:
+        """While inside (reading, encoding and delivering events), retained state waits:
+        keepers act on events, retained state is latest-wins and may trail a burst by a
+        moment (never starved: a batch goes out at least every ``RETAINED_YIELD_S``)."""
+        self._event_passes += 1
+        self._no_events.clear()
+        try:
+            yield
+        finally:
+            self._event_passes -= 1
+            if not self._event_passes:
+                self._no_events.set()
+
+    def _retain(self, topic: str, payload: bytes) -> None:
+        if self.enabled and not self._closing.is_set() and self._outbox.retain(topic, payload):
+            self._wake.set()
+
+    async def _current_link(self) -> Link:
+        while (link := self._link) is None or not link.alive:
+            if self._task is None or self._stopped:
+                raise LinkLost("the publisher is not running")
+            self._link_up.clear()
+            await self._link_up.wait()
+        return link
+
+    async def _run(self) -> None:
+        try:
+            await self._connect_until_closed()
+        finally:
+            self._stopped = True
+            self._link_up.set()  # wake deliver() calls: they find the publisher stopped
+
+    async def _connect_until_closed(self) -> None:
+        failures = 0
+        while not self._closing.is_set():
+            connected = await self._session()
+            if self._closing.is_set():
+                return
+            failures = 0 if connected else failures + 1
+            delay = reconnect_delay(
+                failures, self._config.reconnect_min_s, self._config.reconnect_max_s
+            )
+            log.warning(
+                "mqtt_unavailable broker=%s error=%s attempt=%d retry_in_s=%.2f",
+                self._shown_url,
+                self._last_error,
+                failures,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _session(self) -> bool:
+        """One connection, until it fails or close() completes; True if it got connected."""
+        connected = False
+        link: Link | None = None
+        client = self._client()
+        try:
+            async with client:
+                connected = True
+                link = Link(client, window=IN_FLIGHT_WINDOW, ack_timeout_s=BROKER_TIMEOUT_S)
+                self._on_connected()
+                async with asyncio.TaskGroup() as group:
+                    watch = group.create_task(watch_connection(client), name="mqtt-watch")
+                    await self._drain(client, link)
+                    watch.cancel()
+        except* (aiomqtt.MqttError, LinkLost) as failure:
+            self._last_error = self._describe(failure.exceptions[0])
+        finally:
+            self._link = None
+            if link is not None:
+                link.fail(self._last_error or "connection closed")
+                self._published += link.acknowledged
+            consume_disconnect(client)
+        return connected
+
+    def _client(self) -> aiomqtt.Client:
+        broker = self._broker
+        assert broker is not None  # only _run calls this, and only when enabled
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=self._client_id,
+            will=aiomqtt.Will(
+                self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
+            ),
+            keepalive=self._config.keepalive_s,
+            timeout=BROKER_TIMEOUT_S,
+            tls_context=self._tls_context,
+            logger=_CLIENT_LOG,
+            # Off in paho (0): ``Link`` bounds what is in flight; paho's own limit rescans
+            # every queued message on each PUBACK.
+            max_inflight_messages=0,
+        )
+
+    def _on_connected(self) -> None:
+        if self._ever_connected:
+            self._reconnects += 1
+        self._ever_connected = True
+        log.info(
+            "mqtt_connected broker=%s client_id=%s retained=%d reconnects=%d",
+            self._shown_url,
+            self._client_id,
+            self._outbox.retained_topics,
+            self._reconnects,
+        )
+
+    async def _drain(self, client: aiomqtt.Client, link: Link) -> None:
+        """Publish status, then all retained state (in pipelined batches) as it changes;
+        return on close. Events are published by ``deliver`` on the same link meanwhile."""
+        outbox = self._outbox
+        await client.publish(self._topics.status, STATUS_ONLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
+        self._published += 1
+        outbox.connected()  # the broker may have lost any retained state: all of it again
+        self._link = link
+        self._link_up.set()
+        loop = asyncio.get_running_loop()
+        while True:
+            if not link.alive:  # a publish gave up on this connection (no PUBACK)
+                raise LinkLost(link.failure or "link failed")
+            flushing = loop.time() < self._flush_deadline
+            if flushing and outbox.due and self._event_passes and not self._closing.is_set():
+                with contextlib.suppress(TimeoutError):  # events first (``events_first``)
+                    await asyncio.wait_for(self._no_events.wait(), RETAINED_YIELD_S)
+            if flushing and (batch := outbox.take_retained(RETAINED_BATCH)):
+                await self._publish_retained(link, batch)
+            elif self._closing.is_set():
+                await client.publish(
+                    self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
+                )
+                self._published += 1
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def _publish_retained(self, link: Link, batch: list[Message]) -> None:
+        try:
+            await link.publish(batch, retain=True)
+        except LinkLost as lost:
+            failed = set(lost.unacknowledged)
+            for message in batch:
+                if message in failed:
+                    self._outbox.retained_failed(message)
+                else:
+                    self._outbox.retained_done(message)
+            raise
+        except BaseException:
+            for message in batch:
+                self._outbox.retained_failed(message)
+            raise
+        for message in batch:
+            self._outbox.retained_done(message)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        if exc.__cause__ is not None:  # aiomqtt chains the reason for a lost connection
+            text += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+        broker = self._broker
+        for secret in (broker.password, broker.username) if broker else ():
+            if secret:
+                text = text.replace(secret, "***")
+        return scrub(text)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    # A bug in the publisher must not pass silently: MQTT would just stop.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("mqtt_publisher_crashed error=%s", type(exc).__name__, exc_info=exc)

@@ -1,0 +1,93 @@
+"""The engine loop on a real SQLite store: no false events before every chain was read."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from chains.blocks import BlockRef
+from chains.watcher import BalanceUpdate, Reading
+from core.domain import Role
+from daemon.config.model import MqttConfig
+from daemon.engine_loop import EngineLoop, PricesChanged
+from daemon.mqtt.publisher import MqttPublisher
+from daemon.store.migrate import migrate
+from daemon.store.writer import HealthStore
+from margin.engine import MarginEngine
+from margin.model import ChainInput, Flag, TokenRisk
+from oracles.aggregate import AssetAggregator
+from oracles.model import OracleParams, SourceQuote
+
+WETH = "0x" + "e7" * 20  # collateral on l1
+DEBT = "0x" + "d5" * 20  # debt on l2
+ACCOUNTS = [f"0x{i:040x}" for i in range(1, 6)]
+
+
+def update(chain: str, token: str, raw: int, number: int) -> BalanceUpdate:
+    block = BlockRef(number=number, hash=f"0x{number:064x}", parent_hash="0x0", timestamp=0)
+    readings = {(a, token): Reading(raw, number, block.hash) for a in ACCOUNTS}
+    return BalanceUpdate(chain=chain, block=block, readings=readings)
+
+
+def prices() -> PricesChanged:
+    now = time.time()
+    result = {}
+    for symbol, answer in (("ETH", 2000), ("USDC", 1)):
+        aggregator = AssetAggregator(symbol=symbol, params=OracleParams(min_sources=1))
+        quote = SourceQuote.chainlink(
+            "feed", answer=answer * 10**8, decimals=8, updated_at=int(now), max_age_s=60
+        )
+        result[symbol] = aggregator.round([quote], now)
+    return PricesChanged(result)
+
+
+async def test_nothing_is_valued_or_published_before_every_chain_was_read(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+            ),
+            TokenRisk(
+                chain="l2", token=DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
+            ),
+        ],
+        chains=[
+            ChainInput(name="l1", liquidation_latency_s=1),
+            ChainInput(name="l2", liquidation_latency_s=1),
+        ],
+    )
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,  # MQTT off: nothing to connect to
+    ):
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        # The debt chain and the prices arrive first: 1,500 of debt and no collateral yet.
+        await loop.cycle([prices(), update("l2", DEBT, 1500 * 10**6, 10)])
+        assert not loop.warm()
+        assert await store.queries.transitions() == []
+        assert await store.queries.health(ACCOUNTS[0]) is None
+        # ... but the inputs are stored: nothing read is lost while warming up.
+        stored = await store.queries.balances("l2")
+        assert stored["l2"][(ACCOUNTS[0], DEBT)].raw == 1500 * 10**6
+        assert set(await store.queries.latest_prices()) == {"ETH", "USDC"}
+
+        # The collateral chain: 1 WETH x 2000 x 0.8 = 1600 against 1500. Healthy, no event.
+        await loop.cycle([update("l1", WETH, 10**18, 20)])
+        assert loop.warm()
+        health = await store.queries.health(ACCOUNTS[0])
+        assert health is not None
+        assert health.flags == Flag.NONE
+        # The collateral balances went in with the health they produced (one transaction).
+        assert (await store.queries.balances("l1"))["l1"][(ACCOUNTS[0], WETH)].raw == 10**18
+        assert all(t.to_flags == Flag.NONE for t in await store.queries.transitions())
