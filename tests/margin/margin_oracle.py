@@ -45,6 +45,17 @@ Cn" where used; the implementation here is our own, from the formula):
   price is a held last good price, i.e. STALE_PRICE; a position's latency horizon and chain
   flags are those of its settlement chain.
 - C9 negative equity is health 0 even without any requirement (``margin.health.health_ratio``).
+
+Failed reads (README "What the numbers mean", "Failed reads"): a read is a state, never a value.
+
+- R1 a holding whose latest read failed counts at its last good raw balance and flags the
+  account ``READ_FAILED``, a held reason (even when that last good balance is zero).
+- R2 a holding never read successfully counts as zero; for a liability that is not the
+  conservative side, so the account's health is unknown: ``DEBT_UNKNOWN`` (with
+  ``READ_FAILED``), health and health_latency NaN, never ``LIQUIDATABLE`` nor
+  ``LATENCY_RISK``, never actionable; its money (and shortfall) is what is known so far.
+- R3 a token whose decimals are unknown cannot be valued: every read of it counts as a holding
+  never read.
 """
 
 from __future__ import annotations
@@ -65,9 +76,10 @@ from tests.margin.margin_oracle_numbers import (
     tiered,
 )
 
-HELD_REASONS = frozenset({"STALE_PRICE", "ORACLE_TRIPPED", "SEQUENCER_DOWN"})
-"""DESIGN §3: the flags that keep a liquidatable account from being actionable. A new held
-reason is one more name here (and, if an input raises it, one more entry below)."""
+HELD_REASONS = frozenset({"STALE_PRICE", "ORACLE_TRIPPED", "SEQUENCER_DOWN", "READ_FAILED"})
+"""DESIGN §3 and README "Held": the flags that keep a liquidatable account from being
+actionable. A new held reason is one more name here (and, if an input raises it, one more
+entry below)."""
 STATUS_FLAGS: Mapping[str, frozenset[str]] = {
     "OK": frozenset(),
     "DEGRADED": frozenset({"STALE_PRICE"}),  # C8
@@ -78,6 +90,10 @@ STATUS_FLAGS: Mapping[str, frozenset[str]] = {
 CHAIN_FLAGS: Mapping[str, str] = {"stale": "STALE_CHAIN", "sequencer_down": "SEQUENCER_DOWN"}
 """``Chain`` attribute → the flag it puts on every account holding something on the chain."""
 NO_PRICE_FLAGS = frozenset({"STALE_PRICE"})  # C8
+FAILED_READ_FLAGS = frozenset({"READ_FAILED"})  # R1
+UNKNOWN_DEBT_FLAGS = frozenset({"READ_FAILED", "DEBT_UNKNOWN"})  # R2
+UNKNOWN = (math.nan, math.nan)
+"""Health bounds of an account whose health is unknown (R2)."""
 
 
 # ---- inputs ---------------------------------------------------------------------------------
@@ -91,8 +107,17 @@ class Token:
     asset: str
     collateral: bool
     weight: float
-    decimals: int
+    decimals: int | None  # None: unknown, nothing of it can be valued (R3)
     tiers: Schedule = ()
+
+
+@dataclass(frozen=True)
+class Read:
+    """A holding's read state: its last good raw balance (None: never read successfully) and
+    whether its latest read failed (R1, R2)."""
+
+    raw: int | None
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,9 +168,9 @@ class Market:
 @dataclass(frozen=True)
 class HoldingLine:
     """One holding: its value, and its weighted value when flat (in a tiered bucket: None,
-    with the bucket's key)."""
+    with the bucket's key). ``raw`` is None for a holding never read successfully."""
 
-    raw: int
+    raw: int | None
     value: Units
     weighted: Units | None
     bucket: tuple[str, Schedule] | None
@@ -167,8 +192,9 @@ class Health:
     """Everything DESIGN §3 says about one account, in value units.
 
     ``health`` and ``health_latency`` are exact rational bounds (``math.inf`` without any
-    requirement). ``flags`` are certain; ``possible_flags`` ⊇ ``flags`` adds those float64 may
-    or may not raise (only when a bound straddles 1); ``actionable`` is None when undecided.
+    requirement; ``UNKNOWN``, NaN, when ``health_known`` is false, R2). ``flags`` are certain;
+    ``possible_flags`` ⊇ ``flags`` adds those float64 may or may not raise (only when a bound
+    straddles 1); ``actionable`` is None when undecided.
     """
 
     collateral_value: Units
@@ -183,6 +209,7 @@ class Health:
     flags: frozenset[str]
     possible_flags: frozenset[str]
     actionable: bool | None
+    health_known: bool
     holdings: Mapping[tuple[str, str], HoldingLine]
     buckets: Mapping[tuple[str, Schedule], Units]  # weighted value of each tiered bucket
     perps: Mapping[str, PerpLine]
@@ -240,12 +267,27 @@ def chain_flags(chain: Chain) -> frozenset[str]:
     return frozenset(flag for attr, flag in CHAIN_FLAGS.items() if getattr(chain, attr))
 
 
+def read_state(token: Token, holding: int | Read) -> Read:
+    """What a holding counts as: a plain int is a good read; a token without decimals makes
+    every read one never read successfully (R3)."""
+    read = holding if isinstance(holding, Read) else Read(holding)
+    return Read(None, failed=True) if token.decimals is None else read
+
+
+def read_flags(token: Token, read: Read) -> frozenset[str]:
+    """Flags a holding's read state puts on the account (R1, R2)."""
+    if not read.failed:
+        return frozenset()
+    return UNKNOWN_DEBT_FLAGS if read.raw is None and not token.collateral else FAILED_READ_FLAGS
+
+
 def evaluate(
-    market: Market, holdings: Mapping[tuple[str, str], int], perps: Sequence[Perp] = ()
+    market: Market, holdings: Mapping[tuple[str, str], int | Read], perps: Sequence[Perp] = ()
 ) -> Health:
     """Health, shortfall, latency risk, flags and lines of one account (DESIGN §3).
 
-    ``holdings`` maps (chain, token) to raw balances; one perp per asset.
+    ``holdings`` maps (chain, token) to raw balances (good reads) or ``Read`` states; one perp
+    per asset.
     """
     totals = _Totals()
     flags: set[str] = set()
@@ -257,14 +299,17 @@ def evaluate(
     num_lat = totals.collateral_lat + totals.pnl_lat
     den_lat = totals.liability_lat + totals.maintenance_lat
     health, latency = _ratio_bounds(num, den), _ratio_bounds(num_lat, den_lat)
+    known = "DEBT_UNKNOWN" not in flags  # R2: nothing is claimed about an unknown health
     sure, maybe = set(flags), set(flags)
-    if health[1] < 1:  # DESIGN §3: liquidatable ⇔ health < 1
+    if not known:
+        health = latency = UNKNOWN
+    elif health[1] < 1:  # DESIGN §3: liquidatable ⇔ health < 1
         sure.add("LIQUIDATABLE")
-    if health[0] < 1:
+    if known and health[0] < 1:
         maybe.add("LIQUIDATABLE")
-    if health[0] >= 1 > latency[1]:  # DESIGN §3: health ≥ 1 > health_latency
+    if known and health[0] >= 1 > latency[1]:  # DESIGN §3: health ≥ 1 > health_latency
         sure.add("LATENCY_RISK")
-    if health[1] >= 1 > latency[0]:
+    if known and health[1] >= 1 > latency[0]:
         maybe.add("LATENCY_RISK")
     held = bool(HELD_REASONS & flags)
     actionable: bool | None = ("LIQUIDATABLE" in sure) and not held
@@ -283,6 +328,7 @@ def evaluate(
         flags=frozenset(sure),
         possible_flags=frozenset(maybe),
         actionable=actionable,
+        health_known=known,
         holdings=lines,
         buckets=buckets,
         perps=perp_lines,
@@ -307,20 +353,26 @@ def _ratio_bounds(num: Units, den: Units) -> tuple[Fraction | float, Fraction | 
 
 
 def _value_holdings(
-    market: Market, holdings: Mapping[tuple[str, str], int], totals: _Totals, flags: set[str]
+    market: Market,
+    holdings: Mapping[tuple[str, str], int | Read],
+    totals: _Totals,
+    flags: set[str],
 ) -> tuple[dict[tuple[str, str], HoldingLine], dict[tuple[str, Schedule], _Bucket]]:
     """Add every holding to ``totals``; return its lines and the open tiered buckets."""
     scale = 10**market.value_decimals
     lines: dict[tuple[str, str], HoldingLine] = {}
     buckets: dict[tuple[str, Schedule], _Bucket] = {}
-    for key, raw in holdings.items():
+    for key, holding in holdings.items():
         token = market.tokens[key]
         chain = market.chains[token.chain]
         price = market.prices.get(token.asset)
+        read = read_state(token, holding)
+        raw = read.raw or 0  # R1: the last good balance; R2: never read counts as zero
         line_flags = price_flags(price) | chain_flags(chain) if raw > 0 else frozenset[str]()
+        line_flags |= read_flags(token, read)
         flags |= line_flags
         value, volatility = ZERO, 0.0
-        if price is not None:  # C8: no price, no value
+        if price is not None and token.decimals is not None:  # C8: no price, no value
             unit_price = Fraction(price.low if token.collateral else price.high)
             x = Fraction(raw, 10**token.decimals) * unit_price * scale
             rounding = round_down if token.collateral else round_up
@@ -333,21 +385,21 @@ def _value_holdings(
             bucket.value += value
             bucket.shocked += round_down((value.lo * keep[0], value.hi * keep[1]))
             totals.collateral += value
-            lines[key] = HoldingLine(raw, value, None, bucket_key, line_flags)
+            lines[key] = HoldingLine(read.raw, value, None, bucket_key, line_flags)
         elif token.collateral:
             weighted = round_down((value.lo * weight, value.hi * weight))
             shocked = round_down((weighted.lo * keep[0], weighted.hi * keep[1]))
             totals.collateral += value
             totals.weighted_collateral += weighted
             totals.collateral_lat += shocked
-            lines[key] = HoldingLine(raw, value, weighted, None, line_flags)
+            lines[key] = HoldingLine(read.raw, value, weighted, None, line_flags)
         else:
             weighted = round_up((value.lo * weight, value.hi * weight))
             shocked = round_up((weighted.lo * grow[0], weighted.hi * grow[1]))
             totals.liability += value
             totals.weighted_liability += weighted
             totals.liability_lat += shocked
-            lines[key] = HoldingLine(raw, value, weighted, None, line_flags)
+            lines[key] = HoldingLine(read.raw, value, weighted, None, line_flags)
     return lines, buckets
 
 

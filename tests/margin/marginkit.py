@@ -8,7 +8,9 @@ engine), and compares the numpy engine's ``HealthTable`` rows and the reference'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -116,6 +118,9 @@ def _assert_ratio(got: float, bounds: tuple[Fraction | float, Fraction | float],
     # float() rounds a Fraction correctly, as IEEE division of two exact sums does: monotone,
     # so the engine's ratio lies between the rounded bounds (equal to them when exact)
     lo, hi = (float(b) for b in bounds)
+    if math.isnan(lo):  # unknown (R2): NaN, never a number that could be too high
+        assert math.isnan(got), f"{what}: got {got!r}, oracle unknown (NaN)"
+        return
     assert lo <= got <= hi, f"{what}: got {got!r}, oracle [{lo!r}, {hi!r}]"
 
 
@@ -148,7 +153,8 @@ def assert_reference_matches(ref: AccountHealth, want: oracle.Health, value_deci
     _assert_ratio(ref.health_latency, want.health_latency, f"{what} health_latency")
     _assert_flags(flag_set(ref.flags), ref.actionable, want, what)
     shown = {(h.chain, h.token): h for h in ref.holdings}
-    listed = {key for key, line in want.holdings.items() if line.raw}  # zero balances left out
+    # zero balances are left out, unless their latest read failed
+    listed = {key for key, line in want.holdings.items() if line.raw or "READ_FAILED" in line.flags}
     assert set(shown) == listed, f"{what}: breakdown lines {sorted(shown)}, want {sorted(listed)}"
     bucket_sums: dict[tuple[str, Schedule], int] = {}
     for key, line in shown.items():
@@ -181,7 +187,11 @@ def assert_reference_matches(ref: AccountHealth, want: oracle.Health, value_deci
 
 
 class Book:
-    """A ``MarginEngine`` and the test's own record of every input it was given."""
+    """A ``MarginEngine`` and the test's own record of every input it was given.
+
+    ``holdings`` records each holding's read state as the engine was told it: the last good raw
+    balance and block, and whether the latest read failed (``fail``).
+    """
 
     def __init__(
         self,
@@ -197,7 +207,7 @@ class Book:
             tokens=self.tokens, chains=self.chains.values(), params=self.params
         )
         self.prices: dict[str, PriceInput] = {}
-        self.balances: dict[str, dict[tuple[str, str], int]] = {}
+        self.holdings: dict[str, dict[tuple[str, str], Holding]] = {}
         self.positions: dict[str, dict[str, Position]] = {}
 
     def __repr__(self) -> str:
@@ -206,13 +216,37 @@ class Book:
         return (
             f"Book(params={self.params!r}, tokens={self.tokens!r}, "
             f"chains={list(self.chains.values())!r}, prices={list(self.prices.values())!r}, "
-            f"balances={self.balances!r}, positions={positions!r})"
+            f"holdings={self.holdings!r}, positions={positions!r})"
         )
 
     def balance(self, account: str, chain: str, token: str, raw: int, block: int = 1) -> None:
-        """Set a raw balance."""
+        """Set a raw balance (a good read at ``block``)."""
         self.engine.set_balance(account, chain, token, raw, block)
-        self.balances.setdefault(account, {})[(chain, token)] = raw
+        self._record(account, chain, token, raw, block)
+
+    def fail(
+        self,
+        account: str,
+        chain: str,
+        token: str,
+        block: int = 2,
+        *,
+        orphaned_above: int | None = None,
+    ) -> None:
+        """A failed read at ``block``: the last good balance stays, unless a reorg orphaned the
+        block it was read at (``orphaned_above``); without one the holding was never read."""
+        self.engine.set_read_failed(account, chain, token, block, orphaned_above=orphaned_above)
+        held = self.holdings.setdefault(account, {}).get((chain, token))
+        forgotten = held is not None and orphaned_above is not None and held.block > orphaned_above
+        if held is None or held.raw is None or forgotten:
+            held = Holding(
+                account=account, chain=chain, token=token, raw=None, block=block, read_failed=True
+            )
+        self.holdings[account][(chain, token)] = replace(held, read_failed=True)
+
+    def _record(self, account: str, chain: str, token: str, raw: int, block: int) -> None:
+        holding = Holding(account=account, chain=chain, token=token, raw=raw, block=block)
+        self.holdings.setdefault(account, {})[(chain, token)] = holding
 
     def load(self, chain: str, token: str, raws: Mapping[str, int], block: int = 1) -> None:
         """Set many accounts' balances of one token with ``load_balances`` (uint64 if they fit)."""
@@ -222,7 +256,7 @@ class Book:
             column = np.array(values, dtype=np.uint64)
         self.engine.load_balances(chain, token, list(raws), column, block)
         for account, raw in raws.items():
-            self.balances.setdefault(account, {})[(chain, token)] = raw
+            self._record(account, chain, token, raw, block)
 
     def price(self, *prices: PriceInput) -> None:
         """Set prices."""
@@ -243,17 +277,17 @@ class Book:
         """What the oracle says about ``account``."""
         market = oracle_market(self.tokens, self.prices, self.chains, self.params)
         perps = [oracle_perp(p) for p in self.positions.get(account, {}).values()]
-        return oracle.evaluate(market, self.balances.get(account, {}), perps)
+        reads = {
+            key: oracle.Read(h.raw, h.read_failed)
+            for key, h in self.holdings.get(account, {}).items()
+        }
+        return oracle.evaluate(market, reads, perps)
 
     def reference(self, account: str) -> AccountHealth:
         """What ``margin.health.evaluate_account`` says about ``account`` from the record."""
-        holdings = [
-            Holding(account=account, chain=c, token=t, raw=raw, block=1)
-            for (c, t), raw in self.balances.get(account, {}).items()
-        ]
         return evaluate_account(
             account,
-            holdings,
+            self.holdings.get(account, {}).values(),
             list(self.positions.get(account, {}).values()),
             tokens=self.token_map,
             prices=self.prices,

@@ -35,6 +35,8 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
+from tests.margin import margin_oracle as oracle
+from tests.margin.marginkit import assert_reference_matches, assert_row_matches, oracle_market
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 TIERS = (Tier(0.9, 1_000), Tier(0.5, 50_000), Tier(0.2))
@@ -154,9 +156,17 @@ def assert_same_table(a: HealthTable, b: HealthTable) -> None:
 
 
 def assert_matches_reference(both: Both) -> None:
+    """The engine equals the reference bit for bit, and both agree with the independent oracle."""
     table = both.engine.results
+    market = oracle_market(TOKENS, both.prices, {c.name: c for c in CHAINS}, both.params)
     for i, account in enumerate(both.engine.accounts):
+        reads = {
+            key: oracle.Read(r.raw, r.failed) for key, r in both.reads.get(account, {}).items()
+        }
+        want = oracle.evaluate(market, reads)
+        assert_row_matches(table, i, want, f"engine {account}")
         ref = both.reference(account)
+        assert_reference_matches(ref, want, both.params.value_decimals)
         for name in MONEY:
             units = getattr(ref, name).scaleb(both.params.value_decimals)
             assert units == Decimal(float(getattr(table, name)[i])), (account, name)
