@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -19,8 +20,10 @@ import aiohttp
 import yaml
 
 from devnet import REPO_ROOT, AnvilNode, DevChain
+from tests import waitkit
 from tests.mqttkit import Mosquitto
 from tests.pricekit import PriceServer, free_port, generic
+from tests.waitkit import WAIT_S
 
 API_TOKEN = "e2e-token-0123456789abcdef"
 BOB = "0x" + "b0" * 20
@@ -219,14 +222,15 @@ async def wait_ready(w: World, daemon: DaemonProcess) -> None:
 
 
 async def eventually(
-    check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition"
+    check: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "condition"
 ) -> Any:
-    """Poll an async ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    """Poll an async ``check`` until it returns something truthy (``tests.waitkit``)."""
+    return await waitkit.eventually(check, what=what, timeout_s=timeout_s, poll_s=0.1)
+
+
+async def engine_cycles(w: World) -> int:
+    """Engine cycles the daemon has finished (``crossmargin_cycle_seconds_count``)."""
+    async with aiohttp.ClientSession() as session, session.get(w.api + "/metrics") as response:
+        text = await response.text()
+    found = re.search(r"^crossmargin_cycle_seconds_count (\S+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0

@@ -15,7 +15,9 @@ from typing import Self
 
 import aiomqtt
 
+from tests import waitkit
 from tests.faultproxy import free_port
+from tests.waitkit import WAIT_S
 
 BURST_SETTINGS = (
     # Mosquitto drops QoS 1 messages for a subscriber beyond 1,000 queued ones by default;
@@ -25,18 +27,20 @@ BURST_SETTINGS = (
     "set_tcp_nodelay true",
 )
 """Broker settings every test broker gets (README, MQTT, recommends them too)."""
-BROKER_START_TIMEOUT_S = 5.0
-WAIT_TIMEOUT_S = 5.0
+BROKER_START_TIMEOUT_S = 30.0  # generous: two cores shared by several test runs
 POLL_S = 0.01
 
 
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_TIMEOUT_S) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(POLL_S)
+async def wait_until(
+    predicate: Callable[[], bool],
+    timeout_s: float = WAIT_S,
+    *,
+    what: str = "condition",
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds (``tests.waitkit``): a generous bound, and a failure
+    that shows ``seen()`` (what the predicate looked at) when given."""
+    await waitkit.eventually(predicate, what=what, timeout_s=timeout_s, poll_s=POLL_S, seen=seen)
 
 
 class Mosquitto:

@@ -12,6 +12,7 @@ from chains.watcher import BalanceUpdate, ChainWatcher
 from daemon.config.load import parse_config
 from daemon.config.model import ChainConfig, Config
 from daemon.wiring import build_watcher
+from tests.waitkit import WAIT_S
 
 
 def chain_entry(name: str, chain_id: int, *urls: str, **extra: Any) -> dict[str, Any]:
@@ -59,18 +60,29 @@ class RunningWatcher:
         async for update in self.watcher.updates():
             await self.queue.put(update)
 
-    async def next_update(self, timeout: float = 10.0) -> BalanceUpdate:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def next_update(self, timeout: float = WAIT_S) -> BalanceUpdate:
+        """The next update (a generous bound: ``tests.waitkit``)."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            status = self.watcher.status()
+            raise AssertionError(f"no update within {timeout:g} s; status {status!r}") from None
 
     async def until(
-        self, predicate: Callable[[BalanceUpdate], bool], timeout: float = 15.0
+        self, predicate: Callable[[BalanceUpdate], bool], timeout: float = WAIT_S
     ) -> BalanceUpdate:
-        """Wait for the first update satisfying ``predicate``."""
-        async with asyncio.timeout(timeout):
-            while True:
-                update = await self.queue.get()
-                if predicate(update):
-                    return update
+        """Wait for the first update satisfying ``predicate``; fail with the last one seen."""
+        last: BalanceUpdate | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    last = await self.queue.get()
+                    if predicate(last):
+                        return last
+        except TimeoutError:
+            raise AssertionError(
+                f"no matching update within {timeout:g} s; last seen: {last!r}"
+            ) from None
 
 
 @contextlib.asynccontextmanager

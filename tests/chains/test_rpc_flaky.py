@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,6 +94,23 @@ def run_out_parking(ep: RpcEndpoint) -> None:
     ep.parked_until = time.monotonic() - 1  # the re-activation delay has passed
 
 
+def parked_for(ep: RpcEndpoint, outcomes: str) -> float:
+    """Feed ``outcomes`` and return the parking delay they started, in whole seconds.
+
+    The endpoint stamps ``parked_until`` from the monotonic clock while it is fed: the clock
+    read just before and just after brackets the delay, however slowly the feed ran (the
+    delays are whole seconds; the bracket holds exactly one unless the feed took a second).
+    """
+    before = time.monotonic()
+    feed(ep, outcomes)
+    after = time.monotonic()
+    assert ep.parked
+    low, high = ep.parked_until - after, ep.parked_until - before
+    delay = math.ceil(low - 1e-9)
+    assert delay <= high + 1e-9, (low, high)
+    return delay
+
+
 def test_random_failures_park_an_endpoint_that_never_fails_twice_in_a_row() -> None:
     ep = endpoint()
     feed(ep, ".x." * 3)  # 3 of 9: not enough outcomes yet to judge a rate
@@ -136,17 +154,14 @@ def test_a_flaky_endpoint_is_parked_longer_each_time_until_it_proves_healthy() -
     ep = endpoint(base_delay_s=1.0, max_delay_s=8.0)
     delays = []
     for _ in range(4):
-        feed(ep, "..x.x..x.x")
-        assert ep.parked
-        delays.append(round(ep.parked_until - time.monotonic()))
+        delays.append(parked_for(ep, "..x.x..x.x"))
         run_out_parking(ep)
         feed(ep, ".")  # a successful probe: back on probation
         assert not ep.parked
     assert delays == [1, 2, 4, 8]
 
     feed(ep, "." * BREAKER_WINDOW)  # a full clean window: forgiven
-    feed(ep, "xxx")
-    assert round(ep.parked_until - time.monotonic()) == 1
+    assert parked_for(ep, "xxx") == 1
 
 
 def test_a_shaky_probation_keeps_the_delay_growing() -> None:
@@ -156,8 +171,7 @@ def test_a_shaky_probation_keeps_the_delay_growing() -> None:
     feed(ep, ".")
     feed(ep, ".....x" * 3 + "..")  # 3 of 20 = 15 %: not parked, but not clearly healthy
     assert not ep.parked
-    feed(ep, "xxx")
-    assert round(ep.parked_until - time.monotonic()) == 2
+    assert parked_for(ep, "xxx") == 2
 
 
 def test_answers_that_prove_the_node_works_are_good_outcomes() -> None:

@@ -4,13 +4,12 @@ and a token that answers again is counted no more (what ``/readyz`` and the gaug
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from chains.watcher import ChainWatcher
 from devnet import DevChain
 from devnet.contracts import load_artifact
+from tests.waitkit import eventually
 from tests.watchkit import chain_entry, make_config, running_watcher, token_entry
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")
@@ -43,19 +42,25 @@ async def test_failing_reads_are_counted_per_token_and_cleared(dev_a: DevChain) 
         assert watcher.status().failed_reads == 3
 
         # A rollback drops the readings above the new head; they are read again.
-        await asyncio.sleep(0.3)  # past the sweep interval: the next block is read whole
-        await dev_a.rpc("evm_mine")
-        head, _ = await dev_a.head()
-        await running.until(lambda u: u.block.number == head)
-        assert {r.block_number for r in watcher.holdings.values()} == {head}
+        async def read_whole() -> int | None:
+            await dev_a.rpc("evm_mine")
+            block = (await running.next_update()).block.number
+            return block if {r.block_number for r in watcher.holdings.values()} == {block} else None
+
+        # a block per look until the sweep interval has passed and a block is read whole
+        await eventually(read_whole, what="a block read whole", poll_s=0.1)
         await dev_a.rpc("anvil_rollback", [1])
         await running.until(lambda u: u.dropped_above is not None)
         assert watcher.read_failures() == recounted(watcher) == {broken: (3, 3)}
 
         # The token answers again (a MintableERC20, its storage empty: zero balances).
         await dev_a.set_code(broken, load_artifact("MintableERC20").deployed_bytecode)
-        await asyncio.sleep(0.3)
-        await dev_a.rpc("evm_mine")  # a new block to read (and sweep) at
-        await running.until(lambda _: not watcher.read_failures())
+
+        async def cleared() -> bool:
+            await dev_a.rpc("evm_mine")  # a new block to read (and, once due, sweep) at
+            await running.next_update()
+            return not watcher.read_failures()
+
+        await eventually(cleared, what="read failures cleared", poll_s=0.1)
         assert watcher.status().failed_reads == 0
         assert all(r.raw == 0 for (_, t), r in watcher.holdings.items() if t == broken)

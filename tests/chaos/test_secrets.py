@@ -45,7 +45,7 @@ from tests.pricekit import coinbase, generic
 from tests.storekit import postgres_database
 
 ALPHABET = string.ascii_letters + string.digits
-FAULT_S = 2.0  # how long the l1 endpoint answers 500: long enough to park it and fail cycles
+FAULTED_REQUESTS = 5  # l1's live endpoint answers 500 this often: parked, cycles fail
 API_PATHS = (
     "/v1/chains",
     "/v1/prices",
@@ -288,8 +288,12 @@ async def test_planted_secrets_never_reach_any_output(setup: Setup) -> None:
 
             await eventually(l1_parked, what="the dead l1 endpoint to be counted")
             # Every endpoint of l1 fails for a while: cycles fail, the pool reports errors.
+            answered = faults.l1_live.requests
             await faults.l1_live.set_mode(FaultMode.HTTP500)
-            await asyncio.sleep(FAULT_S)
+            await eventually(
+                lambda: _async(faults.l1_live.requests >= answered + FAULTED_REQUESTS),
+                what="the live l1 endpoint answering 500 for a while",
+            )
             await faults.l1_live.set_mode(FaultMode.PASS)
             await wait_ready(w, daemon)
             channels = {f"GET {p}": await _get(w, p) for p in API_PATHS}
@@ -298,7 +302,8 @@ async def test_planted_secrets_never_reach_any_output(setup: Setup) -> None:
             assert await daemon.stop() == 0
         finally:
             daemon.kill()
-        await asyncio.sleep(0.5)  # the offline status and last retained payloads
+        # the offline status (after the last retained payloads)
+        await eventually(lambda: _async(sub.payloads(f"{w.prefix}/status")[-1:] == [b"offline"]))
         for message in sub.messages:
             payload = message.payload
             text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
@@ -324,3 +329,7 @@ async def test_planted_secrets_never_reach_any_output(setup: Setup) -> None:
     leaks = _leaks(channels, planted)
     names = sorted({leak.split(" in ", 1)[0] for leak in leaks})
     assert not leaks, f"{len(leaks)} leak(s) of {names}:\n" + "\n".join(leaks[:40])
+
+
+async def _async(value: object) -> object:
+    return value

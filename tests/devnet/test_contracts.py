@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from tests.conftest import (
     FORK_MARKER_WEI_PER_BLOCK,
     PRE_FORK_BLOCKS,
 )
+from tests.waitkit import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -345,10 +344,12 @@ async def test_anvil_node_interval_mining_and_clean_stop() -> None:
         assert (node.chain_id, dev.chain_id) == (4242, 4242)
         assert node.url == f"http://127.0.0.1:{node.port}"
         pid = node.pid
-        deadline = time.monotonic() + 10
-        while (await dev.head())[0] < 2:  # blocks come without any transaction
-            assert time.monotonic() < deadline, "interval mining produced no blocks"
-            await asyncio.sleep(0.05)
+
+        async def mined() -> int | None:  # blocks come without any transaction
+            head = (await dev.head())[0]
+            return head if head >= 2 else None
+
+        await eventually(mined, what="blocks from interval mining")
         token = await dev.deploy("MintableERC20", "Interval", "INT", 6)  # receipt is polled
         holders = [f"0x{0xB10C0000 + i:040x}" for i in range(50)]  # any hex case is accepted
         await dev.mint_many(token, [(h, 7) for h in holders])

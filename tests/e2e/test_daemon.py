@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.daemonkit import BOB, World, eventually, get_json, running_daemon, world
+from tests.daemonkit import (
+    BOB,
+    World,
+    engine_cycles,
+    eventually,
+    get_json,
+    running_daemon,
+    world,
+)
 from tests.mqttkit import Subscriber
 from tests.storekit import postgres_database
 
-QUIET_S = 3.0  # how long "no event" is watched for
+QUIET_S = 1.0  # a short look, once the state is settled, that no event follows
 
 
 @pytest.fixture
@@ -27,6 +37,19 @@ async def e2e(tmp_path: Path) -> AsyncIterator[World]:
 
 def events(sub: Subscriber, prefix: str, kind: str) -> list[dict[str, object]]:
     return [json.loads(p) for p in sub.payloads(f"{prefix}/events/{kind}")]
+
+
+async def unpublished(w: World) -> int:
+    """Stored transitions whose events the relay has not seen acknowledged yet."""
+    conn = await asyncpg.connect(w.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM health_transitions WHERE published_at IS NULL"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def liquidatable(w: World) -> list[dict[str, object]]:
@@ -68,9 +91,14 @@ async def test_liquidation_recovery_manipulation_and_restart(e2e: World) -> None
             # One manipulated source (-50%): an outlier, the price holds, no event.
             before = len(sub.messages)
             w.set_eth("1800", "900", "1800")
-            await asyncio.sleep(QUIET_S)
-            status, prices = await get_json(w, "/v1/prices")
-            eth = next(p for p in prices["prices"] if p["asset"] == "ETH")
+
+            async def eth_with_outlier() -> dict[str, Any] | None:
+                _, prices = await get_json(w, "/v1/prices")
+                eth = next(p for p in prices["prices"] if p["asset"] == "ETH")
+                return eth if eth["dropped"] else None
+
+            eth = await eventually(eth_with_outlier, what="the manipulated source dropped")
+            await asyncio.sleep(QUIET_S)  # and no event follows
             assert Decimal(eth["price"]) == Decimal("1800")
             assert eth["status"] == "OK"
             assert list(eth["dropped"].values()) == ["outlier"]
@@ -81,13 +109,19 @@ async def test_liquidation_recovery_manipulation_and_restart(e2e: World) -> None
         seen = {k: len(events(sub, w.prefix, k)) for k in ("liquidatable", "recovered")}
         assert sub.payloads(f"{w.prefix}/status")[-1] == b"offline"
 
-        # Restart on the same database: it resumes, and no event is sent twice.
+        # Restart on the same database: it resumes, and no event is sent twice. Ready means the
+        # first valuation is stored; the test also waits for the first cycle to be counted and
+        # for every stored transition to be published, so a resend would have happened by then.
         async with running_daemon(w):
             await eventually(
                 lambda: _async(sub.payloads(f"{w.prefix}/status")[-1] == b"online"),
                 what="online again",
             )
-            await asyncio.sleep(QUIET_S)
+            await eventually(lambda: engine_cycles(w), what="the restarted daemon's first cycle")
+            await eventually(
+                lambda: _async_not(unpublished(w)), what="every stored transition published"
+            )
+            await asyncio.sleep(QUIET_S)  # and nothing arrives after that either
             assert {k: len(events(sub, w.prefix, k)) for k in seen} == seen
 
 
@@ -111,3 +145,7 @@ async def test_broker_restart_gets_retained_state_back(e2e: World) -> None:
 
 async def _async(value: object) -> object:
     return value
+
+
+async def _async_not(count: Awaitable[int]) -> bool:
+    return not await count

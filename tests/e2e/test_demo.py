@@ -21,10 +21,10 @@ import pytest
 from devnet import REPO_ROOT
 from tests.pricekit import free_port
 
-DURATION_S = 45  # safety net: the test stops the demo with SIGINT well before
+DURATION_S = 900  # safety net only: longer than the test's own timeout, so only SIGINT stops it
 SPEED = 2
 ACCOUNTS = 300
-OBSERVE_TIMEOUT_S = 40.0  # from launch: every expected sign seen, or SIGINT anyway
+OBSERVE_TIMEOUT_S = 150.0  # generous: every expected sign seen, or SIGINT anyway
 EXIT_TIMEOUT_S = 20.0
 POLL_S = 0.5
 
@@ -61,7 +61,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, object]:
     return 0, None
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
@@ -135,4 +135,3 @@ async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
     assert len(anvils) == 3, f"expected the demo's 3 Anvil nodes, saw {anvils}"
     survivors = [pid for pid in anvils if _alive(pid)]
     assert not survivors, f"Anvil nodes still running after the demo stopped: {survivors}"
-    assert time.monotonic() - started < DURATION_S, "stopped by --duration, not by SIGINT"

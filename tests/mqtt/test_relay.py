@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from tests.storekit import (
     fresh_database,
     postgres_database,
 )
+from tests.waitkit import WAIT_S, eventually
 
 BURST = 40_000  # more transitions in one cycle than asyncpg or SQLite can bind at once
 DELIVERY_TIMEOUT_S = 120.0
@@ -77,11 +77,7 @@ def eth_at(price: str, round_at: float) -> PricesChanged:
 
 async def wait_for(check: object, what: str, timeout_s: float = DELIVERY_TIMEOUT_S) -> None:
     assert callable(check)
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.1)
+    await eventually(check, what=what, timeout_s=max(timeout_s, WAIT_S), poll_s=0.1)
 
 
 def event_ids(keeper: Subscriber) -> list[tuple[str, int]]:
@@ -278,7 +274,7 @@ async def test_database_and_broker_outages_delay_events_and_lose_none(
                 await mqtt_gate.close()
                 await db_gate.open()
                 await wait_for(lambda: relay.stats().pending > 0, "a batch read", 30)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # a short look: nothing is marked while undelivered
                 assert len(await writer.queries.outbox(limit=100)) == 10  # none marked
                 await mqtt_gate.open()
                 await wait_for(lambda: len(keeper.messages) >= 10, "every event", 30)

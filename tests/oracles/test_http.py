@@ -75,10 +75,12 @@ async def test_a_failing_server_is_dropped_with_its_reason_and_stalls_nothing(
     async with open_oracle(three(servers)) as oracle:
         assert (await oracle.run_round())["ETH"].status is PriceStatus.OK
         await cb.set_mode(mode)
-        started = time.monotonic()
+        asked = cb.requests
         eth = (await oracle.run_round())["ETH"]
-        elapsed = time.monotonic() - started
-        assert elapsed < TIMEOUT_S + 0.4  # a slow server costs one timeout, not more
+        # A slow server costs one timeout, not more: it is asked once per round, and the round
+        # ends while its answer is still held back (30 s), dropped as "no answer within 0.5s".
+        # The round's duration is measured in bench/deadlines.py, not judged here.
+        assert cb.requests - asked == 1
         assert eth.status is PriceStatus.OK
         assert eth.price == D(3000)
         assert eth.dropped == {"coinbase": reason}
