@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint typecheck install python-env node-env services contracts bench clean
+.PHONY: demo test check lint typecheck install python-env node-env services contracts bench mutate clean
 
 demo: install
 	$(UV) run crossmargin demo
@@ -47,5 +47,14 @@ contracts: node-env
 bench: install
 	$(UV) run python bench/watcher.py
 
+# Mutation testing of margin/ and the pure half of oracles/ against their fast tests
+# ([tool.mutmut] in pyproject.toml); not part of `make test`. Niced: other work shares the
+# cores. Starts fresh each time; results in mutants/ (summary: scripts/mutation_summary.py).
+MUTATE_CHILDREN ?= 2
+mutate: python-env
+	rm -rf mutants
+	CROSSMARGIN_MUTATION=1 nice -n 19 $(UV) run mutmut run --max-children $(MUTATE_CHILDREN)
+	$(UV) run python scripts/mutation_summary.py
+
 clean:
-	rm -rf .venv node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv node_modules .pytest_cache .mypy_cache .ruff_cache mutants

@@ -13,12 +13,21 @@ All nodes run with ``--slots-in-an-epoch 1`` so the ``finalized`` tag follows th
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from eth_utils.address import to_checksum_address
+from hypothesis import settings
 
 from devnet import AnvilNode, DevChain
+
+if os.environ.get("CROSSMARGIN_MUTATION") == "1":
+    # `make mutate`: the same examples for every mutant (a mutant is killed or not, not by
+    # luck), and no example database shared between mutants. Loaded before any test module
+    # builds its settings, which inherit what they do not set themselves.
+    settings.register_profile("mutation", derandomize=True, database=None)
+    settings.load_profile("mutation")
 
 CHAIN_A_ID = 1001
 CHAIN_B_ID = 1002

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from core.domain import PriceStatus, Role
@@ -326,7 +326,9 @@ def apply(both: Both, change: tuple[object, ...]) -> None:
         both.position(change[1])  # type: ignore[arg-type]
 
 
-@settings(deadline=None, max_examples=50)
+# no shrinking: a failing example is reported as drawn (its inputs are named), and a
+# mutant (`make mutate`) must not keep a run shrinking for minutes
+@settings(deadline=None, max_examples=50, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(st.sampled_from(MarginModel), st.lists(changes, min_size=1, max_size=25))
 def test_incremental_equals_full_after_any_sequence_of_changes(
     model: MarginModel, sequence: list[tuple[object, ...]]
@@ -500,3 +502,15 @@ def test_dirty_tracking_survives_a_bulk_mark_beyond_the_pending_set() -> None:
     assert both.engine.dirty_accounts().tolist() == [7]  # tracked one by one again
     both.engine.recompute_dirty()
     assert both.engine.results.health[7] == pytest.approx(0.8 / 5)  # first TIERS_B slice
+
+
+def test_recompute_takes_any_indices_once_and_rejects_unknown_ones() -> None:
+    # found by mutation testing (bench/RESULTS.md): the range check's bound was untested
+    engine = MarginEngine(tokens=TOKENS, chains=CHAINS)
+    for account in ("a", "b"):
+        engine.set_balance(account, "eth", "weth", 10**18, 1)
+    assert engine.recompute([1, 0, 1]).tolist() == [0, 1]  # a list, sorted, de-duplicated
+    assert engine.recompute(np.array([1], dtype=np.int64)).tolist() == [1]
+    for bad in ([2], [-1]):
+        with pytest.raises(MarginInputError, match=r"^recompute: account index out of range$"):
+            engine.recompute(bad)
