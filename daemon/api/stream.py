@@ -217,10 +217,13 @@ class StreamHub:
         """Read the outbox and sample status for the connected clients, forever."""
         while True:
             self._wake.clear()
-            if self.clients:
-                await self.pump()
-                if time.monotonic() - self._status_at >= self._status_s:
-                    self._offer_status()
+            try:
+                if self.clients:
+                    await self.pump()
+                    if time.monotonic() - self._status_at >= self._status_s:
+                        self._offer_status()
+            except Exception:  # a bug here must not end every stream for good: log, go on
+                log.exception("stream_hub_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(self._poll_s, self._status_s))
 

@@ -92,6 +92,8 @@ async def event_stream(
         log.info("stream_ended reason=store_unavailable")
     except ConnectionError:
         pass  # the client went away (or was dropped: its connection was cut)
+    except Exception:  # the answer is under way: no JSON error can follow, end the stream
+        log.exception("stream_failed")
     finally:
         hub.release(client)
     return response

@@ -106,6 +106,7 @@ class RunningApi:
     metrics: Metrics
     engine: MarginEngine
     hub: StreamHub
+    server: ApiServer
 
 
 def block(number: int, chain: str) -> BlockRef:
@@ -267,4 +268,5 @@ async def running_api(
                     metrics=metrics,
                     engine=engine,
                     hub=server.hub,
+                    server=server,
                 )

@@ -199,3 +199,29 @@ async def test_stream_max_clients_zero_turns_the_stream_off(clients: int) -> Non
     ):
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "too_many_streams"
+
+
+async def test_streams_count_against_the_connection_cap() -> None:
+    async with (
+        running_api(max_connections=3, stream_max_clients=2) as api,
+        stream(api.url),
+        stream(api.url),
+        aiohttp.ClientSession() as third,
+        aiohttp.ClientSession() as fourth,
+    ):
+        async with third.get(f"{api.url}/healthz") as health:
+            assert health.status == 200  # the third connection; it stays open (keep-alive)
+        async with fourth.get(f"{api.url}/healthz") as refused:
+            assert refused.status == 503
+            assert (await refused.json())["error"]["code"] == "too_many_connections"
+
+
+async def test_closing_the_server_ends_open_streams_cleanly() -> None:
+    async with running_api() as api, stream(api.url) as sse:
+        await sse.until(lambda f: f.event == "chain", "the status snapshot")
+        closing = asyncio.create_task(api.server.close())
+        # The stream is ended by the server (a complete chunked answer), not cut when the
+        # shutdown grace runs out (that would be a ClientPayloadError here).
+        with pytest.raises(EOFError):
+            await sse.until(lambda f: False, "the end of the stream")
+        await closing
