@@ -6,12 +6,12 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint typecheck install python-env node-env services contracts bench mutate clean
+.PHONY: demo test check lint typecheck install python-env node-env services test-tools contracts bench mutate clean
 
 demo: install
 	$(UV) run crossmargin demo
 
-test: install services check
+test: install services test-tools check
 	$(UV) run pytest $(PYTEST_ARGS)
 
 check: lint typecheck
@@ -39,6 +39,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 services:
 	bash scripts/ensure-services.sh
+
+# Debian's chromium (the dashboard's browser tests, through Playwright) and promtool (the alert
+# rules); installed with apt-get when missing and possible, else those tests skip.
+test-tools:
+	bash scripts/ensure-test-tools.sh
 
 contracts: node-env
 	node scripts/build-contracts.mjs

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from core.addresses import normalize_address
 from core.errors import ConfigError, CrossmarginError
@@ -20,10 +21,12 @@ from core.redaction import scrub
 from daemon.config.load import load_config
 from daemon.config.model import API_DEFAULT_LISTEN
 from daemon.logs import setup_logging
+from margin.model import parse_flag
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+DEFAULT_API_URL = "http://127.0.0.1:8080"
 
 _N = TypeVar("_N", int, float)
 
@@ -44,6 +47,20 @@ def _address(text: str) -> str:
         return normalize_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+
+
+def _flag(text: str) -> str:
+    try:
+        return str(parse_flag(text).name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _api_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be http(s)://host[:port] (got {text!r})")
+    return text
 
 
 def _version() -> str:
@@ -108,6 +125,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--timeout", type=_positive(float), default=None, help="seconds per check (default 10)"
     )
+    accounts = commands.add_parser(
+        "accounts",
+        help="list accounts from a running daemon's API: liquidatable ones, or those with a flag",
+    )
+    accounts.add_argument(
+        "--url", type=_api_url, default=DEFAULT_API_URL, help=f"the API (default {DEFAULT_API_URL})"
+    )
+    accounts.add_argument(
+        "--flag",
+        type=_flag,
+        action="append",
+        default=[],
+        help="accounts carrying this flag (repeat for any of several); default: liquidatable",
+    )
+    accounts.add_argument(
+        "--limit", type=_positive(int), default=1000, help="at most this many (default 1000)"
+    )
+    accounts.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     demo = commands.add_parser(
         "demo", help="local chains, exchanges and the daemon playing an ETH crash, viewed live"
     )
@@ -153,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **{k: v for k, v in given.items() if v is not None},
             )
             return asyncio.run(run_demo(options))
+        if args.command == "accounts":
+            from daemon.commands.accounts import run_accounts
+
+            return asyncio.run(
+                run_accounts(args.url, args.flag, limit=args.limit, as_json=args.json)
+            )
         config = load_config(args.config)
         if args.command == "run":
             from daemon.service import run_until_signalled

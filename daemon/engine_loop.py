@@ -133,6 +133,9 @@ class EngineLoop:
         self._valuation_stored = False  # ... and the store has that valuation
         self._writes = 0
         self.writer = CycleWriter(store, build=self._batch, written=self._stored)
+        self.transition_listeners: list[Callable[[], None]] = []
+        """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
+        like the event relay's wake-up: cheap, never awaited."""
 
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
@@ -261,6 +264,9 @@ class EngineLoop:
             self._valuation_stored = True
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
+        if transitions:
+            for listener in self.transition_listeners:
+                listener()
         if len(accounts):
             await self._publish(accounts, time.time())
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from chains.rpc_endpoint import EndpointStatus
+from chains.rpc_endpoint import EndpointState, EndpointStatus
 from chains.watcher import ChainStatus
 from core.domain import PriceStatus
 from daemon.cycle_writer import WriterStats
@@ -229,6 +229,30 @@ class Metrics:
             "Seconds since the engine last stored a cycle (also grows while nothing changes).",
             registry=r,
         )
+        self.rpc_endpoint_parked = Gauge(
+            "crossmargin_rpc_endpoint_parked",
+            "1 while the endpoint's breaker has it parked (skipped until re-activated).",
+            endpoint,
+            registry=r,
+        )
+        self.last_cycle_timestamp = Gauge(
+            "crossmargin_engine_last_cycle_timestamp_seconds",
+            "Unix time of the engine's last valuation cycle (0 before the first).",
+            registry=r,
+        )
+        self.stream_clients = Gauge(
+            "crossmargin_stream_clients", "Clients of GET /v1/stream now.", registry=r
+        )
+        self.stream_refused = Counter(
+            "crossmargin_stream_refused",
+            "Stream clients refused: api.stream_max_clients were connected.",
+            registry=r,
+        )
+        self.stream_dropped = Counter(
+            "crossmargin_stream_dropped",
+            "Stream clients disconnected for falling api.stream_queue_events behind.",
+            registry=r,
+        )
         self.observe_accounts({})
 
     # ---- chains ----------------------------------------------------------------------------
@@ -258,6 +282,8 @@ class Metrics:
                 self.rpc_latency_seconds.labels(*labels).set(endpoint.latency_ewma_ms / MS_PER_S)
             if endpoint.error_rate is not None:
                 self.rpc_error_rate.labels(*labels).set(endpoint.error_rate)
+            parked = endpoint.state is EndpointState.PARKED
+            self.rpc_endpoint_parked.labels(*labels).set(1 if parked else 0)
 
     def observe_read_failures(
         self, chain: str, tokens: Iterable[str], failing: Mapping[str, tuple[int, int]]
@@ -285,8 +311,9 @@ class Metrics:
             self.accounts.labels(flag.name).set(counts.get(flag, 0))
 
     def observe_cycle(self, seconds: float) -> None:
-        """The duration of one engine cycle."""
+        """The duration of one engine cycle (and that one ran now)."""
         self.cycle_seconds.observe(seconds)
+        self.last_cycle_timestamp.set_to_current_time()
 
     def observe_latency(self, seconds: float) -> None:
         """End-to-end latency of one change: its block's timestamp to publication."""
@@ -313,6 +340,18 @@ class Metrics:
         self._events_published.observe((), stats.published)
         self.events_pending.set(stats.pending)
         self.events_oldest_pending_seconds.set(stats.oldest_pending_s)
+
+    def observe_stream_clients(self, clients: int) -> None:
+        """Clients of the event stream now."""
+        self.stream_clients.set(clients)
+
+    def observe_stream_refused(self) -> None:
+        """A stream client refused at ``api.stream_max_clients``."""
+        self.stream_refused.inc()
+
+    def observe_stream_dropped(self) -> None:
+        """A stream client dropped for falling behind."""
+        self.stream_dropped.inc()
 
     def observe_http(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """One API request (``route`` is the route template, never the raw path)."""

@@ -183,7 +183,7 @@ class Daemon:
             api_queries = await stack.enter_async_context(
                 StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
             )
-            await stack.enter_async_context(
+            api = await stack.enter_async_context(
                 ApiServer(
                     queries=api_queries,
                     store=store,
@@ -193,6 +193,7 @@ class Daemon:
                     markets=PositionMarkets.from_config(config),
                 )
             )
+            self.loop.transition_listeners.append(api.hub.wake)  # the HTTP event stream
             log.info("daemon_started chains=%d assets=%d", len(config.chains), len(config.assets))
             await self._run_components(stop, publisher)
             log.info("daemon_stopped")

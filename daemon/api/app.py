@@ -16,8 +16,12 @@ forge a line): never headers, so never the ``Authorization`` bearer token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -26,6 +30,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from core.lifecycle import AsyncResource
+from daemon.api.dashboard import Dashboard
 from daemon.api.errors import (
     INTERNAL_ERROR,
     ApiError,
@@ -37,6 +42,8 @@ from daemon.api.openapi import build_spec
 from daemon.api.positions import PositionMarkets
 from daemon.api.routes import KeeperRoutes
 from daemon.api.server import UNREAD_BODY_LINGER_S, KeeperRunner
+from daemon.api.stream import StreamHub
+from daemon.api.stream_route import event_stream
 from daemon.api.view import DaemonView
 from daemon.config.model import ApiConfig
 from daemon.logs import log_safe
@@ -56,6 +63,8 @@ REJECTED_ROUTE = "rejected"
 """Access-log route of requests the HTTP parser refused (they have no trustworthy path)."""
 ROUTE_KEY = web.RequestKey("crossmargin.route", str)
 """Where the error middleware leaves the request's route for the access log."""
+HUB_KEY = web.AppKey("crossmargin.stream_hub", StreamHub)
+"""The application's event stream hub (``daemon.api.stream``)."""
 
 
 def _route_of(request: BaseRequest) -> str:
@@ -145,7 +154,40 @@ def build_app(
         spec=build_spec(markets),
     )
     routes.register(app.router)
+    Dashboard(queries).register(app.router)
+    hub = StreamHub(
+        queries=queries,
+        view=view,
+        metrics=metrics,
+        max_clients=settings.stream_max_clients,
+        queue_events=settings.stream_queue_events,
+    )
+    app[HUB_KEY] = hub
+    app.router.add_get(
+        "/v1/stream",
+        functools.partial(event_stream, hub=hub, heartbeat_s=settings.stream_heartbeat_s),
+    )
+    app.cleanup_ctx.append(functools.partial(_hub_running, hub=hub))
+    app.on_shutdown.append(functools.partial(_end_streams, hub=hub))
     return app
+
+
+async def _end_streams(app: web.Application, *, hub: StreamHub) -> None:
+    """Closing: streams end now, before the grace period waits for in-flight requests."""
+    del app
+    hub.shutdown()
+
+
+async def _hub_running(app: web.Application, *, hub: StreamHub) -> AsyncIterator[None]:
+    """The hub's task runs while the application does."""
+    del app
+    task = asyncio.create_task(hub.run(), name="api-stream-hub")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class ApiServer(AsyncResource):
@@ -173,6 +215,8 @@ class ApiServer(AsyncResource):
             metrics=metrics,
             markets=markets,
         )
+        self.hub = self.app[HUB_KEY]
+        """The event stream's hub: ``hub.wake()`` after each stored cycle with transitions."""
         self._settings = settings
         self._runner = KeeperRunner(
             self.app,

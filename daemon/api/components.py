@@ -328,4 +328,41 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
             }
         ),
         "Liveness": _object({"status": {"type": "string", "enum": ["ok"]}}),
+        **summary_schemas(),
+    }
+
+
+def summary_schemas() -> dict[str, Schema]:
+    """``GET /v1/summary``'s document."""
+    integer: Schema = {"type": "integer", "minimum": 0}
+    bound: Schema = _null({"type": "number"})
+    flag_counts: Schema = _object({str(f.name): integer for f in Flag if f})
+    return {
+        "FlagCounts": {**flag_counts, "description": "Accounts carrying each flag."},
+        "Summary": _object(
+            {
+                "accounts": integer,
+                "flags": ref("FlagCounts"),
+                "actionable": {**integer, "description": "Liquidatable, no held reason."},
+                "health_histogram": {
+                    "type": "array",
+                    "description": "Accounts by health: from <= health < to (null: open end).",
+                    "items": _object({"from": bound, "to": bound, "accounts": integer}),
+                },
+                "no_debt": integer,
+                "health_unknown": integer,
+                "latency_risk_by_chain": {
+                    "type": "object",
+                    "additionalProperties": integer,
+                    "description": "Latency-risky accounts per chain they hold something on.",
+                },
+                "history": {
+                    "type": "array",
+                    "description": "Accounts by flag at evenly spaced times, oldest first, "
+                    "rebuilt from the stored transitions.",
+                    "items": _object({"at": {"type": "number"}, "flags": ref("FlagCounts")}),
+                },
+                "as_of": _null(ref("AsOf")),
+            }
+        ),
     }

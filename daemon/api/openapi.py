@@ -13,6 +13,12 @@ from typing import Any
 from core.addresses import JSON_SCHEMA_ADDRESS_PATTERN
 from daemon.api import params
 from daemon.api.components import Schema, component_schemas, enum_of, ref
+from daemon.api.dashboard import (
+    DEFAULT_WINDOW_S,
+    MAX_POINTS,
+    MAX_WINDOW_S,
+    MIN_WINDOW_S,
+)
 from daemon.api.positions import PositionMarkets
 
 OPENAPI_VERSION = "3.1.0"
@@ -176,6 +182,63 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
         "/v1/chains": _get(
             "Every chain's head, last block read, lag, reorgs and RPC endpoints.",
             {"200": _json("ChainList", "Chains in config order.")},
+        ),
+        "/v1/summary": _get(
+            "Accounts by flag now and over time, the health histogram and latency-risky "
+            "accounts by chain (what the dashboard at / shows).",
+            {
+                "200": _json("Summary", "The store at a glance."),
+                "400": BAD_REQUEST,
+                "503": STORE_UNAVAILABLE,
+            },
+            parameters=[
+                _query(
+                    "window_s",
+                    {
+                        "type": "integer",
+                        "minimum": MIN_WINDOW_S,
+                        "maximum": MAX_WINDOW_S,
+                        "default": DEFAULT_WINDOW_S,
+                    },
+                    "History length in seconds.",
+                ),
+                _query(
+                    "points",
+                    {"type": "integer", "minimum": 2, "maximum": MAX_POINTS, "default": 60},
+                    "History points, evenly spaced, the last one now.",
+                ),
+            ],
+        ),
+        "/v1/stream": _get(
+            "Server-Sent Events: the MQTT events (liquidatable, latency_risk, recovered: id = "
+            "the transition id) and chain/oracle status (event chain | oracle, no id: sent in "
+            "full on connect, then on change). Last-Event-ID resumes from the outbox; a "
+            "comment line every api.stream_heartbeat_s. Never ends by itself.",
+            {
+                "200": {
+                    "description": "The stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _error("Last-Event-ID is not an event id."),
+                "503": {
+                    **_error("api.stream_max_clients streams are open: code too_many_streams."),
+                    "headers": {
+                        "Retry-After": {
+                            "description": "Seconds to wait.",
+                            "schema": {"type": "integer"},
+                        }
+                    },
+                },
+            },
+            parameters=[
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    "description": "Resume after this event id.",
+                }
+            ],
         ),
         "/healthz": _get("Liveness.", {"200": _json("Liveness", "The process answers.")}),
         "/readyz": _get(

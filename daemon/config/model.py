@@ -199,6 +199,13 @@ API_DEFAULT_BODY_TIMEOUT_S = 30.0
 API_DEFAULT_MAX_CONNECTIONS = 512
 """Below the usual 1,024 open files per process, with room for RPC, database and broker."""
 API_MAX_CONNECTIONS = 65_536
+API_DEFAULT_STREAM_MAX_CLIENTS = 16
+API_DEFAULT_STREAM_QUEUE_EVENTS = 4096
+"""Frames (~0.5 KiB each) waiting for one slow stream client before it is dropped: ~2 MiB."""
+API_MAX_STREAM_QUEUE_EVENTS = 1_000_000
+API_DEFAULT_STREAM_HEARTBEAT_S = 15.0
+"""Below the 30-60 s idle timeouts of common proxies, so an idle stream is not cut."""
+API_MAX_STREAM_HEARTBEAT_S = 300.0
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+")
 _MAX_PORT = 65535
 
@@ -241,6 +248,34 @@ class ApiConfig(StrictModel):
     """A request body (``PUT /v1/positions``) must have arrived within this long: else 408."""
     max_connections: int = Field(default=API_DEFAULT_MAX_CONNECTIONS, ge=1, le=API_MAX_CONNECTIONS)
     """Connections served at once; one more is answered 503 and closed."""
+    stream_max_clients: int = Field(default=API_DEFAULT_STREAM_MAX_CLIENTS, ge=0)
+    """``GET /v1/stream`` clients served at once (each holds one of ``max_connections``, and
+    must stay below it; not given: 16 or half of ``max_connections``, whichever is smaller);
+    one more is answered 503 ``too_many_streams``. 0 turns the stream off."""
+    stream_queue_events: int = Field(
+        default=API_DEFAULT_STREAM_QUEUE_EVENTS, ge=1, le=API_MAX_STREAM_QUEUE_EVENTS
+    )
+    """Events waiting for one stream client at most; a client that falls further behind is
+    disconnected (it resumes with ``Last-Event-ID``)."""
+    stream_heartbeat_s: float = Field(
+        default=API_DEFAULT_STREAM_HEARTBEAT_S, gt=0, le=API_MAX_STREAM_HEARTBEAT_S
+    )
+    """A comment line is sent on an idle stream this often (and a vanished client noticed)."""
+
+    @model_validator(mode="after")
+    def _streams_leave_connections(self) -> Self:
+        if "stream_max_clients" not in self.model_fields_set:
+            # Not given: at most half the connections, so a small max_connections stays valid.
+            fitted = min(API_DEFAULT_STREAM_MAX_CLIENTS, self.max_connections // 2)
+            object.__setattr__(self, "stream_max_clients", fitted)  # the model is frozen
+        if self.stream_max_clients >= self.max_connections:
+            raise KeyedError(
+                "api.stream_max_clients",
+                f"must be below api.max_connections ({self.max_connections}): streams hold "
+                "connections and would lock out every other request",
+                self.stream_max_clients,
+            )
+        return self
 
     @field_validator("listen")
     @classmethod

@@ -49,6 +49,7 @@ from daemon.store.schema import (
     price_history,
     token_decimals,
 )
+from daemon.store.summary import Summary, read_summary
 from margin.model import Flag, Position
 
 DEFAULT_LIMIT = 100
@@ -259,11 +260,19 @@ class StoreQueries(AsyncResource):
         query = query.order_by(t.id).limit(min(limit, MAX_LIMIT))
         return [transition_from_row(row, self._quantum) for row in await self._rows(query)]
 
-    async def outbox(self, *, limit: int, after_id: int = 0) -> list[OutboxEntry]:
+    async def outbox(
+        self, *, limit: int, after_id: int = 0, unpublished_only: bool = True
+    ) -> list[OutboxEntry]:
         """The first ``limit`` transitions above ``after_id`` not yet published (MQTT), in id
         order, each with the block numbers of the cycle that stored it: all an event payload
-        is built from, so a re-send carries the same content as the first send."""
+        is built from, so a re-send carries the same content as the first send.
+
+        ``unpublished_only=False`` reads published ones too (the HTTP event stream replays
+        the outbox from any id, whatever MQTT did with it)."""
         t = health_transitions.c
+        where = [t.id > after_id]
+        if unpublished_only:
+            where.append(t.published_at.is_(None))
         query = (
             sa.select(
                 t.id,
@@ -277,7 +286,7 @@ class StoreQueries(AsyncResource):
                 t.actionable,
                 t.at,
             )
-            .where(t.published_at.is_(None), t.id > after_id)
+            .where(*where)
             .order_by(t.id)
             .limit(max(1, limit))
         )
@@ -310,6 +319,21 @@ class StoreQueries(AsyncResource):
             )
             for row in rows
         ]
+
+    async def summary(self, *, now: float, window_s: float, points: int) -> Summary:
+        """Accounts by flag now and at ``points`` times over the last ``window_s`` seconds, the
+        health histogram, latency-risky accounts by chain (``daemon.store.summary``), all from
+        one snapshot of the database."""
+        async with self._reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":  # the statements must agree with each other
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await read_summary(conn, now=now, window_s=window_s, points=points)
+
+    async def last_transition_id(self) -> int:
+        """The highest transition id stored (0 when none): where a live event stream starts."""
+        query = sa.select(sa.func.coalesce(sa.func.max(health_transitions.c.id), 0))
+        return int((await self._rows(query))[0][0])
 
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""

@@ -32,6 +32,7 @@ from chains.watcher import BalanceUpdate, ChainStatus, Reading
 from core.redaction import redact_url
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
+from daemon.api.stream import StreamHub
 from daemon.config.model import ApiConfig
 from daemon.documents import chain_document, price_document
 from daemon.metrics import Metrics
@@ -104,6 +105,8 @@ class RunningApi:
     view: StaticView
     metrics: Metrics
     engine: MarginEngine
+    hub: StreamHub
+    server: ApiServer
 
 
 def block(number: int, chain: str) -> BlockRef:
@@ -259,5 +262,11 @@ async def running_api(
             )
             async with server:
                 yield RunningApi(
-                    url=server.url, store=store, view=view, metrics=metrics, engine=engine
+                    url=server.url,
+                    store=store,
+                    view=view,
+                    metrics=metrics,
+                    engine=engine,
+                    hub=server.hub,
+                    server=server,
                 )

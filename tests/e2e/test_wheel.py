@@ -3,21 +3,28 @@ and the Multicall3 runtime travel inside it, and nothing reads a path of the che
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from devnet import REPO_ROOT, DevChain
+from tests.pricekit import free_port
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")
 
 STEP_TIMEOUT_S = 300.0  # a cold uv cache builds and installs in well under a minute
 MINTED = 15 * 10**17
+SERVE_TIMEOUT_S = 60.0  # the installed daemon answers /healthz
 
 
 def _uv() -> list[str]:
@@ -104,3 +111,59 @@ async def test_the_wheel_migrates_and_snapshots_outside_the_checkout(
         str(MINTED),
         "1.5",
     )
+
+
+async def test_the_installed_wheel_serves_the_dashboard(
+    installed: Path, dev_a: DevChain, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "crossmargin.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "chains": [{"name": "a", "chain_id": dev_a.chain_id, "rpc_urls": [dev_a.url]}],
+                "tokens": [
+                    {
+                        "chain": "a",
+                        "address": "0x" + "11" * 20,
+                        "asset": "ETH",
+                        "role": "collateral",
+                        "weight": 0.8,
+                        "decimals": 18,
+                    }
+                ],
+                "accounts": ["0x" + "92" * 20],
+                "database_url": f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}",
+                "api": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    log = (tmp_path / "daemon.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        str(installed), "run", "-c", str(config), "--migrate",
+        cwd=tmp_path, env=_env(), stdout=log, stderr=log,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + SERVE_TIMEOUT_S
+            while True:
+                assert proc.returncode is None, (tmp_path / "daemon.log").read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{base}/healthz") as health:
+                        if health.status == 200:
+                            break
+                assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
+                await asyncio.sleep(0.2)
+            async with session.get(f"{base}/") as page:
+                assert page.status == 200
+                assert '<script type="module" src="/static/app.js">' in await page.text()
+            for name in ("app.js", "charts.js", "style.css"):
+                async with session.get(f"{base}/static/{name}") as asset:
+                    assert asset.status == 200, name
+                    assert len(await asset.read()) > 1000, name
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), STEP_TIMEOUT_S)
+        log.close()
