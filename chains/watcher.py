@@ -287,7 +287,11 @@ class ChainWatcher:
         if reorg.ancestor is None:
             self._last_sweep = float("-inf")  # deeper than we can reason about: read it all
         if self.last_read is not None and self.last_read.number > floor:
-            self.last_read = None
+            # What survives was read at or below the ancestor: that is the block the chain is
+            # read up to until the orphaned pairs are read again. Not "never read": a reorg
+            # is neither a stale chain nor a reason to be unready. (Deeper than the ring:
+            # nothing read can be trusted until the full re-read.)
+            self.last_read = reorg.ancestor
         log.warning(
             "reorg chain=%s depth=%d ancestor=%s dropped_readings=%d",
             self.chain.name,
@@ -333,7 +337,11 @@ class ChainWatcher:
                     pass
             try:
                 target = await self.target(head)
-                if self.last_read is not None and target.hash == self.last_read.hash:
+                if (
+                    self.last_read is not None
+                    and target.hash == self.last_read.hash
+                    and dropped_above is None  # a rollback to the ancestor: re-read there
+                ):
                     continue
                 update = await self.cycle(target, dropped_above)
             except RetryableError as exc:
