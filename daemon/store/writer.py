@@ -36,6 +36,7 @@ from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_updat
 from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.fencing import Fence, check_fence
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition, transition_from_row
@@ -152,10 +153,14 @@ class HealthStore(AsyncResource):
         prices: Iterable[AssetPrice],
         rows: HealthRows | None,
         context: CycleContext | None,
+        fence: Fence | None = None,
     ) -> list[StoredTransition]:
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
         cycle (see ``write_cycle``). Readers never see balances of a cycle without its health.
+
+        With a ``fence`` (cluster mode) the transaction first checks that every shard's lease
+        is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
         """
         if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
@@ -167,6 +172,8 @@ class HealthStore(AsyncResource):
         cycle_id: int | None = None
         appended: Sequence[Any] = ()
         async with write_transaction(self.engine) as conn:
+            if fence is not None:
+                await check_fence(conn, fence)
             now = time.time()
             for update in balances:
                 await store_balance_update(conn, update, now)
