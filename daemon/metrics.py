@@ -190,6 +190,22 @@ class Metrics:
             buckets=HTTP_BUCKETS_S,
             registry=r,
         )
+        self.cluster_leases_held = Gauge(
+            "crossmargin_cluster_leases_held",
+            "Shard leases this replica holds (cluster mode; 0 otherwise).",
+            registry=r,
+        )
+        self.cluster_takeovers = Counter(
+            "crossmargin_cluster_takeovers",
+            "Shard leases taken over from another replica whose lease had expired.",
+            registry=r,
+        )
+        self.cluster_fencing_rejections = Counter(
+            "crossmargin_cluster_fencing_rejections",
+            "Writes and outbox claims the database refused because the lease had moved on.",
+            ["kind"],
+            registry=r,
+        )
         self.store_pending_accounts = Gauge(
             "crossmargin_store_pending_accounts",
             "Accounts whose stored health row is out of date (written once the store answers).",

@@ -189,6 +189,17 @@ class LeaseStore:
             ]
         return sorted(taken, key=lambda a: a.shard)
 
+    async def free(self) -> int:
+        """How many leases are free or expired now (database clock)."""
+        async with reporting_unavailable(self.engine), self.engine.connect() as conn:
+            found = await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM shard_leases "
+                    "WHERE owner IS NULL OR expires_at IS NULL OR expires_at <= now()"
+                )
+            )
+            return int(found.scalar() or 0)
+
     async def release(self, held: Mapping[int, int]) -> list[int]:
         """Give back the leases of ``held`` (shard → epoch) still this replica's; return the
         shards released. Call only once their state is written."""

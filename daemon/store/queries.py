@@ -24,6 +24,7 @@ from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.fencing import Fence, check_fence
+from daemon.store.leases import ClusterView, read_cluster
 from daemon.store.outbox import id_chunks, id_matches
 from daemon.store.records import (
     AccountRecord,
@@ -102,6 +103,11 @@ class StoreQueries(AsyncResource):
     async def _rows(self, query: sa.Executable) -> Sequence[sa.Row[Any]]:
         async with self._reading(), self.engine.connect() as conn:
             return (await conn.execute(query)).all()
+
+    async def cluster(self, ttl_s: float) -> ClusterView:
+        """The replicas and shard leases (cluster mode), within this reader's deadline."""
+        async with self._reading():
+            return await read_cluster(self.engine, ttl_s=ttl_s)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers a trivial query."""
