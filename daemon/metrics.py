@@ -190,6 +190,11 @@ class Metrics:
             buckets=HTTP_BUCKETS_S,
             registry=r,
         )
+        self.store_write_in_flight = Gauge(
+            "crossmargin_store_write_in_flight",
+            "1 while an engine write is sent and not answered yet.",
+            registry=r,
+        )
         self.cluster_leases_held = Gauge(
             "crossmargin_cluster_leases_held",
             "Shard leases this replica holds (cluster mode; 0 otherwise).",
@@ -348,6 +353,7 @@ class Metrics:
         self._store_dropped_rounds.observe((), pending.dropped_rounds)
         self._store_write_failures.observe((), stats.failures)
         self.store_write_failing.set(1 if stats.failing_since is not None else 0)
+        self.store_write_in_flight.set_function(lambda: 0 if stats.writing_since is None else 1)
         # Computed when scraped, so it keeps growing between observations.
         self.store_seconds_since_write.set_function(stats.seconds_since_write)
 

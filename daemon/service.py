@@ -51,6 +51,7 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import LeaseLost
 from daemon.store.leases import LeaseStore
 from daemon.store.migrate import migrate
@@ -227,7 +228,12 @@ class Daemon:
         leases = LeaseStore(store.engine, replica_id=replica_id, ttl_s=cluster.lease_ttl_s)
         self.member = ClusterMember(leases, shards=cluster.shards, metrics=self.metrics)
         await self.member.join()
-        await self.member.rebalance()
+        try:
+            await self.member.rebalance()
+        except TimeoutError:
+            raise StoreUnavailable(
+                self.config.database_url or "", "no answer to the lease statements"
+            ) from None
         self.shard_map = ShardMap(cluster.shards, self.member.held)
 
     def _pipeline(self, store: HealthStore, publisher: MqttPublisher, state: StoredState) -> None:
@@ -416,7 +422,7 @@ class Daemon:
                 await self.member.rebalance()
                 state = await store.load_state()
                 break
-            except CrossmarginError as exc:  # the database is away: the shards wait for it
+            except (CrossmarginError, TimeoutError) as exc:  # the database is away: wait
                 log.warning("cluster_rebalance_failed error=%s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.member.ttl_s / 3)

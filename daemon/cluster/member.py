@@ -108,9 +108,12 @@ class ClusterMember:
         while True:
             await asyncio.sleep(self.ttl_s / RENEWALS_PER_TTL)
             try:
-                await self.tick()
+                # A database that does not answer must not hold the renewals: past the
+                # local deadline the leases are given up, answered or not.
+                async with asyncio.timeout(self.ttl_s / RENEWALS_PER_TTL):
+                    await self.tick()
             except Exception as exc:
-                if not (isinstance(exc, RetryableError) or is_unavailable(exc)):
+                if not (isinstance(exc, (RetryableError, TimeoutError)) or is_unavailable(exc)):
                     raise
                 log.warning("cluster_renew_failed replica=%s error=%s", self.replica_id, exc)
                 if self.held and not self.valid():
@@ -125,8 +128,9 @@ class ClusterMember:
 
     async def rebalance(self) -> None:
         """Between two pipelines (everything of the held shards is written): give back what
-        exceeds the fair share, renew the rest, take free or expired leases up to it."""
-        async with self._lock:
+        exceeds the fair share, renew the rest, take free or expired leases up to it.
+        ``TimeoutError`` when the database does not answer within a TTL."""
+        async with self._lock, asyncio.timeout(self.ttl_s):
             sent = time.monotonic()
             self.alive = await self.leases.heartbeat()
             share = fair_share(self.shards, self.alive)

@@ -9,8 +9,9 @@ rejected, inside the write's own transaction, when the lease has moved on.
 ``check_fence`` reads the lease rows ``FOR SHARE``: an acquisition by another replica (an
 ``UPDATE`` of those rows) waits until this transaction ends, so a successor never starts from
 state a zombie is still changing. A replica stopped mid-transaction (SIGSTOP) cannot hold the
-rows for longer than ``idle_in_transaction_session_timeout`` (set to the lease TTL): PostgreSQL
-ends that session and rolls its transaction back.
+rows for longer than ``idle_in_transaction_session_timeout`` (a quarter of the lease TTL, at
+least 0.5 s): PostgreSQL ends that session and rolls its transaction back, and the owners'
+renewals of those rows wait no longer than that.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from core.errors import NonRetryableError
 from daemon.store.schema import shard_leases
 
 MS_PER_S = 1000
+IDLE_SHARE_OF_TTL = 0.25  # a fenced transaction idle this long (of the TTL) is ended
+MIN_IDLE_TIMEOUT_MS = 500  # ... but never sooner: a busy writer pauses between statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,7 @@ class Fence:
     owner: str
     epochs: Mapping[int, int]
     ttl_s: float
-    """The lease TTL: a transaction of this writer idle for longer is ended by the server."""
+    """The lease TTL (bounds how long a fenced transaction may sit idle on the server)."""
 
 
 class LeaseLost(NonRetryableError):
@@ -56,7 +59,7 @@ async def check_fence(conn: AsyncConnection, fence: Fence) -> None:
     epoch; lock those lease rows against acquisition until the transaction ends."""
     if conn.dialect.name != "postgresql":
         raise NonRetryableError("fenced writes need PostgreSQL (cluster mode)")
-    timeout_ms = max(1, round(fence.ttl_s * MS_PER_S))
+    timeout_ms = max(MIN_IDLE_TIMEOUT_MS, round(fence.ttl_s * IDLE_SHARE_OF_TTL * MS_PER_S))
     await conn.execute(sa.text(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}"))
     shards = sorted(fence.epochs)
     if not shards:

@@ -56,10 +56,14 @@ async def cluster_world(workdir: Path) -> AsyncIterator[World]:
 class Replica:
     """One replica: its config (own API port and replica id) and its process."""
 
-    def __init__(self, w: World, name: str, *, ttl_s: float) -> None:
+    def __init__(
+        self, w: World, name: str, *, ttl_s: float, database_url: str | None = None
+    ) -> None:
         self.name = name
         self.port = free_port()
         config = w.config()
+        if database_url is not None:  # e.g. through a fault-injecting proxy
+            config["database_url"] = database_url
         config["accounts"] = BOOK_ACCOUNTS
         config["api"]["listen"] = f"127.0.0.1:{self.port}"
         config["cluster"] = {
@@ -140,9 +144,14 @@ class Replica:
 class Cluster:
     """``n`` replicas ``r0 … r{n-1}`` of one world."""
 
-    def __init__(self, w: World, n: int, *, ttl_s: float = TTL_S) -> None:
+    def __init__(
+        self, w: World, n: int, *, ttl_s: float = TTL_S, urls: dict[int, str] | None = None
+    ) -> None:
         self.w = w
-        self.replicas = [Replica(w, f"r{i}", ttl_s=ttl_s) for i in range(n)]
+        urls = urls or {}
+        self.replicas = [
+            Replica(w, f"r{i}", ttl_s=ttl_s, database_url=urls.get(i)) for i in range(n)
+        ]
 
     async def start_all(self) -> dict[str, list[int]]:
         """Start every replica; wait until the shards are balanced over them."""
@@ -187,8 +196,12 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(w: World, n: int, *, ttl_s: float = TTL_S) -> AsyncIterator[Cluster]:
-    running = Cluster(w, n, ttl_s=ttl_s)
+async def cluster(
+    w: World, n: int, *, ttl_s: float = TTL_S, urls: dict[int, str] | None = None
+) -> AsyncIterator[Cluster]:
+    """``n`` replicas (not started; ``urls``: a replica's own database URL), killed at the
+    end whatever happened."""
+    running = Cluster(w, n, ttl_s=ttl_s, urls=urls)
     try:
         yield running
     finally:

@@ -7,6 +7,7 @@ No timing is asserted: each step waits (with a generous bound) for the state it 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 from daemon.cluster.shards import shard_of
 from tests.cluster.clusterkit import (
     BOOK_ACCOUNTS,
+    CALM,
     CRASH,
     SHARDS,
     Ledger,
+    Replica,
     assert_exactly_once,
     cluster,
     cluster_world,
@@ -26,6 +29,9 @@ from tests.cluster.clusterkit import (
 )
 from tests.daemonkit import World
 from tests.mqttkit import Subscriber
+from tests.storekit import PG_PORT
+from tests.tcpproxy import TcpProxy
+from tests.waitkit import eventually
 
 
 @pytest.fixture
@@ -52,3 +58,80 @@ async def test_three_replicas_publish_every_transition_once_and_list_the_same(w:
         events = await assert_exactly_once(ledger, keeper, w.prefix)
         assert events >= len(BOOK_ACCOUNTS)
         assert await ledger.unsharded() == 0  # every transition names its shard
+
+
+async def test_a_killed_replica_s_shards_are_taken_over_and_nothing_is_lost(w: World) -> None:
+    async with (
+        Subscriber(w.broker.port, f"{w.prefix}/events/#") as keeper,
+        Ledger(w.database_url) as ledger,
+        cluster(w, 3) as c,
+    ):
+        owners = await c.start_all()
+        victim, survivors = c.replicas[0], c.replicas[1:]
+        await victim.kill()  # SIGKILL: its leases are only given up by expiring
+        w.set_eth(CRASH)  # a later crash: the victim's accounts must be seen too
+        await wait_all_liquidatable(ledger, keeper, w.prefix)
+        await c.wait_balanced(survivors)
+        takeovers = [await r.metric("crossmargin_cluster_takeovers_total") for r in survivors]
+        assert sum(takeovers) >= len(owners[victim.name])
+        await assert_exactly_once(ledger, keeper, w.prefix)
+        await same_liquidatable(survivors)
+
+
+async def test_a_paused_replica_s_late_writes_are_rejected(w: World) -> None:
+    """r0 reaches the database through a proxy that is made a black hole: a write of r0 is
+    in flight when r0 is SIGSTOPped. The others take its shards over and publish the crash.
+    r0 is continued and its database comes back: its late write arrives with an old epoch and
+    is rejected in its own transaction; no event is published twice."""
+    async with TcpProxy("127.0.0.1", PG_PORT) as proxy:
+        proxied = w.database_url.replace(f":{PG_PORT}/", f":{proxy.port}/")
+        async with (
+            Subscriber(w.broker.port, f"{w.prefix}/events/#") as keeper,
+            Ledger(w.database_url) as ledger,
+            cluster(w, 3, urls={0: proxied}) as c,
+        ):
+            await c.start_all()
+            zombie, others = c.replicas[0], c.replicas[1:]
+            proxy.pause()
+            w.set_eth(CRASH)
+            await eventually(
+                lambda: zombie_writing(zombie),
+                what="r0 has a write in flight to its silent database",
+            )
+            zombie.signal(signal.SIGSTOP)
+            await c.wait_balanced(others)
+            await wait_all_liquidatable(ledger, keeper, w.prefix)
+            zombie.signal(signal.SIGCONT)
+            proxy.resume()
+            await eventually(
+                lambda: zombie.metric("crossmargin_cluster_fencing_rejections_total"),
+                what="r0's late write rejected by its fence",
+            )
+            await c.wait_balanced(c.replicas)  # r0 rejoins with new leases
+            await assert_exactly_once(ledger, keeper, w.prefix)
+            await same_liquidatable(c.replicas)
+
+
+async def zombie_writing(replica: Replica) -> bool:
+    return await replica.metric("crossmargin_store_write_in_flight") > 0
+
+
+async def test_a_rolling_restart_loses_nothing(w: World) -> None:
+    async with (
+        Subscriber(w.broker.port, f"{w.prefix}/events/#") as keeper,
+        Ledger(w.database_url) as ledger,
+        cluster(w, 3) as c,
+    ):
+        await c.start_all()
+        prices = [CRASH, CALM, CRASH]
+        for replica, price in zip(c.replicas, prices, strict=True):
+            assert await replica.stop() == 0  # SIGTERM: written, published, handed over
+            w.set_eth(price)  # while it is away
+            rest = [r for r in c.replicas if r is not replica]
+            await c.wait_balanced(rest)
+            await replica.start()
+            await c.wait_balanced(c.replicas)
+        await wait_all_liquidatable(ledger, keeper, w.prefix)
+        events = await assert_exactly_once(ledger, keeper, w.prefix)
+        assert events >= 3 * len(BOOK_ACCOUNTS)  # three moves, every account each time
+        await same_liquidatable(c.replicas)
