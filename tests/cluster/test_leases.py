@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from daemon.store.leases import LeaseStore, ShardCountMismatch, read_cluster
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, health_transitions
 from daemon.store.writer import HealthStore
+from tests.api.apikit import running_api
 from tests.storekit import book, book_rows
 
 TTL_S = 30.0  # long: expiry is made to happen by moving the database's lease rows
@@ -198,3 +200,32 @@ async def counts(store: HealthStore) -> tuple[int, int]:
             )
         ).scalar()
     return int(transitions or 0), int(changed or 0)
+
+
+async def test_cluster_document_lists_replicas_and_leases() -> None:
+    """``GET /v1/cluster``: held shards per replica; an expired lease shows no owner."""
+    async with running_api(cluster_ttl_s=TTL_S) as api:
+        async with aiohttp.ClientSession() as session, session.get(api.url + "/v1/cluster") as r:
+            assert r.status == 200
+            document = await r.json()
+        assert document["enabled"] is True
+        assert [(x["id"], x["alive"], x["shards"]) for x in document["replicas"]] == [
+            ("api-test", True, [0, 1])
+        ]
+        owners = [(s["shard"], s["owner"], s["epoch"]) for s in document["shards"]]
+        assert owners == [(0, "api-test", 1), (1, "api-test", 1), (2, None, 0), (3, None, 0)]
+        await expire(api.store.engine, "api-test")
+        async with aiohttp.ClientSession() as session, session.get(api.url + "/v1/cluster") as r:
+            document = await r.json()
+        assert [x["shards"] for x in document["replicas"]] == [[]]
+        assert {s["owner"] for s in document["shards"]} == {None}
+
+
+async def test_cluster_document_when_cluster_mode_is_off() -> None:
+    async with (
+        running_api(dialect="sqlite") as api,
+        aiohttp.ClientSession() as session,
+        session.get(api.url + "/v1/cluster") as r,
+    ):
+        assert r.status == 200
+        assert await r.json() == {"enabled": False, "now": None, "replicas": [], "shards": []}
