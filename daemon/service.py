@@ -32,7 +32,7 @@ from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.cluster.member import ClusterMember
+from daemon.cluster.member import RENEWALS_PER_TTL, ClusterMember
 from daemon.cluster.shards import ShardMap
 from daemon.cluster.state import owned_state
 from daemon.config.model import Config
@@ -355,6 +355,9 @@ class Daemon:
             ]
             if self.member is not None:
                 lasting.append(self.supervisor.spawn(tasks, "leases", self.member.run))
+                lasting.append(
+                    self.supervisor.spawn(tasks, "positions", lambda: self._poll_positions(store))
+                )
             while True:
                 await self._run_pipeline(stop)
                 await self._flush_pipeline()
@@ -435,6 +438,27 @@ class Daemon:
         self._pipeline(store, publisher, state)
         self._listen_transitions()
         return True
+
+    async def _poll_positions(self, store: HealthStore) -> None:
+        """Cluster mode: positions may be posted to any replica. Every renewal period, find
+        the accounts whose stored positions changed and reload those this replica owns."""
+        assert self.member is not None
+        seen: dict[tuple[str, str], float] | None = None
+        while True:
+            try:
+                now = await store.queries.position_versions()
+            except StoreUnavailable as exc:  # retried at the next period
+                log.warning("positions_poll_failed error=%s", exc)
+                await asyncio.sleep(self.member.ttl_s / RENEWALS_PER_TTL)
+                continue
+            if seen is None:
+                seen = now
+            changed = {key[0] for key in seen.keys() ^ now.keys()}
+            changed |= {key[0] for key, at in now.items() if seen.get(key, at) != at}
+            seen = now
+            for account in sorted(changed):
+                await self.position_changed(account)
+            await asyncio.sleep(self.member.ttl_s / RENEWALS_PER_TTL)
 
     def _watch_factory(
         self, watcher: ChainWatcher, loop: EngineLoop

@@ -439,6 +439,13 @@ class StoreQueries(AsyncResource):
         )
         return [from_row(StoredPrice, row) for row in await self._rows(query)]
 
+    async def position_versions(self) -> dict[tuple[str, str], float]:
+        """(account, asset) → ``updated_at`` of every stored position: what another replica
+        compares to learn which accounts' positions were replaced (cluster mode)."""
+        p = positions.c
+        query = sa.select(p.account, p.asset, p.updated_at)
+        return {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""
         query = sa.select(positions).order_by(positions.c.account, positions.c.asset)

@@ -22,7 +22,7 @@ import yaml
 from daemon.documents import HealthBucket
 from daemon.mqtt.topics import AccountSignal, transition_events
 from margin.model import Flag
-from tests.daemonkit import BOB, DaemonProcess, World, world
+from tests.daemonkit import API_TOKEN, BOB, DaemonProcess, World, world
 from tests.mqttkit import Subscriber
 from tests.pricekit import free_port
 from tests.storekit import postgres_database
@@ -119,6 +119,20 @@ class Replica:
             session.get(self.api + path) as response,
         ):
             return response.status, json.loads(await response.text())
+
+    async def put_positions(self, account: str, positions: list[dict[str, Any]]) -> int:
+        """``PUT /v1/positions/{account}`` on this replica; the status."""
+        timeout = aiohttp.ClientTimeout(total=10)
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.put(
+                f"{self.api}/v1/positions/{account}",
+                json={"positions": positions},
+                headers=headers,
+            ) as response,
+        ):
+            return response.status
 
     async def ready(self) -> bool:
         if self.process is not None and self.process.proc is not None:

@@ -27,7 +27,7 @@ from tests.cluster.clusterkit import (
     same_liquidatable,
     wait_all_liquidatable,
 )
-from tests.daemonkit import World
+from tests.daemonkit import BOB, World
 from tests.mqttkit import Subscriber
 from tests.storekit import PG_PORT
 from tests.tcpproxy import TcpProxy
@@ -50,7 +50,23 @@ async def test_three_replicas_publish_every_transition_once_and_list_the_same(w:
         Ledger(w.database_url) as ledger,
         cluster(w, 3) as c,
     ):
-        await c.start_all()
+        owners = await c.start_all()
+        # A position posted to a replica that does not own the account reaches its owner.
+        bob_shard = shard_of(BOB, SHARDS)
+        other = next(r for r in c.replicas if bob_shard not in owners[r.name])
+        underwater = {
+            "asset": "ETH",
+            "chain": "l1",
+            "size": "-10",
+            "entry_price": "1000",
+            "mmr_tiers": [{"rate": 0.01}],
+        }
+        assert await other.put_positions(BOB, [underwater]) == 200
+        await eventually(
+            lambda: bob_in(ledger, want=True), what="Bob liquidatable through his short perp"
+        )
+        assert await other.put_positions(BOB, []) == 200
+        await eventually(lambda: bob_in(ledger, want=False), what="Bob healthy again")
         w.set_eth(CRASH)
         await wait_all_liquidatable(ledger, keeper, w.prefix)
         listed = await same_liquidatable(c.replicas)
@@ -58,6 +74,10 @@ async def test_three_replicas_publish_every_transition_once_and_list_the_same(w:
         events = await assert_exactly_once(ledger, keeper, w.prefix)
         assert events >= len(BOOK_ACCOUNTS)
         assert await ledger.unsharded() == 0  # every transition names its shard
+
+
+async def bob_in(ledger: Ledger, *, want: bool) -> bool:
+    return (BOB in await ledger.liquidatable_accounts()) is want
 
 
 async def test_a_killed_replica_s_shards_are_taken_over_and_nothing_is_lost(w: World) -> None:
