@@ -21,9 +21,7 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -32,7 +30,8 @@ from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
-from daemon.cluster.member import RENEWALS_PER_TTL, ClusterMember
+from daemon.cluster.member import ClusterMember
+from daemon.cluster.replica import join_cluster, poll_positions
 from daemon.cluster.shards import ShardMap
 from daemon.cluster.state import owned_state
 from daemon.config.model import Config
@@ -51,9 +50,7 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
-from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import LeaseLost
-from daemon.store.leases import LeaseStore
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
@@ -223,18 +220,10 @@ class Daemon:
 
     async def _join_cluster(self, store: HealthStore) -> None:
         """Join the lease table and take this replica's first shards."""
-        cluster = self.config.cluster
-        replica_id = cluster.replica_id or f"{socket.gethostname()}-{os.getpid()}"
-        leases = LeaseStore(store.engine, replica_id=replica_id, ttl_s=cluster.lease_ttl_s)
-        self.member = ClusterMember(leases, shards=cluster.shards, metrics=self.metrics)
-        await self.member.join()
-        try:
-            await self.member.rebalance()
-        except TimeoutError:
-            raise StoreUnavailable(
-                self.config.database_url or "", "no answer to the lease statements"
-            ) from None
-        self.shard_map = ShardMap(cluster.shards, self.member.held)
+        self.member = await join_cluster(
+            store, self.config.cluster, url=self.config.database_url or "", metrics=self.metrics
+        )
+        self.shard_map = ShardMap(self.config.cluster.shards, self.member.held)
 
     def _pipeline(self, store: HealthStore, publisher: MqttPublisher, state: StoredState) -> None:
         """The event relay and the engine loop for the shards held now (every account
@@ -355,8 +344,13 @@ class Daemon:
             ]
             if self.member is not None:
                 lasting.append(self.supervisor.spawn(tasks, "leases", self.member.run))
+                member = self.member
                 lasting.append(
-                    self.supervisor.spawn(tasks, "positions", lambda: self._poll_positions(store))
+                    self.supervisor.spawn(
+                        tasks,
+                        "positions",
+                        lambda: poll_positions(store, member, self.position_changed),
+                    )
                 )
             while True:
                 await self._run_pipeline(stop)
@@ -438,27 +432,6 @@ class Daemon:
         self._pipeline(store, publisher, state)
         self._listen_transitions()
         return True
-
-    async def _poll_positions(self, store: HealthStore) -> None:
-        """Cluster mode: positions may be posted to any replica. Every renewal period, find
-        the accounts whose stored positions changed and reload those this replica owns."""
-        assert self.member is not None
-        seen: dict[tuple[str, str], float] | None = None
-        while True:
-            try:
-                now = await store.queries.position_versions()
-            except StoreUnavailable as exc:  # retried at the next period
-                log.warning("positions_poll_failed error=%s", exc)
-                await asyncio.sleep(self.member.ttl_s / RENEWALS_PER_TTL)
-                continue
-            if seen is None:
-                seen = now
-            changed = {key[0] for key in seen.keys() ^ now.keys()}
-            changed |= {key[0] for key, at in now.items() if seen.get(key, at) != at}
-            seen = now
-            for account in sorted(changed):
-                await self.position_changed(account)
-            await asyncio.sleep(self.member.ttl_s / RENEWALS_PER_TTL)
 
     def _watch_factory(
         self, watcher: ChainWatcher, loop: EngineLoop
