@@ -215,7 +215,7 @@ class Daemon:
             log.info("daemon_started chains=%d assets=%d", len(config.chains), len(config.assets))
             await self._run_components(stop, publisher, store)
             if self.member is not None:
-                await self.member.leave()  # written and published: hand over at once
+                await self._leave_cluster()
             log.info("daemon_stopped")
 
     async def _join_cluster(self, store: HealthStore) -> None:
@@ -224,6 +224,16 @@ class Daemon:
             store, self.config.cluster, url=self.config.database_url or "", metrics=self.metrics
         )
         self.shard_map = ShardMap(self.config.cluster.shards, self.member.held)
+
+    async def _leave_cluster(self) -> None:
+        """Written and published: hand the leases over at once. If the database does not
+        answer, they expire by themselves within a TTL."""
+        assert self.member is not None
+        try:
+            async with asyncio.timeout(self.member.ttl_s):
+                await self.member.leave()
+        except (CrossmarginError, TimeoutError) as exc:
+            log.warning("cluster_leave_failed error=%s leases expire by themselves", exc)
 
     def _pipeline(self, store: HealthStore, publisher: MqttPublisher, state: StoredState) -> None:
         """The event relay and the engine loop for the shards held now (every account
