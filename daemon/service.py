@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
+from core.lifecycle import within
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.config.model import Config
@@ -215,7 +216,7 @@ class Daemon:
 
         async def setup(watcher: ChainWatcher) -> None:
             try:
-                await asyncio.wait_for(watcher.setup(), SETUP_TIMEOUT_S)
+                await within(watcher.setup(), SETUP_TIMEOUT_S)
             except NonRetryableError:
                 raise
             except (CrossmarginError, TimeoutError) as exc:
@@ -300,8 +301,8 @@ class Daemon:
         # does not cover stay in the outbox and go out at the next start.
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         try:
-            await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
-            await asyncio.wait_for(events.drain(), max(0.0, deadline - time.monotonic()))
+            await within(loop.drain(), SHUTDOWN_GRACE_S)
+            await within(events.drain(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
                 "shutdown_flush_timeout pending=%d events_pending=%d",
