@@ -7,7 +7,9 @@ A price shock ``s`` moves an asset's price — and both ends of its confidence b
 ``weighted`` and ``tiered`` models volatility enters only the liquidation-latency shock, so a
 volatility shock changes ``health_latency`` and ``LATENCY_RISK`` (counted in
 ``latency_risk_after``) and nothing else: health, shortfall, liquidatable and bad debt depend
-on prices only. Every shock lies in ``[MIN_SHOCK, MAX_SHOCK]``; at most ``MAX_SHOCKS`` of them.
+on prices only. A shock of an asset the book has no price for moves nothing (callers check
+names against the configuration: ``Shocks.check_assets``). Every shock lies in
+``[MIN_SHOCK, MAX_SHOCK]``; at most ``MAX_SHOCKS`` of them.
 
 Every account is valued twice, vectorised, with the engine's own kernel: at the current prices
 (``health_before``) and at the shocked ones (``health_after``, ``shortfall_after``).
@@ -160,8 +162,9 @@ def _liquidatable(values: ScenarioValues) -> BoolArray:
 
 
 def run_stress(book: ScenarioBook, shocks: Shocks, *, top: int = TOP_ACCOUNTS) -> StressReport:
-    """Value every account of ``book`` now and under ``shocks`` (assets must be known)."""
-    shocks.check_assets(set(book.assets))
+    """Value every account of ``book`` now and under ``shocks``. A shocked asset the book
+    has no price for moves nothing: callers check names against the configuration
+    (``Shocks.check_assets``)."""
     before = book.current()
     after = book.evaluate(shocked_prices(book.prices, shocks))
     was, now = _liquidatable(before), _liquidatable(after)
@@ -192,12 +195,23 @@ def run_stress(book: ScenarioBook, shocks: Shocks, *, top: int = TOP_ACCOUNTS) -
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GridReport:
+    """The book under each move of the grid."""
+
+    asset: str
+    accounts: int
+    liquidatable_before: int
+    points: tuple[GridPoint, ...]
+
+
 def stress_grid(
     book: ScenarioBook, asset: str, moves: tuple[float, ...] = GRID_MOVES
-) -> tuple[GridPoint, ...]:
-    """The book after each price move of ``asset`` alone (one vectorised pass per move)."""
-    Shocks(price={asset: 0.0}).check_assets(set(book.assets))
-    was = _liquidatable(book.current())
+) -> GridReport:
+    """The book after each price move of ``asset`` alone (one vectorised pass per move; an
+    asset the book has no price for moves nothing)."""
+    current = book.current()
+    was = _liquidatable(current)
     decimals = book.value_decimals
     points = []
     for move in moves:
@@ -212,7 +226,12 @@ def stress_grid(
                 bad_debt=_total(bad_debt_units(after), decimals),
             )
         )
-    return tuple(points)
+    return GridReport(
+        asset=asset,
+        accounts=len(was),
+        liquidatable_before=int(np.count_nonzero(was)),
+        points=tuple(points),
+    )
 
 
 def _count_flag(values: ScenarioValues, flag: np.uint8) -> int:

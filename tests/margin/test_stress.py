@@ -233,7 +233,9 @@ def test_a_dirty_engine_is_valued_afresh() -> None:
 
 def test_grid_points_match_single_stresses() -> None:
     snapshot = weighted_book().snapshot()
-    grid = stress_grid(snapshot, "ETH")
+    report = stress_grid(snapshot, "ETH")
+    assert (report.asset, report.accounts, report.liquidatable_before) == ("ETH", 7, 1)
+    grid = report.points
     assert [p.move for p in grid] == list(GRID_MOVES)
     assert len(grid) == 21
     assert (grid[0].move, grid[10].move, grid[-1].move) == (-0.5, 0.0, 0.5)
@@ -281,14 +283,16 @@ def test_bad_shocks_name_their_field(shocks: dict[str, dict[str, float]], field:
     assert info.value.field == field
 
 
-def test_unknown_asset_is_named() -> None:
-    snapshot = weighted_book().snapshot()
+def test_unknown_asset_is_named_and_an_unpriced_one_moves_nothing() -> None:
+    shocks = Shocks(price={"ETH": -0.1}, vol={"DOGE": 0.5})
     with pytest.raises(StressInputError) as info:
-        run_stress(snapshot, Shocks(price={"ETH": -0.1}, vol={"DOGE": 0.5}))
+        shocks.check_assets({"ETH", "USDC"})
     assert info.value.field == "vol_shocks.DOGE"
-    with pytest.raises(StressInputError) as grid_info:
-        stress_grid(snapshot, "DOGE")
-    assert grid_info.value.field == "price_shocks.DOGE"
+    snapshot = weighted_book().snapshot()
+    calm = run_stress(snapshot, Shocks())
+    assert run_stress(snapshot, Shocks(price={"DOGE": -0.9})) == calm
+    flat = stress_grid(snapshot, "DOGE").points
+    assert {(p.liquidatable, p.total_shortfall) for p in flat} == {(1, Decimal("100.00"))}
 
 
 def test_bounds_are_inclusive() -> None:
