@@ -301,3 +301,26 @@ def test_bounds_are_inclusive() -> None:
     # weighted, far more than its perp loses (1,980).
     assert report.liquidatable_after == 5
     assert ACCOUNTS["G"] not in [s.account for s in report.newly_liquidatable]
+
+
+@pytest.mark.parametrize("model", list(MarginModel))
+def test_a_fresh_pass_at_current_prices_is_the_engines_results(model: MarginModel) -> None:
+    """``current()`` of a clean engine is its results; of a dirty one a fresh pass: the two
+    must be the same numbers, or "before" would depend on the engine's timing."""
+    engine = tiered_book(model)
+    engine.set_position(
+        Position(
+            account=ACCOUNTS["T"],
+            asset="ETH",
+            chain="arb",
+            size=-0.5,
+            entry_price=1_900.0,
+            mmr_tiers=(Tier(0.02, 1_000), Tier(0.05)),
+        )
+    )
+    engine.recompute_all()
+    snapshot = engine.snapshot()
+    assert snapshot.current_table is not None
+    fresh = snapshot.evaluate(snapshot.prices).table
+    for name, column in snapshot.current_table.columns().items():
+        np.testing.assert_array_equal(getattr(fresh, name), column, err_msg=name)
