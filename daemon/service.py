@@ -48,6 +48,7 @@ from daemon.supervisor import Supervisor
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
+from margin.scenario import ScenarioBook
 from oracles.service import OracleService
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ class Daemon:
                         {"chain": name, "token": token, "failed": failed, "watched": watched}
                     )
         return documents
+
+    def stress_book(self) -> ScenarioBook | None:
+        """The engine's book, frozen now, for ``POST /v1/stress`` (``None`` before it starts)."""
+        return None if self.loop is None else self.loop.engine.snapshot()
 
     async def position_changed(self, account: str) -> None:
         """Recompute ``account`` after the API replaced its positions."""
