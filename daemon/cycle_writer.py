@@ -40,7 +40,6 @@ from core.errors import RetryableError
 from daemon.pending_writes import PendingWrites
 from daemon.store.engine import is_unavailable
 from daemon.store.fencing import Fence, LeaseLost
-from daemon.store.records import StoredTransition
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.tiers import IndexArray
@@ -55,8 +54,8 @@ RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within t
 
 Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
 """Health rows and cycle context for the given engine rows (``None, None`` when empty)."""
-Written = Callable[[IndexArray, list[StoredTransition]], Awaitable[None]]
-"""Called after a successful write with the rows written and the transitions stored."""
+Written = Callable[[IndexArray, int], Awaitable[None]]
+"""Called after a successful write with the rows written and how many transitions it stored."""
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
+from core.lifecycle import within
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.cluster.member import ClusterMember
@@ -59,6 +60,7 @@ from daemon.supervisor import Supervisor
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
+from margin.scenario import ScenarioBook
 from oracles.model import AssetPrice
 from oracles.service import OracleService
 
@@ -160,6 +162,10 @@ class Daemon:
                         {"chain": name, "token": token, "failed": failed, "watched": watched}
                     )
         return documents
+
+    def stress_book(self) -> ScenarioBook | None:
+        """The engine's book, frozen now, for ``POST /v1/stress`` (``None`` before it starts)."""
+        return None if self.loop is None else self.loop.engine.snapshot()
 
     async def position_changed(self, account: str) -> None:
         """Recompute ``account`` after the API replaced its positions (if it is ours)."""
@@ -282,7 +288,7 @@ class Daemon:
 
         async def setup(watcher: ChainWatcher) -> None:
             try:
-                await asyncio.wait_for(watcher.setup(), SETUP_TIMEOUT_S)
+                await within(watcher.setup(), SETUP_TIMEOUT_S)
             except NonRetryableError:
                 raise
             except (CrossmarginError, TimeoutError) as exc:
@@ -407,8 +413,8 @@ class Daemon:
         loop, events = self.loop, self.events
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         try:
-            await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
-            await asyncio.wait_for(events.drain(), max(0.0, deadline - time.monotonic()))
+            await within(loop.drain(), SHUTDOWN_GRACE_S)
+            await within(events.drain(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
                 "shutdown_flush_timeout pending=%d events_pending=%d",

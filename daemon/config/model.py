@@ -322,6 +322,10 @@ class Config(StrictModel):
     chains: list[ChainConfig] = Field(min_length=1)
     tokens: list[TokenConfig] = Field(min_length=1)
     accounts: list[Address] = Field(default_factory=list)
+    """After loading: the listed accounts and those of ``accounts_file``, each once."""
+    accounts_file: str | None = Field(default=None, min_length=1)
+    """A text file of addresses, one a line (``daemon.config.accounts_file``); relative to the
+    config file's directory."""
     discover_accounts: bool = False
     database_url: str | None = None
     """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
@@ -354,9 +358,11 @@ class Config(StrictModel):
             if (token.chain, token.address) in seen:
                 raise KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
             seen.add((token.chain, token.address))
-        if not self.accounts and not self.discover_accounts:
+        if not self.accounts and self.accounts_file is None and not self.discover_accounts:
             raise KeyedError(
-                "accounts", "nothing to watch: list accounts or set discover_accounts: true"
+                "accounts",
+                "nothing to watch: list accounts, give accounts_file "
+                "or set discover_accounts: true",
             )
         problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
         if problem is not None:

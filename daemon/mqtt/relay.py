@@ -29,7 +29,6 @@ they come, so turning MQTT on later does not replay the history as fresh events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from core.lifecycle import wait_event
 from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
@@ -172,8 +172,7 @@ class EventRelay:
             except LeaseLost as exc:
                 self._fenced(exc)
                 await asyncio.Event().wait()  # the replica rebuilds its pipeline
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            await wait_event(self._wake, self._poll_s)
 
     def _fenced(self, exc: LeaseLost) -> None:
         self.fenced += 1

@@ -38,6 +38,8 @@ EXPECTED_OPERATIONS = {
     "GET /v1/chains",
     "GET /v1/summary",
     "GET /v1/cluster",
+    "POST /v1/stress",
+    "GET /v1/stress/grid",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
