@@ -200,7 +200,8 @@ class Daemon:
             self.oracle = await stack.enter_async_context(
                 build_oracle_service(config, dict(self.pools), resume=resume)
             )
-            publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
+            replica = None if self.member is None else self.member.replica_id
+            publisher = await stack.enter_async_context(MqttPublisher(config.mqtt, replica=replica))
             self._pipeline(store, publisher, state)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(
