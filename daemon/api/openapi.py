@@ -184,6 +184,12 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
             "Every chain's head, last block read, lag, reorgs and RPC endpoints.",
             {"200": _json("ChainList", "Chains in config order.")},
         ),
+        "/v1/cluster": _get(
+            "Cluster mode: the replicas (with the shards each holds) and every shard's lease "
+            "(owner, epoch, expiry; database clock). Any replica answers for all; "
+            '"enabled": false with empty lists when cluster mode is off.',
+            {"200": _json("Cluster", "Replicas and leases."), "503": STORE_UNAVAILABLE},
+        ),
         "/v1/summary": _get(
             "Accounts by flag now and over time, the health histogram and latency-risky "
             "accounts by chain (what the dashboard at / shows).",

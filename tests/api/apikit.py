@@ -36,6 +36,7 @@ from daemon.api.stream import StreamHub
 from daemon.config.model import ApiConfig
 from daemon.documents import chain_document, price_document
 from daemon.metrics import Metrics
+from daemon.store.leases import LeaseStore
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
@@ -235,10 +236,13 @@ async def running_api(
     token: str | None = TOKEN,
     live_prices: bool = False,
     dialect: str = "postgresql",
+    cluster_ttl_s: float | None = None,
     **limits: Any,
 ) -> AsyncIterator[RunningApi]:
     """A fresh database (``dialect``) with the book, served on 127.0.0.1 (a free port).
 
+    ``cluster_ttl_s``: serve ``/v1/cluster`` in cluster mode, with a lease table of four
+    shards, two of them held by replica ``api-test`` (PostgreSQL only).
     ``limits`` are further ``ApiConfig`` keys (timeouts, connection cap).
     """
     async with _database(dialect) as url:
@@ -246,6 +250,11 @@ async def running_api(
         async with await HealthStore.open(url) as store:
             engine = lending_book()
             await fill(store, engine)
+            if cluster_ttl_s is not None:
+                leases = LeaseStore(store.engine, replica_id="api-test", ttl_s=cluster_ttl_s)
+                await leases.ensure_shards(4)
+                await leases.heartbeat()
+                await leases.acquire(2)
             prices: list[Mapping[str, object]] = [
                 price_document(asset_price("ETH", "2001.5", CYCLE_AT + 10))
             ]
@@ -268,6 +277,7 @@ async def running_api(
                 settings=settings,
                 metrics=metrics,
                 markets=MARKETS,
+                cluster_ttl_s=cluster_ttl_s,
             )
             async with server:
                 yield RunningApi(
