@@ -56,6 +56,7 @@ def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
         raise _config_error(exc, data) from None
     config = _with_database_url(config, base_dir)
     config = _with_accounts_file(config, base_dir)
+    _check_cluster_database(config)
     register_config_secrets(config)  # from now on, shown text is scrubbed of them
     return config
 
@@ -86,6 +87,17 @@ def _with_database_url(config: Config, base_dir: Path | None) -> Config:
     except ValueError:
         raise ConfigError("database_url", "the port must be a number from 0 to 65535") from None
     return config.model_copy(update={"database_url": url})
+
+
+def _check_cluster_database(config: Config) -> None:
+    """Cluster mode coordinates through PostgreSQL row locks and its clock: not on SQLite."""
+    url = config.database_url or ""
+    if config.cluster.enabled and not url.startswith("postgresql"):
+        raise ConfigError(
+            "cluster.enabled",
+            "cluster mode needs PostgreSQL (database_url: postgresql+asyncpg://…), not SQLite",
+            True,
+        )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -303,6 +303,19 @@ class ApiConfig(StrictModel):
         return parse_listen(self.listen)[1]
 
 
+class ClusterConfig(StrictModel):
+    """Several replicas on one PostgreSQL database (``daemon.cluster``): accounts split into
+    ``shards`` by a hash of the address, each shard a lease one replica holds at a time."""
+
+    enabled: bool = False
+    shards: int = Field(default=16, ge=1, le=4096)
+    """Every replica of a deployment must use the same number (checked against the database)."""
+    lease_ttl_s: float = Field(default=10.0, ge=1.0, le=MAX_INTERVAL_S)
+    """A lease not renewed for this long (database clock) is taken over by another replica."""
+    replica_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """This replica's name in the lease table; unset: ``<hostname>-<pid>``."""
+
+
 class Config(StrictModel):
     """The whole daemon configuration."""
 
@@ -325,6 +338,8 @@ class Config(StrictModel):
     margin: MarginConfig = Field(default_factory=MarginConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     """The keeper HTTP API (``daemon.api``); writes need ``api.token``."""
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    """Cluster mode (PostgreSQL only); off by default."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:

@@ -12,6 +12,16 @@ safety net. While the broker is away ``deliver`` waits and resumes; while the da
 reads and marks are retried with backoff. A crash re-sends at most what was read and not yet
 marked: delivery is at least once, and a re-sent event has the same id and payload.
 
+Cluster mode: the relay publishes the transitions of its replica's shards only. Reading a batch
+is the claim: it carries the shards' lease epochs (``fence``) and is refused in its own
+transaction when a lease has moved on (``LeaseLost``: the relay stops, the replica gives up
+that work). Before each delivery it also asks ``may_publish`` (the lease is still valid by the
+replica's own monotonic clock, with a margin), so a replica woken from a pause past its TTL
+does not deliver a batch it read before the pause. A successor reads everything of its shards
+not marked yet: what its predecessor stored and did not publish goes out once, from it. The
+mark itself is not fenced: it records a fact (the broker acknowledged those events), and
+refusing it would only make the successor publish them a second time.
+
 With MQTT off (``mqtt.url`` unset) there is nobody to deliver to: transitions are marked as
 they come, so turning MQTT on later does not replay the history as fresh events.
 """
@@ -19,7 +29,6 @@ they come, so turning MQTT on later does not replay the history as fresh events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -33,11 +42,13 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from core.lifecycle import wait_event
 from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.topics import Topics, flag_events
 from daemon.store.errors import StoreUnavailable
+from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore
 from margin.model import Flag, flag_names
@@ -159,8 +170,16 @@ class EventRelay:
         publisher: MqttPublisher,
         batch: int,
         poll_s: float = OUTBOX_POLL_S,
+        fence: Fence | None = None,
+        may_publish: Callable[[], bool] | None = None,
+        on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
         self._store = store
+        self._fence = fence
+        self._may_publish = may_publish
+        self._on_fenced = on_fenced
+        self.fenced = 0
+        """Claims refused (or deliveries withheld) because a lease had moved on."""
         self._publisher = publisher
         self._batch = max(1, batch)
         self._poll_s = poll_s
@@ -186,12 +205,22 @@ class EventRelay:
         )
 
     async def run(self) -> None:
-        """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``."""
+        """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``. Once a
+        lease is lost (cluster mode) the relay stops publishing and idles until cancelled."""
         while True:
             self._wake.clear()  # a wake-up from now on means another pass
-            await self.drain()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            try:
+                await self.drain()
+            except LeaseLost as exc:
+                self._fenced(exc)
+                await asyncio.Event().wait()  # the replica rebuilds its pipeline
+            await wait_event(self._wake, self._poll_s)
+
+    def _fenced(self, exc: LeaseLost) -> None:
+        self.fenced += 1
+        log.warning("events_fenced shards=%s", ",".join(map(str, exc.shards)))
+        if self._on_fenced is not None:
+            self._on_fenced(exc)
 
     async def drain(self) -> None:
         """Relay until the outbox is empty; return once everything relayed is marked.
@@ -232,12 +261,16 @@ class EventRelay:
     async def _read(self, after_id: int) -> list[OutboxEntry]:
         queries = self._store.queries
         return await self._retrying(
-            "read", lambda: queries.outbox(limit=self._batch, after_id=after_id)
+            "read",
+            lambda: queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence),
         )
 
     async def _deliver(self, entries: Sequence[OutboxEntry]) -> None:
         if not self._publisher.enabled:
             return
+        if self._may_publish is not None and not self._may_publish():
+            assert self._fence is not None
+            raise LeaseLost(self._fence.owner, sorted(self._fence.epochs))
         started = time.perf_counter()
         topics = self._publisher.topics
         messages = batch_messages(topics, entries)

@@ -50,6 +50,7 @@ _TRANSITION_COLUMNS = [
     "shortfall",
     "actionable",
     "at",
+    "shard",
 ]
 
 
@@ -118,6 +119,7 @@ async def _append_transitions(
             _usd(conn, s.shortfall, value_decimals),
             s.actionable,
             sa.literal(at, Timestamp()),
+            s.shard,
         )
         .select_from(health_stage.outerjoin(account_health, h.account == s.account))
         .where(stored != s.flags)

@@ -36,6 +36,7 @@ from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_updat
 from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.fencing import Fence, check_fence
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition, transition_from_row
@@ -156,14 +157,23 @@ class HealthStore(AsyncResource):
         prices: Iterable[AssetPrice],
         rows: HealthRows | None,
         context: CycleContext | None,
+        fence: Fence | None = None,
     ) -> int:
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
         cycle (see ``write_cycle``). Readers never see balances of a cycle without its health.
         Return how many transitions it stored (the event relay reads them from the outbox).
+
+        With a ``fence`` (cluster mode) the transaction first checks that every shard's lease
+        is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
         """
         count, _ = await self._write(
-            balances=balances, prices=prices, rows=rows, context=context, returning=False
+            balances=balances,
+            prices=prices,
+            rows=rows,
+            context=context,
+            returning=False,
+            fence=fence,
         )
         return count
 
@@ -175,6 +185,7 @@ class HealthStore(AsyncResource):
         rows: HealthRows | None,
         context: CycleContext | None,
         returning: bool,
+        fence: Fence | None = None,
     ) -> tuple[int, Sequence[Any]]:
         if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
@@ -187,6 +198,8 @@ class HealthStore(AsyncResource):
         count = 0
         appended: Sequence[Any] = ()
         async with write_transaction(self.engine) as conn:
+            if fence is not None:
+                await check_fence(conn, fence)
             now = time.time()
             for update in balances:
                 await store_balance_update(conn, update, now)
