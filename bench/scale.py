@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import bench.crash  # noqa: E402
 from bench.crash import (  # noqa: E402
     CALM,
     CRASH,
@@ -252,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--snapshot-pairs", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
+    parser.add_argument(
+        "--move-timeout", type=float, default=600.0, help="seconds a move may take at most"
+    )
     args = parser.parse_args(argv)
+    bench.crash.EVENT_TIMEOUT_S = args.move_timeout  # crash.py's 120 s is for 100,000 accounts
     if args.snapshot_pairs // 2 > args.accounts:
         parser.error("--snapshot-pairs needs at least half as many accounts")
     return asyncio.run(run(args))
