@@ -29,13 +29,14 @@ they come, so turning MQTT on later does not replay the history as fresh events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,6 +62,7 @@ STORE_FAULTS = (OSError, TimeoutError, DBAPIError, StoreUnavailable)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # encode_json's format
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +98,66 @@ def event_messages(topics: Topics, entry: OutboxEntry) -> list[Message]:
     change of held reasons alone raises no event).
 
     The payload is ``encode_json(event_payload(...))``, spelt out for speed (a market-wide
-    move encodes tens of thousands): keys inserted in sorted order, ∞ as null; a test holds
-    the two equal.
+    move encodes tens of thousands): see ``event_payload_bytes``; a test holds the two equal.
     """
     kinds = flag_events(entry.from_flags, entry.to_flags)
     if not kinds:
         return []
-    document = {
-        "account": entry.account,
-        "actionable": entry.actionable,
-        "at": entry.at,
-        "blocks": dict(sorted(entry.blocks.items())),
-        "from_flags": cached_flag_names(entry.from_flags),
-        "health": _finite(entry.health),
-        "health_latency": _finite(entry.health_latency),
-        "id": entry.id,
-        "shortfall": str(entry.shortfall),
-        "to_flags": cached_flag_names(entry.to_flags),
-    }
-    payload = _ENCODER.encode(document).encode()
+    payload = event_payload_bytes(entry, _blocks_json(entry.blocks))
     return [(topics.event(kind), payload) for kind in kinds]
+
+
+def batch_messages(topics: Topics, entries: Sequence[OutboxEntry]) -> list[Message]:
+    """``event_messages`` of every entry, in order; the block numbers of each cycle (one
+    mapping shared by its entries) are encoded once per batch, not once per event."""
+    blocks: dict[int, str] = {}
+    held = []  # keeps each mapping alive while its id() is a key above
+    out: list[Message] = []
+    for entry in entries:
+        kinds = flag_events(entry.from_flags, entry.to_flags)
+        if not kinds:
+            continue
+        key = id(entry.blocks)
+        encoded = blocks.get(key)
+        if encoded is None:
+            encoded = blocks[key] = _blocks_json(entry.blocks)
+            held.append(entry.blocks)
+        payload = event_payload_bytes(entry, encoded)
+        out.extend((topics.event(kind), payload) for kind in kinds)
+    return out
+
+
+def event_payload_bytes(entry: OutboxEntry, blocks_json: str) -> bytes:
+    """``encode_json(event_payload(entry))`` without building the document: the keys in sorted
+    order, compact separators, ∞/NaN as null, strings escaped by ``json``'s own C escaper
+    (``ensure_ascii``, as ``encode_json``); ``blocks_json`` is ``_blocks_json(entry.blocks)``."""
+    return (
+        f'{{"account":{_string(entry.account)},'
+        f'"actionable":{"true" if entry.actionable else "false"},'
+        f'"at":{_number(entry.at)},'
+        f'"blocks":{blocks_json},'
+        f'"from_flags":{_flags_json(entry.from_flags)},'
+        f'"health":{_number(entry.health)},'
+        f'"health_latency":{_number(entry.health_latency)},'
+        f'"id":{int(entry.id)},'
+        f'"shortfall":{_string(str(entry.shortfall))},'
+        f'"to_flags":{_flags_json(entry.to_flags)}}}'
+    ).encode()
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float):
+        return float.__repr__(value) if math.isfinite(value) else "null"
+    return _ENCODER.encode(value)  # an int where a float was expected: as encode_json does
+
+
+@functools.cache
+def _flags_json(flags: int) -> str:
+    return _ENCODER.encode(list(cached_flag_names(flags)))
+
+
+def _blocks_json(blocks: Mapping[str, int]) -> str:
+    return _ENCODER.encode({str(chain): int(number) for chain, number in sorted(blocks.items())})
 
 
 class EventRelay:
@@ -231,7 +273,7 @@ class EventRelay:
             raise LeaseLost(self._fence.owner, sorted(self._fence.epochs))
         started = time.perf_counter()
         topics = self._publisher.topics
-        messages = [m for entry in entries for m in event_messages(topics, entry)]
+        messages = batch_messages(topics, entries)
         encoded = time.perf_counter()
         await self._publisher.deliver(messages)
         self._published += len(messages)

@@ -326,20 +326,33 @@ class StoreQueries(AsyncResource):
                 for cycle_id, document in found:
                     blocks[cycle_id] = {str(k): int(v) for k, v in document.items()}
         quantum, inf = self._quantum, float("inf")
+        # Rows unpacked by position and entries built positionally: a market-wide move reads
+        # tens of thousands (named access on a Row costs more than the rest of the loop).
         return [
             OutboxEntry(
-                id=row.id,
-                account=row.account,
-                from_flags=row.from_flags,
-                to_flags=row.to_flags,
-                health=inf if row.health is None else row.health,
-                health_latency=inf if row.health_latency is None else row.health_latency,
-                shortfall=row.shortfall.quantize(quantum),
-                actionable=row.actionable,
-                at=row.at,
-                blocks=blocks[row.cycle_id],
+                id_,
+                account,
+                from_flags,
+                to_flags,
+                inf if health is None else health,
+                inf if health_latency is None else health_latency,
+                shortfall.quantize(quantum),
+                actionable,
+                at,
+                blocks[cycle_id],
             )
-            for row in rows
+            for (
+                id_,
+                account,
+                cycle_id,
+                from_flags,
+                to_flags,
+                health,
+                health_latency,
+                shortfall,
+                actionable,
+                at,
+            ) in rows
         ]
 
     async def summary(self, *, now: float, window_s: float, points: int) -> Summary:

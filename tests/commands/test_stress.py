@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daemon.cli import main
 from daemon.commands.stress import stress_pass
 from daemon.config.load import parse_config
 from devnet import DevChain
@@ -28,6 +29,7 @@ from margin.stress import Shocks
 from tests.clikit import crossmargin
 from tests.commands.test_health import ALICE, BOB, DAVE, book
 from tests.pricekit import PriceServer
+from tests.watchkit import chain_entry, token_entry
 
 pytestmark = pytest.mark.usefixtures("isolated_chains")
 
@@ -78,26 +80,44 @@ async def test_the_command(dev_a: DevChain, dev_b: DevChain, tmp_path: Path) -> 
         assert BOB not in out  # already liquidatable: not newly
 
 
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [
-        (["--shock", "ETH-30%"], "argument --shock"),
-        (["--shock", "ETH=minus30%"], "argument --shock"),
-        (["--vol", "=30%"], "argument --vol"),
-        (["--shock", "DOGE=-30%"], "--shock DOGE: unknown asset 'DOGE'; configured: ETH, USDC"),
-        (["--shock", "ETH=-100%"], "--shock ETH: must be a number from -99% to +1000%"),
-        (["--vol", "ETH=+1001%"], "--vol ETH: must be a number"),
-        (["--shock", "ETH=-1%", "--shock", "ETH=-2%"], "--shock ETH: given twice"),
-    ],
-)
-async def test_bad_shocks_exit_2_naming_them(
-    dev_a: DevChain, dev_b: DevChain, tmp_path: Path, args: list[str], named: str
-) -> None:
-    async with PriceServer() as server:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(await book(dev_a, dev_b, server)))
-        code, out, err = await crossmargin("stress", "-c", str(path), *args)
-    assert code == 2
-    assert named in err
-    assert "Traceback" not in err
-    assert out == ""
+BAD_SHOCKS = [
+    (["--shock", "ETH-30%"], "argument --shock"),
+    (["--shock", "ETH=minus30%"], "argument --shock"),
+    (["--vol", "=30%"], "argument --vol"),
+    (["--shock", "DOGE=-30%"], "--shock DOGE: unknown asset 'DOGE'; configured: ETH, USDC"),
+    (["--shock", "ETH=-100%"], "--shock ETH: must be a number from -99% to +1000%"),
+    (["--vol", "ETH=+1001%"], "--vol ETH: must be a number"),
+    (["--shock", "ETH=-1%", "--shock", "ETH=-2%"], "--shock ETH: given twice"),
+]
+
+
+def test_bad_shocks_exit_2_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Shocks are checked before anything is reached: a config of unreachable chains does.
+    (``main`` in this process; ``test_the_command`` runs the real console script.)"""
+    config = {
+        "chains": [chain_entry("l1", 1, "http://127.0.0.1:9")],
+        "tokens": [
+            token_entry("l1", "0x" + "11" * 20),
+            token_entry("l1", "0x" + "22" * 20, "USDC", role="liability", weight=1.0),
+        ],
+        "accounts": [ALICE],
+        "assets": [
+            {
+                "symbol": symbol,
+                "sources": [{"kind": "chainlink", "chain": "l1", "address": "0x" + "33" * 20}],
+            }
+            for symbol in ("ETH", "USDC")
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for args, named in BAD_SHOCKS:
+        try:
+            code = main(["stress", "-c", str(path), *args])
+        except SystemExit as exc:  # argparse refuses the syntax itself
+            code = int(str(exc.code))
+        out, err = capsys.readouterr()
+        assert code == 2, (args, err)
+        assert named in err, (args, err)
+        assert "Traceback" not in err
+        assert out == ""

@@ -22,6 +22,7 @@ Total shortfall after: 2,365; bad debt after: 870.
 from __future__ import annotations
 
 import math
+import zlib
 from decimal import Decimal
 
 import numpy as np
@@ -324,3 +325,46 @@ def test_a_fresh_pass_at_current_prices_is_the_engines_results(model: MarginMode
     fresh = snapshot.evaluate(snapshot.prices).table
     for name, column in snapshot.current_table.columns().items():
         np.testing.assert_array_equal(getattr(fresh, name), column, err_msg=name)
+
+
+@pytest.mark.parametrize("model", list(MarginModel))
+@pytest.mark.parametrize("shocks", [{"ETH": -0.37}, {"ETH": 0.21, "USDC": -0.05}, {"USDC": 2.5}])
+def test_a_stress_is_what_the_engine_says_once_prices_move(
+    model: MarginModel, shocks: dict[str, float]
+) -> None:
+    """On a random book: the stress pass equals the engine itself after ``set_prices`` at the
+    shocked prices and a recompute — the pass is the live model, not a copy of it."""
+    rng = np.random.default_rng(zlib.crc32(repr((model.value, shocks)).encode()))
+    engine = MarginEngine(tokens=tokens(ARB_TIERS), chains=CHAINS, params=EngineParams(model=model))
+    engine.set_prices(PRICES)
+    for i in range(300):
+        account = f"0x{i:040x}"
+        engine.set_balance(account, "eth", "weth", int(rng.uniform(0, 3) * ETH), 1)
+        engine.set_balance(account, "arb", "weth", int(rng.uniform(0, 3) * ETH), 1)
+        engine.set_balance(account, "eth", "usdc", int(rng.uniform(0, 2_000) * USD), 1)
+        engine.set_balance(account, "eth", "dusdc", int(rng.uniform(0, 6_000) * USD), 1)
+        if i % 4 == 0:
+            engine.set_position(
+                Position(
+                    account=account,
+                    asset="ETH",
+                    chain="arb",
+                    size=float(rng.uniform(-3, 3)),
+                    entry_price=float(rng.uniform(1_500, 2_500)),
+                    mmr_tiers=(Tier(0.05),),
+                )
+            )
+    engine.recompute_all()
+    snapshot = engine.snapshot()
+    report = run_stress(snapshot, Shocks(price=shocks), top=1_000)
+    before = engine.results.health.copy()
+    engine.set_prices(shocked_prices(snapshot.prices, Shocks(price=shocks)).values())
+    after = engine.recompute_all()
+    newly = np.flatnonzero((after.health < 1) & ~(before < 1))
+    assert report.liquidatable_after == int(np.count_nonzero(after.health < 1))
+    assert report.newly_liquidatable_count == len(newly)
+    assert {s.account for s in report.newly_liquidatable} == {engine.accounts[i] for i in newly}
+    assert report.total_shortfall_after == Decimal(int(after.shortfall.sum())) / 100
+    bad = np.maximum(after.liability_value - (after.collateral_value + after.unrealized_pnl), 0.0)
+    assert report.bad_debt_after == Decimal(int(bad.sum())) / 100
+    assert report.liquidatable_after != report.liquidatable_before  # the shock does something
