@@ -186,7 +186,9 @@ class Daemon:
             stack.push_async_callback(store.close)
             if config.cluster.enabled:
                 await self._join_cluster(store)
-            state = owned_state(await store.load_state(), self.shard_map.owns)
+            state = await store.load_state()
+            if self.member is not None:  # the stored state of this replica's shards only
+                state = owned_state(state, self.shard_map.owns)
             for chain in config.chains:
                 pool = chain_pool(chain)
                 self.pools[chain.name] = await stack.enter_async_context(pool)
