@@ -24,13 +24,22 @@ from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.config.model import Config
+from daemon.config.venues import VenueConfig
 from daemon.cycle_writer import CycleWriter
 from daemon.documents import chain_document, price_document
-from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
+from daemon.engine_loop import (
+    ChainsChanged,
+    EngineLoop,
+    PositionsChanged,
+    PricesChanged,
+    VenueChanged,
+    venue_requirement,
+)
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
+from daemon.mqtt.venue_events import VenueAnnouncer
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -44,10 +53,13 @@ from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
+from daemon.venue_book import plan_pricing
+from daemon.venue_feed import VenueFeed
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
 from oracles.service import OracleService
+from venues.model import PlanPricing
 
 log = logging.getLogger(__name__)
 _UNSET = ChainInput(name="", liquidation_latency_s=0.0, stale=True)
@@ -70,6 +82,8 @@ class Daemon:
         self.oracle: OracleService | None = None
         self.loop: EngineLoop | None = None
         self.events: EventRelay | None = None
+        self.venues: dict[str, VenueFeed] = {}
+        self.announcer: VenueAnnouncer | None = None
         self._chain_inputs: dict[str, ChainInput] = {}
         self._unvalued: list[tuple[str, str]] = []  # (chain, token) with unknown decimals
         self._started = time.time()
@@ -119,6 +133,11 @@ class Daemon:
             and self._chain_inputs.get(name, _UNSET).stale
             and not w.status().stale
         ]
+        reasons += [
+            f"venue {name} not read yet"
+            for name, feed in self.venues.items()
+            if feed.watcher.last is None or feed.watcher.last.stale
+        ]
         if self.loop is None:
             reasons.append("engine not started")
         elif not self.loop.warm():
@@ -166,6 +185,8 @@ class Daemon:
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
+            self.venues = {v.name: self._venue_feed(v) for v in config.venues}
+            await self._setup_venues()
             found = established_decimals(watcher_tokens(self.watchers.values()))
             for name, decimals in found.items():
                 await store.record_token_decimals(name, decimals)
@@ -179,6 +200,8 @@ class Daemon:
                 store=store, publisher=publisher, batch=config.mqtt.max_pending
             )
             self.loop = self._engine_loop(store, publisher, state, self.events)
+            self.announcer = VenueAnnouncer(store=store, publisher=publisher)
+            self.loop.venue_listeners.append(self.announcer.wake)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(
                 StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
@@ -223,6 +246,45 @@ class Daemon:
 
         await asyncio.gather(*(setup(w) for w in self.watchers.values()))
 
+    def _venue_feed(self, venue: VenueConfig) -> VenueFeed:
+        return VenueFeed(
+            venue=venue,
+            chain=self.config.chain(venue.chain),
+            requester=self.pools[venue.chain],
+            known_assets=frozenset(a.symbol for a in self.config.assets),
+        )
+
+    async def _setup_venues(self) -> None:
+        """Check every venue's contracts: a wrong address is fatal (``VenueSetupError``, exit
+        2); a chain down at start is retried by the venue's component."""
+
+        async def setup(feed: VenueFeed) -> None:
+            try:
+                await asyncio.wait_for(feed.setup(), SETUP_TIMEOUT_S)
+            except NonRetryableError:
+                raise
+            except (CrossmarginError, TimeoutError) as exc:
+                log.warning("venue_setup_deferred venue=%s error=%s", feed.name, exc)
+
+        await asyncio.gather(*(setup(f) for f in self.venues.values()))
+
+    def _venue_factory(self, feed: VenueFeed) -> Callable[[], Awaitable[None]]:
+        async def follow() -> None:
+            assert self.loop is not None
+            loop = self.loop
+
+            def pricing() -> PlanPricing:
+                return plan_pricing(
+                    loop.ledger.names.get(feed.name, {}),
+                    loop.prices,
+                    drift_threshold=feed.venue.drift_threshold,
+                )
+
+            async for result in feed.results(pricing):
+                await loop.queue.put(VenueChanged(result))
+
+        return follow
+
     def _engine_loop(
         self,
         store: HealthStore,
@@ -260,7 +322,8 @@ class Daemon:
             publisher=publisher,
             value_decimals=config.margin.value_decimals,
             metrics=self.metrics,
-            required_chains=[c.name for c in config.chains],
+            required_chains=[c.name for c in config.chains]
+            + [venue_requirement(v.name) for v in config.venues],
             required_assets=[a.symbol for a in config.assets],
             # Chains start stale until their status is known: valuing before that would
             # store (and publish) STALE_CHAIN and back for every account on each start.
@@ -286,8 +349,15 @@ class Daemon:
             intake.append(
                 self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher))
             )
+            intake += [
+                self.supervisor.spawn(tasks, f"venue:{name}", self._venue_factory(feed))
+                for name, feed in self.venues.items()
+            ]
             # Whatever a previous run stored and did not get acknowledged goes out first.
             relay = self.supervisor.spawn(tasks, "events", events.run)
+            announcer = None
+            if self.announcer is not None:
+                announcer = self.supervisor.spawn(tasks, "venue-events", self.announcer.run)
             engine = self.supervisor.spawn(tasks, "engine", loop.run)
             await stop.wait()
             log.info("daemon_stopping grace_s=%s", SHUTDOWN_GRACE_S)
@@ -295,6 +365,8 @@ class Daemon:
                 task.cancel()
             engine.cancel()
             relay.cancel()
+            if announcer is not None:
+                announcer.cancel()
         # Intake is stopped: flush what is queued and publish what is stored (bounded), then
         # the stack closes MQTT (publishing offline), the API and the store. Events the grace
         # does not cover stay in the outbox and go out at the next start.

@@ -15,10 +15,12 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TextIO
 
 from daemon.commands.snapshot import ChainSnapshot, take_snapshot
+from daemon.commands.venue_reads import read_venues
 from daemon.config.model import Config
 from daemon.documents import account_document, engine_state
 from daemon.risk_inputs import (
@@ -31,11 +33,13 @@ from daemon.risk_inputs import (
 )
 from daemon.store.records import StoredHealth
 from daemon.store.rows import breakdown_record
+from daemon.venue_ledger import VenueLedger
 from daemon.wiring import open_oracle
 from margin.engine import MarginEngine
 from margin.model import Flag, flag_names
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
+from venues.model import VenueResult
 
 
 def _money(value: Decimal) -> str:
@@ -49,9 +53,11 @@ def evaluate(
     sequencers: Mapping[str, SequencerStatus | None],
     *,
     at: float,
+    venues: Sequence[VenueResult] = (),
 ) -> list[StoredHealth]:
-    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
-    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
+    """Run the engine over one snapshot, one oracle round and one read of every venue (their
+    positions feed the unified accounts), as the daemon does; return every account's state
+    with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -70,6 +76,12 @@ def evaluate(
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     for watcher in watchers:  # a watcher reads only configured tokens
         engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
+    ledger = VenueLedger()
+    for result in venues:
+        feed = ledger.apply(result).feed
+        engine.add_tokens(feed.tokens)
+        engine.load_holdings(feed.holdings)
+    engine.set_token_flags(ledger.drift_flags({v.name: v.chain for v in config.venues}))
     table = engine.recompute_all()
     decimals = config.margin.value_decimals
     return [
@@ -100,24 +112,41 @@ def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
     )
 
 
-async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
-    """Snapshot balances and run one oracle round concurrently, then the engine."""
+@dataclass(frozen=True, slots=True)
+class HealthPass:
+    """What one ``health`` pass found: every engine account, the chains' snapshots and each
+    account's venue documents."""
+
+    healths: list[StoredHealth]
+    snapshots: list[ChainSnapshot]
+    venues: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+
+
+async def health_pass(config: Config) -> HealthPass:
+    """Snapshot balances and run one oracle round concurrently, then read every venue (with
+    plans priced by that round), then the engine."""
     async with open_oracle(config) as oracle:
         snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
         now = time.time()
         sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
-    return evaluate(config, snapshots, prices, sequencers, at=now), snapshots
+    results = await read_venues(config, prices)
+    ledger = VenueLedger()
+    for result in results:
+        ledger.apply(result)
+    healths = evaluate(config, snapshots, prices, sequencers, at=now, venues=results)
+    documents = {a: ledger.venues_of(a) for a in ledger.documents}
+    return HealthPass(healths, snapshots, documents)
 
 
 def print_health(
-    healths: Sequence[StoredHealth],
-    snapshots: Sequence[ChainSnapshot],
+    found: HealthPass,
     *,
     as_json: bool,
     account: str | None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Print the pass; unreachable chains are reported on stderr. Always exit 0."""
+    healths, snapshots = found.healths, found.snapshots
     for snap in snapshots:
         if snap.error is not None:
             sys.stderr.write(
@@ -127,8 +156,9 @@ def print_health(
     for health in ranked(healths):
         if wanted is not None and health.account != wanted:
             continue
+        venues = found.venues.get(health.account, [])
         if as_json:
-            out.write(json.dumps(account_document(health)) + "\n")
+            out.write(json.dumps(account_document(health, venues)) + "\n")
             continue
         if not health.health_known:
             value = "unknown"
@@ -140,4 +170,13 @@ def print_health(
             f"{health.account} health {value:>10} shortfall {_money(health.shortfall):>14} "
             f"{flags} {act}\n"
         )
+        for venue in venues:
+            marks = (["LIQUIDATABLE"] if venue["liquidatable"] else []) + [
+                str(flag)
+                for flag in venue["flags"]  # type: ignore[attr-defined]
+            ]
+            out.write(
+                f"  venue {venue['venue']} health {venue['health'] or 'inf'} "
+                f"{','.join(marks) or '-'}\n"
+            )
     return 0

@@ -26,6 +26,10 @@ Tables:
 - ``health_transitions``: append-only history of flag changes; also the MQTT outbox
   (``published_at`` NULL until published).
 - ``positions``: derivative positions posted by the protocol.
+- ``venue_accounts``: per (venue, account), the latest venue entry (``daemon.documents``
+  ``venue_document``) with what ranks it (``liquidatable``, ``profit_usd``, ``shortfall_usd``)
+  and ``announced_liquidatable``, the state the last MQTT venue event told: a row where the two
+  differ is an event not yet acknowledged by the broker (the venue events' outbox).
 """
 
 from __future__ import annotations
@@ -196,6 +200,25 @@ positions = sa.Table(
     sa.Column("entry_price", sa.Double(), nullable=False),
     sa.Column("mmr_tiers", JSONDocument, nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+venue_accounts = sa.Table(
+    "venue_accounts",
+    metadata,
+    sa.Column("venue", NAME, primary_key=True),
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("kind", NAME, nullable=False),
+    sa.Column("chain", NAME, nullable=False),
+    sa.Column("block_number", sa.BigInteger(), nullable=False),
+    sa.Column("liquidatable", sa.Boolean(), nullable=False),
+    sa.Column("stale", sa.Boolean(), nullable=False),
+    sa.Column("profit_usd", sa.Double(), nullable=True),
+    sa.Column("shortfall_usd", sa.Double(), nullable=True),
+    sa.Column("document", JSONDocument, nullable=False),
+    sa.Column("announced_liquidatable", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+    sa.Index(None, "account"),
+    sa.Index(None, "liquidatable", "venue"),
 )
 
 # ---- per-connection staging tables (not migrated) ---------------------------------------

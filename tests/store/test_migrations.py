@@ -31,9 +31,10 @@ TABLES = {
     "positions",
     "price_history",
     "token_decimals",
+    "venue_accounts",
 }
-LATER_TABLES: set[str] = set()
-"""Tables of revisions after 0003 (none yet): a downgrade below 0003 drops them too."""
+LATER_TABLES: set[str] = {"venue_accounts"}
+"""Tables of revisions after 0003: a downgrade below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
@@ -66,6 +67,16 @@ async def test_upgrade_downgrade_and_upgrade_again(database_url: str) -> None:
     assert await table_names(database_url) == TABLES
     async with await HealthStore.open(database_url) as store:
         assert (await store.load_state()).cursors == {}
+
+
+async def test_venue_accounts_revision_up_and_down(database_url: str) -> None:
+    await migrate(database_url, "0004")
+    assert "venue_accounts" in await table_names(database_url)
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0004", "downgrade")
+    assert await table_names(database_url) == TABLES - {"venue_accounts"}
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
 
 
 async def test_oracle_state_revision_up_and_down(database_url: str) -> None:
