@@ -37,9 +37,8 @@ from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.records import StoredHealth, StoredTransition
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
-from daemon.store.venues import VenueRow
 from daemon.store.writer import HealthStore
-from daemon.venue_ledger import VenueLedger
+from daemon.venue_sync import VenueSync, venue_requirement
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
 from margin.model import ChainInput, Flag, MarginInputError, Position
@@ -85,11 +84,6 @@ class VenueChanged:
 
 
 EngineEvent = BalanceUpdate | PricesChanged | ChainsChanged | PositionsChanged | VenueChanged
-
-
-def venue_requirement(venue: str) -> str:
-    """The warm-up requirement of a venue's first result (beside the chains')."""
-    return f"venue:{venue}"
 
 
 @dataclass(slots=True)
@@ -151,12 +145,7 @@ class EngineLoop:
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
         like the event relay's wake-up: cheap, never awaited."""
-        self.ledger = VenueLedger()
-        self._venue_chains: dict[str, str] = {}
-        self._venue_rows: dict[tuple[str, str], VenueRow] = {}  # written at the next chance
-        self._venue_touched: set[str] = set()  # accounts whose venue entries moved
-        self.venue_listeners: list[Callable[[], None]] = []
-        """Called after venue entries were stored (the venue event announcer's wake-up)."""
+        self.venues = VenueSync()
 
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
@@ -238,7 +227,8 @@ class EngineLoop:
         pending = self.writer.pending
         pending.add_balances(balances)
         pending.add_rounds(rounds)
-        await self._write_venue_rows()
+        if not self.writer.failing:
+            await self.venues.write(self.store)
         if not self.warm():
             # Inputs are applied (the engine keeps them dirty for the first warm cycle) and
             # stored, but nothing is valued or published yet.
@@ -318,46 +308,15 @@ class EngineLoop:
                 case PositionsChanged(account=account):
                     await self._reload_positions(account)
                 case VenueChanged(result=result):
-                    self._apply_venue(result)
+                    self.venues.apply(result, self.engine)
+                    self._chains_seen.add(venue_requirement(result.venue))
         return oldest
-
-    def _apply_venue(self, result: VenueResult) -> None:
-        """A venue's entries: its positions into the unified accounts (new engine tokens
-        first, drifting ones flagged ``ORACLE_DRIFT``), its changed documents to store, its
-        changed accounts to republish."""
-        change = self.ledger.apply(result)
-        self._venue_chains[result.venue] = result.chain
-        self.engine.add_tokens(change.feed.tokens)
-        if change.feed.holdings:
-            self.engine.load_holdings(change.feed.holdings)
-        self.engine.set_token_flags(self.ledger.drift_flags(self._venue_chains))
-        for row in change.rows:
-            self._venue_rows[(row.venue, row.account)] = row
-        self._venue_touched |= change.accounts
-        self._chains_seen.add(venue_requirement(result.venue))
-
-    async def _write_venue_rows(self) -> None:
-        """Store the venue entries that moved (kept for the next cycle if the store fails)."""
-        if not self._venue_rows or self.writer.failing:
-            return
-        rows = list(self._venue_rows.values())
-        try:
-            await self.store.write_venue_rows(rows)
-        except StoreUnavailable as exc:
-            log.warning("venue_rows_unstored rows=%d error=%s", len(rows), exc)
-            return
-        for row in rows:
-            if self._venue_rows.get((row.venue, row.account)) is row:
-                del self._venue_rows[(row.venue, row.account)]
-        for listener in self.venue_listeners:
-            listener()
 
     async def _publish_venue_accounts(self, now: float) -> None:
         """Retained state of the accounts whose venue entries moved (those the engine knows:
         an account holding only unmapped assets has no unified state to carry them)."""
-        touched, self._venue_touched = self._venue_touched, set()
         table = self.engine.results
-        for account in sorted(touched):
+        for account in self.venues.touched():
             try:
                 i = self.engine.account_index(account)
             except MarginInputError:  # holds nothing the engine values
@@ -463,7 +422,7 @@ class EngineLoop:
     ) -> Callable[[], dict[str, object]]:
         """The ``Account`` document of ``state`` with its venue entries, built when called
         (by the publisher)."""
-        return lambda: account_document(state(), self.ledger.venues_of(account))
+        return lambda: account_document(state(), self.venues.ledger.venues_of(account))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:

@@ -24,7 +24,6 @@ from core.errors import CrossmarginError, NonRetryableError
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.config.model import Config
-from daemon.config.venues import VenueConfig
 from daemon.cycle_writer import CycleWriter
 from daemon.documents import chain_document, price_document
 from daemon.engine_loop import (
@@ -32,8 +31,6 @@ from daemon.engine_loop import (
     EngineLoop,
     PositionsChanged,
     PricesChanged,
-    VenueChanged,
-    venue_requirement,
 )
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
@@ -53,13 +50,12 @@ from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
-from daemon.venue_book import plan_pricing
-from daemon.venue_feed import VenueFeed
+from daemon.venue_feed import VenueFeed, build_feeds, follow_venue, setup_feeds
+from daemon.venue_sync import venue_requirement
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
 from oracles.service import OracleService
-from venues.model import PlanPricing
 
 log = logging.getLogger(__name__)
 _UNSET = ChainInput(name="", liquidation_latency_s=0.0, stale=True)
@@ -134,9 +130,7 @@ class Daemon:
             and not w.status().stale
         ]
         reasons += [
-            f"venue {name} not read yet"
-            for name, feed in self.venues.items()
-            if feed.watcher.last is None or feed.watcher.last.stale
+            f"venue {name} not read yet" for name, feed in self.venues.items() if not feed.read_once
         ]
         if self.loop is None:
             reasons.append("engine not started")
@@ -185,8 +179,8 @@ class Daemon:
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
-            self.venues = {v.name: self._venue_feed(v) for v in config.venues}
-            await self._setup_venues()
+            self.venues = build_feeds(config, self.pools)
+            await setup_feeds(self.venues.values(), SETUP_TIMEOUT_S)
             found = established_decimals(watcher_tokens(self.watchers.values()))
             for name, decimals in found.items():
                 await store.record_token_decimals(name, decimals)
@@ -201,7 +195,7 @@ class Daemon:
             )
             self.loop = self._engine_loop(store, publisher, state, self.events)
             self.announcer = VenueAnnouncer(store=store, publisher=publisher)
-            self.loop.venue_listeners.append(self.announcer.wake)
+            self.loop.venues.listeners.append(self.announcer.wake)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(
                 StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
@@ -246,42 +240,10 @@ class Daemon:
 
         await asyncio.gather(*(setup(w) for w in self.watchers.values()))
 
-    def _venue_feed(self, venue: VenueConfig) -> VenueFeed:
-        return VenueFeed(
-            venue=venue,
-            chain=self.config.chain(venue.chain),
-            requester=self.pools[venue.chain],
-            known_assets=frozenset(a.symbol for a in self.config.assets),
-        )
-
-    async def _setup_venues(self) -> None:
-        """Check every venue's contracts: a wrong address is fatal (``VenueSetupError``, exit
-        2); a chain down at start is retried by the venue's component."""
-
-        async def setup(feed: VenueFeed) -> None:
-            try:
-                await asyncio.wait_for(feed.setup(), SETUP_TIMEOUT_S)
-            except NonRetryableError:
-                raise
-            except (CrossmarginError, TimeoutError) as exc:
-                log.warning("venue_setup_deferred venue=%s error=%s", feed.name, exc)
-
-        await asyncio.gather(*(setup(f) for f in self.venues.values()))
-
     def _venue_factory(self, feed: VenueFeed) -> Callable[[], Awaitable[None]]:
         async def follow() -> None:
             assert self.loop is not None
-            loop = self.loop
-
-            def pricing() -> PlanPricing:
-                return plan_pricing(
-                    loop.ledger.names.get(feed.name, {}),
-                    loop.prices,
-                    drift_threshold=feed.venue.drift_threshold,
-                )
-
-            async for result in feed.results(pricing):
-                await loop.queue.put(VenueChanged(result))
+            await follow_venue(feed, self.loop)
 
         return follow
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from chains.blocks import BlockRef, Reorg
 from chains.contracts import multicall3_runtime
 from chains.heads import HeadTracker
 from core.errors import CrossmarginError, NonRetryableError
 from core.requester import Requester
-from daemon.config.model import ChainConfig
+from daemon.config.model import ChainConfig, Config
 from daemon.config.venues import VenueConfig
+from daemon.engine_loop import EngineLoop, VenueChanged
+from daemon.venue_book import plan_pricing
 from venues.adapter import create_adapter
 from venues.model import PlanPricing, VenueResult
 from venues.watcher import VenueWatcher
@@ -62,6 +64,7 @@ class VenueFeed:
             ring_depth=chain.confirmations + 64,
         )
         self.last_read: BlockRef | None = None
+        self.read_once = False  # a read succeeded since start (readiness)
         self._last_pricing: PlanPricing | None = None
 
     @property
@@ -114,6 +117,7 @@ class VenueFeed:
             if isinstance(exc, NonRetryableError) and not self.watcher.ready:
                 raise
             log.warning("venue_head_failed venue=%s error=%s", self.name, exc)
+            self.last_read = None  # re-read once the chain answers, even at the same block
             return self.watcher.mark_stale(str(exc))
         now = pricing()
         if (
@@ -123,6 +127,50 @@ class VenueFeed:
         ):
             return None  # nothing moved: the same block at the same prices
         result = await self.watcher.cycle(target, now)
-        if not result.stale:
+        if result.stale:
+            self.last_read = None  # re-read once the venue answers, even at the same block
+        else:
             self.last_read, self._last_pricing = target, now
+            self.read_once = True
         return result
+
+
+def build_feeds(config: Config, pools: Mapping[str, Requester]) -> dict[str, VenueFeed]:
+    """A feed per configured venue, reading through its chain's pool."""
+    known = frozenset(a.symbol for a in config.assets)
+    return {
+        v.name: VenueFeed(
+            venue=v, chain=config.chain(v.chain), requester=pools[v.chain], known_assets=known
+        )
+        for v in config.venues
+    }
+
+
+async def setup_feeds(feeds: Iterable[VenueFeed], timeout_s: float) -> None:
+    """Check every venue's contracts: a wrong address is fatal (``VenueSetupError``, exit
+    2); a chain down (or slow) at start is retried by the venue's component."""
+
+    async def setup(feed: VenueFeed) -> None:
+        try:
+            await asyncio.wait_for(feed.setup(), timeout_s)
+        except NonRetryableError:
+            raise
+        except (CrossmarginError, TimeoutError) as exc:
+            log.warning("venue_setup_deferred venue=%s error=%s", feed.name, exc)
+
+    await asyncio.gather(*(setup(f) for f in feeds))
+
+
+async def follow_venue(feed: VenueFeed, loop: EngineLoop) -> None:
+    """The component ``venue:<name>``: every result into the engine loop's queue, plans and
+    drift priced with the loop's latest oracle round."""
+
+    def pricing() -> PlanPricing:
+        return plan_pricing(
+            loop.venues.ledger.names.get(feed.name, {}),
+            loop.prices,
+            drift_threshold=feed.venue.drift_threshold,
+        )
+
+    async for result in feed.results(pricing):
+        await loop.queue.put(VenueChanged(result))

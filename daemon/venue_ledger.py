@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.documents import venue_document
+from daemon.documents import health_bucket, venue_document
 from daemon.store.venues import VenueRow
 from daemon.venue_book import EngineFeed, asset_names, engine_feed, shortfall_usd, token_asset
 from margin.model import Flag
@@ -20,7 +20,9 @@ from venues.model import VenueAccount, VenueResult
 
 @dataclass(frozen=True, slots=True)
 class LedgerChange:
-    """What one venue result changed."""
+    """What one venue result changed: the engine's feed, the entries to store (every entry
+    whose document moved, the block included) and the accounts to republish (those whose
+    ``venue_signal`` moved)."""
 
     feed: EngineFeed
     rows: list[VenueRow]
@@ -62,11 +64,13 @@ class VenueLedger:
         for account, entry in result.accounts.items():
             document = venue_document(entry)
             mine = self.documents.setdefault(account, {})
-            if mine.get(result.venue) == document:
+            previous = mine.get(result.venue)
+            if previous == document:
                 continue
             mine[result.venue] = document
-            accounts.add(account)
             rows.append(_row(entry, document))
+            if previous is None or venue_signal(previous) != venue_signal(document):
+                accounts.add(account)
         return LedgerChange(feed=feed, rows=rows, accounts=accounts)
 
     def drift_flags(self, chains: Mapping[str, str]) -> dict[tuple[str, str], Flag]:
@@ -84,6 +88,15 @@ class VenueLedger:
     def venues_of(self, account: str) -> list[dict[str, Any]]:
         """``account``'s venue documents, by venue name."""
         return [d for _, d in sorted(self.documents.get(account, {}).items())]
+
+
+def venue_signal(document: Mapping[str, Any]) -> tuple[object, ...]:
+    """The part of a venue entry whose change is worth republishing the account's retained
+    state: the venue's verdict, staleness, flags and health band (not every block's interest,
+    which moves ``health_raw`` a little every block)."""
+    health = document.get("health")
+    band = health_bucket(None if health is None else float(health))
+    return (document.get("liquidatable"), document.get("stale"), tuple(document["flags"]), band)
 
 
 def _row(entry: VenueAccount, document: dict[str, Any]) -> VenueRow:

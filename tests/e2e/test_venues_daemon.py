@@ -32,6 +32,7 @@ from devnet.aave import AaveMarket, deploy_aave_market, feed_answer, impersonate
 from devnet.morpho import DEFAULT_MARKETS, MorphoDeployment, deploy_morpho, oracle_price
 from tests.clikit import crossmargin
 from tests.daemonkit import DaemonProcess, eventually, get_json, wait_ready
+from tests.faultproxy import FaultMode, FaultProxy
 from tests.mqttkit import Mosquitto, Subscriber
 from tests.pricekit import PriceServer, free_port, generic
 from tests.storekit import postgres_database
@@ -63,6 +64,7 @@ class VenueWorld:
     database_url: str
     api_port: int
     prefix: str
+    proxy: FaultProxy  # between the daemon and the chain
 
     @property
     def api(self) -> str:
@@ -76,7 +78,7 @@ class VenueWorld:
                 {
                     "name": "venues",
                     "chain_id": CHAIN_ID,
-                    "rpc_urls": [self.dev.url],
+                    "rpc_urls": [self.proxy.url],
                     "poll_interval_s": 0.2,
                     "request_timeout_s": 10,
                 }
@@ -120,6 +122,7 @@ async def venue_world(workdir: Path) -> AsyncIterator[VenueWorld]:
         postgres_database() as url,
         venue_chain(CHAIN_ID) as (_, dev, pool),
         PriceServer() as prices,
+        FaultProxy(dev.url) as proxy,
     ):
         aave = await deploy_aave_market(dev)
         units = {s: aave.reserve(s).units for s in ("WETH", "WBTC", "USDC", "DAI")}
@@ -165,6 +168,7 @@ async def venue_world(workdir: Path) -> AsyncIterator[VenueWorld]:
                 database_url=url,
                 api_port=free_port(),
                 prefix=f"xm-venues-{free_port()}",
+                proxy=proxy,
             )
         finally:
             await broker.kill()
@@ -390,6 +394,28 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
                 await w.dev.revert(snapshot)
             assert abs(run.received - int(plan["seize_raw"])) <= 1
             assert run.paid == repay
+
+            # The venue's chain stops answering: entries stay, stale, with their last values.
+            before = (await entries_at_head(w, [ALICE], "aave-e2e"))[ALICE]
+            await w.proxy.set_mode(FaultMode.HTTP500)
+
+            async def stale() -> dict[str, Any] | None:
+                found = await venue_entry(w, ALICE, "aave-e2e")
+                return found if found and found["stale"] else None
+
+            kept = await eventually(stale, what="a stale venue entry")
+            assert "STALE_CHAIN" in kept["flags"]
+            fields = ("health_raw", "liquidatable", "positions", "plan", "block_hash")
+            assert {k: kept[k] for k in fields} == {k: before[k] for k in fields}
+            await w.proxy.set_mode(FaultMode.PASS)
+
+            async def fresh() -> dict[str, Any] | None:
+                found = await venue_entry(w, ALICE, "aave-e2e")
+                return found if found and not found["stale"] else None
+
+            back = await eventually(fresh, what="the venue entry read again")
+            assert "STALE_CHAIN" not in back["flags"]
+            assert back["health_raw"] == before["health_raw"]
             assert await daemon.stop() == 0
 
         # ``crossmargin health --json`` reads the venues once and prints the same entries.
