@@ -30,6 +30,7 @@ from chains.rpc import RpcPool
 from devnet import REPO_ROOT, DevChain
 from devnet.aave import AaveMarket, deploy_aave_market, feed_answer, impersonate, open_positions
 from devnet.morpho import DEFAULT_MARKETS, MorphoDeployment, deploy_morpho, oracle_price
+from devnet.vendor import send_batch
 from tests.clikit import crossmargin
 from tests.daemonkit import DaemonProcess, eventually, get_json, wait_ready
 from tests.faultproxy import FaultMode, FaultProxy
@@ -261,6 +262,16 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
             assert entries[ERIN]["health"] is None  # supply only: no debt
             assert "UNMAPPED_ASSET" in entries[DAVE]["flags"]  # WBTC valued in the venue only
             assert "venue_asset_unmapped venue=aave-e2e" in daemon.log_path.read_text()
+
+            # A borrow the daemon has read is orphaned by a reorg: the entry follows the chain.
+            await send_batch(w.dev, [w.aave.borrow_tx("USDC", ERIN, 1_000 * 10**6)])
+            borrowed = await entries_at_head(w, [ERIN], "aave-e2e")
+            assert borrowed[ERIN]["health"] is not None
+            await w.dev.rpc("anvil_reorg", [1, []])  # the borrow's block, replaced empty
+            reorged = await entries_at_head(w, aave_users, "aave-e2e")
+            await assert_equals_the_pool(w, reorged)
+            assert reorged[ERIN]["health"] is None
+            assert reorged[ERIN]["block"] == borrowed[ERIN]["block"]  # same height, new block
 
             # The unified account: Aave positions valued by our oracle (ETH 3000, USDC 1),
             # collateral weighted by the venue's liquidation threshold (82.5 %), debt by 1.
