@@ -27,6 +27,7 @@ from daemon.config.venues import VenueConfig
 from daemon.engine_loop import EngineLoop, VenueChanged
 from daemon.venue_book import plan_pricing
 from venues.adapter import create_adapter
+from venues.errors import VenueSetupError
 from venues.model import PlanPricing, VenueResult
 from venues.watcher import VenueWatcher
 
@@ -100,12 +101,14 @@ class VenueFeed:
                 yield self.watcher.mark_stale(str(exc))
                 await asyncio.sleep(SETUP_RETRY_S)
         while True:
-            result = await self._poll(pricing)
+            result = await self.poll_once(pricing)
             if result is not None:
                 yield result
             await asyncio.sleep(self.chain.poll_interval_s)
 
-    async def _poll(self, pricing: Callable[[], PlanPricing]) -> VenueResult | None:
+    async def poll_once(self, pricing: Callable[[], PlanPricing]) -> VenueResult | None:
+        """One poll: the result at the current pinned block, the last one marked stale when a
+        read fails, or ``None`` when neither the block nor our prices moved."""
         try:
             events = await self.heads.poll_once()
             for event in events:
@@ -172,5 +175,10 @@ async def follow_venue(feed: VenueFeed, loop: EngineLoop) -> None:
             drift_threshold=feed.venue.drift_threshold,
         )
 
-    async for result in feed.results(pricing):
-        await loop.queue.put(VenueChanged(result))
+    try:
+        async for result in feed.results(pricing):
+            await loop.queue.put(VenueChanged(result))
+    except VenueSetupError as exc:
+        # Found only once the chain answered (it was down at start): the venue stays
+        # unready and its component ends, instead of restarting into the same error.
+        log.error("venue_unusable venue=%s error=%s", feed.name, exc)  # noqa: TRY400 - one line
