@@ -359,8 +359,25 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
                 what="venue liquidatable events",
             )
             assert events
-            retained = json.loads(sub.latest()[f"{w.prefix}/accounts/{ALICE}"])
-            assert any(v["venue"] == "aave-e2e" for v in retained["venues"])
+            (event,) = [
+                e
+                for e in venue_events("liquidatable")
+                if (e["venue"], e["account"]) == ("aave-e2e", ALICE)
+            ]
+            assert (event["venue_kind"], event["health_raw"]) == (
+                "aave_v3",
+                caught_up[ALICE]["health_raw"],
+            )
+            assert event["plan"] == caught_up[ALICE]["plan"]
+
+            async def retained_entry() -> dict[str, Any] | None:
+                payload = sub.latest().get(f"{w.prefix}/accounts/{ALICE}")
+                state = json.loads(payload) if payload else {"venues": []}
+                found = [v for v in state["venues"] if v["venue"] == "aave-e2e"]
+                return found[0] if found and found[0]["liquidatable"] else None
+
+            # The retained MQTT state carries the same entry as the API.
+            assert await eventually(retained_entry, what="retained venue entry") == caught_up[ALICE]
 
             morpho = await entries_at_head(w, [M1, M2], "morpho-e2e")
             block = BlockRef.from_rpc(
