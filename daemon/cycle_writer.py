@@ -34,7 +34,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from core.errors import RetryableError
 from daemon.pending_writes import PendingWrites
 from daemon.store.engine import is_unavailable
-from daemon.store.records import StoredTransition
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.tiers import IndexArray
@@ -49,8 +48,8 @@ RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within t
 
 Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
 """Health rows and cycle context for the given engine rows (``None, None`` when empty)."""
-Written = Callable[[IndexArray, list[StoredTransition]], Awaitable[None]]
-"""Called after a successful write with the rows written and the transitions stored."""
+Written = Callable[[IndexArray, int], Awaitable[None]]
+"""Called after a successful write with the rows written and how many transitions it stored."""
 
 
 @dataclass(slots=True)

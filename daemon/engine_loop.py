@@ -35,7 +35,7 @@ from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import AccountSignal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
-from daemon.store.records import StoredHealth, StoredTransition
+from daemon.store.records import StoredHealth
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
@@ -269,10 +269,10 @@ class EngineLoop:
         )
         return self._rows(accounts), context
 
-    async def _stored(self, accounts: IndexArray, transitions: list[StoredTransition]) -> None:
-        """After a successful write: wake the event relay for the new transitions and publish
-        the retained state of the written accounts."""
-        self.stats.transitions += len(transitions)
+    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
+        """After a successful write: wake the event relay for the new transitions (how many
+        the write stored) and publish the retained state of the written accounts."""
+        self.stats.transitions += transitions
         if self._valued and not self.writer.pending:  # the valuation went with this write
             self._valuation_stored = True
         if transitions and self.events is not None:

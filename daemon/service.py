@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
+from core.lifecycle import within
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
 from daemon.config.model import Config
@@ -55,6 +56,7 @@ from daemon.venue_sync import venue_requirement
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
+from margin.scenario import ScenarioBook
 from oracles.service import OracleService
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,10 @@ class Daemon:
                     )
         return documents
 
+    def stress_book(self) -> ScenarioBook | None:
+        """The engine's book, frozen now, for ``POST /v1/stress`` (``None`` before it starts)."""
+        return None if self.loop is None else self.loop.engine.snapshot()
+
     async def position_changed(self, account: str) -> None:
         """Recompute ``account`` after the API replaced its positions."""
         if self.loop is not None:
@@ -232,7 +238,7 @@ class Daemon:
 
         async def setup(watcher: ChainWatcher) -> None:
             try:
-                await asyncio.wait_for(watcher.setup(), SETUP_TIMEOUT_S)
+                await within(watcher.setup(), SETUP_TIMEOUT_S)
             except NonRetryableError:
                 raise
             except (CrossmarginError, TimeoutError) as exc:
@@ -334,8 +340,8 @@ class Daemon:
         # does not cover stay in the outbox and go out at the next start.
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         try:
-            await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
-            await asyncio.wait_for(events.drain(), max(0.0, deadline - time.monotonic()))
+            await within(loop.drain(), SHUTDOWN_GRACE_S)
+            await within(events.drain(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
                 "shutdown_flush_timeout pending=%d events_pending=%d",

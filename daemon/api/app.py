@@ -44,6 +44,7 @@ from daemon.api.routes import KeeperRoutes
 from daemon.api.server import UNREAD_BODY_LINGER_S, KeeperRunner
 from daemon.api.stream import StreamHub
 from daemon.api.stream_route import event_stream
+from daemon.api.stress import StressRoutes
 from daemon.api.view import DaemonView
 from daemon.config.model import ApiConfig
 from daemon.logs import log_safe
@@ -154,6 +155,9 @@ def build_app(
         spec=build_spec(markets),
     )
     routes.register(app.router)
+    StressRoutes(view=view, markets=markets, body_timeout_s=settings.body_timeout_s).register(
+        app.router
+    )
     Dashboard(queries).register(app.router)
     hub = StreamHub(
         queries=queries,

@@ -20,6 +20,7 @@ from daemon.api.dashboard import (
     MIN_WINDOW_S,
 )
 from daemon.api.positions import PositionMarkets
+from daemon.api.stress import stress_paths, stress_schemas
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "crossmargin keeper API"
@@ -246,6 +247,7 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                 }
             ],
         ),
+        **stress_paths(markets, {"400": BAD_REQUEST, "error": _error("")}),
         "/healthz": _get("Liveness.", {"200": _json("Liveness", "The process answers.")}),
         "/readyz": _get(
             "Readiness: every chain and every asset read at least once, no token whose reads "
@@ -295,7 +297,7 @@ def build_spec(markets: PositionMarkets) -> dict[str, Any]:
         },
         "paths": paths(markets),
         "components": {
-            "schemas": component_schemas(markets),
+            "schemas": {**component_schemas(markets), **stress_schemas(markets)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -42,22 +42,31 @@ from oracles.sequencer import SequencerStatus
 from venues.model import VenueResult
 
 
+@dataclass(frozen=True, slots=True)
+class MarketPass:
+    """One balance snapshot of every chain and one oracle round, taken together at ``at``, and
+    one read of every venue (plans priced by that round)."""
+
+    snapshots: list[ChainSnapshot]
+    prices: dict[str, AssetPrice]
+    sequencers: dict[str, SequencerStatus | None]
+    at: float
+    venues: list[VenueResult] = field(default_factory=list)
+
+
 def _money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def evaluate(
+def build_engine(
     config: Config,
     snapshots: Sequence[ChainSnapshot],
     prices: dict[str, AssetPrice],
     sequencers: Mapping[str, SequencerStatus | None],
-    *,
-    at: float,
     venues: Sequence[VenueResult] = (),
-) -> list[StoredHealth]:
-    """Run the engine over one snapshot, one oracle round and one read of every venue (their
-    positions feed the unified accounts), as the daemon does; return every account's state
-    with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
+) -> MarginEngine:
+    """The engine over one snapshot, one oracle round and one read of every venue (their
+    positions feed the unified accounts), as the daemon builds it, evaluated."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -82,7 +91,24 @@ def evaluate(
         engine.add_tokens(feed.tokens)
         engine.load_holdings(feed.holdings)
     engine.set_token_flags(ledger.drift_flags({v.name: v.chain for v in config.venues}))
-    table = engine.recompute_all()
+    engine.recompute_all()
+    return engine
+
+
+def evaluate(
+    config: Config,
+    snapshots: Sequence[ChainSnapshot],
+    prices: dict[str, AssetPrice],
+    sequencers: Mapping[str, SequencerStatus | None],
+    *,
+    at: float,
+    venues: Sequence[VenueResult] = (),
+) -> list[StoredHealth]:
+    """Run the engine over one snapshot, one oracle round and the venues' reads, as the
+    daemon does; return every account's state with its breakdown
+    (``daemon.documents.engine_state``) as of ``at``."""
+    engine = build_engine(config, snapshots, prices, sequencers, venues)
+    table = engine.results
     decimals = config.margin.value_decimals
     return [
         engine_state(
@@ -112,6 +138,18 @@ def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
     )
 
 
+async def market_pass(config: Config) -> MarketPass:
+    """Snapshot balances and run one oracle round concurrently, then read every venue."""
+    async with open_oracle(config) as oracle:
+        snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
+        now = time.time()
+        sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
+    venues = await read_venues(config, prices)
+    return MarketPass(
+        snapshots=snapshots, prices=prices, sequencers=sequencers, at=now, venues=venues
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class HealthPass:
     """What one ``health`` pass found: every engine account, the chains' snapshots and each
@@ -123,19 +161,14 @@ class HealthPass:
 
 
 async def health_pass(config: Config) -> HealthPass:
-    """Snapshot balances and run one oracle round concurrently, then read every venue (with
-    plans priced by that round), then the engine."""
-    async with open_oracle(config) as oracle:
-        snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
-        now = time.time()
-        sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
-    results = await read_venues(config, prices)
+    """One market pass (balances, an oracle round, every venue), then the engine."""
+    m = await market_pass(config)
     ledger = VenueLedger()
-    for result in results:
+    for result in m.venues:
         ledger.apply(result)
-    healths = evaluate(config, snapshots, prices, sequencers, at=now, venues=results)
+    healths = evaluate(config, m.snapshots, m.prices, m.sequencers, at=m.at, venues=m.venues)
     documents = {a: ledger.venues_of(a) for a in ledger.documents}
-    return HealthPass(healths, snapshots, documents)
+    return HealthPass(healths, m.snapshots, documents)
 
 
 def print_health(

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from core.errors import ConfigError
+from daemon.config.accounts_file import merge_accounts, read_accounts_file, resolve_accounts_file
 from daemon.config.assets import SOURCE_KINDS
 from daemon.config.model import Config
 from daemon.config.secrets import register_config_secrets
@@ -54,8 +55,20 @@ def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
     except ValidationError as exc:
         raise _config_error(exc, data) from None
     config = _with_database_url(config, base_dir)
+    config = _with_accounts_file(config, base_dir)
     register_config_secrets(config)  # from now on, shown text is scrubbed of them
     return config
+
+
+def _with_accounts_file(config: Config, base_dir: Path | None) -> Config:
+    if config.accounts_file is None:
+        return config
+    path = resolve_accounts_file(config.accounts_file, base_dir)
+    from_file = read_accounts_file(path)
+    if not from_file and not config.accounts and not config.discover_accounts:
+        raise ConfigError("accounts_file", f"{path} lists no account, and nothing else is watched")
+    # Validated already (read_accounts_file checks every line): no second pass over 10^6 rows.
+    return config.model_copy(update={"accounts": merge_accounts(config.accounts, from_file)})
 
 
 def _with_database_url(config: Config, base_dir: Path | None) -> Config:

@@ -312,6 +312,10 @@ class Config(StrictModel):
     """ERC-20 balances watched per account; optional beside ``venues:`` (or ``assets:`` alone,
     for ``crossmargin prices``)."""
     accounts: list[Address] = Field(default_factory=list)
+    """After loading: the listed accounts and those of ``accounts_file``, each once."""
+    accounts_file: str | None = Field(default=None, min_length=1)
+    """A text file of addresses, one a line (``daemon.config.accounts_file``); relative to the
+    config file's directory."""
     discover_accounts: bool = False
     database_url: str | None = None
     """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
@@ -346,9 +350,16 @@ class Config(StrictModel):
             seen.add((token.chain, token.address))
         if not (self.tokens or self.venues or self.assets):
             raise KeyedError("tokens", "nothing to watch: give tokens, venues or assets")
-        if self.tokens and not self.accounts and not self.discover_accounts:
+        if (
+            self.tokens
+            and not self.accounts
+            and self.accounts_file is None
+            and not self.discover_accounts
+        ):
             raise KeyedError(
-                "accounts", "nothing to watch: list accounts or set discover_accounts: true"
+                "accounts",
+                "nothing to watch: list accounts, give accounts_file "
+                "or set discover_accounts: true",
             )
         problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
         if problem is not None:

@@ -19,7 +19,6 @@ they come, so turning MQTT on later does not replay the history as fresh events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from core.lifecycle import wait_event
 from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
@@ -148,8 +148,7 @@ class EventRelay:
         while True:
             self._wake.clear()  # a wake-up from now on means another pass
             await self.drain()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            await wait_event(self._wake, self._poll_s)
 
     async def drain(self) -> None:
         """Relay until the outbox is empty; return once everything relayed is marked.

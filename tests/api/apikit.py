@@ -41,6 +41,7 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import ChainInput, PriceInput
+from margin.scenario import ScenarioBook
 from oracles.sequencer import SequencerStatus
 from tests.storekit import (
     DUSDC,
@@ -79,6 +80,10 @@ class StaticView:
     not_ready: list[str] = field(default_factory=list)
     failing: list[dict[str, object]] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    engine: MarginEngine | None = None
+
+    def stress_book(self) -> ScenarioBook | None:
+        return None if self.engine is None else self.engine.snapshot()
 
     def chain_statuses(self) -> list[Mapping[str, object]]:
         return self.chains
@@ -244,7 +249,11 @@ async def running_api(
             prices: list[Mapping[str, object]] = [
                 price_document(asset_price("ETH", "2001.5", CYCLE_AT + 10))
             ]
-            view = StaticView(chains=chain_statuses(), prices=prices if live_prices else None)
+            view = StaticView(
+                chains=chain_statuses(),
+                prices=prices if live_prices else None,
+                engine=engine,
+            )
             settings = ApiConfig(
                 listen="127.0.0.1:0",
                 token=None if token is None else SecretStr(token),

@@ -36,6 +36,8 @@ EXPECTED_OPERATIONS = {
     "GET /v1/prices",
     "GET /v1/chains",
     "GET /v1/summary",
+    "POST /v1/stress",
+    "GET /v1/stress/grid",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",

@@ -1,0 +1,125 @@
+"""A frozen copy of the margin engine's book, valued at any prices: the input of stress passes.
+
+``MarginEngine.snapshot()`` builds a ``BookSnapshot``; ``evaluate(prices)`` runs the engine's
+own kernel (``margin.kernel.evaluate``) over every account at those prices, so a scenario is
+valued with the very arithmetic, rounding and model (weighted or tiered) of the live engine,
+without touching it. ``margin.stress`` sees a snapshot through the ``ScenarioBook`` protocol:
+another margin model plugs in by providing ``accounts``, ``assets``, ``prices``,
+``value_decimals``, ``current()`` and ``evaluate()`` (with its options value ``O``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
+from margin.market import build_market
+from margin.model import ChainInput, EngineParams, PriceInput, TokenRisk
+from margin.tiers import FloatArray, IndexArray, TierTable
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioValues:
+    """Every account's results under one scenario.
+
+    ``options_value`` is ``O`` of DESIGN §3 (Σ size · option value, value units) per account:
+    zeros for models and books without options.
+    """
+
+    table: HealthTable
+    options_value: FloatArray
+
+
+class ScenarioBook(Protocol):
+    """What a stress pass needs from a book (``BookSnapshot`` for the weighted and tiered
+    models)."""
+
+    @property
+    def accounts(self) -> Sequence[str]:
+        """Account ids by index (at least ``len(current())`` of them)."""
+        ...
+
+    @property
+    def assets(self) -> Sequence[str]:
+        """Assets the book knows (held, owed, traded or priced)."""
+        ...
+
+    @property
+    def prices(self) -> Mapping[str, PriceInput]:
+        """The current price of every priced asset."""
+        ...
+
+    @property
+    def value_decimals(self) -> int:
+        """Money in results is in units of ``10**-value_decimals`` USD."""
+        ...
+
+    def current(self) -> ScenarioValues:
+        """Every account at the current prices."""
+        ...
+
+    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
+        """Every account at ``prices`` (asset → price; an asset left out is unpriced)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookSnapshot:
+    """The engine's inputs at one moment (see ``MarginEngine.snapshot``).
+
+    ``accounts`` may be the engine's own growing list: only its first ``n`` ids belong to the
+    snapshot. ``current_table`` is the engine's results when they were up to date, else
+    ``None`` (``current()`` then evaluates the current prices).
+    """
+
+    accounts: Sequence[str]
+    n: int
+    assets: tuple[str, ...]
+    prices: Mapping[str, PriceInput]
+    chains: tuple[ChainInput, ...]
+    tokens: tuple[TokenRisk, ...]
+    token_group: IndexArray
+    params: EngineParams
+    holdings: HoldingRows
+    positions: PositionRows
+    collateral_tiers: TierTable
+    mmr_tiers: TierTable
+    current_table: HealthTable | None
+    token_flags: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Flags single tokens add to their holders (``MarginBook.set_token_flags``)."""
+
+    @property
+    def value_decimals(self) -> int:
+        """Money in results is in units of ``10**-value_decimals`` USD."""
+        return self.params.value_decimals
+
+    def current(self) -> ScenarioValues:
+        """Every account at the current prices (the engine's results when they were clean)."""
+        if self.current_table is not None:
+            return ScenarioValues(self.current_table, np.zeros(self.n))
+        return self.evaluate(self.prices)
+
+    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
+        """Every account at ``prices``, with the engine's kernel and market vectors."""
+        market = build_market(
+            params=self.params,
+            assets=self.assets,
+            prices=prices,
+            chains=self.chains,
+            tokens=self.tokens,
+            token_group=self.token_group,
+            token_flags=self.token_flags,
+        )
+        table = evaluate(
+            self.n,
+            self.holdings,
+            self.positions,
+            market,
+            self.collateral_tiers,
+            self.mmr_tiers,
+        )
+        return ScenarioValues(table, np.zeros(self.n))
