@@ -466,7 +466,8 @@ async def _async(value: Any) -> Any:
 
 
 async def test_a_venue_address_without_code_stops_the_daemon_with_exit_2(tmp_path: Path) -> None:
-    async with postgres_database() as url, venue_chain(CHAIN_ID + 1) as (_, dev, _pool):
+    url = f"sqlite+aiosqlite:///{tmp_path}/venues.sqlite3"
+    async with venue_chain(CHAIN_ID + 1) as (_, dev, _pool):
         config = {
             "chains": [{"name": "venues", "chain_id": CHAIN_ID + 1, "rpc_urls": [dev.url]}],
             "database_url": url,
