@@ -22,6 +22,7 @@ from daemon.config.load import load_config
 from daemon.config.model import API_DEFAULT_LISTEN
 from daemon.logs import setup_logging
 from margin.model import parse_flag
+from venues.errors import VenueSetupError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -229,8 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "health":
             from daemon.commands.health import health_pass, print_health
 
-            healths, snapshots = asyncio.run(health_pass(config))
-            return print_health(healths, snapshots, as_json=args.json, account=args.account)
+            found = asyncio.run(health_pass(config))
+            return print_health(found, as_json=args.json, account=args.account)
         if args.command == "stress":
             from daemon.commands.stress import run_stress_command
 
@@ -255,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 run_prices(config, rounds=args.rounds, interval_s=args.interval, as_json=args.json)
             )
-    except ConfigError as exc:
+    except (ConfigError, VenueSetupError) as exc:
         print(f"crossmargin: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except CrossmarginError as exc:

@@ -14,19 +14,20 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chains.rpc_endpoint import EndpointStatus
 from chains.watcher import ChainStatus
-from core.amounts import plain_decimal, scaled
+from core.amounts import format_units, plain_decimal, scaled
 from core.redaction import scrub_optional
 from daemon.store.records import StoredHealth, StoredPrice
 from margin.kernel import HealthTable
 from margin.model import MONEY_FIELDS, Flag, flag_names
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
+from venues.model import HEALTH_DECIMALS, LiquidationPlan, VenueAccount, VenuePosition
 
 CRITICAL_HEALTH = 1.05  # health below this (and ≥ 1) is "critical"
 WARNING_HEALTH = 1.2  # health below this (and ≥ CRITICAL_HEALTH) is "warning"
@@ -150,12 +151,15 @@ def breakdown_document(breakdown: Mapping[str, Any] | None) -> dict[str, object]
     }
 
 
-def account_document(state: StoredHealth) -> dict[str, object]:
+def account_document(
+    state: StoredHealth, venues: Sequence[Mapping[str, object]] = ()
+) -> dict[str, object]:
     """The ``Account`` document: an account's health, flags, reasons, money and breakdown.
 
     ``GET /v1/accounts/{a}`` ``state``, ``/v1/liquidatable``, the retained MQTT account state
     and ``crossmargin health --json`` all print this; ``cycle_id`` is ``null`` outside the
-    store, ``breakdown`` ``null`` where none was built.
+    store, ``breakdown`` ``null`` where none was built. ``venues`` are the account's venue
+    entries (``venue_document``), by venue name.
     """
     document: dict[str, object] = {
         "account": state.account.lower(),
@@ -172,7 +176,79 @@ def account_document(state: StoredHealth) -> dict[str, object]:
     document["cycle_id"] = state.cycle_id
     document["updated_at"] = state.updated_at
     document["breakdown"] = breakdown_document(state.breakdown)
+    document["venues"] = sorted(venues, key=lambda v: str(v.get("venue")))
     return document
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    return None if value is None else plain_decimal(value)
+
+
+def venue_plan_document(plan: LiquidationPlan | None) -> dict[str, object] | None:
+    """A venue liquidation plan: raw amounts as integer strings, USD as decimal strings."""
+    if plan is None:
+        return None
+    return {
+        "debt_asset": plan.debt_asset,
+        "collateral_asset": plan.collateral_asset,
+        "repay_raw": str(plan.repay_raw),
+        "seize_raw": str(plan.seize_raw),
+        "bonus": plain_decimal(plan.bonus),
+        "profit_usd": _money_text(plan.profit_usd),
+        "gas_units": plan.gas_units,
+        "gas_usd": _money_text(plan.gas_usd),
+        "market": plan.market,
+        "call": {
+            k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in plan.call.items()
+        },
+    }
+
+
+def venue_position_document(position: VenuePosition) -> dict[str, object]:
+    """One asset of an account in a venue (raw amounts as integer strings)."""
+    return {
+        "asset": position.asset,
+        "asset_name": position.asset_name,
+        "market": position.market,
+        "decimals": position.decimals,
+        "collateral_raw": str(position.collateral_raw),
+        "supplied_raw": str(position.supplied_raw),
+        "debt_raw": str(position.debt_raw),
+        "collateral_weight": plain_decimal(position.collateral_weight),
+    }
+
+
+def venue_document(entry: VenueAccount) -> dict[str, object]:
+    """An account's entry in one venue, as ``venues[]`` of the ``Account`` document shows it.
+
+    ``health`` is the venue's health as an exact decimal and ``health_raw`` the venue's own
+    fixed-point integer (Aave: ``healthFactor``, 1e18), both ``null`` without debt;
+    ``liquidatable`` is the venue's own rule. ``health_at_consensus`` is the venue health
+    with the venue's oracle at our consensus prices (set with ``ORACLE_DRIFT``).
+    """
+    return {
+        "venue": entry.venue,
+        "kind": entry.kind,
+        "chain": entry.chain,
+        "account": entry.account,
+        "block": entry.block_number,
+        "block_hash": entry.block_hash,
+        "health": entry.health,
+        "health_raw": None if entry.health_raw is None else str(entry.health_raw),
+        "liquidatable": entry.liquidatable,
+        "collateral_value": _money_text(entry.collateral_value),
+        "debt_value": _money_text(entry.debt_value),
+        "positions": [venue_position_document(p) for p in entry.positions],
+        "plan": venue_plan_document(entry.plan),
+        "flags": sorted(entry.flags),
+        "stale": entry.stale,
+        "health_at_consensus": (
+            None
+            if entry.health_at_consensus is None
+            else format_units(entry.health_at_consensus, HEALTH_DECIMALS)
+        ),
+    }
 
 
 def engine_state(

@@ -40,11 +40,13 @@ from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.records import StoredHealth
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
+from daemon.venue_sync import VenueSync, venue_requirement
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import ChainInput, Flag, Position
+from margin.model import ChainInput, Flag, MarginInputError, Position
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
+from venues.model import VenueResult
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,14 @@ class PositionsChanged:
     account: str
 
 
-EngineEvent = BalanceUpdate | PricesChanged | ChainsChanged | PositionsChanged
+@dataclass(frozen=True, slots=True)
+class VenueChanged:
+    """A venue feed's result (``daemon.venue_feed``)."""
+
+    result: VenueResult
+
+
+EngineEvent = BalanceUpdate | PricesChanged | ChainsChanged | PositionsChanged | VenueChanged
 
 
 @dataclass(slots=True)
@@ -144,6 +153,7 @@ class EngineLoop:
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
         like the event relay's wake-up: cheap, never awaited."""
+        self.venues = VenueSync()
 
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
@@ -225,6 +235,8 @@ class EngineLoop:
         pending = self.writer.pending
         pending.add_balances(balances)
         pending.add_rounds(rounds)
+        if not self.writer.failing:
+            await self.venues.write(self.store)
         if not self.warm():
             # Inputs are applied (the engine keeps them dirty for the first warm cycle) and
             # stored, but nothing is valued or published yet.
@@ -242,6 +254,7 @@ class EngineLoop:
         pending.add_accounts(changed)
         if await self.writer.write():
             self._valuation_stored = True
+        await self._publish_venue_accounts(time.time())
         self.stats.cycles += 1
         self.stats.last_cycle_s = time.perf_counter() - started
         if oldest_block_ts is not None:
@@ -302,7 +315,30 @@ class EngineLoop:
                     self.engine.set_chain_status(chains)
                 case PositionsChanged(account=account):
                     await self._reload_positions(account)
+                case VenueChanged(result=result):
+                    self.venues.apply(result, self.engine)
+                    self._chains_seen.add(venue_requirement(result.venue))
         return oldest
+
+    async def _publish_venue_accounts(self, now: float) -> None:
+        """Retained state of the accounts whose venue entries moved (those the engine knows:
+        an account holding only unmapped assets has no unified state to carry them)."""
+        table = self.engine.results
+        for account in self.venues.touched():
+            try:
+                i = self.engine.account_index(account)
+            except MarginInputError:  # holds nothing the engine values
+                continue
+            state = functools.partial(
+                engine_state,
+                account,
+                table,
+                i,
+                value_decimals=self.value_decimals,
+                at=now,
+                breakdown=self._breakdowns.get(i),
+            )
+            self.publisher.set_account_state_later(account, self._document_of(account, state))
 
     def seed_positions(self, positions: Sequence[Position]) -> None:
         """Positions of a previous run (already set in the engine by the caller)."""
@@ -389,7 +425,14 @@ class EngineLoop:
                 at=now,
                 breakdown=self._breakdowns.get(i),
             )
-            self.publisher.set_account_state_later(account, _document_of(state))
+            self.publisher.set_account_state_later(account, self._document_of(account, state))
+
+    def _document_of(
+        self, account: str, state: Callable[[], StoredHealth]
+    ) -> Callable[[], dict[str, object]]:
+        """The ``Account`` document of ``state`` with its venue entries, built when called
+        (by the publisher)."""
+        return lambda: account_document(state(), self.venues.ledger.venues_of(account))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
@@ -408,8 +451,3 @@ def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> 
             differs |= prev != cur
     result: IndexArray = np.concatenate([seen[differs], new_accounts])
     return result
-
-
-def _document_of(state: Callable[[], StoredHealth]) -> Callable[[], dict[str, object]]:
-    """The ``Account`` document of ``state``, built when called (by the publisher)."""
-    return lambda: account_document(state())

@@ -38,11 +38,17 @@ from daemon.cluster.state import owned_state
 from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
 from daemon.documents import chain_document, price_document
-from daemon.engine_loop import ChainsChanged, EngineLoop, PositionsChanged, PricesChanged
+from daemon.engine_loop import (
+    ChainsChanged,
+    EngineLoop,
+    PositionsChanged,
+    PricesChanged,
+)
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
+from daemon.mqtt.venue_events import VenueAnnouncer
 from daemon.risk_inputs import (
     chain_input,
     engine_params,
@@ -57,6 +63,8 @@ from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
 from daemon.supervisor import Supervisor
+from daemon.venue_feed import VenueFeed, build_feeds, follow_venue, setup_feeds
+from daemon.venue_sync import venue_requirement
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
@@ -85,6 +93,8 @@ class Daemon:
         self.oracle: OracleService | None = None
         self.loop: EngineLoop | None = None
         self.events: EventRelay | None = None
+        self.venues: dict[str, VenueFeed] = {}
+        self.announcer: VenueAnnouncer | None = None
         self._chain_inputs: dict[str, ChainInput] = {}
         self._unvalued: list[tuple[str, str]] = []  # (chain, token) with unknown decimals
         self._started = time.time()
@@ -138,6 +148,9 @@ class Daemon:
             if w.last_read is not None
             and self._chain_inputs.get(name, _UNSET).stale
             and not w.status().stale
+        ]
+        reasons += [
+            f"venue {name} not read yet" for name, feed in self.venues.items() if not feed.read_once
         ]
         if self.loop is None:
             reasons.append("engine not started")
@@ -194,6 +207,8 @@ class Daemon:
                 self.pools[chain.name] = await stack.enter_async_context(pool)
                 self.watchers[chain.name] = self._watcher(chain.name, state)
             await self._setup_watchers()
+            self.venues = build_feeds(config, self.pools)
+            await setup_feeds(self.venues.values(), SETUP_TIMEOUT_S)
             found = established_decimals(watcher_tokens(self.watchers.values()))
             for name, decimals in found.items():
                 await store.record_token_decimals(name, decimals)
@@ -258,6 +273,8 @@ class Daemon:
             on_fenced=None if member is None else functools.partial(self._fenced, "outbox"),
         )
         self.loop = self._engine_loop(store, publisher, state, self.events)
+        self.announcer = VenueAnnouncer(store=store, publisher=publisher)
+        self.loop.venues.listeners.append(self.announcer.wake)
         self._status_sent = set()
         if self._last_prices:  # the oracle's latest round, for the new engine's warm-up
             self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices)))
@@ -299,6 +316,13 @@ class Daemon:
 
         await asyncio.gather(*(setup(w) for w in self.watchers.values()))
 
+    def _venue_factory(self, feed: VenueFeed) -> Callable[[], Awaitable[None]]:
+        async def follow() -> None:
+            assert self.loop is not None
+            await follow_venue(feed, self.loop)
+
+        return follow
+
     def _engine_loop(
         self,
         store: HealthStore,
@@ -336,7 +360,8 @@ class Daemon:
             publisher=publisher,
             value_decimals=config.margin.value_decimals,
             metrics=self.metrics,
-            required_chains=[c.name for c in config.chains],
+            required_chains=[c.name for c in config.chains]
+            + [venue_requirement(v.name) for v in config.venues],
             required_assets=[a.symbol for a in config.assets],
             # Chains start stale until their status is known: valuing before that would
             # store (and publish) STALE_CHAIN and back for every account on each start.
@@ -389,8 +414,14 @@ class Daemon:
                 self.supervisor.spawn(tasks, f"watch:{name}", self._watch_factory(w, loop))
                 for name, w in self.watchers.items()
             ]
+            running += [
+                self.supervisor.spawn(tasks, f"venue:{name}", self._venue_factory(feed))
+                for name, feed in self.venues.items()
+            ]
             # Whatever a previous run stored and did not get acknowledged goes out first.
             running.append(self.supervisor.spawn(tasks, "events", events.run))
+            if self.announcer is not None:
+                running.append(self.supervisor.spawn(tasks, "venue-events", self.announcer.run))
             running.append(self.supervisor.spawn(tasks, "engine", loop.run))
             waits = [asyncio.ensure_future(stop.wait())]
             if self.member is not None:

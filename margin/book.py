@@ -9,19 +9,20 @@ order of first appearance; ``accounts[i]`` is the id of index ``i``. Pure and sy
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from core.domain import Role
 from margin.health import read_flags
-from margin.kernel import MarketVectors
+from margin.kernel import FLAG_DTYPE, MarketVectors
 from margin.market import build_market
 from margin.model import (
     UINT256_MAX,
     ChainInput,
     EngineParams,
+    Flag,
     Holding,
     MarginInputError,
     MarginModel,
@@ -88,6 +89,7 @@ class MarginBook:
         self._positions = PositionTable()
         self._position_inputs: list[Position] = []
         self._buckets = BucketTable()
+        self._token_flags: dict[tuple[str, str], int] = {}
         self._market = self._rebuild_market()
 
     # ---- accounts --------------------------------------------------------------------
@@ -160,7 +162,7 @@ class MarginBook:
         if not rows.valued[row]:
             rows.block[row] = block
         role = self._token_list[tok].role
-        flags = np.uint8(read_flags(role, failed=True, valued=bool(rows.valued[row])))
+        flags = FLAG_DTYPE(read_flags(role, failed=True, valued=bool(rows.valued[row])))
         if changed or rows.flags[row] != flags:
             rows.flags[row] = flags
             self._accounts.mark(acct)
@@ -257,6 +259,49 @@ class MarginBook:
         rows.block[new] = blocks
         rows.valued[new] = True
         self._accounts.mark_many(accts)
+
+    def add_tokens(self, tokens: Iterable[TokenRisk]) -> int:
+        """Tokens learned after start (a venue's reserves, an e-mode weight): appended, how
+        many were new. A token already known must be the same; added tokens are flat-weighted
+        (a tier schedule would change every account's bucket layout)."""
+        added = 0
+        for risk in tokens:
+            known = self._tokens.get(risk.key)
+            if known is not None:
+                if known != risk:
+                    raise MarginInputError(f"token {risk.chain}/{risk.token} given twice")
+                continue
+            if risk.tiers:
+                raise MarginInputError(f"token {risk.chain}/{risk.token}: added tokens are flat")
+            self._chain_id(risk.chain)
+            self._asset_id(risk.asset)
+            self._tokens[risk.key] = risk
+            self._token_ids[risk.key] = len(self._token_list)
+            self._token_list.append(risk)
+            self._token_rows.append(0)
+            self._token_group = np.append(self._token_group, np.intp(-1))
+            added += 1
+        if added:
+            self._market = self._rebuild_market()
+        return added
+
+    def set_token_flags(self, flags: Mapping[tuple[str, str], Flag]) -> IndexArray:
+        """Replace the flags single tokens add to their holders (``(chain, token)`` → flags;
+        a token left out has none); mark and return the accounts holding a changed token."""
+        wanted = {key: int(f) for key, f in flags.items() if f}
+        changed = {
+            k
+            for k in set(wanted) | set(self._token_flags)
+            if wanted.get(k) != self._token_flags.get(k)
+        }
+        if not changed:
+            return empty_index()
+        self._token_flags = wanted
+        self._market = self._rebuild_market()
+        ids = [self._token_ids[k] for k in changed if k in self._token_ids]
+        rows = self._holdings
+        hit = np.flatnonzero(np.isin(rows.token[: rows.n], ids))
+        return self._mark_dirty(np.unique(rows.key[hit] >> 1))
 
     def set_prices(self, prices: Iterable[PriceInput]) -> IndexArray:
         """Update asset prices; mark and return the accounts holding the changed assets."""
@@ -358,6 +403,7 @@ class MarginBook:
             chains=list(self._chains.values()),
             tokens=self._token_list,
             token_group=self._token_group,
+            token_flags=self._token_flags,
         )
 
     def _mark_dirty(self, accts: IndexArray) -> IndexArray:

@@ -82,6 +82,7 @@ class MarginEngine(MarginBook):
             collateral_tiers=self._collateral_tiers,
             mmr_tiers=self._mmr_tiers,
             current_table=self.results.select(slice(0, n)) if clean else None,
+            token_flags=dict(self._token_flags),
         )
 
     def _all_rows(self, *, frozen: bool) -> tuple[HoldingRows, PositionRows]:

@@ -22,13 +22,15 @@ from margin.model import HELD_REASONS, Flag
 from margin.tiers import FloatArray, IndexArray, TierTable
 from margin.valuation import ROW_CAP_UNITS, SNAP
 
-FlagArray = npt.NDArray[np.uint8]
+FLAG_DTYPE = np.uint16
+"""The engine's flag columns: ``Flag`` needs nine bits since ``ORACLE_DRIFT``."""
+FlagArray = npt.NDArray[np.uint16]
 BoolArray = npt.NDArray[np.bool_]
 
-_LIQUIDATABLE = np.uint8(Flag.LIQUIDATABLE)
-_LATENCY_RISK = np.uint8(Flag.LATENCY_RISK)
-_DEBT_UNKNOWN = np.uint8(Flag.DEBT_UNKNOWN)
-_HELD = np.uint8(HELD_REASONS)
+_LIQUIDATABLE = FLAG_DTYPE(Flag.LIQUIDATABLE)
+_LATENCY_RISK = FLAG_DTYPE(Flag.LATENCY_RISK)
+_DEBT_UNKNOWN = FLAG_DTYPE(Flag.DEBT_UNKNOWN)
+_HELD = FLAG_DTYPE(HELD_REASONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +111,7 @@ class HealthTable:
             health=np.full(n, np.inf),
             health_latency=np.full(n, np.inf),
             shortfall=np.zeros(n),
-            flags=np.zeros(n, dtype=np.uint8),
+            flags=np.zeros(n, dtype=FLAG_DTYPE),
             actionable=np.zeros(n, dtype=np.bool_),
         )
 
@@ -168,7 +170,7 @@ def evaluate(
     mmr_tiers: TierTable,
 ) -> HealthTable:
     """Results of ``n`` (local) accounts from their holdings and positions."""
-    flags = np.zeros(n, dtype=np.uint8)
+    flags = np.zeros(n, dtype=FLAG_DTYPE)
     cv, cw, lv, lw, cw_lat, lw_lat = _holding_sums(n, holdings, market, collateral_tiers, flags)
     pnl, maint, pnl_lat, maint_lat = _position_sums(n, positions, market, mmr_tiers, flags)
     num, den = cw + pnl, lw + maint

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from core.domain import Role
-from margin.kernel import MarketVectors
+from margin.kernel import FLAG_DTYPE, MarketVectors
 from margin.latency import collateral_factor, liability_factor, price_shock
 from margin.model import ChainInput, EngineParams, PriceInput, TokenRisk
 from margin.tiers import IndexArray
@@ -33,23 +33,25 @@ def build_market(
     chains: Sequence[ChainInput],
     tokens: Sequence[TokenRisk],
     token_group: IndexArray,
+    token_flags: Mapping[tuple[str, str], int] | None = None,
 ) -> MarketVectors:
     """Vectors indexed like ``assets``, ``chains`` and ``tokens``; ``token_group[t] >= 0``
-    marks a token sliced in tiered buckets (its flat weight is then 0)."""
+    marks a token sliced in tiered buckets (its flat weight is then 0); ``token_flags`` adds
+    flags of single tokens (``(chain, token)`` → bits, e.g. ``ORACLE_DRIFT``)."""
     asset_ids = {name: i for i, name in enumerate(assets)}
     chain_ids = {chain.name: i for i, chain in enumerate(chains)}
     scale, z = value_scale(params.value_decimals), params.z
     n_assets, n_chains = len(assets), len(chains)
     low, high, volatility = np.zeros(n_assets), np.zeros(n_assets), np.zeros(n_assets)
     priced = np.zeros(n_assets, dtype=np.bool_)
-    asset_flags = np.zeros(n_assets, dtype=np.uint8)
+    asset_flags = np.zeros(n_assets, dtype=FLAG_DTYPE)
     for a, name in enumerate(assets):
         price = prices.get(name)
         asset_flags[a] = price_flags(price)
         if price is not None:
             low[a], high[a], volatility[a] = price.low, price.high, price.volatility
             priced[a] = True
-    c_flags = np.array([chain_flags(c) for c in chains], dtype=np.uint8)
+    c_flags = np.array([chain_flags(c) for c in chains], dtype=FLAG_DTYPE)
     long_factor, short_factor = np.ones((n_assets, n_chains)), np.ones((n_assets, n_chains))
     for a in range(n_assets):
         for c, chain in enumerate(chains):
@@ -58,7 +60,7 @@ def build_market(
             short_factor[a, c] = liability_factor(shock)
     n_tokens = len(tokens)
     t_scale, t_weight, t_factor = np.zeros(n_tokens), np.zeros(n_tokens), np.ones(n_tokens)
-    t_flags = np.zeros(n_tokens, dtype=np.uint8)
+    t_flags = np.zeros(n_tokens, dtype=FLAG_DTYPE)
     for t, risk in enumerate(tokens):
         a, c = asset_ids[risk.asset], chain_ids[risk.chain]
         price = prices.get(risk.asset)
@@ -67,7 +69,7 @@ def build_market(
         t_weight[t] = 0.0 if token_group[t] >= 0 else risk.weight
         collateral = risk.role is Role.COLLATERAL
         t_factor[t] = long_factor[a, c] if collateral else short_factor[a, c]
-        t_flags[t] = asset_flags[a] | c_flags[c]
+        t_flags[t] = asset_flags[a] | c_flags[c] | (token_flags or {}).get(risk.key, 0)
     return MarketVectors(
         scale=scale,
         token_scale=t_scale,

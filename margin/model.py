@@ -55,7 +55,7 @@ class MarginInputError(NonRetryableError, ValueError):
 
 
 class Flag(enum.IntFlag):
-    """Per-account flags; an ``IntFlag`` so the engine keeps them as a uint8 bitmask."""
+    """Per-account flags; an ``IntFlag`` so the engine keeps them as a uint16 bitmask."""
 
     NONE = 0
     LIQUIDATABLE = 1
@@ -67,8 +67,11 @@ class Flag(enum.IntFlag):
     READ_FAILED = 64
     """The last read of a balance the account holds failed: its last good value is used."""
     DEBT_UNKNOWN = 128
-    """A liability of the account was never read successfully: its health is unknown.
-    (The last bit of the engine's uint8 flag column: a further flag widens it.)"""
+    """A liability of the account was never read successfully: its health is unknown."""
+    ORACLE_DRIFT = 256
+    """A venue oracle that values the account's venue positions is further from our consensus
+    than the venue's ``drift_threshold``: informative (a liquidation may become possible when
+    the venue's oracle catches up); it never holds a liquidation nor makes one actionable."""
 
 
 HELD_REASONS = Flag.STALE_PRICE | Flag.ORACLE_TRIPPED | Flag.SEQUENCER_DOWN | Flag.READ_FAILED

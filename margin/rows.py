@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from margin.kernel import HealthTable, PositionRows
+from margin.kernel import FLAG_DTYPE, HealthTable, PositionRows
 from margin.tiers import IndexArray
 
 INITIAL_CAPACITY = 1024
@@ -182,7 +182,7 @@ class HoldingTable:
         self.block = np.zeros(0, dtype=np.int64)
         self.next = np.full(0, -1, dtype=np.int32)
         self.bucket = np.full(0, -1, dtype=np.intp)
-        self.flags = np.zeros(0, dtype=np.uint8)  # READ_FAILED / DEBT_UNKNOWN of the row
+        self.flags = np.zeros(0, dtype=FLAG_DTYPE)  # READ_FAILED / DEBT_UNKNOWN of the row
         self.valued = np.zeros(0, dtype=np.bool_)  # a read of it ever succeeded
 
     def reserve(self, extra: int) -> None:

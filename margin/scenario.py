@@ -11,7 +11,7 @@ another margin model plugs in by providing ``accounts``, ``assets``, ``prices``,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -89,6 +89,8 @@ class BookSnapshot:
     collateral_tiers: TierTable
     mmr_tiers: TierTable
     current_table: HealthTable | None
+    token_flags: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Flags single tokens add to their holders (``MarginBook.set_token_flags``)."""
 
     @property
     def value_decimals(self) -> int:
@@ -110,6 +112,7 @@ class BookSnapshot:
             chains=self.chains,
             tokens=self.tokens,
             token_group=self.token_group,
+            token_flags=self.token_flags,
         )
         table = evaluate(
             self.n,

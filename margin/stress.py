@@ -29,7 +29,7 @@ from decimal import Decimal
 import numpy as np
 
 from core.amounts import scaled
-from margin.kernel import BoolArray
+from margin.kernel import FLAG_DTYPE, BoolArray
 from margin.model import Flag, MarginInputError, PriceInput
 from margin.scenario import ScenarioBook, ScenarioValues
 from margin.tiers import FloatArray, IndexArray
@@ -49,7 +49,7 @@ GRID_MOVES = tuple(
 )
 """Price moves of the grid report: −50 % … +50 % in 5 % steps (21 points, 0 included)."""
 
-_LATENCY_RISK = np.uint8(Flag.LATENCY_RISK)
+_LATENCY_RISK = FLAG_DTYPE(Flag.LATENCY_RISK)
 
 
 class StressInputError(MarginInputError):
@@ -234,7 +234,7 @@ def stress_grid(
     )
 
 
-def _count_flag(values: ScenarioValues, flag: np.uint8) -> int:
+def _count_flag(values: ScenarioValues, flag: np.uint16) -> int:
     return int(np.count_nonzero(values.table.flags & flag))
 
 

@@ -18,6 +18,9 @@ HEALTH_DECIMALS = 18
 
 STALE_CHAIN = "STALE_CHAIN"
 """Flag of a venue entry whose latest read failed: the values are the last good ones."""
+ORACLE_DRIFT = "ORACLE_DRIFT"
+"""Flag of a venue entry valued with a venue oracle price that drifts from our consensus
+beyond the venue's ``drift_threshold`` (``venues.drift``); ``health_at_consensus`` is set."""
 UNMAPPED_ASSET = "UNMAPPED_ASSET"
 """Flag of a venue entry holding a reserve no configured asset maps to (valued only in the
 venue's own health, not in the cross-margin account)."""
@@ -57,6 +60,9 @@ class PlanPricing:
     usd: Mapping[str, Decimal] = field(default_factory=dict)
     gas_price_wei: int = 0
     native_usd: Decimal | None = None
+    drift_threshold: Decimal | None = None
+    """Set: venue oracle prices further than this (relative) from ``usd`` flag
+    ``ORACLE_DRIFT`` with a ``health_at_consensus`` (``venues.drift``)."""
 
     def gas_usd(self, gas_units: int) -> Decimal | None:
         """USD cost of ``gas_units`` at the set gas price, or ``None`` if unpriced."""
@@ -138,6 +144,8 @@ class VenueAccount:
     flags: frozenset[str] = frozenset()
     exact: Mapping[str, int] = field(default_factory=dict)
     stale: bool = False
+    health_at_consensus: int | None = None
+    """With ``ORACLE_DRIFT``: ``health_raw`` if the venue's oracle moved to our consensus."""
 
     @property
     def health(self) -> str | None:
@@ -161,6 +169,8 @@ class VenueResult:
     stale: bool = False
     error: str | None = None
     failed: frozenset[str] = frozenset()
+    drifting: frozenset[str] = frozenset()
+    """Underlyings (Aave) or market ids (Morpho) whose venue price drifts from our consensus."""
 
     def liquidatable(self) -> list[VenueAccount]:
         """Liquidatable accounts, most profitable plan first (then lowest health)."""

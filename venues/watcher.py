@@ -118,6 +118,11 @@ class VenueWatcher:
         log.warning("venue_reorg venue=%s ancestor=%d", self.adapter.spec.name, floor)
         return floor
 
+    def mark_stale(self, error: str) -> VenueResult:
+        """The last good result with every entry marked stale (a read that failed outside
+        ``cycle``: the chain's head, the pinned block, the set-up)."""
+        return self._stale(error)
+
     def _stale(self, error: str) -> VenueResult:
         spec = self.adapter.spec
         if self.last is None:

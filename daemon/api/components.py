@@ -148,8 +148,14 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 },
                 "updated_at": num,
                 "breakdown": _null(ref("Breakdown")),
+                "venues": {
+                    "type": "array",
+                    "items": ref("VenueEntry"),
+                    "description": "the account's entries in every configured venue",
+                },
             }
         ),
+        **venue_schemas(),
         "BalanceLine": _object(
             {
                 "chain": text,
@@ -177,6 +183,7 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 "state": _null(ref("Account")),
                 "balances": {"type": "array", "items": ref("BalanceLine")},
                 "positions": {"type": "array", "items": ref("StoredPosition")},
+                "venues": {"type": "array", "items": ref("VenueEntry")},
             }
         ),
         "AsOf": _object(
@@ -190,6 +197,13 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
         "LiquidatableList": _object(
             {
                 "accounts": {"type": "array", "items": ref("Account")},
+                "venue_positions": {
+                    "type": "array",
+                    "items": ref("VenueEntry"),
+                    "description": "liquidatable venue entries, most profitable plan first "
+                    "(then largest shortfall); ?venue= keeps one venue's",
+                },
+                "venue_total": integer,
                 "total": integer,
                 "limit": integer,
                 "offset": integer,
@@ -366,6 +380,66 @@ def cluster_schemas() -> dict[str, Schema]:
                 },
             }
         )
+    }
+
+
+def venue_schemas() -> dict[str, Schema]:
+    """An account's entry in one venue (``daemon.documents.venue_document``)."""
+    text: Schema = {"type": "string"}
+    raw: Schema = UINT
+    return {
+        "VenuePlan": _object(
+            {
+                "debt_asset": LOWER_ADDRESS,
+                "collateral_asset": LOWER_ADDRESS,
+                "repay_raw": raw,
+                "seize_raw": {**raw, "description": "collateral underlying received"},
+                "bonus": DECIMAL,
+                "profit_usd": _null(DECIMAL),
+                "gas_units": {"type": "integer"},
+                "gas_usd": _null(DECIMAL),
+                "market": _null(text),
+                "call": {"type": "object", "description": "the exact arguments to send"},
+            }
+        ),
+        "VenuePosition": _object(
+            {
+                "asset": LOWER_ADDRESS,
+                "asset_name": _null(text),
+                "market": _null(text),
+                "decimals": _null({"type": "integer"}),
+                "collateral_raw": raw,
+                "supplied_raw": raw,
+                "debt_raw": raw,
+                "collateral_weight": DECIMAL,
+            }
+        ),
+        "VenueEntry": _object(
+            {
+                "venue": text,
+                "kind": {"type": "string", "enum": ["aave_v3", "morpho_blue"]},
+                "chain": text,
+                "account": LOWER_ADDRESS,
+                "block": {"type": "integer"},
+                "block_hash": text,
+                "health": {**_null(DECIMAL), "description": "null: no debt"},
+                "health_raw": {
+                    **_null(raw),
+                    "description": "the venue's fixed point (Aave healthFactor, 1e18)",
+                },
+                "liquidatable": {"type": "boolean"},
+                "collateral_value": _null(DECIMAL),
+                "debt_value": _null(DECIMAL),
+                "positions": {"type": "array", "items": ref("VenuePosition")},
+                "plan": _null(ref("VenuePlan")),
+                "flags": {"type": "array", "items": text},
+                "stale": {"type": "boolean"},
+                "health_at_consensus": {
+                    **_null(DECIMAL),
+                    "description": "venue health with its oracle at our consensus (drift)",
+                },
+            }
+        ),
     }
 
 

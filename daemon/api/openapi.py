@@ -92,7 +92,8 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
     return {
         "/v1/liquidatable": _get(
             "Accounts with health < 1 and accounts whose health is unknown (held: a liability "
-            "never read), largest shortfall first, with their breakdown.",
+            "never read), largest shortfall first, with their breakdown; and the liquidatable "
+            "venue positions, most profitable plan first (then largest shortfall).",
             {
                 "200": _json("LiquidatableList", "One page of the ranking."),
                 "400": BAD_REQUEST,
@@ -101,6 +102,11 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
             parameters=[
                 *_page(),
                 _query("chain", chain_enum, "Only accounts holding something on this chain."),
+                _query(
+                    "venue",
+                    enum_of(markets.venues),
+                    "venue_positions of this venue only (ranked by plan profit, then shortfall).",
+                ),
                 _query(
                     "min_shortfall",
                     {"type": "string", "pattern": params.UNSIGNED_DECIMAL_PATTERN},

@@ -54,12 +54,18 @@ class PositionMarkets:
 
     assets: frozenset[str]
     chains: frozenset[str]
+    venues: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, config: Config) -> PositionMarkets:
-        """Assets priced or held (``assets[].symbol``, ``tokens[].asset``) and chain names."""
+        """Assets priced or held (``assets[].symbol``, ``tokens[].asset``), chain and venue
+        names."""
         assets = {a.symbol for a in config.assets} | {t.asset for t in config.tokens}
-        return cls(assets=frozenset(assets), chains=frozenset(c.name for c in config.chains))
+        return cls(
+            assets=frozenset(assets),
+            chains=frozenset(c.name for c in config.chains),
+            venues=frozenset(v.name for v in config.venues),
+        )
 
 
 class TierBody(BaseModel):

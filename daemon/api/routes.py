@@ -72,6 +72,7 @@ class KeeperRoutes:
         )
         offset = params.integer(q, "offset", default=0, low=0, high=params.MAX_OFFSET)
         chain = params.choice(q, "chain", self.markets.chains, "chain")
+        venue = params.choice(q, "venue", self.markets.venues, "venue")
         min_shortfall = params.unsigned_decimal(q, "min_shortfall")
         actionable_only = params.boolean(q, "actionable") is True
         filters: dict[str, Any] = {
@@ -82,9 +83,15 @@ class KeeperRoutes:
         rows = await self.queries.liquidatable(limit=limit, offset=offset, **filters)
         total = await self.queries.count_liquidatable(**filters)
         cycle = await self.queries.last_cycle()
+        venue_rows, venue_total = await self.queries.venue_liquidatable(
+            venue=venue, limit=limit, offset=offset
+        )
+        venues = await self.queries.venue_entries([h.account for h in rows])
         return json_response(
             {
-                "accounts": [account_document(h) for h in rows],
+                "accounts": [account_document(h, venues.get(h.account, [])) for h in rows],
+                "venue_positions": venue_rows,
+                "venue_total": venue_total,
                 "total": total,
                 "limit": limit,
                 "offset": offset,
@@ -101,9 +108,10 @@ class KeeperRoutes:
         )
         offset = params.integer(q, "offset", default=0, low=0, high=params.MAX_OFFSET)
         rows = await self.queries.accounts_with_flags(flags, limit=limit, offset=offset)
+        venues = await self.queries.venue_entries([h.account for h in rows])
         return json_response(
             {
-                "accounts": [account_document(h) for h in rows],
+                "accounts": [account_document(h, venues.get(h.account, [])) for h in rows],
                 "flags": flag_names(flags),
                 "limit": limit,
                 "offset": offset,
@@ -115,9 +123,10 @@ class KeeperRoutes:
         """One account: current state and breakdown, raw balances, positions."""
         address = params.address(request.match_info["address"])
         record = await self.queries.account(address)
-        if record is None:
+        venues = (await self.queries.venue_entries([address])).get(address, [])
+        if record is None and not venues:
             raise ApiError(404, NOT_FOUND, f"no account {address} in the store", field="address")
-        return json_response(account_detail_document(record))
+        return json_response(account_detail_document(address, record, venues))
 
     # ---- the protocol ----------------------------------------------------------------------
 

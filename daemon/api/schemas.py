@@ -4,6 +4,8 @@ state itself is ``daemon.documents.account_document``, shared with MQTT and the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from daemon.documents import account_document, float_text
 from daemon.store.records import AccountRecord, StoredBalance, StoredCycle
 from margin.model import Position
@@ -39,13 +41,18 @@ def position_document(position: Position) -> dict[str, object]:
     }
 
 
-def account_detail_document(record: AccountRecord) -> dict[str, object]:
-    """``/v1/accounts/{address}``: current state (null before any cycle), balances, positions."""
+def account_detail_document(
+    address: str, record: AccountRecord | None, venues: Sequence[Mapping[str, object]] = ()
+) -> dict[str, object]:
+    """``/v1/accounts/{address}``: current state (null before any cycle, or for an account
+    known to venues only), balances, positions, and its venue entries (also in ``state``)."""
+    health = None if record is None else record.health
     return {
-        "account": record.account.lower(),
-        "state": None if record.health is None else account_document(record.health),
-        "balances": [balance_line(b) for b in record.balances],
-        "positions": [position_document(p) for p in record.positions],
+        "account": address.lower(),
+        "state": None if health is None else account_document(health, venues),
+        "balances": [] if record is None else [balance_line(b) for b in record.balances],
+        "positions": [] if record is None else [position_document(p) for p in record.positions],
+        "venues": sorted(venues, key=lambda v: str(v.get("venue"))),
     }
 
 

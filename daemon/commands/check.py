@@ -40,6 +40,7 @@ from daemon.commands.probes import (
     probe_token,
     probe_ws,
 )
+from daemon.commands.venue_probe import probe_venue
 from daemon.config.model import ChainConfig, Config
 from daemon.store.urls import shown_url
 from daemon.wiring import chain_pool
@@ -108,7 +109,7 @@ async def run_checks(
         rows = [row for part in await asyncio.gather(*parts) for row in part]
     summary = (
         f"{len(config.chains)} chain(s), {len(config.tokens)} token(s), "
-        f"{len(config.assets)} asset(s)"
+        f"{len(config.assets)} asset(s), {len(config.venues)} venue(s)"
     )
     return [CheckRow("config", CheckStatus.OK, summary), *rows]
 
@@ -169,6 +170,11 @@ def _chain_checks(config: Config, chain: ChainConfig) -> Iterator[_Check]:
         yield _Check(
             f"{prefix} sequencer {feed}", partial(probe_sequencer, chain, feed), chain.name
         )
+    known = frozenset(a.symbol for a in config.assets)
+    for venue in config.venues:
+        if venue.chain == chain.name:
+            component = f"{prefix} venue {venue.name} {venue.kind} {venue.address}"
+            yield _Check(component, partial(probe_venue, chain, venue, known), chain.name)
 
 
 def _other_checks(config: Config, http: JsonHttpClient, timeout_s: float) -> Iterator[_Check]:

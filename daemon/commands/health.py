@@ -15,11 +15,12 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TextIO
 
 from daemon.commands.snapshot import ChainSnapshot, take_snapshot
+from daemon.commands.venue_reads import read_venues
 from daemon.config.model import Config
 from daemon.documents import account_document, engine_state
 from daemon.risk_inputs import (
@@ -32,21 +33,25 @@ from daemon.risk_inputs import (
 )
 from daemon.store.records import StoredHealth
 from daemon.store.rows import breakdown_record
+from daemon.venue_ledger import VenueLedger
 from daemon.wiring import open_oracle
 from margin.engine import MarginEngine
 from margin.model import Flag, flag_names
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
+from venues.model import VenueResult
 
 
 @dataclass(frozen=True, slots=True)
 class MarketPass:
-    """One balance snapshot of every chain and one oracle round, taken together at ``at``."""
+    """One balance snapshot of every chain and one oracle round, taken together at ``at``, and
+    one read of every venue (plans priced by that round)."""
 
     snapshots: list[ChainSnapshot]
     prices: dict[str, AssetPrice]
     sequencers: dict[str, SequencerStatus | None]
     at: float
+    venues: list[VenueResult] = field(default_factory=list)
 
 
 def _money(value: Decimal) -> str:
@@ -58,8 +63,10 @@ def build_engine(
     snapshots: Sequence[ChainSnapshot],
     prices: dict[str, AssetPrice],
     sequencers: Mapping[str, SequencerStatus | None],
+    venues: Sequence[VenueResult] = (),
 ) -> MarginEngine:
-    """The engine over one snapshot and one oracle round, as the daemon builds it, evaluated."""
+    """The engine over one snapshot, one oracle round and one read of every venue (their
+    positions feed the unified accounts), as the daemon builds it, evaluated."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -78,6 +85,12 @@ def build_engine(
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     for watcher in watchers:  # a watcher reads only configured tokens
         engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
+    ledger = VenueLedger()
+    for result in venues:
+        feed = ledger.apply(result).feed
+        engine.add_tokens(feed.tokens)
+        engine.load_holdings(feed.holdings)
+    engine.set_token_flags(ledger.drift_flags({v.name: v.chain for v in config.venues}))
     engine.recompute_all()
     return engine
 
@@ -89,10 +102,12 @@ def evaluate(
     sequencers: Mapping[str, SequencerStatus | None],
     *,
     at: float,
+    venues: Sequence[VenueResult] = (),
 ) -> list[StoredHealth]:
-    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
-    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
-    engine = build_engine(config, snapshots, prices, sequencers)
+    """Run the engine over one snapshot, one oracle round and the venues' reads, as the
+    daemon does; return every account's state with its breakdown
+    (``daemon.documents.engine_state``) as of ``at``."""
+    engine = build_engine(config, snapshots, prices, sequencers, venues)
     table = engine.results
     decimals = config.margin.value_decimals
     return [
@@ -124,29 +139,47 @@ def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
 
 
 async def market_pass(config: Config) -> MarketPass:
-    """Snapshot balances and run one oracle round concurrently."""
+    """Snapshot balances and run one oracle round concurrently, then read every venue."""
     async with open_oracle(config) as oracle:
         snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
         now = time.time()
         sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
-    return MarketPass(snapshots=snapshots, prices=prices, sequencers=sequencers, at=now)
+    venues = await read_venues(config, prices)
+    return MarketPass(
+        snapshots=snapshots, prices=prices, sequencers=sequencers, at=now, venues=venues
+    )
 
 
-async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
-    """Snapshot balances and run one oracle round concurrently, then the engine."""
+@dataclass(frozen=True, slots=True)
+class HealthPass:
+    """What one ``health`` pass found: every engine account, the chains' snapshots and each
+    account's venue documents."""
+
+    healths: list[StoredHealth]
+    snapshots: list[ChainSnapshot]
+    venues: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+
+
+async def health_pass(config: Config) -> HealthPass:
+    """One market pass (balances, an oracle round, every venue), then the engine."""
     m = await market_pass(config)
-    return evaluate(config, m.snapshots, m.prices, m.sequencers, at=m.at), m.snapshots
+    ledger = VenueLedger()
+    for result in m.venues:
+        ledger.apply(result)
+    healths = evaluate(config, m.snapshots, m.prices, m.sequencers, at=m.at, venues=m.venues)
+    documents = {a: ledger.venues_of(a) for a in ledger.documents}
+    return HealthPass(healths, m.snapshots, documents)
 
 
 def print_health(
-    healths: Sequence[StoredHealth],
-    snapshots: Sequence[ChainSnapshot],
+    found: HealthPass,
     *,
     as_json: bool,
     account: str | None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Print the pass; unreachable chains are reported on stderr. Always exit 0."""
+    healths, snapshots = found.healths, found.snapshots
     for snap in snapshots:
         if snap.error is not None:
             sys.stderr.write(
@@ -156,8 +189,9 @@ def print_health(
     for health in ranked(healths):
         if wanted is not None and health.account != wanted:
             continue
+        venues = found.venues.get(health.account, [])
         if as_json:
-            out.write(json.dumps(account_document(health)) + "\n")
+            out.write(json.dumps(account_document(health, venues)) + "\n")
             continue
         if not health.health_known:
             value = "unknown"
@@ -169,4 +203,13 @@ def print_health(
             f"{health.account} health {value:>10} shortfall {_money(health.shortfall):>14} "
             f"{flags} {act}\n"
         )
+        for venue in venues:
+            marks = (["LIQUIDATABLE"] if venue["liquidatable"] else []) + [
+                str(flag)
+                for flag in venue["flags"]  # type: ignore[attr-defined]
+            ]
+            out.write(
+                f"  venue {venue['venue']} health {venue['health'] or 'inf'} "
+                f"{','.join(marks) or '-'}\n"
+            )
     return 0

@@ -90,13 +90,23 @@ def _with_database_url(config: Config, base_dir: Path | None) -> Config:
 
 
 def _check_cluster_database(config: Config) -> None:
-    """Cluster mode coordinates through PostgreSQL row locks and its clock: not on SQLite."""
+    """Cluster mode coordinates through PostgreSQL row locks and its clock: not on SQLite;
+    and it shards accounts, which venue entries are not (yet)."""
     url = config.database_url or ""
     if config.cluster.enabled and not url.startswith("postgresql"):
         raise ConfigError(
             "cluster.enabled",
             "cluster mode needs PostgreSQL (database_url: postgresql+asyncpg://…), not SQLite",
             True,
+        )
+    if config.cluster.enabled and config.venues:
+        # Venue entries are per venue, not per account shard: every replica would read the
+        # whole venue and announce its events. Refused until venues are sharded too.
+        raise ConfigError(
+            "venues",
+            "venues are not supported in cluster mode yet: run them on a daemon without "
+            "cluster.enabled",
+            [venue.name for venue in config.venues],
         )
 
 

@@ -39,6 +39,7 @@ from daemon.config.types import (
     StrictModel,
     WsUrl,
 )
+from daemon.config.venues import VenueConfig, venue_reference_problem
 from margin.model import MarginInputError, MarginModel, Tier, validate_tiers
 from oracles.sequencer import DEFAULT_GRACE_PERIOD_S
 
@@ -322,7 +323,9 @@ class Config(StrictModel):
     """The whole daemon configuration."""
 
     chains: list[ChainConfig] = Field(min_length=1)
-    tokens: list[TokenConfig] = Field(min_length=1)
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    """ERC-20 balances watched per account; optional beside ``venues:`` (or ``assets:`` alone,
+    for ``crossmargin prices``)."""
     accounts: list[Address] = Field(default_factory=list)
     """After loading: the listed accounts and those of ``accounts_file``, each once."""
     accounts_file: str | None = Field(default=None, min_length=1)
@@ -342,6 +345,8 @@ class Config(StrictModel):
     """The keeper HTTP API (``daemon.api``); writes need ``api.token``."""
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     """Cluster mode (PostgreSQL only); off by default."""
+    venues: list[VenueConfig] = Field(default_factory=list)
+    """Lending protocol deployments read straight from the chain (``daemon.config.venues``)."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -360,7 +365,14 @@ class Config(StrictModel):
             if (token.chain, token.address) in seen:
                 raise KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
             seen.add((token.chain, token.address))
-        if not self.accounts and self.accounts_file is None and not self.discover_accounts:
+        if not (self.tokens or self.venues or self.assets):
+            raise KeyedError("tokens", "nothing to watch: give tokens, venues or assets")
+        if (
+            self.tokens
+            and not self.accounts
+            and self.accounts_file is None
+            and not self.discover_accounts
+        ):
             raise KeyedError(
                 "accounts",
                 "nothing to watch: list accounts, give accounts_file "
@@ -369,6 +381,9 @@ class Config(StrictModel):
         problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
         if problem is not None:
             raise KeyedError(*problem)
+        venue_problem = venue_reference_problem(self.venues, names, [a.symbol for a in self.assets])
+        if venue_problem is not None:
+            raise venue_problem
         return self
 
     def chain(self, name: str) -> ChainConfig:
@@ -376,6 +391,13 @@ class Config(StrictModel):
         for chain in self.chains:
             if chain.name == name:
                 return chain
+        raise KeyError(name)
+
+    def venue(self, name: str) -> VenueConfig:
+        """The venue called ``name``."""
+        for venue in self.venues:
+            if venue.name == name:
+                return venue
         raise KeyError(name)
 
     def tokens_on(self, chain: str) -> list[TokenConfig]:

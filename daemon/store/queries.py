@@ -22,6 +22,7 @@ from chains.reads import Pair
 from chains.watcher import Reading
 from core.amounts import scaled
 from core.lifecycle import AsyncResource
+from daemon.store import venues as venue_store
 from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.fencing import Fence, check_fence
 from daemon.store.leases import ClusterView, read_cluster
@@ -458,6 +459,28 @@ class StoreQueries(AsyncResource):
         p = positions.c
         query = sa.select(p.account, p.asset, p.updated_at)
         return {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+
+    # ---- venues ------------------------------------------------------------------------------
+
+    async def venue_entries(self, accounts: Sequence[str]) -> dict[str, list[Any]]:
+        """Account → its stored venue documents (by venue name)."""
+        async with self._reading(), self.engine.connect() as conn:
+            return await venue_store.entries_of(conn, accounts)
+
+    async def venue_liquidatable(
+        self, *, venue: str | None = None, limit: int = DEFAULT_LIMIT, offset: int = 0
+    ) -> tuple[list[Any], int]:
+        """Liquidatable venue documents ranked by plan profit then shortfall, and their count."""
+        async with self._reading(), self.engine.connect() as conn:
+            found = await venue_store.liquidatable_entries(
+                conn, venue=venue, limit=limit, offset=offset
+            )
+            return found, await venue_store.count_liquidatable(conn, venue=venue)
+
+    async def venue_states(self) -> dict[tuple[str, str], bool]:
+        """(venue, account) → stored liquidatable state."""
+        async with self._reading(), self.engine.connect() as conn:
+            return await venue_store.liquidatable_states(conn)
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""

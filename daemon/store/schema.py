@@ -31,6 +31,10 @@ Tables:
   and ``expires_at`` (database clock). ``cluster_replicas``: every replica's ``last_seen``
   heartbeat (database clock). ``health_transitions.shard`` is the shard of its account (NULL
   outside cluster mode), so the owner of a shard publishes exactly its transitions.
+- ``venue_accounts``: per (venue, account), the latest venue entry (``daemon.documents``
+  ``venue_document``) with what ranks it (``liquidatable``, ``profit_usd``, ``shortfall_usd``)
+  and ``announced_liquidatable``, the state the last MQTT venue event told: a row where the two
+  differ is an event not yet acknowledged by the broker (the venue events' outbox).
 """
 
 from __future__ import annotations
@@ -219,6 +223,25 @@ cluster_replicas = sa.Table(
     sa.Column("id", NAME, primary_key=True),
     sa.Column("started_at", Timestamp(), nullable=False),
     sa.Column("last_seen", Timestamp(), nullable=False),
+)
+
+venue_accounts = sa.Table(
+    "venue_accounts",
+    metadata,
+    sa.Column("venue", NAME, primary_key=True),
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("kind", NAME, nullable=False),
+    sa.Column("chain", NAME, nullable=False),
+    sa.Column("block_number", sa.BigInteger(), nullable=False),
+    sa.Column("liquidatable", sa.Boolean(), nullable=False),
+    sa.Column("stale", sa.Boolean(), nullable=False),
+    sa.Column("profit_usd", sa.Double(), nullable=True),
+    sa.Column("shortfall_usd", sa.Double(), nullable=True),
+    sa.Column("document", JSONDocument, nullable=False),
+    sa.Column("announced_liquidatable", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+    sa.Index(None, "account"),
+    sa.Index(None, "liquidatable", "venue"),
 )
 
 # ---- per-connection staging tables (not migrated) ---------------------------------------

@@ -32,6 +32,7 @@ from chains.watcher import BalanceUpdate
 from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store import migrate
+from daemon.store import venues as venue_store
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
 from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
@@ -48,6 +49,7 @@ from daemon.store.schema import (
     token_decimals,
 )
 from daemon.store.urls import shown_url
+from daemon.store.venues import VenueAnnouncement, VenueRow
 from margin.model import Position
 from oracles.model import AssetPrice
 from oracles.resume import state_to_json
@@ -295,6 +297,25 @@ class HealthStore(AsyncResource):
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account)."""
         return await self.queries.positions(account)
+
+    # ---- venues -----------------------------------------------------------------------------
+
+    async def write_venue_rows(self, rows: Sequence[VenueRow], *, at: float | None = None) -> None:
+        """Store the latest entries of venue accounts (``daemon.store.venues``)."""
+        if rows:
+            async with write_transaction(self.engine) as conn:
+                await venue_store.upsert_venue_rows(conn, rows, time.time() if at is None else at)
+
+    async def venue_announcements(self, limit: int) -> list[VenueAnnouncement]:
+        """Venue transitions not yet acknowledged by the broker, oldest first."""
+        async with write_transaction(self.engine) as conn:
+            return await venue_store.unannounced(conn, limit)
+
+    async def mark_venue_announced(self, announced: Sequence[VenueAnnouncement]) -> None:
+        """These venue transitions reached the broker."""
+        if announced:
+            async with write_transaction(self.engine) as conn:
+                await venue_store.mark_announced(conn, announced)
 
     # ---- restart ----------------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 every transition (the outbox is published per shard by the shard's owner).
 
 Revision ID: 0006
-Revises: 0003 (chained to 0003 until revisions 0004/0005 of other branches land: the lead
-re-chains it to 0005)
+Revises: 0004
 Create Date: 2026-12-05
 """
 
@@ -17,7 +16,7 @@ from alembic import op
 from daemon.store.types import Timestamp
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

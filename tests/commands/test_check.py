@@ -115,7 +115,7 @@ async def test_all_green_exits_0_with_one_ok_row_per_component(
         f"mqtt broker {redact_url(f'mqtt://checker:{MQTT_PASSWORD}@{SYSTEM_BROKER}')}",
     ]
     assert list(details)[-1].startswith(f"mqtt broker mqtt://{SYSTEM_BROKER}/…#")
-    assert details["config"] == "1 chain(s), 1 token(s), 1 asset(s)"
+    assert details["config"] == "1 chain(s), 1 token(s), 1 asset(s), 0 venue(s)"
     assert details[f"chain a rpc {dev_a.url}"].startswith(f"chain id {dev_a.chain_id}, head ")
     assert details[f"chain a token T {token.lower()}"] == "code present, decimals 6 (as configured)"
     assert details[f"chain a sequencer {uptime.lower()}"].startswith("sequencer UP since 1")

@@ -89,7 +89,8 @@ async def book(dev_a: DevChain, dev_b: DevChain, server: PriceServer) -> dict[st
 async def test_one_pass_values_accounts_across_chains(dev_a: DevChain, dev_b: DevChain) -> None:
     async with PriceServer() as server:
         config = parse_config(await book(dev_a, dev_b, server))
-        healths, snapshots = await health_pass(config)
+        found = await health_pass(config)
+        healths, snapshots = found.healths, found.snapshots
     assert all(s.error is None for s in snapshots)
     by_account = {h.account: h for h in healths}
 

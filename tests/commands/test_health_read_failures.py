@@ -28,8 +28,9 @@ async def test_a_reverting_debt_token_leaves_every_account_held_and_unknown(
         token.pop("decimals")  # RevertingToken says 18: not a mismatch to fail set-up on
         debt = token["address"]
         await dev_a.set_code(debt, load_artifact("RevertingToken").deployed_bytecode)
-        healths, snapshots = await health_pass(parse_config(data))
-    assert all(s.error is None for s in snapshots)
+        found = await health_pass(parse_config(data))
+        healths = found.healths
+    assert all(s.error is None for s in found.snapshots)
 
     rows = {h.account: account_document(h) for h in healths}
     assert len(rows) == 4
@@ -43,8 +44,8 @@ async def test_a_reverting_debt_token_leaves_every_account_held_and_unknown(
     assert rows[CAROL]["health"] is None  # unknown, not "no debt"
 
     text = io.StringIO()
-    assert print_health(healths, snapshots, as_json=False, account=None, out=text) == 0
+    assert print_health(found, as_json=False, account=None, out=text) == 0
     assert all(" health    unknown " in line for line in text.getvalue().splitlines())
     out = io.StringIO()
-    print_health(healths, snapshots, as_json=True, account=BOB, out=out)
+    print_health(found, as_json=True, account=BOB, out=out)
     assert json.loads(out.getvalue())["health_known"] is False

@@ -118,3 +118,26 @@ async def test_json_rounds_and_a_bad_config_exits_2(
         "crossmargin: config error at assets[0].sources[0].chain: "
         "names no configured chain (got 'nowhere')"
     ]
+
+
+async def test_a_config_with_assets_only_prices(
+    tmp_path: Path, exchanges: tuple[PriceServer, PriceServer]
+) -> None:
+    """No tokens, no accounts, no venues: ``prices`` needs nothing but ``assets:``."""
+    cb, bn = exchanges
+    data = {
+        "chains": [{"name": "a", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
+        "assets": [
+            {
+                "symbol": "ETH",
+                "oracle": {"min_sources": 2},
+                "sources": [coinbase(cb, name="coinbase"), binance(bn, name="binance")],
+            }
+        ],
+    }
+    path = tmp_path / "crossmargin.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, out, err = await crossmargin("prices", "-c", str(path), "--json")
+    assert (code, err) == (0, "")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert (row["asset"], row["status"], row["price"]) == ("ETH", "OK", "3000.2")

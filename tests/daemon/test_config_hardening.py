@@ -98,6 +98,9 @@ EVERY_MODEL: dict[str, Any] = {
     ],
     "mqtt": {"url": "mqtt://127.0.0.1:1883"},
     "margin": {"model": "tiered"},
+    "venues": [
+        {"name": "aave", "kind": "aave_v3", "chain": "eth", "pool_addresses_provider": FEED},
+    ],
 }  # fmt: skip
 """A valid config in which every config model appears at least once."""
 

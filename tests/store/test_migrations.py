@@ -31,12 +31,13 @@ TABLES = {
     "positions",
     "price_history",
     "token_decimals",
+    "venue_accounts",
     "shard_leases",
     "cluster_replicas",
 }
-LATER_TABLES: set[str] = {"shard_leases", "cluster_replicas"}
-"""Tables of revisions after 0003 (0006: cluster leases): a downgrade below 0003 drops them
-too."""
+LATER_TABLES: set[str] = {"venue_accounts", "shard_leases", "cluster_replicas"}
+"""Tables of revisions after 0003 (0004: venue entries, 0006: cluster leases): a downgrade
+below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
@@ -71,6 +72,16 @@ async def test_upgrade_downgrade_and_upgrade_again(database_url: str) -> None:
         assert (await store.load_state()).cursors == {}
 
 
+async def test_venue_accounts_revision_up_and_down(database_url: str) -> None:
+    await migrate(database_url, "0004")
+    assert "venue_accounts" in await table_names(database_url)
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0004", "downgrade")
+    assert await table_names(database_url) == TABLES - LATER_TABLES
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
+
+
 async def test_oracle_state_revision_up_and_down(database_url: str) -> None:
     await migrate(database_url, "0003")
     assert "oracle_state" in await table_names(database_url)
@@ -86,7 +97,7 @@ async def test_cluster_revision_up_and_down(database_url: str) -> None:
     assert {"shard_leases", "cluster_replicas"} <= await table_names(database_url)
     down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0006", "downgrade")
-    assert await table_names(database_url) == TABLES - LATER_TABLES
+    assert await table_names(database_url) == TABLES - {"shard_leases", "cluster_replicas"}
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
 

@@ -19,6 +19,7 @@ from venues.aave.reads import AaveReader
 from venues.abi import topic
 from venues.adapter import AssetNamer, has_code, register_kind
 from venues.batch import PinnedCaller
+from venues.drift import aave_at_consensus, flagged, uses
 from venues.errors import VenueMathOverflow
 from venues.logs import topic_address
 from venues.model import PlanPricing, VenueAccount, VenueResult, VenueSpec
@@ -89,6 +90,7 @@ class AaveV3Adapter:
         the next group's calls (a pipeline: CPU here overlaps the node's work)."""
         market = await self.reader.read_market(block)
         prices = usd_prices(market, pricing)
+        drift = aave_at_consensus(market, pricing)
         entries: dict[str, VenueAccount] = {}
         failed: set[str] = set()
 
@@ -102,7 +104,7 @@ class AaveV3Adapter:
                     failed.add(account)
                     continue
                 try:
-                    entries[account] = evaluate_account(
+                    entry = evaluate_account(
                         spec=self.spec,
                         account=account,
                         user=user,
@@ -111,6 +113,19 @@ class AaveV3Adapter:
                         prices=prices,
                         asset_name=self._names.name,
                     )
+                    if drift is not None and uses(entry, drift[1]):
+                        moved = drift[0]
+                        at_consensus = evaluate_account(
+                            spec=self.spec,
+                            account=account,
+                            user=user,
+                            snapshot=moved,
+                            pricing=pricing,
+                            prices=usd_prices(moved, pricing),
+                            asset_name=self._names.name,
+                        )
+                        entry = flagged(entry, at_consensus)
+                    entries[account] = entry
                 except VenueMathOverflow as exc:
                     log.warning(
                         "venue_account_unevaluable venue=%s account=%s %s",
@@ -131,4 +146,5 @@ class AaveV3Adapter:
             block_hash=block.hash,
             accounts={a: entries[a] for a in accounts if a in entries},
             failed=frozenset(failed),
+            drifting=frozenset() if drift is None else drift[1],
         )

@@ -16,6 +16,7 @@ from core.requester import Requester
 from venues.abi import topic
 from venues.adapter import AssetNamer, has_code, register_kind
 from venues.batch import PinnedCaller
+from venues.drift import flagged, morpho_at_consensus, uses
 from venues.errors import VenueMathOverflow
 from venues.logs import topic_address
 from venues.model import PlanPricing, VenueAccount, VenueResult, VenueSpec
@@ -91,6 +92,7 @@ class MorphoBlueAdapter:
         pairs = {a: sorted(self.pairs.get(a) or every) for a in accounts}
         snap = await self.reader.read(pairs, block)
         markets = accrue_all(snap)
+        drift = morpho_at_consensus(markets, pricing)
         entries: dict[str, VenueAccount] = {}
         failed: set[str] = set()
         for account, positions in snap.positions.items():
@@ -106,6 +108,18 @@ class MorphoBlueAdapter:
                         pricing=pricing,
                         asset_name=self._names.name,
                     )
+                    if entry is not None and drift is not None and uses(entry, drift[1]):
+                        at_consensus = evaluate_account(
+                            spec=self.spec,
+                            account=account,
+                            positions=positions,
+                            snapshot=snap,
+                            markets=drift[0],
+                            pricing=pricing,
+                            asset_name=self._names.name,
+                        )
+                        if at_consensus is not None:
+                            entry = flagged(entry, at_consensus)
                 except VenueMathOverflow as exc:
                     log.warning(
                         "venue_account_unevaluable venue=%s account=%s %s",
@@ -125,4 +139,5 @@ class MorphoBlueAdapter:
             block_hash=block.hash,
             accounts=entries,
             failed=frozenset(failed),
+            drifting=frozenset() if drift is None else drift[1],
         )
