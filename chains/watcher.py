@@ -88,6 +88,9 @@ class BalanceUpdate:
     block: BlockRef
     readings: dict[Pair, Reading]
     dropped_above: int | None = None
+    scope: frozenset[str] | None = None
+    """The accounts ``dropped_above`` applies to (cluster mode: this replica's accounts; the
+    other shards' stored balances belong to their owners). ``None``: every account."""
 
 
 @dataclass(slots=True)
@@ -249,6 +252,7 @@ class ChainWatcher:
                 block=update.block,
                 readings=update.readings,
                 dropped_above=dropped_above,
+                scope=None if self._owns is None else frozenset(self.accounts),
             )
         return update
 

@@ -199,7 +199,9 @@ class Daemon:
             stack.push_async_callback(store.close)
             if config.cluster.enabled:
                 await self._join_cluster(store)
-            state = owned_state(await store.load_state(), self.shard_map.owns)
+            state = await store.load_state()
+            if self.member is not None:  # the stored state of this replica's shards only
+                state = owned_state(state, self.shard_map.owns)
             for chain in config.chains:
                 pool = chain_pool(chain)
                 self.pools[chain.name] = await stack.enter_async_context(pool)
@@ -215,7 +217,8 @@ class Daemon:
             self.oracle = await stack.enter_async_context(
                 build_oracle_service(config, dict(self.pools), resume=resume)
             )
-            publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
+            replica = None if self.member is None else self.member.replica_id
+            publisher = await stack.enter_async_context(MqttPublisher(config.mqtt, replica=replica))
             self._pipeline(store, publisher, state)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(

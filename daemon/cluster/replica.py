@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -20,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def default_replica_id() -> str:
-    """``<hostname>-<pid>``: unique per process, recognisable in ``/v1/cluster``."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """``<hostname>-<pid>``: unique per process, recognisable in ``/v1/cluster`` (characters
+    outside ``cluster.replica_id``'s set become ``-``: it is also an MQTT topic level)."""
+    host = re.sub(r"[^A-Za-z0-9_.:\-]", "-", socket.gethostname())
+    return f"{host}-{os.getpid()}"[:64]
 
 
 async def join_cluster(

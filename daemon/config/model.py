@@ -313,7 +313,9 @@ class ClusterConfig(StrictModel):
     """Every replica of a deployment must use the same number (checked against the database)."""
     lease_ttl_s: float = Field(default=10.0, ge=1.0, le=MAX_INTERVAL_S)
     """A lease not renewed for this long (database clock) is taken over by another replica."""
-    replica_id: str | None = Field(default=None, min_length=1, max_length=64)
+    replica_id: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$"
+    )
     """This replica's name in the lease table; unset: ``<hostname>-<pid>``."""
 
 

@@ -74,7 +74,13 @@ class MqttPublisher(AsyncResource):
     ``deliver`` waits for acknowledgements. Call them from the event loop thread.
     """
 
-    def __init__(self, config: MqttConfig, *, close_grace_s: float = CLOSE_GRACE_S) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        close_grace_s: float = CLOSE_GRACE_S,
+        replica: str | None = None,
+    ) -> None:
         self._config = config
         self._close_grace_s = close_grace_s
         self._broker = None if config.url is None else BrokerAddress.from_url(config.url)
@@ -82,7 +88,7 @@ class MqttPublisher(AsyncResource):
         self._client_id = config.client_id or default_client_id()
         tls = self._broker is not None and self._broker.tls
         self._tls_context = ssl.create_default_context() if tls else None
-        self._topics = Topics(config.topic_prefix)
+        self._topics = Topics(config.topic_prefix, replica=replica)
         self._outbox = Outbox()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()

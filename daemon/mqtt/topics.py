@@ -5,6 +5,7 @@ Pure and synchronous (the I/O is in ``daemon.mqtt.publisher``), so it is tested 
 Topics, under a configurable prefix (default ``crossmargin``):
 
     {prefix}/status               online | offline     retained; offline is also the last will
+                                                       (cluster mode: {prefix}/status/{replica})
     {prefix}/accounts/{address}   Account JSON         retained; on a change of flags or bucket
     {prefix}/events/{kind}        event JSON           QoS 1; liquidatable|latency_risk|recovered
     {prefix}/oracle/{asset}       oracle status JSON   retained
@@ -85,9 +86,12 @@ def flag_events(before: int, after: int) -> tuple[EventKind, ...]:
 class Topics:
     """Topic names under one prefix (validated by the config: no wildcards, no outer ``/``)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, replica: str | None = None) -> None:
         self.prefix = prefix
-        self.status = f"{prefix}/status"
+        # Cluster mode: each replica its own status (and last will), so one replica dying
+        # does not mark the others offline.
+        status = f"{prefix}/status"
+        self.status = status if replica is None else f"{status}/{_level(replica)}"
 
     def account(self, address: str) -> str:
         """Retained state of one account; the address is lower-cased."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chains.watcher import BalanceUpdate
@@ -28,10 +29,12 @@ async def store_balance_update(conn: AsyncConnection, update: BalanceUpdate, now
     """Apply ``update``; return how many balances the reorg (if any) dropped."""
     dropped = 0
     if update.dropped_above is not None:
+        scope = _in_scope(conn, update.scope)
         result = await conn.execute(
             sa.delete(balances).where(
                 balances.c.chain == update.chain,
                 balances.c.block_number > update.dropped_above,
+                *scope,
             )
         )
         dropped = result.rowcount
@@ -40,12 +43,24 @@ async def store_balance_update(conn: AsyncConnection, update: BalanceUpdate, now
             .where(
                 balances.c.chain == update.chain,
                 balances.c.failed_block_number > update.dropped_above,
+                *scope,
             )
             .values(failed_block_number=None)
         )
     await _upsert_balances(conn, update, now)
     await _move_cursor(conn, update, now)
     return dropped
+
+
+def _in_scope(conn: AsyncConnection, scope: frozenset[str] | None) -> list[sa.ColumnElement[bool]]:
+    """The reorg roll-back's account filter: none, or ``account = ANY(:scope)`` (one array
+    parameter; a scope is cluster mode, so PostgreSQL)."""
+    if scope is None:
+        return []
+    if conn.dialect.name != "postgresql":
+        return [balances.c.account.in_(sorted(scope))]
+    array = sa.bindparam("scope", sorted(scope), type_=postgresql.ARRAY(sa.String()))
+    return [balances.c.account == sa.any_(array)]
 
 
 async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:

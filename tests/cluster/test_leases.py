@@ -21,7 +21,7 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, health_transitions
 from daemon.store.writer import HealthStore
 from tests.api.apikit import running_api
-from tests.storekit import book, book_rows
+from tests.storekit import account_address, block, book, book_rows, update
 
 TTL_S = 30.0  # long: expiry is made to happen by moving the database's lease rows
 
@@ -235,3 +235,18 @@ async def test_cluster_document_when_cluster_mode_is_off() -> None:
     ):
         assert r.status == 200
         assert await r.json() == {"enabled": False, "now": None, "replicas": [], "shards": []}
+
+
+async def test_a_replica_s_reorg_roll_back_leaves_other_shards_balances(pg_url: str) -> None:
+    """Every replica sees the reorg and re-reads its own accounts; one replica's roll-back
+    must not delete the rows another replica has already re-read (cluster mode: scoped)."""
+    mine, theirs, token = account_address(1), account_address(2), "0x" + "70" * 20
+    async with await HealthStore.open(pg_url) as store:
+        await store.apply_balance_update(update("eth", block(105, "x"), {(mine, token): 5}))
+        await store.apply_balance_update(update("eth", block(105, "y"), {(theirs, token): 7}))
+        rolled = dataclasses.replace(
+            update("eth", block(103, "z"), {}, dropped=102), scope=frozenset({mine})
+        )
+        await store.apply_balance_update(rolled)
+        stored = await store.queries.balances()
+    assert set(stored["eth"]) == {(theirs, token)}

@@ -83,6 +83,7 @@ async def bob_in(ledger: Ledger, *, want: bool) -> bool:
 async def test_a_killed_replica_s_shards_are_taken_over_and_nothing_is_lost(w: World) -> None:
     async with (
         Subscriber(w.broker.port, f"{w.prefix}/events/#") as keeper,
+        Subscriber(w.broker.port, f"{w.prefix}/status/#") as statuses,
         Ledger(w.database_url) as ledger,
         cluster(w, 3) as c,
     ):
@@ -96,6 +97,14 @@ async def test_a_killed_replica_s_shards_are_taken_over_and_nothing_is_lost(w: W
         assert sum(takeovers) >= len(owners[victim.name])
         await assert_exactly_once(ledger, keeper, w.prefix)
         await same_liquidatable(survivors)
+        # Each replica has its own status topic: the victim's last will marks only it offline.
+        expected = {f"{w.prefix}/status/{r.name}": b"online" for r in survivors}
+        expected[f"{w.prefix}/status/{victim.name}"] = b"offline"
+        await eventually(
+            lambda: statuses.latest() == expected,
+            what="per-replica status",
+            seen=statuses.latest,
+        )
 
 
 async def test_a_paused_replica_s_late_writes_are_rejected(w: World) -> None:

@@ -93,6 +93,7 @@ def test_cluster_mode_on_sqlite_is_a_config_error_naming_the_key() -> None:
         ({"shards": 0}, "cluster.shards"),
         ({"lease_ttl_s": 0.1}, "cluster.lease_ttl_s"),
         ({"replicas": 3}, "cluster.replicas"),
+        ({"replica_id": "a/b"}, "cluster.replica_id"),
     ],
 )
 def test_bad_cluster_keys_are_named(cluster: dict[str, object], key: str) -> None:
