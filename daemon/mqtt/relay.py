@@ -42,7 +42,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from core.lifecycle import wait_event
+from core.lifecycle import wait_event, within
 from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
@@ -57,6 +57,7 @@ OUTBOX_POLL_S = 5.0  # read the outbox this often even when no cycle woke the re
 STORE_RETRY_MIN_S = 0.5  # database unavailable: first retry after this long …
 STORE_RETRY_MAX_S = 10.0  # … doubling up to this
 STORE_FAULTS = (OSError, TimeoutError, DBAPIError, StoreUnavailable)
+MARK_ON_STOP_S = 5.0  # cancelled: this long to mark what the broker already acknowledged
 """What a database outage looks like from here: retried, never fatal."""
 
 log = logging.getLogger(__name__)
@@ -238,25 +239,49 @@ class EventRelay:
     async def _pass(self, entries: list[OutboxEntry]) -> None:
         marking: asyncio.Task[None] | None = None
         reading: asyncio.Task[list[OutboxEntry]] | None = None
+        acknowledged: Sequence[OutboxEntry] | None = None  # delivered, its mark not started
         try:
             while entries:
                 self._in_flight.append(entries)
                 if len(entries) == self._batch:  # more may be waiting: read them meanwhile
                     reading = asyncio.create_task(self._read(entries[-1].id), name="events-read")
                 await self._deliver(entries)
+                acknowledged = entries
                 if marking is not None:
                     await marking
                 marking = asyncio.create_task(self._mark(entries), name="events-mark")
+                acknowledged = None
                 entries = [] if reading is None else await reading
                 reading = None
         except BaseException:
-            for task in (reading, marking):
-                if task is not None:
-                    task.cancel()  # an unmarked batch is re-sent next time (same ids)
+            if reading is not None:
+                reading.cancel()
+            await self._mark_on_stop(marking, acknowledged)
             self._in_flight.clear()
             raise
         if marking is not None:
             await marking
+
+    async def _mark_on_stop(
+        self, marking: asyncio.Task[None] | None, acknowledged: Sequence[OutboxEntry] | None
+    ) -> None:
+        """Cancelled (a stop, or a cluster replica handing shards over): what the broker
+        already acknowledged is still marked, within ``MARK_ON_STOP_S``, so that neither the
+        next start nor a shard's next owner sends it again. Only a batch cut mid-delivery
+        (or a mark the database does not take in time) is re-sent (same ids: at least once)."""
+
+        async def finish() -> None:
+            if marking is not None:
+                await marking
+            if acknowledged is not None:
+                await self._mark(acknowledged)
+
+        try:
+            await asyncio.shield(within(finish(), MARK_ON_STOP_S))
+        except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - stopping anyway
+            log.warning("events_unmarked_on_stop error=%s", type(exc).__name__)
+            if marking is not None:
+                marking.cancel()
 
     async def _read(self, after_id: int) -> list[OutboxEntry]:
         queries = self._store.queries
@@ -289,7 +314,8 @@ class EventRelay:
     async def _mark(self, entries: Sequence[OutboxEntry]) -> None:
         ids = [e.id for e in entries]
         self._marked += await self._retrying("mark", lambda: self._store.mark_published(ids))
-        self._in_flight.remove(entries)
+        if entries in self._in_flight:  # a mark finished after a stop has cleared them
+            self._in_flight.remove(entries)
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` until the database answers, backing off in between."""

@@ -317,3 +317,35 @@ async def test_database_and_broker_outages_delay_events_and_lose_none(
             assert await writer.queries.outbox(limit=100) == []
     await db_gate.close()
     await mqtt_gate.close()
+
+
+async def test_a_stopped_relay_still_marks_what_it_relayed(tmp_path: Path) -> None:
+    """Cancelled (a stop, or shards handed over) between relaying a batch and marking it:
+    the batch is still marked, so neither the next start nor a shard's next owner sends it
+    again. Before, the mark was cancelled with the relay and the batch went out twice."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,  # off: a batch is relayed at once
+    ):
+        await store.write_cycle(
+            book_rows(book(6, underwater_every=1)),
+            CycleContext(at=1.0, blocks={"eth": 1}, prices={}),
+        )
+        relay = EventRelay(store=store, publisher=publisher, batch=2)
+        draining = asyncio.create_task(relay.drain())
+        # Watched turn by turn: the first time a batch is in flight it has been relayed and
+        # its mark created, and the relay waits for the second batch's read (nothing else is
+        # awaited in between while MQTT is off). Cancel exactly there.
+        for _ in range(1_000_000):
+            if relay.stats().pending or draining.done():
+                break
+            await asyncio.sleep(0)
+        assert relay.stats().pending == 2, "the relay never had a batch in flight"
+        draining.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await draining
+        left = await store.queries.outbox(limit=10)
+        assert len(left) == 4, "the relayed batch was not marked"
+        assert relay.stats().marked == 2
