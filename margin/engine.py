@@ -25,10 +25,18 @@ from decimal import Decimal
 import numpy as np
 
 from core.amounts import scaled
-from margin.book import MarginBook, empty_index
+from margin.book import empty_index
 from margin.breakdown import BreakdownSource, holding_lines, position_lines
 from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
 from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError
+from margin.option_book import OptionBook
+from margin.portfolio import PortfolioResult
+from margin.portfolio_kernel import (
+    OptionInputRows,
+    evaluate_portfolio_accounts,
+    option_charges,
+)
+from margin.risk import AccountRisk, account_risk
 from margin.rows import gather, walk
 from margin.tiers import IndexArray
 
@@ -37,7 +45,7 @@ FULL_RECOMPUTE_FRACTION = 0.1
 account's linked rows costs a few µs, a full pass well under one µs per account."""
 
 
-class MarginEngine(MarginBook):
+class MarginEngine(OptionBook):
     """Health, shortfall, latency risk and flags of every account, full or incremental."""
 
     @property
@@ -66,7 +74,7 @@ class MarginEngine(MarginBook):
         table = self._positions
         positions = table.select(slice(0, table.n), table.account[: table.n])
         n = len(self._accounts)
-        result = self._evaluate(n, holdings, positions)
+        result, _ = self._evaluate(n, holdings, positions, self._option_rows(None))
         self._accounts.store(slice(0, n), result)
         return self.results
 
@@ -81,6 +89,14 @@ class MarginEngine(MarginBook):
     def _recompute_sorted(self, accts: IndexArray) -> IndexArray:
         if len(accts) == 0:
             return accts
+        table, _ = self._evaluate_slice(accts)
+        self._accounts.store(accts, table)
+        return accts
+
+    def _evaluate_slice(
+        self, accts: IndexArray, *, portfolio: bool = False
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Results of the sorted accounts ``accts`` (local order), nothing stored."""
         h_rows, h_local = gather(accts, self._accounts.head, self._holdings.next)
         rows = self._holdings
         token = rows.token[h_rows]
@@ -101,8 +117,8 @@ class MarginEngine(MarginBook):
         )
         p_rows, p_local = gather(accts, self._accounts.position_head, self._positions.next)
         positions = self._positions.select(p_rows, p_local)
-        self._accounts.store(accts, self._evaluate(len(accts), holdings, positions))
-        return accts
+        options = self._option_rows(accts)
+        return self._evaluate(len(accts), holdings, positions, options, portfolio=portfolio)
 
     def recompute_dirty(self, *, full_fraction: float = FULL_RECOMPUTE_FRACTION) -> IndexArray:
         """Evaluate the dirty accounts (all of them, in one full pass, above
@@ -141,6 +157,16 @@ class MarginEngine(MarginBook):
             positions=position_lines(source, positions),
         )
 
+    def account_risk(self, account: str) -> AccountRisk:
+        """One account's portfolio risk figures (``risk`` of the account document): per-group
+        scan range, losses, greeks and horizon, VaR/ES and the options' value. Computed with
+        the portfolio parameters whatever the model (``model`` says which one sets M)."""
+        acct = np.array([self.account_index(account)], dtype=np.intp)
+        vectors = self._vectors
+        _, result = self._evaluate_slice(acct, portfolio=True)
+        assert result is not None
+        return account_risk(self.params.model, vectors, result, self.params.value_decimals)
+
     def _breakdown_source(self) -> BreakdownSource:
         return BreakdownSource(
             holdings=self._holdings,
@@ -158,10 +184,37 @@ class MarginEngine(MarginBook):
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _evaluate(self, n: int, holdings: HoldingRows, positions: PositionRows) -> HealthTable:
-        return evaluate(
-            n, holdings, positions, self._market, self._collateral_tiers, self._mmr_tiers
+    def _evaluate(
+        self,
+        n: int,
+        holdings: HoldingRows,
+        positions: PositionRows,
+        options: OptionInputRows,
+        *,
+        portfolio: bool = False,
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """The model's results; with ``portfolio`` the portfolio figures too (any model)."""
+        if self.is_portfolio or portfolio:
+            table, result = evaluate_portfolio_accounts(
+                n, holdings, positions, options, self._market, self._vectors, self._now
+            )
+            if self.is_portfolio:
+                return table, result
+        else:
+            result = None
+        charge = option_charges(n, options, self._market, self._vectors, self._now)
+        table = evaluate(
+            n,
+            holdings,
+            positions,
+            self._market,
+            self._collateral_tiers,
+            self._mmr_tiers,
+            extra_value=charge.value,
+            extra_maintenance=charge.maintenance,
+            extra_flags=charge.flags,
         )
+        return table, result
 
 
 def _known(health: float) -> float:

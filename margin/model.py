@@ -97,6 +97,7 @@ class MarginModel(enum.StrEnum):
 
     WEIGHTED = "weighted"
     TIERED = "tiered"
+    PORTFOLIO = "portfolio"
 
 
 def _check(ok: bool, problem: str) -> None:
