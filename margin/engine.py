@@ -19,7 +19,8 @@ same rows. Pure and synchronous: no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
@@ -28,7 +29,7 @@ from core.amounts import scaled
 from margin.book import empty_index
 from margin.breakdown import BreakdownSource, holding_lines, position_lines
 from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
-from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError
+from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError, PriceInput
 from margin.option_book import OptionBook
 from margin.portfolio import PortfolioResult
 from margin.portfolio_kernel import (
@@ -58,6 +59,44 @@ class MarginEngine(OptionBook):
 
     def recompute_all(self) -> HealthTable:
         """Evaluate every account; return ``results``."""
+        n = len(self._accounts)
+        result, _ = self._evaluate_all()
+        self._accounts.store(slice(0, n), result)
+        return self.results
+
+    def evaluate_under(
+        self,
+        *,
+        price_shocks: Mapping[str, float] | None = None,
+        vol_shocks: Mapping[str, float] | None = None,
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Every account valued as if each asset's price (and its band) moved by
+        ``price_shocks[asset]`` (−0.3: 30 % down) and its volatility — options' implied vols
+        and the EWMA estimate that widens the scan ranges — by ``vol_shocks[asset]`` (0.5:
+        ×1.5), under the deployment's model; nothing is stored or marked dirty (stress tests).
+
+        Bad debt per account is ``max(0, liability_value − (collateral_value +
+        unrealized_pnl))`` of the returned table (``unrealized_pnl`` includes the options'
+        value). The ``PortfolioResult`` is ``None`` unless the model is ``portfolio``.
+        """
+        for asset, shock in {**(price_shocks or {}), **(vol_shocks or {})}.items():
+            if asset not in self._asset_ids:
+                raise MarginInputError(f"stress: unknown asset {asset}")
+            if not (math.isfinite(shock) and shock > -1):
+                raise MarginInputError(f"stress: shock of {asset} must be > -1 (got {shock})")
+        saved = (self._prices, self._market, self._vectors, self._vol_shocks)
+        try:
+            moves, vols = price_shocks or {}, vol_shocks or {}
+            self._prices = {
+                a: _shocked(p, moves.get(a, 0.0), vols.get(a, 0.0)) for a, p in self._prices.items()
+            }
+            self._vol_shocks = dict(vol_shocks or {})
+            self._market = self._rebuild_market()
+            return self._evaluate_all()
+        finally:
+            self._prices, self._market, self._vectors, self._vol_shocks = saved
+
+    def _evaluate_all(self) -> tuple[HealthTable, PortfolioResult | None]:
         rows, n_rows = self._holdings, self._holdings.n
         buckets = self._buckets
         tiered = np.flatnonzero(rows.bucket[:n_rows] >= 0) if buckets.n else empty_index()
@@ -74,9 +113,7 @@ class MarginEngine(OptionBook):
         table = self._positions
         positions = table.select(slice(0, table.n), table.account[: table.n])
         n = len(self._accounts)
-        result, _ = self._evaluate(n, holdings, positions, self._option_rows(None))
-        self._accounts.store(slice(0, n), result)
-        return self.results
+        return self._evaluate(n, holdings, positions, self._option_rows(None))
 
     def recompute(self, accounts: Iterable[int] | IndexArray) -> IndexArray:
         """Evaluate only ``accounts`` (indices); return them sorted and de-duplicated."""
@@ -155,6 +192,7 @@ class MarginEngine(OptionBook):
             actionable=bool(table.actionable[acct]),
             holdings=holding_lines(source, holdings),
             positions=position_lines(source, positions),
+            risk=self.account_risk(account),
         )
 
     def account_risk(self, account: str) -> AccountRisk:
@@ -215,6 +253,20 @@ class MarginEngine(OptionBook):
             extra_flags=charge.flags,
         )
         return table, result
+
+
+def _shocked(price: PriceInput, shock: float, vol_shock: float) -> PriceInput:
+    """``price`` (and its band) moved by ``shock``, its volatility by ``vol_shock``."""
+    if not shock and not vol_shock:
+        return price
+    factor = 1.0 + shock
+    return replace(
+        price,
+        price=price.price * factor,
+        volatility=price.volatility * (1.0 + vol_shock),
+        price_low=None if price.price_low is None else price.price_low * factor,
+        price_high=None if price.price_high is None else price.price_high * factor,
+    )
 
 
 def _known(health: float) -> float:

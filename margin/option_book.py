@@ -38,6 +38,7 @@ class OptionBook(MarginBook):
         self._now = float(now)
         self._options = OptionTable()
         self._option_inputs: list[OptionPosition | None] = []
+        self._contracts: dict[tuple[int, bool, float, int, float], int] = {}
         self._vol_shocks: dict[str, float] = {}
         super().__init__(tokens=list(tokens), chains=chains, params=params)
 
@@ -103,6 +104,9 @@ class OptionBook(MarginBook):
             table.strike[row] = option.strike
             table.expiry[row] = float(option.expiry)
             table.vol[row] = option.implied_vol
+            key = (int(table.asset[row]), bool(table.call[row]), option.strike, option.expiry,
+                   option.implied_vol)  # fmt: skip
+            table.contract[row] = self._contracts.setdefault(key, len(self._contracts))
         self._accounts.mark(acct)
 
     def options_of(self, account: str) -> list[OptionPosition]:
@@ -146,6 +150,7 @@ class OptionBook(MarginBook):
             strike=table.strike[rows],
             expiry=table.expiry[rows],
             vol=table.vol[rows],
+            contract=table.contract[rows],
         )
 
     def _rebuild_market(self) -> MarketVectors:

@@ -14,7 +14,8 @@ except the per-group figures and VaR/ES, which are USD. Pure: no I/O, no clock (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import numpy as np
@@ -33,6 +34,9 @@ ES_FACTOR = 0.05844094433345147 / 0.025
 """φ(1.96) / 0.025: the expected shortfall at 97.5 % of a normal, per σ."""
 OPTION_CHUNK_ROWS = 16_384
 """Option rows scanned at once: bounds the (rows × scenarios) temporaries to a few MB."""
+CACHED_CONTRACTS = 20_000
+"""Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
+every line is its own contract and a dict of them would cost more than it saves)."""
 GAMMA_MOVE = 0.01
 """Gamma is reported as the change of dollar delta for a 1 % move; vega per vol point."""
 
@@ -61,6 +65,7 @@ class OptionRows:
     strike: FloatArray
     vol: FloatArray
     tau: FloatArray
+    contract: IndexArray  # equal ids ⇒ equal (group, spot, right, strike, vol, τ)
 
     def __len__(self) -> int:
         return len(self.size)
@@ -72,7 +77,12 @@ class OptionRows:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupMarket:
-    """Per group: scan range, volatility, correlations; per chain: latency; the grid."""
+    """Per group: scan range, volatility, correlations; per chain: latency; the grid.
+
+    ``units`` caches each contract's unit P&L over the grid (and the latency grid) for as long
+    as this market lives: rebuilt with it on every price or status change, so an incremental
+    recompute after a balance change runs no Black–Scholes at all.
+    """
 
     ranges: FloatArray
     sigma: FloatArray
@@ -82,6 +92,7 @@ class GroupMarket:
     scale: float  # value units per USD
     grid: Grid
     latency_moves: FloatArray
+    units: dict[tuple[float, ...], FloatArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,26 +222,42 @@ def _scan_options(
     loss: FloatArray,
     loss_lat: FloatArray,
 ) -> None:
-    """Rescan the pairs that hold options over the full grids; overwrite their losses."""
+    """Rescan the pairs that hold options over the full grids; overwrite their losses.
+
+    Black–Scholes runs once per distinct contract (group, spot, right, strike, vol, τ) — and
+    per distinct latency shock for the latency grid — not once per line: listed options are
+    held by many accounts. Each line's P&L is then ``size ×`` its contract's unit P&L, rounded
+    to whole value units so that the sums per pair are exact in any order of the lines.
+    """
     order = np.argsort(o_pair, kind="stable")
+    rows = options.take(order)
     sorted_pair = o_pair[order]
-    pair_ids = np.unique(sorted_pair)
+    pair_ids, starts = np.unique(sorted_pair, return_index=True)
     grid, lat_moves = market.grid, market.latency_moves
     moves_g = group_moves(market)
-    scan = np.zeros((len(pair_ids), len(grid)))
-    scan_lat = np.zeros((len(pair_ids), len(lat_moves)))
-    rows = options.take(order)
-    local = np.searchsorted(pair_ids, sorted_pair)
-    for lo in range(0, len(rows), OPTION_CHUNK_ROWS):
-        chunk = rows.take(slice(lo, lo + OPTION_CHUNK_ROWS))
-        where = local[lo : lo + OPTION_CHUNK_ROWS]
-        moves = moves_g[chunk.group]
-        # whole value units per row: sums are then exact, whatever the order of the rows
-        pnl = np.rint(_option_pnl(chunk, moves, grid.vol[None, :]) * market.scale)
-        np.add.at(scan, where, pnl)
-        lat = latency_grid(shock[sorted_pair[lo : lo + OPTION_CHUNK_ROWS]], lat_moves)
-        pnl_lat = np.rint(_option_pnl(chunk, lat, np.zeros((1, 1))) * market.scale)
-        np.add.at(scan_lat, where, pnl_lat)
+    _, first, contract_of = np.unique(rows.contract, return_index=True, return_inverse=True)
+    contract_of = contract_of.reshape(-1)
+    keys = np.column_stack(
+        [rows.group.astype(np.float64), rows.spot, rows.call, rows.strike, rows.vol, rows.tau]
+    )
+    contracts = keys[first]
+
+    def scan_units(c: FloatArray) -> FloatArray:
+        return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :])
+
+    unit = _cached(contracts, market.units, "grid", scan_units)
+    levels, level_of = np.unique(shock[sorted_pair], return_inverse=True)
+    lat_id = contract_of * len(levels) + level_of.reshape(-1)
+    _, lat_first, lat_of = np.unique(lat_id, return_index=True, return_inverse=True)
+    lat_contracts = np.column_stack([keys[lat_first], levels[level_of.reshape(-1)[lat_first]]])
+
+    def latency_units(c: FloatArray) -> FloatArray:
+        return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
+
+    unit_lat = _cached(lat_contracts, market.units, "latency", latency_units)
+    size = rows.size[:, None] * market.scale
+    scan = np.add.reduceat(np.rint(size * unit[contract_of]), starts, axis=0)
+    scan_lat = np.add.reduceat(np.rint(size * unit_lat[lat_of.reshape(-1)]), starts, axis=0)
     groups = len(market.ranges)
     g = pair_ids % groups
     e = linear[pair_ids][:, None]
@@ -242,11 +269,41 @@ def _scan_options(
     np.put(loss_lat, pair_ids, np.maximum(worst_lat, 0.0))
 
 
-def _option_pnl(rows: OptionRows, moves: FloatArray, vol_shocks: FloatArray) -> FloatArray:
-    """``size · (BS(S(1+s), σ(1+v)) − BS(S, σ))`` per row and scenario column, USD."""
-    call, strike, tau = rows.call[:, None], rows.strike[:, None], rows.tau[:, None]
-    spot, vol = rows.spot[:, None], rows.vol[:, None]
-    now = price(call, spot, strike, vol, tau)
-    shocked = price(call, spot * (1.0 + moves), strike, vol * (1.0 + vol_shocks), tau)
-    out: FloatArray = rows.size[:, None] * (shocked - now)
+def _cached(
+    contracts: FloatArray,
+    cache: dict[tuple[float, ...], FloatArray],
+    kind: str,
+    compute: Callable[[FloatArray], FloatArray],
+) -> FloatArray:
+    """``compute(contracts)``, through ``cache`` while there are few distinct contracts."""
+    if len(contracts) > CACHED_CONTRACTS:
+        return compute(contracts)
+    tag = 0.0 if kind == "grid" else 1.0
+    keys = [(tag, *row) for row in contracts.tolist()]
+    missing = [i for i, key in enumerate(keys) if key not in cache]
+    if missing:
+        if len(cache) > 4 * CACHED_CONTRACTS:
+            cache.clear()
+        for i, row in zip(missing, compute(contracts[missing]), strict=True):
+            cache[keys[i]] = row
+    return np.array([cache[key] for key in keys]).reshape(len(keys), -1)
+
+
+def _unit_pnl(contracts: FloatArray, moves: FloatArray, vol_shocks: FloatArray) -> FloatArray:
+    """``BS(S(1+s), σ(1+v)) − BS(S, σ)`` of one unit of each contract (rows of ``(group,
+    spot, call, strike, vol, τ)``) per scenario column, USD, in chunks of rows."""
+    out = np.empty((len(contracts), moves.shape[1]))
+    for lo in range(0, len(contracts), OPTION_CHUNK_ROWS):
+        c = contracts[lo : lo + OPTION_CHUNK_ROWS]
+        call = c[:, 2:3] != 0
+        spot, strike, vol, tau = c[:, 1:2], c[:, 3:4], c[:, 4:5], c[:, 5:6]
+        now = price(call, spot, strike, vol, tau)
+        shocked = price(
+            call,
+            spot * (1.0 + moves[lo : lo + OPTION_CHUNK_ROWS]),
+            strike,
+            vol * (1.0 + vol_shocks),
+            tau,
+        )
+        out[lo : lo + len(c)] = shocked - now
     return out

@@ -64,6 +64,7 @@ class OptionInputRows:
     strike: FloatArray
     expiry: FloatArray
     vol: FloatArray
+    contract: IndexArray  # equal ids: same asset, right, strike, expiry and implied vol
 
     def __len__(self) -> int:
         return len(self.size)
@@ -81,6 +82,7 @@ class OptionInputRows:
             strike=f,
             expiry=f,
             vol=f,
+            contract=i,
         )
 
     def take(self, index: IndexArray) -> OptionInputRows:
@@ -113,16 +115,14 @@ def build_portfolio_vectors(
     scale: float,
     vol_shocks: Mapping[str, float] | None = None,
 ) -> PortfolioVectors:
-    """The vectors for the current prices; ``vol_shocks`` (asset → v) multiplies implied
-    volatilities by ``1 + v`` and widens the EWMA volatility likewise (stress)."""
+    """The vectors for the current prices; ``vol_shocks`` (asset → v) multiplies options'
+    implied volatilities by ``1 + v`` (stress; the caller shocks the EWMA estimate itself)."""
     shocks = dict(vol_shocks or {})
     groups = group_names(params, assets)
     group_ids = {g: i for i, g in enumerate(groups)}
     asset_ids = {a: i for i, a in enumerate(assets)}
     chain_ids = {c.name: i for i, c in enumerate(chains)}
-    volatility = {
-        a: p.volatility * (1.0 + shocks.get(a, 0.0)) for a, p in prices.items() if a in asset_ids
-    }
+    volatility = {a: p.volatility for a, p in prices.items() if a in asset_ids}
     ranges, sigma = scan_ranges(params, groups, volatility)
     return PortfolioVectors(
         groups=tuple(groups),
@@ -163,6 +163,7 @@ def option_rows(
         strike=options.strike,
         vol=options.vol * vectors.asset_vol_shock[options.asset],
         tau=(options.expiry - now) / YEAR_S,
+        contract=options.contract,
     )
 
 

@@ -289,6 +289,7 @@ class OptionTable:
         self.strike = np.ones(0, dtype=np.float64)
         self.expiry = np.zeros(0, dtype=np.float64)
         self.vol = np.ones(0, dtype=np.float64)
+        self.contract = np.zeros(0, dtype=np.intp)  # interned (asset, right, strike, expiry, vol)
         self.next = np.full(0, -1, dtype=np.int32)
 
     def reserve(self, extra: int) -> None:
@@ -305,4 +306,5 @@ class OptionTable:
         self.strike = grown(self.strike, capacity, 1.0)
         self.expiry = grown(self.expiry, capacity, 0.0)
         self.vol = grown(self.vol, capacity, 1.0)
+        self.contract = grown(self.contract, capacity, 0)
         self.next = grown(self.next, capacity, -1)

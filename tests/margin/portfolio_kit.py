@@ -91,11 +91,11 @@ class World:
     def book(self, account: str) -> oracle.Book:
         return self.books.setdefault(account, oracle.Book())
 
-    def hold(self, account: str, token: str, usd: float) -> None:
-        """A balance worth ``usd`` (at the asset's price; amount rounded to the token's 6
-        decimals, so ``usd`` should be exact at that precision)."""
+    def hold(self, account: str, token: str, usd: float, *, at: float | None = None) -> None:
+        """A balance worth ``usd`` at price ``at`` (the asset's price by default; amount
+        rounded to the token's 6 decimals, so ``usd`` should be exact at that precision)."""
         chain, _, asset, role = next(x for x in TOKENS if x[1] == token)
-        raw = round(usd / self.prices[asset] * 10**DECIMALS)
+        raw = round(usd / (at or self.prices[asset]) * 10**DECIMALS)
         self.engine.set_balance(account, chain, token, raw, 1)
         value = raw / 10**DECIMALS * self.prices[asset]
         self.book(account).holdings.append(
