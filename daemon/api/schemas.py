@@ -7,6 +7,7 @@ from __future__ import annotations
 from daemon.documents import account_document, float_text
 from daemon.store.records import AccountRecord, StoredBalance, StoredCycle
 from margin.model import Position
+from margin.options import OptionPosition
 
 
 def balance_line(balance: StoredBalance) -> dict[str, object]:
@@ -39,13 +40,29 @@ def position_document(position: Position) -> dict[str, object]:
     }
 
 
+def option_document(option: OptionPosition) -> dict[str, object]:
+    """A stored option line as ``PUT /v1/positions`` takes it (numbers as decimal strings)."""
+    return {
+        "kind": "option",
+        "asset": option.asset,
+        "chain": option.chain,
+        "size": float_text(option.size),
+        "right": option.right.value,
+        "strike": float_text(option.strike),
+        "expiry": option.expiry,
+        "implied_vol": float_text(option.implied_vol),
+    }
+
+
 def account_detail_document(record: AccountRecord) -> dict[str, object]:
-    """``/v1/accounts/{address}``: current state (null before any cycle), balances, positions."""
+    """``/v1/accounts/{address}``: current state (null before any cycle), balances, perps
+    (``positions``) and option lines (``options``)."""
     return {
         "account": record.account.lower(),
         "state": None if record.health is None else account_document(record.health),
         "balances": [balance_line(b) for b in record.balances],
         "positions": [position_document(p) for p in record.positions],
+        "options": [option_document(o) for o in record.options],
     }
 
 

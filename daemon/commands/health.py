@@ -25,6 +25,7 @@ from daemon.risk_inputs import (
     chain_input,
     engine_params,
     holdings,
+    portfolio,
     price_inputs,
     token_risks,
     watcher_tokens,
@@ -65,6 +66,8 @@ def evaluate(
             for s in snapshots
         ],
         params=engine_params(config),
+        portfolio=portfolio(config),
+        now=at,
     )
     engine.set_prices(price_inputs(prices.values()))
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.

@@ -22,6 +22,7 @@ from chains.watcher import Reading
 from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
+from daemon.store.options import read_options
 from daemon.store.outbox import id_chunks, id_matches
 from daemon.store.records import (
     AccountRecord,
@@ -51,6 +52,7 @@ from daemon.store.schema import (
 )
 from daemon.store.summary import Summary, read_summary
 from margin.model import Flag, Position
+from margin.options import OptionPosition
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -226,13 +228,15 @@ class StoreQueries(AsyncResource):
                     .order_by(positions.c.asset)
                 )
             ).all()
-        if health is None and not held and not posted:
+            written = await read_options(conn, address)
+        if health is None and not held and not posted and not written:
             return None
         return AccountRecord(
             account=address,
             health=None if health is None else health_from_row(health, self._quantum),
             balances=[from_row(StoredBalance, b) for b in held],
             positions=[position_from_row(p) for p in posted],
+            options=written,
         )
 
     async def health_flags(self) -> dict[str, Flag]:
@@ -416,6 +420,11 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
         )
         return [from_row(StoredPrice, row) for row in await self._rows(query)]
+
+    async def options(self, account: str | None = None) -> list[OptionPosition]:
+        """Stored option lines (of one account), ordered by account and key."""
+        async with self._reading(), self.engine.connect() as conn:
+            return await read_options(conn, account)
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""

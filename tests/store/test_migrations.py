@@ -27,13 +27,14 @@ TABLES = {
     "chain_cursors",
     "cycles",
     "health_transitions",
+    "options",
     "oracle_state",
     "positions",
     "price_history",
     "token_decimals",
 }
-LATER_TABLES: set[str] = set()
-"""Tables of revisions after 0003 (none yet): a downgrade below 0003 drops them too."""
+LATER_TABLES = {"options"}
+"""Tables of revisions after 0003: a downgrade below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
