@@ -69,6 +69,7 @@ class MarginEngine(OptionBook):
         *,
         price_shocks: Mapping[str, float] | None = None,
         vol_shocks: Mapping[str, float] | None = None,
+        weighted: bool = False,
     ) -> tuple[HealthTable, PortfolioResult | None]:
         """Every account valued as if each asset's price (and its band) moved by
         ``price_shocks[asset]`` (−0.3: 30 % down) and its volatility — options' implied vols
@@ -92,11 +93,13 @@ class MarginEngine(OptionBook):
             }
             self._vol_shocks = dict(vol_shocks or {})
             self._market = self._rebuild_market()
-            return self._evaluate_all()
+            return self._evaluate_all(weighted=weighted)
         finally:
             self._prices, self._market, self._vectors, self._vol_shocks = saved
 
-    def _evaluate_all(self) -> tuple[HealthTable, PortfolioResult | None]:
+    def _evaluate_all(
+        self, *, weighted: bool = False
+    ) -> tuple[HealthTable, PortfolioResult | None]:
         rows, n_rows = self._holdings, self._holdings.n
         buckets = self._buckets
         tiered = np.flatnonzero(rows.bucket[:n_rows] >= 0) if buckets.n else empty_index()
@@ -113,7 +116,8 @@ class MarginEngine(OptionBook):
         table = self._positions
         positions = table.select(slice(0, table.n), table.account[: table.n])
         n = len(self._accounts)
-        return self._evaluate(n, holdings, positions, self._option_rows(None))
+        options = self._option_rows(None)
+        return self._evaluate(n, holdings, positions, options, weighted=weighted)
 
     def recompute(self, accounts: Iterable[int] | IndexArray) -> IndexArray:
         """Evaluate only ``accounts`` (indices); return them sorted and de-duplicated."""
@@ -230,13 +234,15 @@ class MarginEngine(OptionBook):
         options: OptionInputRows,
         *,
         portfolio: bool = False,
+        weighted: bool = False,
     ) -> tuple[HealthTable, PortfolioResult | None]:
-        """The model's results; with ``portfolio`` the portfolio figures too (any model)."""
-        if self.is_portfolio or portfolio:
+        """The model's results; with ``portfolio`` the portfolio figures too (any model);
+        with ``weighted`` the flat-weight results even under ``portfolio``."""
+        if (self.is_portfolio and not weighted) or portfolio:
             table, result = evaluate_portfolio_accounts(
                 n, holdings, positions, options, self._market, self._vectors, self._now
             )
-            if self.is_portfolio:
+            if self.is_portfolio and not weighted:
                 return table, result
         else:
             result = None

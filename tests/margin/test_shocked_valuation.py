@@ -62,3 +62,13 @@ def test_bad_shocks_are_refused() -> None:
         world.engine.evaluate_under(price_shocks={"DOGE": -0.1})
     with pytest.raises(MarginInputError, match="must be > -1"):
         world.engine.evaluate_under(price_shocks={"ETH": -1.0})
+
+
+def test_a_portfolio_book_valued_with_flat_weights_equals_the_weighted_model() -> None:
+    portfolio, weighted = World(), World(model=MarginModel.WEIGHTED)
+    populate(portfolio)
+    populate(weighted)
+    as_weighted, _ = portfolio.engine.evaluate_under(weighted=True)
+    expected = weighted.engine.recompute_all()
+    for name, column in as_weighted.columns().items():
+        np.testing.assert_array_equal(column, getattr(expected, name), err_msg=name)
