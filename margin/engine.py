@@ -240,7 +240,14 @@ class MarginEngine(OptionBook):
         with ``weighted`` the flat-weight results even under ``portfolio``."""
         if (self.is_portfolio and not weighted) or portfolio:
             table, result = evaluate_portfolio_accounts(
-                n, holdings, positions, options, self._market, self._vectors, self._now
+                n,
+                holdings,
+                positions,
+                options,
+                self._market,
+                self._vectors,
+                self._now,
+                with_risk=portfolio,
             )
             if self.is_portfolio and not weighted:
                 return table, result

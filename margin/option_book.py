@@ -57,6 +57,7 @@ class OptionBook(MarginBook):
         if now == self._now:
             return empty_index()
         self._now = float(now)
+        self._vectors.market.units.clear()  # unit P&Ls depend on τ
         table = self._options
         live = table.account[: table.n][table.size[: table.n] != 0]
         accts = np.unique(live)

@@ -65,7 +65,7 @@ class OptionRows:
     strike: FloatArray
     vol: FloatArray
     tau: FloatArray
-    contract: IndexArray  # equal ids ⇒ equal (group, spot, right, strike, vol, τ)
+    contract: IndexArray  # equal ids ⇒ equal (group, spot, right, strike, vol, τ), see units
 
     def __len__(self) -> int:
         return len(self.size)
@@ -79,9 +79,11 @@ class OptionRows:
 class GroupMarket:
     """Per group: scan range, volatility, correlations; per chain: latency; the grid.
 
-    ``units`` caches each contract's unit P&L over the grid (and the latency grid) for as long
-    as this market lives: rebuilt with it on every price or status change, so an incremental
-    recompute after a balance change runs no Black–Scholes at all.
+    ``units`` caches each contract's unit P&L over the grid (and the latency grid), by contract
+    id, for as long as this market lives: rebuilt with it on every price or status change and
+    emptied when the clock moves (``OptionBook.set_clock``), so an incremental recompute after
+    a balance change runs no Black–Scholes at all. Contract ids must therefore name the same
+    contract for the market's lifetime (``OptionBook`` interns them).
     """
 
     ranges: FloatArray
@@ -92,7 +94,7 @@ class GroupMarket:
     scale: float  # value units per USD
     grid: Grid
     latency_moves: FloatArray
-    units: dict[tuple[float, ...], FloatArray] = field(default_factory=dict)
+    units: dict[Any, FloatArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,9 +133,15 @@ def aggregate(loss: FloatArray, rho: FloatArray) -> FloatArray:
 
 
 def evaluate_portfolio(
-    n: int, exposures: ExposureRows, options: OptionRows, market: GroupMarket
+    n: int,
+    exposures: ExposureRows,
+    options: OptionRows,
+    market: GroupMarket,
+    *,
+    with_risk: bool = True,
 ) -> PortfolioResult:
-    """Requirements and risk figures of ``n`` local accounts."""
+    """Requirements and risk figures of ``n`` local accounts (without ``with_risk`` the
+    greeks, VaR and ES are left at zero: health does not need them)."""
     n_groups = len(market.ranges)
     pairs = n * n_groups
     e_pair = exposures.account * n_groups + exposures.group
@@ -158,6 +166,7 @@ def evaluate_portfolio(
     if len(options):
         values = _by_pair(options.account, option_values(options, market.scale), n)
         _scan_options(options, o_pair, linear, shock.ravel(), market, loss, loss_lat)
+    if len(options) and with_risk:
         d, g, v = greeks(options.call, options.spot, options.strike, options.vol, options.tau)
         delta += _by_pair(o_pair, options.size * d * options.spot, pairs).reshape(n, n_groups)
         gamma += _by_pair(o_pair, options.size * g * options.spot**2 * GAMMA_MOVE, pairs).reshape(
@@ -166,9 +175,12 @@ def evaluate_portfolio(
         vega += _by_pair(o_pair, options.size * v * GAMMA_MOVE, pairs).reshape(n, n_groups)
     maintenance = aggregate(loss, market.rho)
     maintenance_lat = aggregate(loss_lat, market.rho)
-    spread = delta * market.sigma[None, :]
-    var_t = np.max(horizon, axis=1, initial=0.0) / YEAR_S
-    sigma_p = np.sqrt(np.maximum(np.einsum("ng,gh,nh->n", spread, market.rho, spread), 0.0) * var_t)
+    sigma_p = np.zeros(n)
+    if with_risk:
+        spread = delta * market.sigma[None, :]
+        var_t = np.max(horizon, axis=1, initial=0.0) / YEAR_S
+        quad = np.einsum("ng,gh,nh->n", spread, market.rho, spread)
+        sigma_p = np.sqrt(np.maximum(quad, 0.0) * var_t)
     return PortfolioResult(
         maintenance=maintenance,
         maintenance_latency=maintenance_lat,
@@ -245,7 +257,8 @@ def _scan_options(
     def scan_units(c: FloatArray) -> FloatArray:
         return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :])
 
-    unit = _cached(contracts, market.units, "grid", scan_units)
+    ids = rows.contract[first]
+    unit = _cached(contracts, ids.tolist(), market.units, scan_units)
     levels, level_of = np.unique(shock[sorted_pair], return_inverse=True)
     lat_id = contract_of * len(levels) + level_of.reshape(-1)
     _, lat_first, lat_of = np.unique(lat_id, return_index=True, return_inverse=True)
@@ -254,7 +267,10 @@ def _scan_options(
     def latency_units(c: FloatArray) -> FloatArray:
         return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
 
-    unit_lat = _cached(lat_contracts, market.units, "latency", latency_units)
+    lat_ids = list(
+        zip(ids[contract_of[lat_first]].tolist(), lat_contracts[:, 6].tolist(), strict=True)
+    )
+    unit_lat = _cached(lat_contracts, lat_ids, market.units, latency_units)
     size = rows.size[:, None] * market.scale
     scan = np.add.reduceat(np.rint(size * unit[contract_of]), starts, axis=0)
     scan_lat = np.add.reduceat(np.rint(size * unit_lat[lat_of.reshape(-1)]), starts, axis=0)
@@ -271,22 +287,22 @@ def _scan_options(
 
 def _cached(
     contracts: FloatArray,
-    cache: dict[tuple[float, ...], FloatArray],
-    kind: str,
+    keys: list[Any],
+    cache: dict[Any, FloatArray],
     compute: Callable[[FloatArray], FloatArray],
 ) -> FloatArray:
-    """``compute(contracts)``, through ``cache`` while there are few distinct contracts."""
+    """``compute(contracts)``, through ``cache`` (by ``keys``: contract ids, or (id, latency
+    shock)) while there are few distinct contracts."""
     if len(contracts) > CACHED_CONTRACTS:
         return compute(contracts)
-    tag = 0.0 if kind == "grid" else 1.0
-    keys = [(tag, *row) for row in contracts.tolist()]
-    missing = [i for i, key in enumerate(keys) if key not in cache]
+    found = [cache.get(key) for key in keys]
+    missing = [i for i, row in enumerate(found) if row is None]
     if missing:
         if len(cache) > 4 * CACHED_CONTRACTS:
             cache.clear()
         for i, row in zip(missing, compute(contracts[missing]), strict=True):
-            cache[keys[i]] = row
-    return np.array([cache[key] for key in keys]).reshape(len(keys), -1)
+            cache[keys[i]] = found[i] = row
+    return np.array(found).reshape(len(keys), -1)
 
 
 def _unit_pnl(contracts: FloatArray, moves: FloatArray, vol_shocks: FloatArray) -> FloatArray:

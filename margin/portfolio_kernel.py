@@ -224,8 +224,11 @@ def evaluate_portfolio_accounts(
     market: MarketVectors,
     vectors: PortfolioVectors,
     now: float,
+    *,
+    with_risk: bool = False,
 ) -> tuple[HealthTable, PortfolioResult]:
-    """Results of ``n`` local accounts under the portfolio model, and their risk figures."""
+    """Results of ``n`` local accounts under the portfolio model, and (``with_risk``) their
+    greeks, VaR and ES."""
     flags = np.zeros(n, dtype=np.uint8)
     token = holdings.token
     units = floor_clip_array(market.token_scale[token] * holdings.amount)
@@ -257,7 +260,11 @@ def evaluate_portfolio_accounts(
         ),
     )
     result = evaluate_portfolio(
-        n, exposures, option_rows(options, market, vectors, now), vectors.market
+        n,
+        exposures,
+        option_rows(options, market, vectors, now),
+        vectors.market,
+        with_risk=with_risk,
     )
     maintenance = ceil_units_array(result.maintenance.copy())
     maintenance_lat = ceil_units_array(result.maintenance_latency.copy())
