@@ -272,8 +272,8 @@ def _scan_options(
     )
     unit_lat = _cached(lat_contracts, lat_ids, market.units, latency_units)
     size = rows.size[:, None] * market.scale
-    scan = np.add.reduceat(np.rint(size * unit[contract_of]), starts, axis=0)
-    scan_lat = np.add.reduceat(np.rint(size * unit_lat[lat_of.reshape(-1)]), starts, axis=0)
+    scan = _pair_sums(unit[contract_of], size, starts)
+    scan_lat = _pair_sums(unit_lat[lat_of.reshape(-1)], size, starts)
     groups = len(market.ranges)
     g = pair_ids % groups
     e = linear[pair_ids][:, None]
@@ -283,6 +283,14 @@ def _scan_options(
     worst_lat = np.max(-total_lat, axis=1)
     np.put(loss, pair_ids, np.maximum(worst, 0.0))
     np.put(loss_lat, pair_ids, np.maximum(worst_lat, 0.0))
+
+
+def _pair_sums(per_row: FloatArray, size: FloatArray, starts: IndexArray) -> FloatArray:
+    """Rows' P&L (``size`` × unit P&L, rounded to whole units) summed per pair, in place."""
+    per_row *= size
+    np.rint(per_row, out=per_row)
+    out: FloatArray = np.add.reduceat(per_row, starts, axis=0)
+    return out
 
 
 def _cached(
