@@ -444,6 +444,30 @@ def crash_split(log: Path, move: Move) -> list[str]:
     return out
 
 
+class ProfiledDaemon(DaemonProcess):
+    """The daemon under cProfile (``--profile``): its stats are written to ``profile_path`` when
+    it stops (SIGTERM ends it cleanly). Slower than the plain daemon: for finding where the
+    time goes, never for the figures."""
+
+    def __init__(self, config_path: Path, log_path: Path, profile_path: Path) -> None:
+        super().__init__(config_path, log_path)
+        self.profile_path = profile_path
+        self.runs = 0
+
+    async def start(self) -> None:
+        self.runs += 1
+        out = self.profile_path.with_suffix(f".{self.runs}.prof")
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "cProfile", "-o", str(out)),
+            *("-m", "daemon.cli", "run", "-c", str(self.config_path), "--migrate"),
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -465,7 +489,11 @@ async def session(args: argparse.Namespace, w: World, workdir: Path) -> int:
         crashed = {a for i, a in enumerate(w.accounts) if flips_at_crash(i)}
         async with Keeper(broker.port, prefix) as keeper:
             await asyncio.sleep(0.5)  # subscribed before the daemon publishes anything
-            daemon = DaemonProcess(config, log)
+            daemon = (
+                DaemonProcess(config, log)
+                if args.profile is None
+                else ProfiledDaemon(config, log, args.profile)
+            )
             try:
                 cold_at, cold_s = await start_daemon(daemon, api)
                 await settle(log, cold_at)
@@ -581,6 +609,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--singles", type=int, default=DEFAULT_SINGLES, help="sentinel pairs")
     parser.add_argument("--api-poll-ms", type=float, default=DEFAULT_API_POLL_MS)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the daemon under cProfile, stats to PATH.1.prof (cold) and PATH.2.prof",
+    )
     args = parser.parse_args(argv)
     if args.accounts < 4 or args.rounds < 1 or args.singles < 1:
         parser.error("need at least 4 accounts, 1 round and 1 single")

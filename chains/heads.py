@@ -9,7 +9,6 @@ head goes backwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ import aiohttp
 
 from chains.blocks import BlockRef, HeadEvent, NewBlock, Reorg
 from core.errors import RetryableError
+from core.lifecycle import wait_event
 from core.redaction import redact_url
 from core.requester import Requester
 
@@ -182,8 +182,7 @@ class HeadTracker:
                 except RetryableError as exc:
                     self.last_error = str(exc)
                     log.warning("head_poll_failed chain=%s error=%s", self.chain, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                await wait_event(self._wake, self._poll_interval_s)
         finally:
             if ws_task is not None:
                 ws_task.cancel()

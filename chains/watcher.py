@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -136,12 +136,15 @@ class ChainWatcher:
         discover: bool,
         requester: Requester,
         override_code: bytes | None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.chain = chain
+        self._owns = owns
+        """Cluster mode: the accounts of this replica's shards only (listed or discovered)."""
         self._rpc = requester
         self._token_settings = list(tokens)
         self.tokens: dict[str, TokenInfo] = {}
-        self.accounts: set[str] = {a.lower() for a in accounts}
+        self.accounts: set[str] = {a.lower() for a in accounts if self.owns(a.lower())}
         self.discover = discover
         self.reader = BalanceReader(
             chain=chain.name,
@@ -173,6 +176,10 @@ class ChainWatcher:
         # (kept as they change: status is asked several times a second)
         self._read_pairs: dict[str, int] = {}
         self._failing: dict[str, set[str]] = {}
+
+    def owns(self, account: str) -> bool:
+        """True when ``account`` (lower-case) is this watcher's to read."""
+        return self._owns is None or self._owns(account)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -252,7 +259,7 @@ class ChainWatcher:
             for account in (seen.sender, seen.recipient):
                 if account == ZERO_ADDRESS:
                     continue
-                if self.discover and account not in self.accounts:
+                if self.discover and account not in self.accounts and self.owns(account):
                     self.accounts.add(account)
                     dirty.update((account, token) for token in self.tokens)
                 if account in self.accounts and seen.token in self.tokens:

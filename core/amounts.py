@@ -24,5 +24,16 @@ def plain_decimal(value: Decimal) -> str:
 
 
 def format_units(raw: int, decimals: int) -> str:
-    """Render ``raw / 10**decimals`` exactly, without trailing zeros (``"1.5"``, ``"0"``)."""
-    return plain_decimal(scaled(raw, decimals))
+    """Render ``raw / 10**decimals`` exactly, without trailing zeros (``"1.5"``, ``"0"``):
+    ``plain_decimal(scaled(raw, decimals))``, on the digits of the integer (a snapshot prints
+    one per balance; no ``Decimal`` is built)."""
+    if decimals < 0:
+        raise ValueError("decimals must be >= 0")
+    digits = str(abs(raw))
+    if decimals == 0:
+        return "0" if raw == 0 else ("-" if raw < 0 else "") + digits
+    digits = digits.rjust(decimals + 1, "0")
+    whole, fraction = digits[:-decimals], digits[-decimals:].rstrip("0")
+    if raw == 0:
+        return "0"
+    return ("-" if raw < 0 else "") + whole + ("." + fraction if fraction else "")

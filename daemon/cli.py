@@ -63,6 +63,12 @@ def _api_url(text: str) -> str:
     return text
 
 
+def _shock(text: str) -> tuple[str, float]:
+    from daemon.commands.stress import parse_shock
+
+    return parse_shock(text)
+
+
 def _version() -> str:
     try:
         return metadata.version("crossmargin")
@@ -117,6 +123,27 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--account", type=_address, default=None, help="only this account (any hex case)"
     )
+    stress = commands.add_parser(
+        "stress", help="one full pass like health, then the book under price/volatility shocks"
+    )
+    stress.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    stress.add_argument(
+        "--shock",
+        type=_shock,
+        action="append",
+        default=[],
+        metavar="ASSET=±N%",
+        help="move a price, e.g. ETH=-30%% (repeatable)",
+    )
+    stress.add_argument(
+        "--vol",
+        type=_shock,
+        action="append",
+        default=[],
+        metavar="ASSET=±N%",
+        help="move the volatility the engine uses, e.g. ETH=+50%% (repeatable)",
+    )
+    stress.add_argument("--json", action="store_true", help="the JSON document of POST /v1/stress")
     check = commands.add_parser(
         "check", help="validate the config and reach every RPC, token, price source, DB, broker"
     )
@@ -211,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             healths, snapshots = asyncio.run(health_pass(config))
             return print_health(healths, snapshots, as_json=args.json, account=args.account)
+        if args.command == "stress":
+            from daemon.commands.stress import run_stress_command
+
+            return run_stress_command(config, prices=args.shock, vols=args.vol, as_json=args.json)
         if args.command == "snapshot":
             from daemon.commands.snapshot import print_snapshot, take_snapshot
 

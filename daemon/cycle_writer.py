@@ -15,6 +15,11 @@ pending: the current health of every account whose stored row is out of date, th
 balances and the retained price rounds; the database derives transitions against what it
 has stored, so each lands exactly once.
 
+In cluster mode every write carries the ``fence`` of the shards the engine runs (their lease
+epochs); a write the database refuses because a lease moved on (``LeaseLost``) is dropped —
+its shard belongs to another replica now, which re-reads it — counted in ``stats.fenced`` and
+reported to ``on_fenced``, never retried.
+
 A database that stops answering without refusing (a black hole) costs the engine at most
 ``WRITE_WAIT_S`` once: the write goes on in the background, bounded by ``WRITE_TIMEOUT_S``,
 and the engine stages new events meanwhile; the running write takes them along when it
@@ -34,7 +39,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from core.errors import RetryableError
 from daemon.pending_writes import PendingWrites
 from daemon.store.engine import is_unavailable
-from daemon.store.records import StoredTransition
+from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.tiers import IndexArray
@@ -49,8 +54,8 @@ RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within t
 
 Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
 """Health rows and cycle context for the given engine rows (``None, None`` when empty)."""
-Written = Callable[[IndexArray, list[StoredTransition]], Awaitable[None]]
-"""Called after a successful write with the rows written and the transitions stored."""
+Written = Callable[[IndexArray, int], Awaitable[None]]
+"""Called after a successful write with the rows written and how many transitions it stored."""
 
 
 @dataclass(slots=True)
@@ -68,6 +73,8 @@ class WriterStats:
     writing_since: float | None = None
     """Unix time the write in flight started (``None``: none in flight)."""
     last_error: str | None = None
+    fenced: int = 0
+    """Writes the database refused because a shard's lease had moved on (cluster mode)."""
 
     def seconds_since_write(self, now: float | None = None) -> float:
         """Since the last successful write (or the start, before any)."""
@@ -93,6 +100,8 @@ class CycleWriter:
         write_wait_s: float = WRITE_WAIT_S,
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
+        fence: Fence | None = None,
+        on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
         self.store = store
         self.pending = PendingWrites() if pending is None else pending
@@ -106,6 +115,8 @@ class CycleWriter:
         self._lock = asyncio.Lock()  # one write at a time, batches taken in order
         self._failed = asyncio.Event()
         self._background: asyncio.Task[bool] | None = None
+        self.fence = fence
+        self._on_fenced = on_fenced
 
     @property
     def failing(self) -> bool:
@@ -180,8 +191,20 @@ class CycleWriter:
         try:
             async with asyncio.timeout(self._write_timeout_s):
                 transitions = await self.store.write_engine_cycle(
-                    balances=batch.balances, prices=batch.rounds, rows=rows, context=context
+                    balances=batch.balances,
+                    prices=batch.rounds,
+                    rows=rows,
+                    context=context,
+                    fence=self.fence,
                 )
+        except LeaseLost as exc:
+            # Not this replica's to write any more: dropped, not retried (the new owner
+            # re-reads the shard); the replica stops the shard's work (``on_fenced``).
+            self.stats.fenced += 1
+            log.warning("store_write_fenced shards=%s", ",".join(map(str, exc.shards)))
+            if self._on_fenced is not None:
+                self._on_fenced(exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must survive
             self.pending.put_back(batch)
             self._failure(exc, time.perf_counter() - started)

@@ -15,6 +15,7 @@ only from stored transitions, so they wait for the database too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -35,7 +36,8 @@ from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import AccountSignal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
-from daemon.store.records import StoredHealth, StoredTransition
+from daemon.store.fencing import Fence, LeaseLost
+from daemon.store.records import StoredHealth
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
@@ -107,8 +109,12 @@ class EngineLoop:
         status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
         events: EventRelay | None = None,
+        shard_of: Callable[[str], int] | None = None,
+        fence: Fence | None = None,
+        on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._shard_of = shard_of
         self.events = events
         self.metrics = metrics
         self._required_chains = set(required_chains)
@@ -135,7 +141,9 @@ class EngineLoop:
         self._valued = False  # a warm cycle has valued every account once
         self._valuation_stored = False  # ... and the store has that valuation
         self._writes = 0
-        self.writer = CycleWriter(store, build=self._batch, written=self._stored)
+        self.writer = CycleWriter(
+            store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
+        )
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
         like the event relay's wake-up: cheap, never awaited."""
@@ -263,10 +271,10 @@ class EngineLoop:
         )
         return self._rows(accounts), context
 
-    async def _stored(self, accounts: IndexArray, transitions: list[StoredTransition]) -> None:
-        """After a successful write: wake the event relay for the new transitions and publish
-        the retained state of the written accounts."""
-        self.stats.transitions += len(transitions)
+    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
+        """After a successful write: wake the event relay for the new transitions (how many
+        the write stored) and publish the retained state of the written accounts."""
+        self.stats.transitions += transitions
         if self._valued and not self.writer.pending:  # the valuation went with this write
             self._valuation_stored = True
         if transitions and self.events is not None:
@@ -354,6 +362,8 @@ class EngineLoop:
         subset = self.engine.results.select(changed)
         names = [accounts[i] for i in changed.tolist()]
         rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
+        if self._shard_of is not None:  # cluster mode: each transition names its shard
+            rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
         flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
         self._breakdowns = {}
         for i in flagged.tolist():

@@ -190,6 +190,27 @@ class Metrics:
             buckets=HTTP_BUCKETS_S,
             registry=r,
         )
+        self.store_write_in_flight = Gauge(
+            "crossmargin_store_write_in_flight",
+            "1 while an engine write is sent and not answered yet.",
+            registry=r,
+        )
+        self.cluster_leases_held = Gauge(
+            "crossmargin_cluster_leases_held",
+            "Shard leases this replica holds (cluster mode; 0 otherwise).",
+            registry=r,
+        )
+        self.cluster_takeovers = Counter(
+            "crossmargin_cluster_takeovers",
+            "Shard leases taken over from another replica whose lease had expired.",
+            registry=r,
+        )
+        self.cluster_fencing_rejections = Counter(
+            "crossmargin_cluster_fencing_rejections",
+            "Writes and outbox claims the database refused because the lease had moved on.",
+            ["kind"],
+            registry=r,
+        )
         self.store_pending_accounts = Gauge(
             "crossmargin_store_pending_accounts",
             "Accounts whose stored health row is out of date (written once the store answers).",
@@ -332,6 +353,7 @@ class Metrics:
         self._store_dropped_rounds.observe((), pending.dropped_rounds)
         self._store_write_failures.observe((), stats.failures)
         self.store_write_failing.set(1 if stats.failing_since is not None else 0)
+        self.store_write_in_flight.set_function(lambda: 0 if stats.writing_since is None else 1)
         # Computed when scraped, so it keeps growing between observations.
         self.store_seconds_since_write.set_function(stats.seconds_since_write)
 

@@ -6,12 +6,19 @@ engine loop recomputes, persists and publishes retained state; the event relay p
 stored transitions as MQTT events; the HTTP API serves keepers from the store.
 SIGTERM/SIGINT stop the intake, let the engine flush what is queued and the relay publish what
 is stored within a grace period, publish ``offline`` on MQTT and return.
+
+Cluster mode (``cluster.enabled``): the watchers, the engine loop and the event relay form a
+*pipeline* for the accounts of the shards this replica leases (``daemon.cluster``); the oracle,
+the chain-status task, MQTT and the API stay up throughout. When the held set must change (a
+lease lost, replicas joining or leaving) the pipeline is stopped, what it holds is written and
+published, the leases are rebalanced and a new pipeline starts from the stored state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -21,8 +28,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from chains.rpc import RpcPool
 from chains.watcher import ChainWatcher
 from core.errors import CrossmarginError, NonRetryableError
+from core.lifecycle import within
 from daemon.api.app import ApiServer
 from daemon.api.positions import PositionMarkets
+from daemon.cluster.member import ClusterMember
+from daemon.cluster.replica import join_cluster, poll_positions
+from daemon.cluster.shards import ShardMap
+from daemon.cluster.state import owned_state
 from daemon.config.model import Config
 from daemon.cycle_writer import CycleWriter
 from daemon.documents import chain_document, price_document
@@ -41,6 +53,7 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.store.fencing import LeaseLost
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
@@ -49,6 +62,8 @@ from daemon.supervisor import Supervisor
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
 from margin.model import ChainInput, Flag
+from margin.scenario import ScenarioBook
+from oracles.model import AssetPrice
 from oracles.service import OracleService
 
 log = logging.getLogger(__name__)
@@ -75,6 +90,11 @@ class Daemon:
         self._chain_inputs: dict[str, ChainInput] = {}
         self._unvalued: list[tuple[str, str]] = []  # (chain, token) with unknown decimals
         self._started = time.time()
+        self.member: ClusterMember | None = None
+        self.shard_map = ShardMap(config.cluster.shards)
+        self._status_sent: set[str] = set()  # chains whose status the current engine got
+        self._last_prices: dict[str, AssetPrice] = {}
+        self._api: ApiServer | None = None
 
     # -- DaemonView -----------------------------------------------------------------------
 
@@ -145,9 +165,13 @@ class Daemon:
                     )
         return documents
 
+    def stress_book(self) -> ScenarioBook | None:
+        """The engine's book, frozen now, for ``POST /v1/stress`` (``None`` before it starts)."""
+        return None if self.loop is None else self.loop.engine.snapshot()
+
     async def position_changed(self, account: str) -> None:
-        """Recompute ``account`` after the API replaced its positions."""
-        if self.loop is not None:
+        """Recompute ``account`` after the API replaced its positions (if it is ours)."""
+        if self.loop is not None and self.shard_map.owns(account):
             await self.loop.queue.put(PositionsChanged(account.lower()))
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -162,7 +186,9 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             store = await HealthStore.open(url, value_decimals=config.margin.value_decimals)
             stack.push_async_callback(store.close)
-            state = await store.load_state()
+            if config.cluster.enabled:
+                await self._join_cluster(store)
+            state = owned_state(await store.load_state(), self.shard_map.owns)
             for chain in config.chains:
                 pool = chain_pool(chain)
                 self.pools[chain.name] = await stack.enter_async_context(pool)
@@ -177,15 +203,12 @@ class Daemon:
                 build_oracle_service(config, dict(self.pools), resume=resume)
             )
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt))
-            self.events = EventRelay(
-                store=store, publisher=publisher, batch=config.mqtt.max_pending
-            )
-            self.loop = self._engine_loop(store, publisher, state, self.events)
+            self._pipeline(store, publisher, state)
             # The API reads on a pool of its own with short timeouts: 503, never a hang.
             api_queries = await stack.enter_async_context(
                 StoreQueries.for_api(url, value_decimals=config.margin.value_decimals)
             )
-            api = await stack.enter_async_context(
+            self._api = await stack.enter_async_context(
                 ApiServer(
                     queries=api_queries,
                     store=store,
@@ -193,15 +216,65 @@ class Daemon:
                     settings=config.api,
                     metrics=self.metrics,
                     markets=PositionMarkets.from_config(config),
+                    cluster_ttl_s=None if self.member is None else self.member.ttl_s,
                 )
             )
-            self.loop.transition_listeners.append(api.hub.wake)  # the HTTP event stream
+            self._listen_transitions()
             log.info("daemon_started chains=%d assets=%d", len(config.chains), len(config.assets))
-            await self._run_components(stop, publisher)
+            await self._run_components(stop, publisher, store)
+            if self.member is not None:
+                await self._leave_cluster()
             log.info("daemon_stopped")
 
+    async def _join_cluster(self, store: HealthStore) -> None:
+        """Join the lease table and take this replica's first shards."""
+        self.member = await join_cluster(
+            store, self.config.cluster, url=self.config.database_url or "", metrics=self.metrics
+        )
+        self.shard_map = ShardMap(self.config.cluster.shards, self.member.held)
+
+    async def _leave_cluster(self) -> None:
+        """Written and published: hand the leases over at once. If the database does not
+        answer, they expire by themselves within a TTL."""
+        assert self.member is not None
+        try:
+            async with asyncio.timeout(self.member.ttl_s):
+                await self.member.leave()
+        except (CrossmarginError, TimeoutError) as exc:
+            log.warning("cluster_leave_failed error=%s leases expire by themselves", exc)
+
+    def _pipeline(self, store: HealthStore, publisher: MqttPublisher, state: StoredState) -> None:
+        """The event relay and the engine loop for the shards held now (every account
+        outside cluster mode); the watchers are built by the caller."""
+        member = self.member
+        fence = None if member is None else member.fence()
+        self.events = EventRelay(
+            store=store,
+            publisher=publisher,
+            batch=self.config.mqtt.max_pending,
+            fence=fence,
+            may_publish=None if member is None else member.valid,
+            on_fenced=None if member is None else functools.partial(self._fenced, "outbox"),
+        )
+        self.loop = self._engine_loop(store, publisher, state, self.events)
+        self._status_sent = set()
+        if self._last_prices:  # the oracle's latest round, for the new engine's warm-up
+            self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices)))
+
+    def _fenced(self, kind: str, exc: LeaseLost) -> None:
+        """A write (``cycle``) or an outbox claim (``outbox``) was refused: count it, and stop
+        the shard's work."""
+        self.metrics.cluster_fencing_rejections.labels(kind).inc()
+        if self.member is not None:
+            self.member.lost(exc)
+
+    def _listen_transitions(self) -> None:
+        if self._api is not None and self.loop is not None:
+            self.loop.transition_listeners.append(self._api.hub.wake)  # the HTTP event stream
+
     def _watcher(self, chain: str, state: StoredState) -> ChainWatcher:
-        watcher = build_watcher(self.config, self.config.chain(chain), self.pools[chain])
+        owns = None if self.member is None else self.shard_map.owns
+        watcher = build_watcher(self.config, self.config.chain(chain), self.pools[chain], owns=owns)
         stored = state.balances.get(chain, {})
         watcher.accounts.update(account for account, _ in stored)
         cursor = state.cursors.get(chain)
@@ -217,7 +290,7 @@ class Daemon:
 
         async def setup(watcher: ChainWatcher) -> None:
             try:
-                await asyncio.wait_for(watcher.setup(), SETUP_TIMEOUT_S)
+                await within(watcher.setup(), SETUP_TIMEOUT_S)
             except NonRetryableError:
                 raise
             except (CrossmarginError, TimeoutError) as exc:
@@ -274,55 +347,123 @@ class Daemon:
             # store (and publish) STALE_CHAIN and back for every account on each start.
             status_chains=[c.name for c in config.chains],
             events=events,
+            shard_of=None if self.member is None else self.shard_map.shard,
+            fence=None if self.member is None else self.member.fence(),
+            on_fenced=None if self.member is None else functools.partial(self._fenced, "cycle"),
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)
         loop.seed_options(state.options)
         return loop
 
-    async def _run_components(self, stop: asyncio.Event, publisher: MqttPublisher) -> None:
+    async def _run_components(
+        self, stop: asyncio.Event, publisher: MqttPublisher, store: HealthStore
+    ) -> None:
+        """The oracle, chain status (and lease renewals) for the whole run; the pipeline
+        (watchers, engine, event relay) until ``stop`` — in cluster mode, until the held set
+        must change, then again on the new set."""
+        async with asyncio.TaskGroup() as tasks:
+            lasting = [
+                self.supervisor.spawn(tasks, "oracle", lambda: self._feed_prices(publisher)),
+                self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher)),
+            ]
+            if self.member is not None:
+                lasting.append(self.supervisor.spawn(tasks, "leases", self.member.run))
+                member = self.member
+                lasting.append(
+                    self.supervisor.spawn(
+                        tasks,
+                        "positions",
+                        lambda: poll_positions(store, member, self.position_changed),
+                    )
+                )
+            while True:
+                await self._run_pipeline(stop)
+                await self._flush_pipeline()
+                if stop.is_set() or not await self._next_pipeline(store, publisher, stop):
+                    break
+            for task in lasting:
+                task.cancel()
+
+    async def _run_pipeline(self, stop: asyncio.Event) -> None:
+        """Run the current pipeline until ``stop`` or a change of the held shards."""
         assert self.loop is not None
         assert self.events is not None
         loop, events = self.loop, self.events
         async with asyncio.TaskGroup() as tasks:
-            intake = [
-                self.supervisor.spawn(tasks, f"watch:{name}", self._watch_factory(w))
+            running = [
+                self.supervisor.spawn(tasks, f"watch:{name}", self._watch_factory(w, loop))
                 for name, w in self.watchers.items()
             ]
-            intake.append(
-                self.supervisor.spawn(tasks, "oracle", lambda: self._feed_prices(publisher))
-            )
-            intake.append(
-                self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher))
-            )
             # Whatever a previous run stored and did not get acknowledged goes out first.
-            relay = self.supervisor.spawn(tasks, "events", events.run)
-            engine = self.supervisor.spawn(tasks, "engine", loop.run)
-            await stop.wait()
-            log.info("daemon_stopping grace_s=%s", SHUTDOWN_GRACE_S)
-            for task in intake:
+            running.append(self.supervisor.spawn(tasks, "events", events.run))
+            running.append(self.supervisor.spawn(tasks, "engine", loop.run))
+            waits = [asyncio.ensure_future(stop.wait())]
+            if self.member is not None:
+                waits.append(asyncio.ensure_future(self.member.changed.wait()))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+            if stop.is_set():
+                log.info("daemon_stopping grace_s=%s", SHUTDOWN_GRACE_S)
+            else:
+                log.info("pipeline_stopping reason=shards_changed")
+            for task in running:
                 task.cancel()
-            engine.cancel()
-            relay.cancel()
-        # Intake is stopped: flush what is queued and publish what is stored (bounded), then
-        # the stack closes MQTT (publishing offline), the API and the store. Events the grace
-        # does not cover stay in the outbox and go out at the next start.
+
+    async def _flush_pipeline(self) -> None:
+        """Intake is stopped: flush what is queued and publish what is stored (bounded).
+        Events the grace does not cover stay in the outbox and go out at the next start (or
+        from the shard's next owner)."""
+        assert self.loop is not None
+        assert self.events is not None
+        loop, events = self.loop, self.events
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         try:
-            await asyncio.wait_for(loop.drain(), SHUTDOWN_GRACE_S)
-            await asyncio.wait_for(events.drain(), max(0.0, deadline - time.monotonic()))
+            await within(loop.drain(), SHUTDOWN_GRACE_S)
+            await within(events.drain(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
                 "shutdown_flush_timeout pending=%d events_pending=%d",
                 loop.queue.qsize(),
                 events.stats().pending,
             )
+        except LeaseLost as exc:  # the relay's claim: nothing of those shards is ours now
+            self._fenced("outbox", exc)
 
-    def _watch_factory(self, watcher: ChainWatcher) -> Callable[[], Awaitable[None]]:
+    async def _next_pipeline(
+        self, store: HealthStore, publisher: MqttPublisher, stop: asyncio.Event
+    ) -> bool:
+        """Rebalance the leases (the old pipeline's state is written) and build the pipeline
+        of the new set from the stored state; False when ``stop`` came meanwhile."""
+        assert self.member is not None
+        while True:
+            try:
+                await self.member.rebalance()
+                state = await store.load_state()
+                break
+            except (CrossmarginError, TimeoutError) as exc:  # the database is away: wait
+                log.warning("cluster_rebalance_failed error=%s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.member.ttl_s / 3)
+                if stop.is_set():
+                    return False
+        self.shard_map = ShardMap(self.config.cluster.shards, self.member.held)
+        state = owned_state(state, self.shard_map.owns)
+        self.watchers = {name: self._watcher(name, state) for name in self.watchers}
+        await self._setup_watchers()
+        self._pipeline(store, publisher, state)
+        self._listen_transitions()
+        return True
+
+    def _watch_factory(
+        self, watcher: ChainWatcher, loop: EngineLoop
+    ) -> Callable[[], Awaitable[None]]:
         async def watch() -> None:
-            assert self.loop is not None
             async for update in watcher.updates():
-                await self.loop.queue.put(update)
+                await loop.queue.put(update)
 
         return watch
 
@@ -330,6 +471,7 @@ class Daemon:
         assert self.oracle is not None
         assert self.loop is not None
         async for prices in self.oracle.rounds():
+            self._last_prices.update(prices)
             await self.loop.queue.put(PricesChanged(prices))
             self.metrics.observe_oracle(prices.values())
             for asset, price in prices.items():
@@ -340,7 +482,6 @@ class Daemon:
         (on change); every ``PUBLISH_EVERY`` rounds (1 s): chain status to MQTT and metrics,
         and the account/MQTT/cycle gauges."""
         assert self.loop is not None
-        sent: set[str] = set()  # chains whose status the engine got since it was first read
         for round_no in itertools.count():
             publish = round_no % PUBLISH_EVERY == 0
             changed = []
@@ -361,11 +502,11 @@ class Daemon:
                     != (current.stale, current.sequencer_down)
                     # Once read, a chain's status goes to the engine even if unchanged: the
                     # engine waits for it before its first valuation.
-                    or (name not in sent and current.last_block is not None)
+                    or (name not in self._status_sent and current.last_block is not None)
                 ):
                     changed.append(current)
                     if current.last_block is not None:
-                        sent.add(name)
+                        self._status_sent.add(name)
                 self._chain_inputs[name] = current
                 if publish:
                     publisher.set_chain_status(name, chain_document(status, sequencer=sequencer))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from chains.contracts import multicall3_runtime
 from chains.rpc import DEFAULT_MAX_ATTEMPTS, RpcPool
@@ -61,8 +61,15 @@ def chain_pool(
     )
 
 
-def build_watcher(config: Config, chain: ChainConfig, pool: RpcPool) -> ChainWatcher:
-    """A watcher for ``chain`` with the config's tokens and accounts."""
+def build_watcher(
+    config: Config,
+    chain: ChainConfig,
+    pool: RpcPool,
+    *,
+    owns: Callable[[str], bool] | None = None,
+) -> ChainWatcher:
+    """A watcher for ``chain`` with the config's tokens and accounts (those ``owns`` accepts,
+    in cluster mode: the accounts of this replica's shards)."""
     override = multicall3_runtime() if chain.use_state_override else None
     return ChainWatcher(
         chain=chain,
@@ -71,6 +78,7 @@ def build_watcher(config: Config, chain: ChainConfig, pool: RpcPool) -> ChainWat
         discover=config.discover_accounts,
         requester=pool,
         override_code=override,
+        owns=owns,
     )
 
 

@@ -39,6 +39,7 @@ from margin.portfolio_kernel import (
 )
 from margin.risk import AccountRisk, account_risk
 from margin.rows import gather, walk
+from margin.scenario import BookSnapshot
 from margin.tiers import IndexArray
 
 FULL_RECOMPUTE_FRACTION = 0.1
@@ -97,24 +98,67 @@ class MarginEngine(OptionBook):
         finally:
             self._prices, self._market, self._vectors, self._vol_shocks = saved
 
-    def _evaluate_all(
-        self, *, weighted: bool = False
-    ) -> tuple[HealthTable, PortfolioResult | None]:
+    def snapshot(self) -> BookSnapshot:
+        """A frozen copy of every account's inputs (``margin.scenario``): what a stress pass
+        evaluates at shocked prices, in any thread, while this engine keeps changing.
+
+        Only what changes in place is copied (amounts, read flags, positions); row keys and
+        buckets are written once when a row is appended and shared. The engine's current
+        results come along when no account is dirty (they are then exactly a fresh pass's).
+        """
+        holdings, positions = self._all_rows(frozen=True)
+        n = len(self._accounts)
+        clean = len(self.dirty_accounts()) == 0
+        return BookSnapshot(
+            accounts=self._accounts.ids,
+            n=n,
+            assets=tuple(self._assets),
+            prices=dict(self._prices),
+            chains=tuple(self._chains.values()),
+            tokens=tuple(self._token_list),
+            token_group=self._token_group,
+            params=self.params,
+            holdings=holdings,
+            positions=positions,
+            collateral_tiers=self._collateral_tiers,
+            mmr_tiers=self._mmr_tiers,
+            current_table=self.results.select(slice(0, n)) if clean else None,
+            options=self._option_rows(None).take(np.arange(self._options.n, dtype=np.intp)),
+            portfolio=self.portfolio,
+            now=self._now,
+        )
+
+    def _all_rows(self, *, frozen: bool) -> tuple[HoldingRows, PositionRows]:
+        """Every holding and position row; ``frozen``: copies of the columns that change in
+        place, so later inputs do not show through."""
         rows, n_rows = self._holdings, self._holdings.n
         buckets = self._buckets
         tiered = np.flatnonzero(rows.bucket[:n_rows] >= 0) if buckets.n else empty_index()
+        amount, flags = rows.amount[:n_rows], rows.flags[:n_rows]
         holdings = HoldingRows(
             key=rows.key[:n_rows],
             token=rows.token[:n_rows],
-            amount=rows.amount[:n_rows],
-            flags=rows.flags[:n_rows],
+            amount=amount.copy() if frozen else amount,
+            flags=flags.copy() if frozen else flags,
             tiered=tiered,
             bucket=rows.bucket[tiered],
             bucket_account=buckets.account[: buckets.n],
             bucket_schedule=buckets.group[: buckets.n],
         )
         table = self._positions
-        positions = table.select(slice(0, table.n), table.account[: table.n])
+        every = slice(0, table.n)
+        positions = table.select(every, table.account[every])
+        if frozen:
+            positions = PositionRows(
+                **{f: getattr(positions, f).copy() for f in PositionRows.__dataclass_fields__}
+            )
+        return holdings, positions
+
+    def _evaluate_all(
+        self, *, weighted: bool = False
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Every account's results, nothing stored."""
+        holdings, positions = self._all_rows(frozen=False)
         n = len(self._accounts)
         options = self._option_rows(None)
         return self._evaluate(n, holdings, positions, options, weighted=weighted)

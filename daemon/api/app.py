@@ -30,6 +30,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from core.lifecycle import AsyncResource
+from daemon.api.cluster_route import ClusterRoute
 from daemon.api.dashboard import Dashboard
 from daemon.api.errors import (
     INTERNAL_ERROR,
@@ -44,6 +45,7 @@ from daemon.api.routes import KeeperRoutes
 from daemon.api.server import UNREAD_BODY_LINGER_S, KeeperRunner
 from daemon.api.stream import StreamHub
 from daemon.api.stream_route import event_stream
+from daemon.api.stress import StressRoutes
 from daemon.api.view import DaemonView
 from daemon.config.model import ApiConfig
 from daemon.logs import log_safe
@@ -139,8 +141,10 @@ def build_app(
     settings: ApiConfig,
     metrics: Metrics,
     markets: PositionMarkets,
+    cluster_ttl_s: float | None = None,
 ) -> web.Application:
-    """The aiohttp application: every route, the JSON error middleware, the body limit."""
+    """The aiohttp application: every route, the JSON error middleware, the body limit.
+    ``cluster_ttl_s``: ``cluster.lease_ttl_s`` in cluster mode (``/v1/cluster``)."""
     app = web.Application(
         middlewares=[_error_middleware(metrics)], client_max_size=settings.max_body_bytes
     )
@@ -154,7 +158,11 @@ def build_app(
         spec=build_spec(markets),
     )
     routes.register(app.router)
+    StressRoutes(view=view, markets=markets, body_timeout_s=settings.body_timeout_s).register(
+        app.router
+    )
     Dashboard(queries).register(app.router)
+    ClusterRoute(queries, cluster_ttl_s).register(app.router)
     hub = StreamHub(
         queries=queries,
         view=view,
@@ -206,6 +214,7 @@ class ApiServer(AsyncResource):
         metrics: Metrics,
         markets: PositionMarkets,
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+        cluster_ttl_s: float | None = None,
     ) -> None:
         self.app = build_app(
             queries=queries,
@@ -214,6 +223,7 @@ class ApiServer(AsyncResource):
             settings=settings,
             metrics=metrics,
             markets=markets,
+            cluster_ttl_s=cluster_ttl_s,
         )
         self.hub = self.app[HUB_KEY]
         """The event stream's hub: ``hub.wake()`` after each stored cycle with transitions."""

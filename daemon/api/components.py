@@ -397,7 +397,44 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
             }
         ),
         "Liveness": _object({"status": {"type": "string", "enum": ["ok"]}}),
+        **cluster_schemas(),
         **summary_schemas(),
+    }
+
+
+def cluster_schemas() -> dict[str, Schema]:
+    """``GET /v1/cluster``'s document."""
+    shard: Schema = {"type": "integer", "minimum": 0}
+    seconds: Schema = {"type": "number", "description": "Unix seconds (database clock)."}
+    return {
+        "Cluster": _object(
+            {
+                "enabled": {"type": "boolean"},
+                "now": _null(seconds),
+                "replicas": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "id": {"type": "string"},
+                            "last_seen": seconds,
+                            "alive": {"type": "boolean"},
+                            "shards": {"type": "array", "items": shard},
+                        }
+                    ),
+                },
+                "shards": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "shard": shard,
+                            "owner": _null({"type": "string"}),
+                            "epoch": {"type": "integer", "minimum": 0},
+                            "expires_at": _null(seconds),
+                        }
+                    ),
+                },
+            }
+        )
     }
 
 

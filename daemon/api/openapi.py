@@ -20,6 +20,7 @@ from daemon.api.dashboard import (
     MIN_WINDOW_S,
 )
 from daemon.api.positions import PositionMarkets
+from daemon.api.stress import stress_paths, stress_schemas
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "crossmargin keeper API"
@@ -183,6 +184,12 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
             "Every chain's head, last block read, lag, reorgs and RPC endpoints.",
             {"200": _json("ChainList", "Chains in config order.")},
         ),
+        "/v1/cluster": _get(
+            "Cluster mode: the replicas (with the shards each holds) and every shard's lease "
+            "(owner, epoch, expiry; database clock). Any replica answers for all; "
+            '"enabled": false with empty lists when cluster mode is off.',
+            {"200": _json("Cluster", "Replicas and leases."), "503": STORE_UNAVAILABLE},
+        ),
         "/v1/summary": _get(
             "Accounts by flag now and over time, the health histogram and latency-risky "
             "accounts by chain (what the dashboard at / shows).",
@@ -240,6 +247,7 @@ def paths(markets: PositionMarkets) -> dict[str, Schema]:
                 }
             ],
         ),
+        **stress_paths(markets, {"400": BAD_REQUEST, "error": _error("")}),
         "/healthz": _get("Liveness.", {"200": _json("Liveness", "The process answers.")}),
         "/readyz": _get(
             "Readiness: every chain and every asset read at least once, no token whose reads "
@@ -289,7 +297,7 @@ def build_spec(markets: PositionMarkets) -> dict[str, Any]:
         },
         "paths": paths(markets),
         "components": {
-            "schemas": component_schemas(markets),
+            "schemas": {**component_schemas(markets), **stress_schemas(markets)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

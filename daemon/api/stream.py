@@ -22,13 +22,13 @@ that commits later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from core.lifecycle import wait_event, within
 from daemon.api import sse
 from daemon.api.errors import ApiError
 from daemon.api.view import DaemonView
@@ -102,7 +102,7 @@ class StreamClient:
     async def next(self, timeout_s: float) -> StreamItem | None:
         """The next item, or ``None`` after ``timeout_s`` of nothing (time for a heartbeat)."""
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            item = await within(self._queue.get(), timeout_s)
         except TimeoutError:
             return None
         if isinstance(item, Batch):
@@ -198,7 +198,7 @@ class StreamHub:
     async def read_outbox(self, after: int, limit: int, timeout_s: float) -> list[OutboxEntry]:
         """Up to ``limit`` stored transitions after ``after``, published or not (a client's
         catch-up); ``TimeoutError`` if the database takes longer than ``timeout_s``."""
-        return await asyncio.wait_for(
+        return await within(
             self.queries.outbox(limit=limit, after_id=after, unpublished_only=False), timeout_s
         )
 
@@ -224,8 +224,7 @@ class StreamHub:
                         self._offer_status()
             except Exception:  # a bug here must not end every stream for good: log, go on
                 log.exception("stream_hub_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(self._poll_s, self._status_s))
+            await wait_event(self._wake, min(self._poll_s, self._status_s))
 
     async def pump(self) -> None:
         """Offer every transition stored after ``cursor`` (the first read only sets it)."""
@@ -258,7 +257,7 @@ class StreamHub:
             self._failing_since = None
 
     async def _read(self, read: Awaitable[T]) -> T:
-        return await asyncio.wait_for(read, STORE_READ_TIMEOUT_S)
+        return await within(read, STORE_READ_TIMEOUT_S)
 
     def _store_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

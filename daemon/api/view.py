@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from margin.scenario import ScenarioBook
+
 
 class DaemonView(Protocol):
     """The running daemon as the API sees it."""
@@ -33,6 +35,11 @@ class DaemonView(Protocol):
     def read_failures(self) -> list[dict[str, object]]:
         """Tokens whose latest read failed for some watched account:
         ``{"chain", "token", "failed", "watched"}`` each (empty: every read succeeds)."""
+        ...
+
+    def stress_book(self) -> ScenarioBook | None:
+        """A frozen snapshot of the live engine's book for stress passes
+        (``MarginEngine.snapshot``), or ``None`` before the engine starts."""
         ...
 
     async def position_changed(self, account: str) -> None:

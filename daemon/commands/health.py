@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
@@ -39,20 +40,30 @@ from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
 
+@dataclass(frozen=True, slots=True)
+class MarketPass:
+    """One balance snapshot of every chain and one oracle round, taken together at ``at``."""
+
+    snapshots: list[ChainSnapshot]
+    prices: dict[str, AssetPrice]
+    sequencers: dict[str, SequencerStatus | None]
+    at: float
+
+
 def _money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def evaluate(
+def build_engine(
     config: Config,
     snapshots: Sequence[ChainSnapshot],
     prices: dict[str, AssetPrice],
     sequencers: Mapping[str, SequencerStatus | None],
     *,
     at: float,
-) -> list[StoredHealth]:
-    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
-    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
+) -> MarginEngine:
+    """The engine over one snapshot and one oracle round, as the daemon builds it, evaluated;
+    options (none in a one-shot pass) would be valued at ``at``."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -73,7 +84,22 @@ def evaluate(
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     for watcher in watchers:  # a watcher reads only configured tokens
         engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
-    table = engine.recompute_all()
+    engine.recompute_all()
+    return engine
+
+
+def evaluate(
+    config: Config,
+    snapshots: Sequence[ChainSnapshot],
+    prices: dict[str, AssetPrice],
+    sequencers: Mapping[str, SequencerStatus | None],
+    *,
+    at: float,
+) -> list[StoredHealth]:
+    """Run the engine over one snapshot and one oracle round, as the daemon does; return every
+    account's state with its breakdown (``daemon.documents.engine_state``) as of ``at``."""
+    engine = build_engine(config, snapshots, prices, sequencers, at=at)
+    table = engine.results
     decimals = config.margin.value_decimals
     return [
         engine_state(
@@ -103,13 +129,19 @@ def ranked(healths: Sequence[StoredHealth]) -> list[StoredHealth]:
     )
 
 
-async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
-    """Snapshot balances and run one oracle round concurrently, then the engine."""
+async def market_pass(config: Config) -> MarketPass:
+    """Snapshot balances and run one oracle round concurrently."""
     async with open_oracle(config) as oracle:
         snapshots, prices = await asyncio.gather(take_snapshot(config), oracle.run_round())
         now = time.time()
         sequencers = {c.name: oracle.sequencer_status(c.name, now) for c in config.chains}
-    return evaluate(config, snapshots, prices, sequencers, at=now), snapshots
+    return MarketPass(snapshots=snapshots, prices=prices, sequencers=sequencers, at=now)
+
+
+async def health_pass(config: Config) -> tuple[list[StoredHealth], list[ChainSnapshot]]:
+    """Snapshot balances and run one oracle round concurrently, then the engine."""
+    m = await market_pass(config)
+    return evaluate(config, m.snapshots, m.prices, m.sequencers, at=m.at), m.snapshots
 
 
 def print_health(

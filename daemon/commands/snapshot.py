@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _text  # json.dumps' escaping of a str
 from typing import TextIO
 
 from chains.blocks import BlockRef
@@ -53,24 +54,55 @@ def snapshot_rows(snap: ChainSnapshot) -> list[dict[str, object]]:
     chain = snap.chain
     if snap.watcher is None or snap.block is None:
         return [{"chain": chain.name, "chain_id": chain.chain_id, "error": snap.error}]
-    rows: list[dict[str, object]] = []
+    return [
+        _row(snap, account, token, reading)
+        for (account, token), reading in sorted(snap.watcher.holdings.items())
+    ]
+
+
+def json_lines(snap: ChainSnapshot) -> list[str]:
+    """``json.dumps(row) + "\\n"`` of every row of ``snapshot_rows(snap)``, formatted directly:
+    a snapshot of 100,000 pairs spent a second in the generic encoder. Each token's part of
+    the line is encoded once; a failed read takes the generic path (it carries ``error``)."""
+    chain = snap.chain
+    if snap.watcher is None or snap.block is None:
+        return [json.dumps(row) + "\n" for row in snapshot_rows(snap)]
+    head = f'{{"chain": {_text(chain.name)}, "chain_id": {int(chain.chain_id)}, "block_number": '
+    tokens: dict[str, tuple[str, int]] = {}
+    lines: list[str] = []
     for (account, token), reading in sorted(snap.watcher.holdings.items()):
         info = snap.watcher.tokens[token]
-        rows.append(
-            {
-                "chain": chain.name,
-                "chain_id": chain.chain_id,
-                "block_number": reading.block_number,
-                "block_hash": reading.block_hash,
-                "token": token,
-                "asset": snap.assets.get(token),
-                "account": account,
-                "raw": None if reading.raw is None else str(reading.raw),
-                "amount": _amount(reading, info.decimals),
-                **({"error": info.problem or "read failed"} if reading.raw is None else {}),
-            }
+        if reading.raw is None or info.decimals is None:
+            lines.append(json.dumps(_row(snap, account, token, reading)) + "\n")
+            continue
+        cached = tokens.get(token)
+        if cached is None:
+            middle = f', "token": {_text(token)}, "asset": {json.dumps(snap.assets.get(token))}'
+            cached = tokens[token] = (middle, info.decimals)
+        middle, decimals = cached
+        lines.append(
+            f'{head}{int(reading.block_number)}, "block_hash": {_text(reading.block_hash)}'
+            f'{middle}, "account": {_text(account)}, "raw": "{int(reading.raw)}", '
+            f'"amount": "{format_units(reading.raw, decimals)}"}}\n'
         )
-    return rows
+    return lines
+
+
+def _row(snap: ChainSnapshot, account: str, token: str, reading: Reading) -> dict[str, object]:
+    assert snap.watcher is not None
+    info = snap.watcher.tokens[token]
+    return {
+        "chain": snap.chain.name,
+        "chain_id": snap.chain.chain_id,
+        "block_number": reading.block_number,
+        "block_hash": reading.block_hash,
+        "token": token,
+        "asset": snap.assets.get(token),
+        "account": account,
+        "raw": None if reading.raw is None else str(reading.raw),
+        "amount": _amount(reading, info.decimals),
+        **({"error": info.problem or "read failed"} if reading.raw is None else {}),
+    }
 
 
 def _amount(reading: Reading, decimals: int | None) -> str | None:
@@ -90,6 +122,9 @@ def print_snapshot(
             print(
                 f"crossmargin: chain {snap.chain.name} unreachable: {snap.error}", file=sys.stderr
             )
+        if as_json and snap.error is None:
+            out.writelines(json_lines(snap))
+            continue
         for row in snapshot_rows(snap):
             if as_json:
                 out.write(json.dumps(row) + "\n")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from core.errors import ConfigError
+from daemon.config.accounts_file import merge_accounts, read_accounts_file, resolve_accounts_file
 from daemon.config.assets import SOURCE_KINDS
 from daemon.config.model import Config
 from daemon.config.secrets import register_config_secrets
@@ -54,8 +55,21 @@ def parse_config(data: Any, *, base_dir: Path | None = None) -> Config:
     except ValidationError as exc:
         raise _config_error(exc, data) from None
     config = _with_database_url(config, base_dir)
+    config = _with_accounts_file(config, base_dir)
+    _check_cluster_database(config)
     register_config_secrets(config)  # from now on, shown text is scrubbed of them
     return config
+
+
+def _with_accounts_file(config: Config, base_dir: Path | None) -> Config:
+    if config.accounts_file is None:
+        return config
+    path = resolve_accounts_file(config.accounts_file, base_dir)
+    from_file = read_accounts_file(path)
+    if not from_file and not config.accounts and not config.discover_accounts:
+        raise ConfigError("accounts_file", f"{path} lists no account, and nothing else is watched")
+    # Validated already (read_accounts_file checks every line): no second pass over 10^6 rows.
+    return config.model_copy(update={"accounts": merge_accounts(config.accounts, from_file)})
 
 
 def _with_database_url(config: Config, base_dir: Path | None) -> Config:
@@ -73,6 +87,17 @@ def _with_database_url(config: Config, base_dir: Path | None) -> Config:
     except ValueError:
         raise ConfigError("database_url", "the port must be a number from 0 to 65535") from None
     return config.model_copy(update={"database_url": url})
+
+
+def _check_cluster_database(config: Config) -> None:
+    """Cluster mode coordinates through PostgreSQL row locks and its clock: not on SQLite."""
+    url = config.database_url or ""
+    if config.cluster.enabled and not url.startswith("postgresql"):
+        raise ConfigError(
+            "cluster.enabled",
+            "cluster mode needs PostgreSQL (database_url: postgresql+asyncpg://…), not SQLite",
+            True,
+        )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

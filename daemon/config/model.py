@@ -307,12 +307,29 @@ class ApiConfig(StrictModel):
         return parse_listen(self.listen)[1]
 
 
+class ClusterConfig(StrictModel):
+    """Several replicas on one PostgreSQL database (``daemon.cluster``): accounts split into
+    ``shards`` by a hash of the address, each shard a lease one replica holds at a time."""
+
+    enabled: bool = False
+    shards: int = Field(default=16, ge=1, le=4096)
+    """Every replica of a deployment must use the same number (checked against the database)."""
+    lease_ttl_s: float = Field(default=10.0, ge=1.0, le=MAX_INTERVAL_S)
+    """A lease not renewed for this long (database clock) is taken over by another replica."""
+    replica_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """This replica's name in the lease table; unset: ``<hostname>-<pid>``."""
+
+
 class Config(StrictModel):
     """The whole daemon configuration."""
 
     chains: list[ChainConfig] = Field(min_length=1)
     tokens: list[TokenConfig] = Field(min_length=1)
     accounts: list[Address] = Field(default_factory=list)
+    """After loading: the listed accounts and those of ``accounts_file``, each once."""
+    accounts_file: str | None = Field(default=None, min_length=1)
+    """A text file of addresses, one a line (``daemon.config.accounts_file``); relative to the
+    config file's directory."""
     discover_accounts: bool = False
     database_url: str | None = None
     """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
@@ -325,6 +342,8 @@ class Config(StrictModel):
     margin: MarginConfig = Field(default_factory=MarginConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     """The keeper HTTP API (``daemon.api``); writes need ``api.token``."""
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    """Cluster mode (PostgreSQL only); off by default."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -343,9 +362,11 @@ class Config(StrictModel):
             if (token.chain, token.address) in seen:
                 raise KeyedError(f"tokens[{i}].address", "token listed twice", token.address)
             seen.add((token.chain, token.address))
-        if not self.accounts and not self.discover_accounts:
+        if not self.accounts and self.accounts_file is None and not self.discover_accounts:
             raise KeyedError(
-                "accounts", "nothing to watch: list accounts or set discover_accounts: true"
+                "accounts",
+                "nothing to watch: list accounts, give accounts_file "
+                "or set discover_accounts: true",
             )
         problem = asset_reference_problem(self.assets, names, [t.asset for t in self.tokens])
         if problem is not None:

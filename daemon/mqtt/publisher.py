@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from core.lifecycle import AsyncResource
+from core.lifecycle import AsyncResource, wait_event
 from core.redaction import redact_url, scrub
 from daemon.config.model import MqttConfig
 from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, Link, LinkLost
@@ -264,8 +264,7 @@ class MqttPublisher(AsyncResource):
                 failures,
                 delay,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
+            await wait_event(self._closing, delay)
 
     async def _session(self) -> bool:
         """One connection, until it fails or close() completes; True if it got connected."""
@@ -339,8 +338,7 @@ class MqttPublisher(AsyncResource):
                 raise LinkLost(link.failure or "link failed")
             flushing = loop.time() < self._flush_deadline
             if flushing and outbox.due and self._event_passes and not self._closing.is_set():
-                with contextlib.suppress(TimeoutError):  # events first (``events_first``)
-                    await asyncio.wait_for(self._no_events.wait(), RETAINED_YIELD_S)
+                await wait_event(self._no_events, RETAINED_YIELD_S)  # events first
             if flushing and (batch := outbox.take_retained(RETAINED_BATCH)):
                 await self._publish_retained(link, batch)
             elif self._closing.is_set():

@@ -12,6 +12,16 @@ safety net. While the broker is away ``deliver`` waits and resumes; while the da
 reads and marks are retried with backoff. A crash re-sends at most what was read and not yet
 marked: delivery is at least once, and a re-sent event has the same id and payload.
 
+Cluster mode: the relay publishes the transitions of its replica's shards only. Reading a batch
+is the claim: it carries the shards' lease epochs (``fence``) and is refused in its own
+transaction when a lease has moved on (``LeaseLost``: the relay stops, the replica gives up
+that work). Before each delivery it also asks ``may_publish`` (the lease is still valid by the
+replica's own monotonic clock, with a margin), so a replica woken from a pause past its TTL
+does not deliver a batch it read before the pause. A successor reads everything of its shards
+not marked yet: what its predecessor stored and did not publish goes out once, from it. The
+mark itself is not fenced: it records a fact (the broker acknowledged those events), and
+refusing it would only make the successor publish them a second time.
+
 With MQTT off (``mqtt.url`` unset) there is nobody to deliver to: transitions are marked as
 they come, so turning MQTT on later does not replay the history as fresh events.
 """
@@ -19,24 +29,26 @@ they come, so turning MQTT on later does not replay the history as fresh events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from core.lifecycle import wait_event
 from daemon.documents import cached_flag_names
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.topics import Topics, flag_events
 from daemon.store.errors import StoreUnavailable
+from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore
 from margin.model import Flag, flag_names
@@ -50,6 +62,7 @@ STORE_FAULTS = (OSError, TimeoutError, DBAPIError, StoreUnavailable)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # encode_json's format
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,26 +98,66 @@ def event_messages(topics: Topics, entry: OutboxEntry) -> list[Message]:
     change of held reasons alone raises no event).
 
     The payload is ``encode_json(event_payload(...))``, spelt out for speed (a market-wide
-    move encodes tens of thousands): keys inserted in sorted order, ∞ as null; a test holds
-    the two equal.
+    move encodes tens of thousands): see ``event_payload_bytes``; a test holds the two equal.
     """
     kinds = flag_events(entry.from_flags, entry.to_flags)
     if not kinds:
         return []
-    document = {
-        "account": entry.account,
-        "actionable": entry.actionable,
-        "at": entry.at,
-        "blocks": dict(sorted(entry.blocks.items())),
-        "from_flags": cached_flag_names(entry.from_flags),
-        "health": _finite(entry.health),
-        "health_latency": _finite(entry.health_latency),
-        "id": entry.id,
-        "shortfall": str(entry.shortfall),
-        "to_flags": cached_flag_names(entry.to_flags),
-    }
-    payload = _ENCODER.encode(document).encode()
+    payload = event_payload_bytes(entry, _blocks_json(entry.blocks))
     return [(topics.event(kind), payload) for kind in kinds]
+
+
+def batch_messages(topics: Topics, entries: Sequence[OutboxEntry]) -> list[Message]:
+    """``event_messages`` of every entry, in order; the block numbers of each cycle (one
+    mapping shared by its entries) are encoded once per batch, not once per event."""
+    blocks: dict[int, str] = {}
+    held = []  # keeps each mapping alive while its id() is a key above
+    out: list[Message] = []
+    for entry in entries:
+        kinds = flag_events(entry.from_flags, entry.to_flags)
+        if not kinds:
+            continue
+        key = id(entry.blocks)
+        encoded = blocks.get(key)
+        if encoded is None:
+            encoded = blocks[key] = _blocks_json(entry.blocks)
+            held.append(entry.blocks)
+        payload = event_payload_bytes(entry, encoded)
+        out.extend((topics.event(kind), payload) for kind in kinds)
+    return out
+
+
+def event_payload_bytes(entry: OutboxEntry, blocks_json: str) -> bytes:
+    """``encode_json(event_payload(entry))`` without building the document: the keys in sorted
+    order, compact separators, ∞/NaN as null, strings escaped by ``json``'s own C escaper
+    (``ensure_ascii``, as ``encode_json``); ``blocks_json`` is ``_blocks_json(entry.blocks)``."""
+    return (
+        f'{{"account":{_string(entry.account)},'
+        f'"actionable":{"true" if entry.actionable else "false"},'
+        f'"at":{_number(entry.at)},'
+        f'"blocks":{blocks_json},'
+        f'"from_flags":{_flags_json(entry.from_flags)},'
+        f'"health":{_number(entry.health)},'
+        f'"health_latency":{_number(entry.health_latency)},'
+        f'"id":{int(entry.id)},'
+        f'"shortfall":{_string(str(entry.shortfall))},'
+        f'"to_flags":{_flags_json(entry.to_flags)}}}'
+    ).encode()
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float):
+        return float.__repr__(value) if math.isfinite(value) else "null"
+    return _ENCODER.encode(value)  # an int where a float was expected: as encode_json does
+
+
+@functools.cache
+def _flags_json(flags: int) -> str:
+    return _ENCODER.encode(list(cached_flag_names(flags)))
+
+
+def _blocks_json(blocks: Mapping[str, int]) -> str:
+    return _ENCODER.encode({str(chain): int(number) for chain, number in sorted(blocks.items())})
 
 
 class EventRelay:
@@ -117,8 +170,16 @@ class EventRelay:
         publisher: MqttPublisher,
         batch: int,
         poll_s: float = OUTBOX_POLL_S,
+        fence: Fence | None = None,
+        may_publish: Callable[[], bool] | None = None,
+        on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
         self._store = store
+        self._fence = fence
+        self._may_publish = may_publish
+        self._on_fenced = on_fenced
+        self.fenced = 0
+        """Claims refused (or deliveries withheld) because a lease had moved on."""
         self._publisher = publisher
         self._batch = max(1, batch)
         self._poll_s = poll_s
@@ -144,12 +205,22 @@ class EventRelay:
         )
 
     async def run(self) -> None:
-        """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``."""
+        """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``. Once a
+        lease is lost (cluster mode) the relay stops publishing and idles until cancelled."""
         while True:
             self._wake.clear()  # a wake-up from now on means another pass
-            await self.drain()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            try:
+                await self.drain()
+            except LeaseLost as exc:
+                self._fenced(exc)
+                await asyncio.Event().wait()  # the replica rebuilds its pipeline
+            await wait_event(self._wake, self._poll_s)
+
+    def _fenced(self, exc: LeaseLost) -> None:
+        self.fenced += 1
+        log.warning("events_fenced shards=%s", ",".join(map(str, exc.shards)))
+        if self._on_fenced is not None:
+            self._on_fenced(exc)
 
     async def drain(self) -> None:
         """Relay until the outbox is empty; return once everything relayed is marked.
@@ -190,15 +261,19 @@ class EventRelay:
     async def _read(self, after_id: int) -> list[OutboxEntry]:
         queries = self._store.queries
         return await self._retrying(
-            "read", lambda: queries.outbox(limit=self._batch, after_id=after_id)
+            "read",
+            lambda: queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence),
         )
 
     async def _deliver(self, entries: Sequence[OutboxEntry]) -> None:
         if not self._publisher.enabled:
             return
+        if self._may_publish is not None and not self._may_publish():
+            assert self._fence is not None
+            raise LeaseLost(self._fence.owner, sorted(self._fence.epochs))
         started = time.perf_counter()
         topics = self._publisher.topics
-        messages = [m for entry in entries for m in event_messages(topics, entry)]
+        messages = batch_messages(topics, entries)
         encoded = time.perf_counter()
         await self._publisher.deliver(messages)
         self._published += len(messages)

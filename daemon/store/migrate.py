@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -28,6 +29,9 @@ from daemon.store.errors import MigrationFailed, SchemaNotCurrent
 from daemon.store.urls import normalize_database_url, shown_url
 
 log = logging.getLogger(__name__)
+
+MIGRATION_LOCK_KEY = 0x63_6D_2D_6D_69_67_72_74
+"""PostgreSQL advisory lock (transaction-scoped) serializing migrations ("cm-migrt")."""
 
 MIGRATIONS_PACKAGE = "migrations"  # installed beside daemon/ by the wheel, as in a checkout
 HEAD = "head"
@@ -112,6 +116,10 @@ async def migrate(url: str, revision: str = HEAD) -> MigrationResult:
         config = alembic_config(url)
         script = ScriptDirectory.from_config(config)
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas started together with --migrate take turns: the first migrates,
+                # the others find the schema at head (one transaction: DDL is atomic here).
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
             before = await conn.run_sync(_current)
             try:
                 direction = _direction(script, before, revision)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.reads import Pair
@@ -22,6 +23,8 @@ from chains.watcher import Reading
 from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store.engine import create_store_engine, reporting_unavailable
+from daemon.store.fencing import Fence, check_fence
+from daemon.store.leases import ClusterView, read_cluster
 from daemon.store.options import read_options
 from daemon.store.outbox import id_chunks, id_matches
 from daemon.store.records import (
@@ -102,6 +105,11 @@ class StoreQueries(AsyncResource):
     async def _rows(self, query: sa.Executable) -> Sequence[sa.Row[Any]]:
         async with self._reading(), self.engine.connect() as conn:
             return (await conn.execute(query)).all()
+
+    async def cluster(self, ttl_s: float) -> ClusterView:
+        """The replicas and shard leases (cluster mode), within this reader's deadline."""
+        async with self._reading():
+            return await read_cluster(self.engine, ttl_s=ttl_s)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers a trivial query."""
@@ -265,18 +273,30 @@ class StoreQueries(AsyncResource):
         return [transition_from_row(row, self._quantum) for row in await self._rows(query)]
 
     async def outbox(
-        self, *, limit: int, after_id: int = 0, unpublished_only: bool = True
+        self,
+        *,
+        limit: int,
+        after_id: int = 0,
+        unpublished_only: bool = True,
+        fence: Fence | None = None,
     ) -> list[OutboxEntry]:
         """The first ``limit`` transitions above ``after_id`` not yet published (MQTT), in id
         order, each with the block numbers of the cycle that stored it: all an event payload
         is built from, so a re-send carries the same content as the first send.
 
         ``unpublished_only=False`` reads published ones too (the HTTP event stream replays
-        the outbox from any id, whatever MQTT did with it)."""
+        the outbox from any id, whatever MQTT did with it).
+
+        With a ``fence`` (cluster mode: the relay's claim of what it is about to publish) only
+        transitions of the fenced shards are read, in a transaction that first checks those
+        leases are still this replica's at their epochs (``LeaseLost`` otherwise)."""
         t = health_transitions.c
         where = [t.id > after_id]
         if unpublished_only:
             where.append(t.published_at.is_(None))
+        if fence is not None:
+            held = sa.bindparam("held", sorted(fence.epochs), type_=postgresql.ARRAY(sa.Integer()))
+            where.append(t.shard == sa.any_(held))
         query = (
             sa.select(
                 t.id,
@@ -295,6 +315,8 @@ class StoreQueries(AsyncResource):
             .limit(max(1, limit))
         )
         async with self.engine.connect() as conn, conn.begin():
+            if fence is not None:
+                await check_fence(conn, fence)
             rows = (await conn.execute(query)).all()
             blocks: dict[int, dict[str, int]] = {}
             # A batch comes from a handful of cycles: their block numbers are read once each
@@ -308,20 +330,33 @@ class StoreQueries(AsyncResource):
                 for cycle_id, document in found:
                     blocks[cycle_id] = {str(k): int(v) for k, v in document.items()}
         quantum, inf = self._quantum, float("inf")
+        # Rows unpacked by position and entries built positionally: a market-wide move reads
+        # tens of thousands (named access on a Row costs more than the rest of the loop).
         return [
             OutboxEntry(
-                id=row.id,
-                account=row.account,
-                from_flags=row.from_flags,
-                to_flags=row.to_flags,
-                health=inf if row.health is None else row.health,
-                health_latency=inf if row.health_latency is None else row.health_latency,
-                shortfall=row.shortfall.quantize(quantum),
-                actionable=row.actionable,
-                at=row.at,
-                blocks=blocks[row.cycle_id],
+                id_,
+                account,
+                from_flags,
+                to_flags,
+                inf if health is None else health,
+                inf if health_latency is None else health_latency,
+                shortfall.quantize(quantum),
+                actionable,
+                at,
+                blocks[cycle_id],
             )
-            for row in rows
+            for (
+                id_,
+                account,
+                cycle_id,
+                from_flags,
+                to_flags,
+                health,
+                health_latency,
+                shortfall,
+                actionable,
+                at,
+            ) in rows
         ]
 
     async def summary(self, *, now: float, window_s: float, points: int) -> Summary:
@@ -425,6 +460,13 @@ class StoreQueries(AsyncResource):
         """Stored option lines (of one account), ordered by account and key."""
         async with self._reading(), self.engine.connect() as conn:
             return await read_options(conn, account)
+
+    async def position_versions(self) -> dict[tuple[str, str], float]:
+        """(account, asset) → ``updated_at`` of every stored position: what another replica
+        compares to learn which accounts' positions were replaced (cluster mode)."""
+        p = positions.c
+        query = sa.select(p.account, p.asset, p.updated_at)
+        return {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""

@@ -150,6 +150,8 @@ class StoredTransition:
     actionable: bool
     at: float
     published_at: float | None
+    shard: int | None = None
+    """The account's shard in cluster mode (``daemon.cluster.shards``), else ``None``."""
 
 
 class OutboxEntry(NamedTuple):

@@ -10,6 +10,7 @@ is ``None`` in ``HealthRows`` and NULL in the database; reads turn it back into 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,9 @@ class HealthRows:
     actionable: list[bool]
     breakdowns: list[str | None]
     """JSON text of the per-token breakdown, or ``None`` (not computed for bulk cycles)."""
+    shards: list[int] | None = None
+    """Each account's shard in cluster mode (``daemon.cluster.shards``): stored on its
+    transitions, so the shard's owner publishes them. ``None`` outside cluster mode."""
 
     def __post_init__(self) -> None:
         n = len(self.accounts)
@@ -81,7 +85,8 @@ class HealthRows:
             self.flags,
             self.actionable,
             self.breakdowns,
-            strict=True,
+            itertools.repeat(None) if self.shards is None else self.shards,
+            strict=False,  # every list was checked to have len(accounts) rows
         )
 
     @classmethod

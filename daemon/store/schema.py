@@ -28,6 +28,11 @@ Tables:
 - ``positions``: derivative positions posted by the protocol.
 - ``options``: option lines posted by the protocol (several per asset: one per chain, right,
   strike and expiry).
+- ``shard_leases``: cluster mode, one row per shard: the replica holding it (``owner``, NULL
+  when free), its ``epoch`` (+1 at every acquisition: the fencing token every write carries)
+  and ``expires_at`` (database clock). ``cluster_replicas``: every replica's ``last_seen``
+  heartbeat (database clock). ``health_transitions.shard`` is the shard of its account (NULL
+  outside cluster mode), so the owner of a shard publishes exactly its transitions.
 """
 
 from __future__ import annotations
@@ -177,6 +182,7 @@ health_transitions = sa.Table(
     sa.Column("actionable", sa.Boolean(), nullable=False),
     sa.Column("at", Timestamp(), nullable=False),
     sa.Column("published_at", Timestamp(), nullable=True),
+    sa.Column("shard", sa.Integer(), nullable=True),
     # Re-writing a cycle can never append the same change twice.
     sa.UniqueConstraint("account", "cycle_id", "from_flags", "to_flags"),
     sa.Index(None, "account", "id"),
@@ -214,6 +220,23 @@ options = sa.Table(
     sa.Column("updated_at", Timestamp(), nullable=False),
 )
 
+shard_leases = sa.Table(
+    "shard_leases",
+    metadata,
+    sa.Column("shard", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("owner", NAME, nullable=True),
+    sa.Column("epoch", sa.BigInteger(), nullable=False),
+    sa.Column("expires_at", Timestamp(), nullable=True),
+)
+
+cluster_replicas = sa.Table(
+    "cluster_replicas",
+    metadata,
+    sa.Column("id", NAME, primary_key=True),
+    sa.Column("started_at", Timestamp(), nullable=False),
+    sa.Column("last_seen", Timestamp(), nullable=False),
+)
+
 # ---- per-connection staging tables (not migrated) ---------------------------------------
 # No keys: the writer hands over unique rows, and an index would slow the bulk load.
 
@@ -229,6 +252,7 @@ health_stage = sa.Table(
     sa.Column("flags", sa.Integer()),
     sa.Column("actionable", sa.Boolean()),
     sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
+    sa.Column("shard", sa.Integer()),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )

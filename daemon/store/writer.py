@@ -36,6 +36,7 @@ from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_updat
 from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.fencing import Fence, check_fence
 from daemon.store.options import replace_options
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
@@ -145,7 +146,11 @@ class HealthStore(AsyncResource):
 
         A cycle whose key is already stored is not applied again (nothing changes, ``[]``).
         """
-        return await self.write_engine_cycle(balances=(), prices=(), rows=rows, context=context)
+        _, appended = await self._write(
+            balances=(), prices=(), rows=rows, context=context, returning=True
+        )
+        quantum = scaled(1, self.value_decimals)
+        return [transition_from_row(row, quantum) for row in appended]
 
     async def write_engine_cycle(
         self,
@@ -154,11 +159,36 @@ class HealthStore(AsyncResource):
         prices: Iterable[AssetPrice],
         rows: HealthRows | None,
         context: CycleContext | None,
-    ) -> list[StoredTransition]:
+        fence: Fence | None = None,
+    ) -> int:
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
         cycle (see ``write_cycle``). Readers never see balances of a cycle without its health.
+        Return how many transitions it stored (the event relay reads them from the outbox).
+
+        With a ``fence`` (cluster mode) the transaction first checks that every shard's lease
+        is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
         """
+        count, _ = await self._write(
+            balances=balances,
+            prices=prices,
+            rows=rows,
+            context=context,
+            returning=False,
+            fence=fence,
+        )
+        return count
+
+    async def _write(
+        self,
+        *,
+        balances: Sequence[BalanceUpdate],
+        prices: Iterable[AssetPrice],
+        rows: HealthRows | None,
+        context: CycleContext | None,
+        returning: bool,
+        fence: Fence | None = None,
+    ) -> tuple[int, Sequence[Any]]:
         if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
                 f"rows in units of 10**-{rows.value_decimals} USD, "
@@ -167,31 +197,34 @@ class HealthStore(AsyncResource):
         started = time.perf_counter()
         rounds = list(prices)
         cycle_id: int | None = None
+        count = 0
         appended: Sequence[Any] = ()
         async with write_transaction(self.engine) as conn:
+            if fence is not None:
+                await check_fence(conn, fence)
             now = time.time()
             for update in balances:
                 await store_balance_update(conn, update, now)
             if rounds:
                 await _insert_prices(conn, rounds)
             if rows is not None and context is not None:
-                cycle_id, appended = await write_health_cycle(conn, rows, context)
+                cycle_id, count, appended = await write_health_cycle(
+                    conn, rows, context, returning=returning
+                )
         if rows is None or context is None:
-            return []
+            return 0, ()
         if cycle_id is None:
             # Written before: a retry, or a replay that must not undo newer cycles.
             log.info("cycle_already_stored key=%s", context.cycle_key())
-            return []
-        quantum = scaled(1, self.value_decimals)
-        changed = [transition_from_row(row, quantum) for row in appended]
+            return 0, ()
         log.info(
             "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
             cycle_id,
             len(rows),
-            len(changed),
+            count,
             time.perf_counter() - started,
         )
-        return changed
+        return count, appended
 
     async def mark_published(self, ids: Iterable[int], *, at: float | None = None) -> int:
         """Mark transitions as published (the broker acknowledged their events): they leave

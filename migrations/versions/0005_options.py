@@ -2,7 +2,7 @@
 asset, replaced with the account's perps in one transaction.
 
 Revision ID: 0005
-Revises: 0003 (to be re-chained onto 0004 when that lands)
+Revises: 0006 (for now: main's 0006 chains to 0003 and 0004 has not landed; re-chain then)
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from daemon.store.types import Timestamp
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

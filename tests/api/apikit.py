@@ -36,11 +36,13 @@ from daemon.api.stream import StreamHub
 from daemon.config.model import ApiConfig
 from daemon.documents import chain_document, price_document
 from daemon.metrics import Metrics
+from daemon.store.leases import LeaseStore
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import ChainInput, PriceInput
+from margin.scenario import ScenarioBook
 from oracles.sequencer import SequencerStatus
 from tests.storekit import (
     DUSDC,
@@ -79,6 +81,10 @@ class StaticView:
     not_ready: list[str] = field(default_factory=list)
     failing: list[dict[str, object]] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    engine: MarginEngine | None = None
+
+    def stress_book(self) -> ScenarioBook | None:
+        return None if self.engine is None else self.engine.snapshot()
 
     def chain_statuses(self) -> list[Mapping[str, object]]:
         return self.chains
@@ -230,10 +236,13 @@ async def running_api(
     token: str | None = TOKEN,
     live_prices: bool = False,
     dialect: str = "postgresql",
+    cluster_ttl_s: float | None = None,
     **limits: Any,
 ) -> AsyncIterator[RunningApi]:
     """A fresh database (``dialect``) with the book, served on 127.0.0.1 (a free port).
 
+    ``cluster_ttl_s``: serve ``/v1/cluster`` in cluster mode, with a lease table of four
+    shards, two of them held by replica ``api-test`` (PostgreSQL only).
     ``limits`` are further ``ApiConfig`` keys (timeouts, connection cap).
     """
     async with _database(dialect) as url:
@@ -241,10 +250,19 @@ async def running_api(
         async with await HealthStore.open(url) as store:
             engine = lending_book()
             await fill(store, engine)
+            if cluster_ttl_s is not None:
+                leases = LeaseStore(store.engine, replica_id="api-test", ttl_s=cluster_ttl_s)
+                await leases.ensure_shards(4)
+                await leases.heartbeat()
+                await leases.acquire(2)
             prices: list[Mapping[str, object]] = [
                 price_document(asset_price("ETH", "2001.5", CYCLE_AT + 10))
             ]
-            view = StaticView(chains=chain_statuses(), prices=prices if live_prices else None)
+            view = StaticView(
+                chains=chain_statuses(),
+                prices=prices if live_prices else None,
+                engine=engine,
+            )
             settings = ApiConfig(
                 listen="127.0.0.1:0",
                 token=None if token is None else SecretStr(token),
@@ -259,6 +277,7 @@ async def running_api(
                 settings=settings,
                 metrics=metrics,
                 markets=MARKETS,
+                cluster_ttl_s=cluster_ttl_s,
             )
             async with server:
                 yield RunningApi(

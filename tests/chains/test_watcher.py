@@ -13,7 +13,7 @@ import yaml
 
 from chains.watcher import BalanceUpdate
 from core.errors import DecimalsMismatch
-from daemon.commands.snapshot import snapshot_rows, take_snapshot
+from daemon.commands.snapshot import json_lines, snapshot_rows, take_snapshot
 from daemon.config.model import Config
 from devnet import AnvilNode, DevChain, encode_call
 from tests.faultproxy import FaultMode, FaultProxy, free_port
@@ -65,6 +65,10 @@ async def test_snapshot_matches_chain_on_every_chain_6_and_18_decimals(
     rows = [row for snap in snapshots for row in snapshot_rows(snap)]
 
     assert len(rows) == len(expected) == 3 * 2 * 40
+    # --json prints each row as json.dumps would, through its own formatter
+    assert [line for snap in snapshots for line in json_lines(snap)] == [
+        json.dumps(row) + "\n" for row in rows
+    ]
     for row in rows:
         key = (row["chain"], row["token"], row["account"])
         assert int(str(row["raw"])) == expected[key], key
@@ -121,6 +125,7 @@ async def test_reverting_token_and_token_without_code_are_failed_reads_not_zeros
             assert rows[(token, account)]["amount"] is None
             assert rows[(token, account)]["error"]
     assert rows[(NO_CODE, accounts[0])]["error"] == "no contract code at this address"
+    assert json_lines(snap) == [json.dumps(row) + "\n" for row in snapshot_rows(snap)]
 
 
 def single_chain(dev: DevChain, token: str, accounts: list[str], **chain_extra: object) -> Config:

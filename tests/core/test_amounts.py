@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from core.amounts import format_units
+from core.amounts import format_units, plain_decimal, scaled
 from core.errors import ConfigError, CrossmarginError, NonRetryableError
 
 
@@ -27,6 +29,19 @@ from core.errors import ConfigError, CrossmarginError, NonRetryableError
 )
 def test_format_units_is_exact(raw: int, decimals: int, expected: str) -> None:
     assert format_units(raw, decimals) == expected
+
+
+def test_format_units_equals_the_decimal_rendering() -> None:
+    # The digit-string path against the one text form of a Decimal, on edge and random values.
+    rng = random.Random(14)
+    cases = [(sign * raw, decimals) for sign in (1, -1) for raw in (0, 1, 9, 10, 100, 10**18)
+             for decimals in (0, 1, 2, 6, 18, 30)]  # fmt: skip
+    cases += [(rng.randrange(-(2**256), 2**256) // 10 ** rng.randrange(0, 60), rng.randrange(0, 40))
+              for _ in range(5_000)]  # fmt: skip
+    for raw, decimals in cases:
+        assert format_units(raw, decimals) == plain_decimal(scaled(raw, decimals)), (raw, decimals)
+    with pytest.raises(ValueError, match="decimals must be >= 0"):
+        format_units(1, -1)
 
 
 def test_config_error_names_key_and_value() -> None:

@@ -21,7 +21,7 @@ from daemon.config.model import ApiConfig, MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged
 from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
-from daemon.mqtt.relay import EventRelay, event_messages, event_payload
+from daemon.mqtt.relay import EventRelay, batch_messages, event_messages, event_payload
 from daemon.mqtt.topics import Topics, encode_json
 from daemon.store.migrate import migrate
 from daemon.store.records import OutboxEntry, StoredTransition
@@ -222,6 +222,29 @@ def test_event_payload_is_the_documented_json(
     assert [topic for topic, _ in messages] == [topics.event(k) for k in kinds]  # type: ignore[arg-type]
     for _, payload in messages:  # the fast encoder matches encode_json exactly
         assert payload == encode_json(event_payload(entry))
+
+
+def test_a_batch_encodes_each_cycle_once_and_every_payload_as_documented() -> None:
+    first, second = {"l2": 9, "l1": 1234}, {"l1": 1235}
+    entries = [
+        OutboxEntry(
+            id=i,
+            account="0x" + f"{i:02x}" * 20,
+            from_flags=int(Flag.NONE if i % 2 else Flag.LIQUIDATABLE),
+            to_flags=int(Flag.LIQUIDATABLE if i % 2 else Flag.NONE),
+            health=[0.5, float("inf"), float("nan"), 1][i % 4],
+            health_latency=[0.25, 2.0][i % 2],
+            shortfall=Decimal("0.00") if i % 2 == 0 else Decimal("1234567.89"),
+            actionable=bool(i % 3),
+            at=1_700_000_000 + i / 7,
+            blocks=first if i < 5 else second,
+        )
+        for i in range(10)
+    ]
+    topics = Topics("p")
+    batch = batch_messages(topics, entries)
+    assert batch == [m for entry in entries for m in event_messages(topics, entry)]
+    assert [payload for _, payload in batch] == [encode_json(event_payload(e)) for e in entries]
 
 
 async def test_mqtt_off_marks_transitions_without_publishing(tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ async def test_one_write_after_an_outage_flips_every_account(store: HealthStore)
         rows=book_rows(engine),
         context=CycleContext(at=1.0, blocks={"eth": 100}, key="bulk:1"),
     )
-    assert [t.account for t in first] == [account_address(0)]  # healthy newcomers are silent
+    assert first == 1  # healthy newcomers are silent
+    assert [e.account for e in await store.queries.outbox(limit=10)] == [account_address(0)]
 
     # The outage: blocks, rounds and a crash pile up as pending state, then one write.
     pending = PendingWrites()
@@ -73,8 +74,11 @@ async def test_one_write_after_an_outage_flips_every_account(store: HealthStore)
         context=CycleContext(at=2.0, blocks={"eth": 103}, key="bulk:2"),
     )
 
-    assert len(flipped) == ACCOUNTS - 1
-    assert {(t.from_flags, t.to_flags) for t in flipped} == {(Flag.NONE, Flag.LIQUIDATABLE)}
+    assert flipped == ACCOUNTS - 1
+    outbox = await store.queries.outbox(limit=ACCOUNTS + 1)
+    assert len(outbox) == ACCOUNTS
+    assert {(e.from_flags, e.to_flags) for e in outbox[1:]} == {(Flag.NONE, Flag.LIQUIDATABLE)}
+    assert {e.account for e in outbox[1:]} == {account_address(i) for i in range(1, ACCOUNTS)}
     assert await count(store, health_transitions) == ACCOUNTS  # each account once
     assert await store.queries.count_liquidatable() == ACCOUNTS
     assert await count(store, balances) == ACCOUNTS

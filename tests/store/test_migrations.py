@@ -32,9 +32,12 @@ TABLES = {
     "positions",
     "price_history",
     "token_decimals",
+    "shard_leases",
+    "cluster_replicas",
 }
-LATER_TABLES = {"options"}
-"""Tables of revisions after 0003: a downgrade below 0003 drops them too."""
+LATER_TABLES: set[str] = {"options", "shard_leases", "cluster_replicas"}
+"""Tables of revisions after 0003 (0005: options, 0006: cluster leases): a downgrade below
+0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
@@ -75,6 +78,16 @@ async def test_oracle_state_revision_up_and_down(database_url: str) -> None:
     down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0003", "downgrade")
     assert await table_names(database_url) == TABLES - {"oracle_state"} - LATER_TABLES
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
+
+
+async def test_cluster_revision_up_and_down(database_url: str) -> None:
+    await migrate(database_url, "0006")
+    assert {"shard_leases", "cluster_replicas"} <= await table_names(database_url)
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0006", "downgrade")
+    assert await table_names(database_url) == TABLES - LATER_TABLES
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
 

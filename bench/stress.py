@@ -1,0 +1,225 @@
+"""Benchmark of ``POST /v1/stress`` (DESIGN §9): a stress pass over a million accounts.
+
+    uv run python bench/stress.py                      # 1,000,000 accounts, weighted and tiered
+    uv run python bench/stress.py --accounts 100000 --models weighted
+
+The book is ``bench/engine.py``'s (16 tokens on 4 chains, 8 holdings per account, tiered USDC
+and WBTC collateral) plus a BTC perp for every tenth account. The real keeper API serves it
+on loopback (``daemon.api.app.ApiServer`` over a SQLite store the route never touches), with a
+view handing out ``MarginEngine.snapshot()`` as the daemon does; the client times the whole
+request (snapshot, two vectorised passes in a worker thread, JSON).
+
+Peer in the same run: the pure-Python reference ``margin.health.evaluate_account`` valuing
+each account before and after the shocks — the straightforward loop — on a sample of
+accounts, extrapolated to all of them. On the sample, the API's engine and the reference must
+agree bit for bit on health after the shocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from engine import CHAINS, HOLDINGS_PER_ACCOUNT, PRICES, build, tokens
+
+from daemon.api.app import ApiServer
+from daemon.api.positions import PositionMarkets
+from daemon.config.model import ApiConfig
+from daemon.metrics import Metrics
+from daemon.store.migrate import migrate
+from daemon.store.writer import HealthStore
+from margin.engine import MarginEngine
+from margin.health import evaluate_account
+from margin.model import ChainInput, Holding, MarginModel, Position, Tier
+from margin.scenario import ScenarioBook
+from margin.stress import Shocks, shocked_prices
+
+TARGET_S = 2.0
+RUNS = 5
+NAIVE_SAMPLE = 5_000
+PERP_EVERY = 10
+SHOCKS = {"price_shocks": {"BTC": -0.3, "USDC": -0.02}, "vol_shocks": {"BTC": 0.5}}
+PERP_TIERS = (Tier(0.01, 1_000_000), Tier(0.025))
+
+
+class BenchView:
+    """The daemon's view as far as the stress routes go."""
+
+    def __init__(self, engine: MarginEngine) -> None:
+        self.engine = engine
+
+    def stress_book(self) -> ScenarioBook | None:
+        return self.engine.snapshot()
+
+    def chain_statuses(self) -> list[Mapping[str, object]]:
+        return []
+
+    def price_statuses(self) -> list[Mapping[str, object]] | None:
+        return []
+
+    def readiness(self) -> list[str]:
+        return []
+
+    def read_failures(self) -> list[dict[str, object]]:
+        return []
+
+    async def position_changed(self, account: str) -> None:
+        return None
+
+
+def add_perps(engine: MarginEngine, accounts: list[str]) -> dict[int, Position]:
+    """A BTC perp (long or short, 0.1–2 BTC) for every ``PERP_EVERY``-th account."""
+    rng = np.random.default_rng(7)
+    perps = {}
+    for i in range(0, len(accounts), PERP_EVERY):
+        size = float(rng.uniform(0.1, 2.0)) * (1 if i % 20 else -1)
+        position = Position(
+            account=accounts[i],
+            asset="BTC",
+            chain=CHAINS[i % len(CHAINS)][0],
+            size=size,
+            entry_price=float(rng.uniform(50_000, 70_000)),
+            mmr_tiers=PERP_TIERS,
+        )
+        engine.set_position(position)
+        perps[i] = position
+    return perps
+
+
+async def time_requests(engine: MarginEngine) -> tuple[list[float], dict[str, object], float]:
+    """Seconds of ``RUNS`` POSTs to the real API, the last answer, and the seconds of one
+    ``GET /v1/stress/grid?asset=BTC`` (21 passes)."""
+    with tempfile.TemporaryDirectory(prefix="crossmargin_bench_stress_") as directory:
+        url = f"sqlite+aiosqlite:///{Path(directory) / 'store.sqlite3'}"
+        await migrate(url)
+        async with await HealthStore.open(url) as store:
+            server = ApiServer(
+                queries=store.queries,
+                store=store,
+                view=BenchView(engine),
+                settings=ApiConfig(listen="127.0.0.1:0"),
+                metrics=Metrics(),
+                markets=PositionMarkets(
+                    assets=frozenset({"USDC", "BTC"}), chains=frozenset(c for c, _ in CHAINS)
+                ),
+            )
+            async with server, aiohttp.ClientSession() as session:
+                seconds, answer = [], {}
+                for _ in range(RUNS):
+                    start = time.perf_counter()
+                    async with session.post(f"{server.url}/v1/stress", json=SHOCKS) as response:
+                        answer = await response.json()
+                        assert response.status == 200, answer
+                    seconds.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                grid_url = f"{server.url}/v1/stress/grid"
+                async with session.get(grid_url, params={"asset": "BTC"}) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
+                return seconds, answer, time.perf_counter() - start
+
+
+def naive_peer(
+    engine: MarginEngine,
+    accounts: list[str],
+    loaded: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+    perps: dict[int, Position],
+) -> tuple[float, int, int]:
+    """Seconds per account of the reference before and after the shocks on a sample, the
+    sample's size, and how many of its healths after differ from the engine's (expect 0)."""
+    book = tokens()
+    rng = np.random.default_rng(11)
+    sample = rng.choice(len(accounts), min(NAIVE_SAMPLE, len(accounts)), replace=False).tolist()
+    inputs = []
+    for i in sample:
+        holdings = []
+        for j in range(HOLDINGS_PER_ACCOUNT):
+            token = book[(i + j) % len(book)]
+            holders, raws = loaded[token.key]
+            raw = int(raws[np.searchsorted(holders, i)])
+            holdings.append(
+                Holding(account=accounts[i], chain=token.chain, token=token.token, raw=raw, block=1)
+            )
+        inputs.append((holdings, [perps[i]] if i in perps else []))
+    token_map = {t.key: t for t in book}
+    chain_map = {c: ChainInput(name=c, liquidation_latency_s=t) for c, t in CHAINS}
+    now = {p.asset: p for p in PRICES}
+    shocks = Shocks(price=SHOCKS["price_shocks"], vol=SHOCKS["vol_shocks"])
+    after = shocked_prices(now, shocks)
+    start = time.perf_counter()
+    results = []
+    for i, (holdings, positions) in zip(sample, inputs, strict=True):
+        for prices in (now, after):
+            results.append(
+                evaluate_account(
+                    accounts[i],
+                    holdings,
+                    positions,
+                    tokens=token_map,
+                    prices=prices,
+                    chains=chain_map,
+                    params=engine.params,
+                )
+            )
+    per_account = (time.perf_counter() - start) / len(sample)
+    table = engine.snapshot().evaluate(after).table
+    mismatches = sum(
+        table.health[engine.account_index(accounts[i])] != results[2 * k + 1].health
+        for k, i in enumerate(sample)
+    )
+    return per_account, len(sample), mismatches
+
+
+def run_one(n: int, model: MarginModel) -> None:
+    start = time.perf_counter()
+    engine, accounts, loaded = build(n, model)
+    perps = add_perps(engine, accounts)
+    engine.recompute_all()
+    load_s = time.perf_counter() - start
+    snap = [time.perf_counter()]
+    engine.snapshot()
+    snap.append(time.perf_counter())
+    seconds, answer, grid_s = asyncio.run(time_requests(engine))
+    per_account, sampled, mismatches = naive_peer(engine, accounts, loaded, perps)
+    median = statistics.median(seconds)
+    naive_total = per_account * n
+    verdict = "met" if median <= TARGET_S else "MISSED"
+    print(
+        f"| {model.value} | {n:,} | {len(perps):,} | {median * 1000:,.0f} ms "
+        f"(min {min(seconds) * 1000:,.0f}) | ≤ {TARGET_S:g} s {verdict} | "
+        f"{(snap[1] - snap[0]) * 1000:,.0f} ms | {naive_total:,.1f} s | "
+        f"{naive_total / median:,.0f}× | {sampled:,} / {mismatches} | {grid_s:,.1f} s |"
+    )
+    print(
+        f"    load {load_s:.1f} s; liquidatable {answer['liquidatable_before']:,} → "
+        f"{answer['liquidatable_after']:,}; shortfall after {answer['total_shortfall_after']}; "
+        f"bad debt after {answer['bad_debt_after']}",
+        file=sys.stderr,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--models", nargs="+", default=["weighted", "tiered"])
+    args = parser.parse_args()
+    print(
+        "| model | accounts | perps | POST /v1/stress (median of 5) | target | snapshot | "
+        "pure-Python loop | API ÷ loop | sample / mismatches | grid (21 points) |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for n in args.accounts:
+        for model in args.models:
+            run_one(n, MarginModel(model))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""A frozen copy of the margin engine's book, valued at any prices: the input of stress passes.
+
+``MarginEngine.snapshot()`` builds a ``BookSnapshot``; ``evaluate(prices)`` runs the engine's
+own kernel (``margin.kernel.evaluate``) over every account at those prices, so a scenario is
+valued with the very arithmetic, rounding and model (weighted or tiered) of the live engine,
+without touching it. ``margin.stress`` sees a snapshot through the ``ScenarioBook`` protocol:
+another margin model plugs in by providing ``accounts``, ``assets``, ``prices``,
+``value_decimals``, ``current()`` and ``evaluate()`` (with its options value ``O``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
+from margin.market import build_market
+from margin.model import ChainInput, EngineParams, MarginModel, PriceInput, TokenRisk
+from margin.portfolio_kernel import (
+    OptionInputRows,
+    build_portfolio_vectors,
+    evaluate_portfolio_accounts,
+    option_charges,
+)
+from margin.scenarios import PortfolioParams
+from margin.tiers import FloatArray, IndexArray, TierTable
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioValues:
+    """Every account's results under one scenario.
+
+    ``options_value`` is ``O`` of DESIGN §3 (Σ size · option value, value units) per account:
+    zeros for models and books without options.
+    """
+
+    table: HealthTable
+    options_value: FloatArray
+
+
+class ScenarioBook(Protocol):
+    """What a stress pass needs from a book (``BookSnapshot`` for the weighted and tiered
+    models)."""
+
+    @property
+    def accounts(self) -> Sequence[str]:
+        """Account ids by index (at least ``len(current())`` of them)."""
+        ...
+
+    @property
+    def assets(self) -> Sequence[str]:
+        """Assets the book knows (held, owed, traded or priced)."""
+        ...
+
+    @property
+    def prices(self) -> Mapping[str, PriceInput]:
+        """The current price of every priced asset."""
+        ...
+
+    @property
+    def value_decimals(self) -> int:
+        """Money in results is in units of ``10**-value_decimals`` USD."""
+        ...
+
+    def current(self) -> ScenarioValues:
+        """Every account at the current prices."""
+        ...
+
+    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
+        """Every account at ``prices`` (asset → price; an asset left out is unpriced)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookSnapshot:
+    """The engine's inputs at one moment (see ``MarginEngine.snapshot``).
+
+    ``accounts`` may be the engine's own growing list: only its first ``n`` ids belong to the
+    snapshot. ``current_table`` is the engine's results when they were up to date, else
+    ``None`` (``current()`` then evaluates the current prices).
+    """
+
+    accounts: Sequence[str]
+    n: int
+    assets: tuple[str, ...]
+    prices: Mapping[str, PriceInput]
+    chains: tuple[ChainInput, ...]
+    tokens: tuple[TokenRisk, ...]
+    token_group: IndexArray
+    params: EngineParams
+    holdings: HoldingRows
+    positions: PositionRows
+    collateral_tiers: TierTable
+    mmr_tiers: TierTable
+    current_table: HealthTable | None
+    options: OptionInputRows = field(default_factory=OptionInputRows.empty)
+    portfolio: PortfolioParams = field(default_factory=PortfolioParams)
+    now: float = 0.0
+    """Options (frozen copies), the portfolio model's parameters and the time options are
+    valued at: every model values options; ``margin.model: portfolio`` evaluates the grid."""
+
+    @property
+    def value_decimals(self) -> int:
+        """Money in results is in units of ``10**-value_decimals`` USD."""
+        return self.params.value_decimals
+
+    def current(self) -> ScenarioValues:
+        """Every account at the current prices (the engine's results when they were clean)."""
+        if self.current_table is not None:
+            return ScenarioValues(self.current_table, np.zeros(self.n))
+        return self.evaluate(self.prices)
+
+    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
+        """Every account at ``prices``, with the engine's kernel and market vectors (the
+        portfolio kernel under ``margin.model: portfolio``). Options' market value is part
+        of ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros
+        (adding it again would count it twice)."""
+        market = build_market(
+            params=self.params,
+            assets=self.assets,
+            prices=prices,
+            chains=self.chains,
+            tokens=self.tokens,
+            token_group=self.token_group,
+        )
+        vectors = build_portfolio_vectors(
+            params=self.portfolio,
+            assets=self.assets,
+            prices=prices,
+            chains=self.chains,
+            tokens=self.tokens,
+            z=self.params.z,
+            scale=float(10**self.params.value_decimals),
+        )
+        if self.params.model is MarginModel.PORTFOLIO:
+            table, _ = evaluate_portfolio_accounts(
+                self.n, self.holdings, self.positions, self.options, market, vectors, self.now
+            )
+            return ScenarioValues(table, np.zeros(self.n))
+        charge = option_charges(self.n, self.options, market, vectors, self.now)
+        table = evaluate(
+            self.n,
+            self.holdings,
+            self.positions,
+            market,
+            self.collateral_tiers,
+            self.mmr_tiers,
+            extra_value=charge.value,
+            extra_maintenance=charge.maintenance,
+            extra_flags=charge.flags,
+        )
+        return ScenarioValues(table, np.zeros(self.n))

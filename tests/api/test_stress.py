@@ -1,0 +1,178 @@
+"""``POST /v1/stress`` and ``GET /v1/stress/grid`` on the real API over PostgreSQL, valuing
+the book of ``tests.api.apikit`` (the view hands the API a snapshot of its real engine).
+
+ETH −30 % (1,400) by hand: a common account keeps 1,120 + 90 weighted against 1,000 owed;
+#5 (owes 1,680) falls to 1,210: newly liquidatable, short 470. The four already under water
+are short #30 1,830 − 1,120 = 710, #10 1,810 − 1,120 = 690, #20 1,820 − 1,210 = 610,
+#0 1,800 − 1,210 = 590: 3,070 in all. Bad debt (unweighted 1,400 ETH + 100 USDC where held):
+#30 430, #10 410, #20 320, #0 300, #5 180 = 1,640.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from daemon.stress_report import stress_document
+from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress
+from tests.api.apikit import ACCOUNTS, LATENCY_RISK_ACCOUNT, running_api
+from tests.storekit import account_address
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with session.post(f"{url}/v1/stress", data=raw, headers=JSON_HEADERS) as response:
+        return response.status, await response.json()
+
+
+async def test_an_eth_crash_on_the_live_book() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        cycle = await api.store.queries.last_cycle()
+        status, doc = await post(session, api.url, {"price_shocks": {"ETH": -0.3}})
+        assert status == 200, doc
+        assert doc["accounts"] == ACCOUNTS + 1
+        assert (doc["liquidatable_before"], doc["liquidatable_after"]) == (4, 5)
+        assert doc["newly_liquidatable_count"] == 1
+        [item] = doc["newly_liquidatable"]
+        assert item["account"] == account_address(LATENCY_RISK_ACCOUNT)
+        assert item["shortfall_after"] == "470.00"
+        assert item["health_before"] == pytest.approx(1_690 / 1_680)
+        assert item["health_after"] == pytest.approx(1_210 / 1_680)
+        assert doc["total_shortfall_after"] == "3070.00"
+        assert doc["bad_debt_after"] == "1640.00"
+        # the same as the pure pass over the same engine
+        expected = stress_document(run_stress(api.engine.snapshot(), Shocks(price={"ETH": -0.3})))
+        assert doc == json.loads(json.dumps(expected))
+        # read-only: nothing was written, the engine moved nothing
+        assert await api.store.queries.last_cycle() == cycle
+        assert api.engine.snapshot().prices["ETH"].price == 2_000.0
+
+
+async def test_no_shocks_changes_nothing_and_needs_no_token() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        status, doc = await post(session, api.url, {})
+        assert status == 200, doc
+        assert doc["liquidatable_before"] == doc["liquidatable_after"] == 4
+        assert doc["newly_liquidatable"] == []
+        assert doc["total_shortfall_after"] == "680.00"  # 230 + 210 + 130 + 110
+        assert doc["latency_risk_before"] == doc["latency_risk_after"] == 1
+
+
+async def test_a_volatility_shock_moves_latency_risk_only() -> None:
+    """#5 is latency-risky at σ = 100 %: eth's 900 s shock is 2.33 · 1 · sqrt(900 / 31,536,000)
+    = 1.24 %, so 1,600 · 0.9876 + 90 = 1,670 < 1,680. At σ = 1 % the shock is 0.012 %:
+    1,689.8 ≥ 1,680, no longer at risk."""
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        _, calm = await post(session, api.url, {})
+        status, doc = await post(session, api.url, {"vol_shocks": {"ETH": -0.99}})
+        assert status == 200, doc
+        assert (doc["latency_risk_before"], doc["latency_risk_after"]) == (1, 0)
+        for key in ("liquidatable_after", "total_shortfall_after", "bad_debt_after"):
+            assert doc[key] == calm[key]
+
+
+async def test_the_grid() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        async with session.get(f"{api.url}/v1/stress/grid", params={"asset": "ETH"}) as response:
+            assert response.status == 200
+            doc = await response.json()
+        assert (doc["asset"], doc["accounts"], doc["liquidatable_before"]) == ("ETH", 41, 4)
+        moves = [p["move"] for p in doc["points"]]
+        assert moves == list(GRID_MOVES)
+        by_move = {round(p["move"], 2): p for p in doc["points"]}
+        assert by_move[-0.3]["liquidatable"] == 5
+        assert by_move[-0.3]["total_shortfall"] == "3070.00"
+        assert by_move[-0.3]["bad_debt"] == "1640.00"
+        assert by_move[0.0]["liquidatable"] == 4
+        # ETH −50 % (1,000): 800 + 90 < 1,000 owed: every debtor is under water.
+        assert by_move[-0.5]["liquidatable"] == ACCOUNTS
+        assert by_move[-0.5]["newly_liquidatable"] == ACCOUNTS - 4
+
+
+BAD_BODIES = [
+    ({"price_shocks": {"DOGE": -0.3}}, "price_shocks.DOGE"),
+    ({"vol_shocks": {"DOGE": 0.3}}, "vol_shocks.DOGE"),
+    ({"price_shocks": {"ETH": -1.0}}, "price_shocks.ETH"),
+    ({"price_shocks": {"ETH": 10.01}}, "price_shocks.ETH"),
+    ({"vol_shocks": {"ETH": -0.995}}, "vol_shocks.ETH"),
+    ({"price_shocks": {"ETH": "-0.3"}}, "price_shocks.ETH"),
+    ({"price_shocks": {"ETH": True}}, "price_shocks.ETH"),
+    ({"price_shocks": {"ETH": None}}, "price_shocks.ETH"),
+    ({"price_shocks": ["ETH"]}, "price_shocks"),
+    ({"price_shock": {"ETH": -0.3}}, "price_shock"),
+    ({"price_shocks": {f"A{i}": 0.1 for i in range(MAX_SHOCKS + 1)}}, "price_shocks"),
+    (
+        {
+            "price_shocks": {"ETH": 0.1, "USDC": 0.1},
+            "vol_shocks": {f"A{i}": 0.1 for i in range(MAX_SHOCKS - 2)},
+        },
+        "vol_shocks.A0",  # 64 shocks: allowed in number, but A0 is no asset
+    ),
+    (b'{"price_shocks": {"ETH": NaN}}', "price_shocks.ETH"),
+    (b'{"price_shocks": {"ETH": -0.3}', None),
+    (b"[1, 2]", None),
+]
+
+
+async def test_bad_bodies_are_refused_naming_the_field() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        for body, field in BAD_BODIES:
+            status, doc = await post(session, api.url, body)
+            assert status == 400, (body, doc)
+            assert doc["error"]["code"] == "bad_request"
+            assert doc["error"].get("field") == field, (body, doc)
+
+
+async def test_too_many_shocks_in_all() -> None:
+    body = {
+        "price_shocks": {"ETH": 0.1, "USDC": 0.1},
+        "vol_shocks": {"ETH": 0.1, **{f"A{i}": 0.1 for i in range(MAX_SHOCKS - 2)}},
+    }
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        status, doc = await post(session, api.url, body)
+        assert status == 400
+        assert doc["error"]["field"] == "price_shocks"
+        assert "at most 64" in doc["error"]["message"]
+
+
+async def test_other_refusals() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        async with session.post(f"{api.url}/v1/stress", data=b"{}") as response:
+            assert response.status == 415
+        grid = f"{api.url}/v1/stress/grid"
+        for query in ({}, {"asset": "DOGE"}, {"asset": ["ETH", "USDC"]}):
+            async with session.get(grid, params=query) as response:
+                doc = await response.json()
+                assert response.status == 400, doc
+                assert doc["error"]["field"] == "asset"
+        # BTC is configured, but the book holds none and has no price for it: it moves nothing.
+        _, calm = await post(session, api.url, {})
+        status, doc = await post(session, api.url, {"price_shocks": {"BTC": -0.3}})
+        assert (status, doc) == (200, calm)
+        api.view.engine = None  # the engine has not started
+        status, doc = await post(session, api.url, {})
+        assert status == 503
+        assert doc["error"]["code"] == "not_ready"
+
+
+async def test_the_spec_documents_both_operations() -> None:
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        async with session.get(f"{api.url}/openapi.json") as response:
+            spec = await response.json()
+        assert "post" in spec["paths"]["/v1/stress"]
+        assert "get" in spec["paths"]["/v1/stress/grid"]
+        schemas = spec["components"]["schemas"]
+        assert schemas["StressRequest"]["properties"]["price_shocks"]["maxProperties"] == 64
+        assert set(schemas["StressReport"]["required"]) >= {
+            "accounts",
+            "liquidatable_before",
+            "liquidatable_after",
+            "newly_liquidatable",
+            "total_shortfall_after",
+            "bad_debt_after",
+        }
