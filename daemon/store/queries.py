@@ -48,6 +48,7 @@ from daemon.store.schema import (
     chain_cursors,
     cycles,
     health_transitions,
+    options,
     oracle_state,
     positions,
     price_history,
@@ -466,7 +467,16 @@ class StoreQueries(AsyncResource):
         compares to learn which accounts' positions were replaced (cluster mode)."""
         p = positions.c
         query = sa.select(p.account, p.asset, p.updated_at)
-        return {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+        versions = {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+        # option lines too, one key per line ("option:" cannot be an asset name)
+        o = options.c
+        lines = sa.select(
+            o.account, o.asset, o.chain, o.option_right, o.strike, o.expiry, o.updated_at
+        )
+        for row in await self._rows(lines):
+            line = f"option:{row.asset}/{row.chain}/{row.option_right}/{row.strike}/{row.expiry}"
+            versions[(row.account, line)] = row.updated_at
+        return versions
 
     async def positions(self, account: str | None = None) -> list[Position]:
         """Stored positions (of one account), ordered by account and asset."""
