@@ -186,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", type=_positive(float), help="play the scenario N times faster (default 1)"
     )
     demo.add_argument("--seed", type=int, help="random seed of the portfolios (default 7)")
+    demo.add_argument(
+        "--model",
+        choices=["weighted", "tiered", "portfolio"],
+        help="margin model (default weighted); portfolio adds hedged accounts and shows what "
+        "weighted would say of them",
+    )
     return parser
 
 
@@ -209,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "api": args.api,
                 "speed": args.speed,
                 "seed": args.seed,
+                "model": args.model,
             }  # unset options keep DemoOptions' defaults
             options = DemoOptions(
                 duration_s=args.duration,

@@ -177,6 +177,7 @@ def account_document(
     document["updated_at"] = state.updated_at
     document["breakdown"] = breakdown_document(state.breakdown)
     document["venues"] = sorted(venues, key=lambda v: str(v.get("venue")))
+    document["risk"] = risk_document(state.breakdown)
     return document
 
 
@@ -201,6 +202,30 @@ def venue_plan_document(plan: LiquidationPlan | None) -> dict[str, object] | Non
         "call": {
             k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in plan.call.items()
+        },
+    }
+
+
+_GROUP_FIGURES = ("scan_range", "loss", "loss_latency", "delta", "gamma", "vega", "horizon_s")
+
+
+def risk_document(breakdown: Mapping[str, Any] | None) -> dict[str, object] | None:
+    """``risk`` of the ``Account`` document from a stored breakdown (``None`` without one):
+    the model, ``var_99``, ``es_975`` and ``options_value`` (USD), and per risk group its scan
+    range, grid losses, greeks and horizon (``daemon.store.rows.risk_record``)."""
+    risk = None if breakdown is None else breakdown.get("risk")
+    if not isinstance(risk, Mapping):
+        return None
+    groups = risk.get("groups")
+    return {
+        "model": risk.get("model"),
+        "var_99": _stored_float(risk.get("var_99")),
+        "es_975": _stored_float(risk.get("es_975")),
+        "options_value": _stored_text(risk.get("options_value")),
+        "groups": {
+            str(name): {k: _stored_float(g.get(k)) for k in _GROUP_FIGURES}
+            for name, g in (groups.items() if isinstance(groups, Mapping) else ())
+            if isinstance(g, Mapping)
         },
     }
 

@@ -44,6 +44,7 @@ from daemon.venue_sync import VenueSync, venue_requirement
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
 from margin.model import ChainInput, Flag, MarginInputError, Position
+from margin.options import OptionPosition
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
 from venues.model import VenueResult
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 PUBLISH_CHUNK = 2000  # accounts' retained state built between two yields to the event loop
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
@@ -143,6 +145,7 @@ class EngineLoop:
         # Stored-form breakdowns the last written rows carried, by engine index: published too.
         self._breakdowns: dict[int, dict[str, Any]] = {}
         self._positions: dict[str, dict[str, Position]] = {}
+        self._options: dict[str, list[OptionPosition]] = {}
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
         self._valuation_stored = False  # ... and the store has that valuation
@@ -232,6 +235,10 @@ class EngineLoop:
         )
         await self._reload_unread_positions()
         oldest_block_ts = await self._apply(events)
+        # options' time to expiry, moved on once a minute: time decay over a minute is far
+        # below a cent on any line, and every move revalues every account holding options
+        now = time.time()
+        self.engine.set_clock(now - now % OPTION_CLOCK_S)
         pending = self.writer.pending
         pending.add_balances(balances)
         pending.add_rounds(rounds)
@@ -345,6 +352,11 @@ class EngineLoop:
         for position in positions:
             self._positions.setdefault(position.account, {})[position.asset] = position
 
+    def seed_options(self, options: Sequence[OptionPosition]) -> None:
+        """Option lines of a previous run (already set in the engine by the caller)."""
+        for option in options:
+            self._options.setdefault(option.account, []).append(option)
+
     async def _reload_unread_positions(self) -> None:
         """Retry position reloads the store could not answer (not while writes fail)."""
         if self._positions_unread and not self.writer.failing:
@@ -356,6 +368,7 @@ class EngineLoop:
         try:
             async with asyncio.timeout(POSITIONS_READ_TIMEOUT_S):
                 stored = {p.asset: p for p in await self.store.positions(account)}
+                options = await self.store.options(account)
         except (StoreUnavailable, TimeoutError) as exc:
             # Applied later (``_reload_unread_positions``); the engine must not stop for it.
             self._positions_unread.add(account)
@@ -376,6 +389,9 @@ class EngineLoop:
         for position in stored.values():
             self.engine.set_position(position)
         self._positions[account] = stored
+        if options or self._options.get(account):
+            self.engine.set_options(account, options)
+            self._options[account] = options
 
     def _rows(self, changed: IndexArray) -> HealthRows:
         accounts = self.engine.accounts

@@ -12,8 +12,11 @@ from chains.watcher import ChainWatcher, Reading, TokenInfo
 from core.domain import PriceStatus, Role
 from core.domain import Role as MarginRole
 from daemon.config.model import ChainConfig, Config
+from daemon.config.portfolio import portfolio_params
 from daemon.store.records import StoredState
 from margin.model import ChainInput, EngineParams, Holding, PriceInput, Tier, TokenRisk
+from margin.options import OptionPosition
+from margin.scenarios import PortfolioParams
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
@@ -24,6 +27,13 @@ def engine_params(config: Config) -> EngineParams:
     """Margin model, z and value precision from ``margin:``."""
     margin = config.margin
     return EngineParams(model=margin.model, z=margin.z, value_decimals=margin.value_decimals)
+
+
+def portfolio(config: Config) -> PortfolioParams:
+    """``margin.portfolio`` with the assets' volatility floors (the scan ranges widen above
+    them)."""
+    floors = {a.symbol: a.volatility_floor for a in config.assets}
+    return portfolio_params(config.margin.portfolio, floors)
 
 
 def token_risks(
@@ -146,3 +156,11 @@ def established_decimals(found: Mapping[str, Mapping[str, TokenInfo]]) -> dict[s
 def watcher_tokens(watchers: Iterable[ChainWatcher]) -> dict[str, dict[str, TokenInfo]]:
     """chain → token → ``TokenInfo`` from set-up watchers."""
     return {w.chain.name: dict(w.tokens) for w in watchers}
+
+
+def options_by_account(options: Iterable[OptionPosition]) -> dict[str, list[OptionPosition]]:
+    """Stored option lines grouped by account (each account's set goes in at once)."""
+    grouped: dict[str, list[OptionPosition]] = {}
+    for option in options:
+        grouped.setdefault(option.account, []).append(option)
+    return grouped

@@ -53,6 +53,8 @@ from daemon.risk_inputs import (
     chain_input,
     engine_params,
     established_decimals,
+    options_by_account,
+    portfolio,
     stored_holdings,
     token_risks,
     watcher_tokens,
@@ -345,7 +347,11 @@ class Daemon:
             for c in config.chains
         }
         engine = MarginEngine(
-            tokens=tokens, chains=list(self._chain_inputs.values()), params=engine_params(config)
+            tokens=tokens,
+            chains=list(self._chain_inputs.values()),
+            params=engine_params(config),
+            portfolio=portfolio(config),
+            now=time.time(),
         )
         # Last good values, and which of them failed at their latest read: a restart keeps
         # both (a failed debt read is never forgotten into a zero), through the same path
@@ -353,6 +359,8 @@ class Daemon:
         engine.load_holdings(stored_holdings(state, tokens))
         for position in state.positions:
             engine.set_position(position)
+        for account, lines in options_by_account(state.options).items():
+            engine.set_options(account, lines)
         engine.recompute_all()
         loop = EngineLoop(
             engine=engine,
@@ -373,6 +381,7 @@ class Daemon:
         )
         loop.seed_signals(state.health_flags)
         loop.seed_positions(state.positions)
+        loop.seed_options(state.options)
         return loop
 
     async def _run_components(

@@ -100,6 +100,17 @@ def _asset(world: DemoWorld, symbol: str) -> dict[str, Any]:
     }
 
 
+PORTFOLIO: dict[str, Any] = {
+    "groups": {
+        "ETH": {"assets": ["ETH"], "scan_range": 0.15},
+        "USD": {"assets": ["USDC"], "scan_range": 0.03},
+    },
+    "default_scan_range": 0.15,
+    "correlations": {"ETH/BTC": 0.8},
+}
+"""``margin.portfolio`` of ``crossmargin demo --model portfolio`` (BTC is a group of its own)."""
+
+
 def demo_config(
     world: DemoWorld,
     accounts: Sequence[str],
@@ -107,6 +118,7 @@ def demo_config(
     listen: str,
     workdir: Path,
     mqtt_url: str | None,
+    model: str = "weighted",
 ) -> Config:
     """The validated config for ``world`` (SQLite in ``workdir``, API on ``listen``)."""
     chains = [
@@ -143,6 +155,7 @@ def demo_config(
         "assets": [_asset(world, symbol) for symbol in ("ETH", "BTC", "USDC")],
         "oracle_polling": {"round_interval_s": ORACLE_ROUND_INTERVAL_S},
         "api": {"listen": listen, "token": DEMO_API_TOKEN},
+        "margin": {"model": model, "portfolio": PORTFOLIO},
     }
     if mqtt_url is not None:
         data["mqtt"] = {"url": mqtt_url, "topic_prefix": MQTT_TOPIC_PREFIX}

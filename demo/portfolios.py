@@ -43,6 +43,8 @@ PERP_LONG_SHARE = 0.6  # the rest are short (hedged: the crash helps them)
 PERP_ENTRY_SPREAD = 0.02  # entries within ±2% of the start price
 PERP_CHAIN = "arbitrum"
 PERP_MMR_TIERS = ({"up_to": 500_000.0, "rate": 0.05}, {"rate": 0.1})
+HEDGE_RATIO = (0.85, 1.0)  # hedged accounts: perp short / spot ETH
+HEDGED_WEIGHTED_HEALTH = (0.85, 0.97)  # … borrowing so much that flat weights liquidate them
 POST_CONCURRENCY = 8
 POST_TIMEOUT_S = 30.0
 
@@ -126,9 +128,35 @@ def draw_portfolio(rng: random.Random, account: str) -> Portfolio:
     return p
 
 
-def draw_portfolios(rng: random.Random, count: int) -> list[Portfolio]:
-    """``count`` accounts with random addresses and portfolios."""
-    return [draw_portfolio(rng, f"0x{rng.getrandbits(160):040x}") for _ in range(count)]
+def draw_hedged(rng: random.Random, account: str) -> Portfolio:
+    """A basis trade: ETH spot on one chain, an ETH perp short of about the same size on
+    ``PERP_CHAIN``, USDC borrowed against it. Under flat weights the haircut on the spot and
+    the perp's maintenance are both charged (health below 1 whatever ETH does); under the
+    portfolio model the two legs net out in the ETH group and it stays healthy through the
+    crash."""
+    p = Portfolio(account=account)
+    eth_value = math.exp(rng.uniform(*(math.log(v) for v in ETH_VALUE_USD)))
+    weighted = p.add(rng.choice(ALL_CHAINS), "WETH", eth_value)
+    mark = float(START_PRICES["ETH"])
+    size = -rng.uniform(*HEDGE_RATIO) * eth_value / mark
+    p.perp = PerpPosition(chain=PERP_CHAIN, asset="ETH", size=size, entry_price=mark)
+    maintenance = abs(size) * mark * float(PERP_MMR_TIERS[0]["rate"])
+    health = rng.uniform(*HEDGED_WEIGHTED_HEALTH)
+    p.add(rng.choice(ALL_CHAINS), "vdUSDC", weighted / health - maintenance)
+    return p
+
+
+def draw_portfolios(
+    rng: random.Random, count: int, *, hedged_share: float = 0.0
+) -> list[Portfolio]:
+    """``count`` accounts with random addresses and portfolios, ``hedged_share`` of them
+    basis trades (``draw_hedged``)."""
+    out = []
+    for _ in range(count):
+        account = f"0x{rng.getrandbits(160):040x}"
+        hedged = hedged_share > 0 and rng.random() < hedged_share
+        out.append(draw_hedged(rng, account) if hedged else draw_portfolio(rng, account))
+    return out
 
 
 async def mint_portfolios(world: DemoWorld, portfolios: Sequence[Portfolio]) -> int:

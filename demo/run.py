@@ -38,6 +38,7 @@ from demo.world import CHAIN_SPECS, DemoError, DemoWorld, open_world
 DEFAULT_ACCOUNTS = 1000
 DEFAULT_SEED = 7
 VIEW_REFRESH_S = 1.0
+HEDGED_SHARE = 0.1  # --model portfolio: basis trades among the accounts
 SUMMARY_EVERY_S = 2.0  # --no-view: one summary line this often
 READY_TIMEOUT_S = 90.0
 READY_POLL_S = 0.2
@@ -57,6 +58,7 @@ class DemoOptions:
     view: bool = True
     speed: float = 1.0
     seed: int = DEFAULT_SEED
+    model: str = "weighted"  # weighted | tiered | portfolio (with hedged accounts)
 
 
 class _EventLogHandler(logging.Handler):
@@ -194,7 +196,10 @@ class _DemoSession:
                 stack.enter_context(_logs_into(self.log))
             self.say(f"starting {len(CHAIN_SPECS)} Anvil chains, tokens, feeds and 2 exchanges…")
             world = await open_world(stack)
-            portfolios = draw_portfolios(random.Random(options.seed), options.accounts)
+            hedged = HEDGED_SHARE if options.model == "portfolio" else 0.0
+            portfolios = draw_portfolios(
+                random.Random(options.seed), options.accounts, hedged_share=hedged
+            )
             self.say(f"seeding {len(portfolios)} cross-chain portfolios…")
             mints = await mint_portfolios(world, portfolios)
             mqtt_url = mqtt_broker_url()
@@ -205,6 +210,7 @@ class _DemoSession:
                 listen=options.api,
                 workdir=workdir,
                 mqtt_url=mqtt_url,
+                model=options.model,
             )
             self.say(f"{mints} balances minted; starting the daemon (SQLite, MQTT {mqtt})…")
             daemon = Daemon(config)

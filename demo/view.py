@@ -17,7 +17,7 @@ import numpy as np
 from daemon.service import Daemon
 from demo.world import CHAIN_SPECS, DemoWorld
 from margin.kernel import BoolArray, FlagArray
-from margin.model import Flag, flag_names
+from margin.model import Flag, MarginModel, flag_names
 
 TOP_ACCOUNTS = 5
 RECENT_EVENTS = 10
@@ -94,6 +94,20 @@ class DemoState:
     top: tuple[TopAccount, ...]
     cycles: int = 0
     peaks: Mapping[str, int] = field(default_factory=dict)
+    saved: tuple[SavedAccount, ...] = ()
+    saved_count: int | None = None
+    """``--model portfolio``: accounts liquidatable under flat weights but not under the
+    portfolio model (``None`` under the other models)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedAccount:
+    """An account the portfolio model keeps healthy that flat weights would liquidate."""
+
+    account: str
+    health: float
+    weighted_health: float
+    weighted_shortfall_usd: float
 
 
 def _counts(flags: FlagArray, actionable: BoolArray) -> dict[str, int]:
@@ -155,6 +169,11 @@ def observe(
             )
             for i in ranked[:TOP_ACCOUNTS].tolist()
         )
+    saved: tuple[SavedAccount, ...] = ()
+    saved_count = None
+    if daemon.loop is not None and daemon.config.margin.model is MarginModel.PORTFOLIO:
+        saved, saved_count = _saved(daemon, n)
+        peaks["saved_by_portfolio"] = max(peaks.get("saved_by_portfolio", 0), saved_count)
     for name, count in counts.items():
         peaks[name] = max(peaks.get(name, 0), count)
     return DemoState(
@@ -167,7 +186,33 @@ def observe(
         top=top,
         cycles=cycles,
         peaks=dict(peaks),
+        saved=saved,
+        saved_count=saved_count,
     )
+
+
+def _saved(daemon: Daemon, n: int) -> tuple[tuple[SavedAccount, ...], int]:
+    """Accounts liquidatable under flat weights, not under the portfolio model: the top ones
+    by their flat-weight shortfall, and how many there are."""
+    assert daemon.loop is not None
+    engine = daemon.loop.engine
+    table = engine.results
+    weighted, _ = engine.evaluate_under(weighted=True)
+    under_weights = (weighted.flags[:n] & int(Flag.LIQUIDATABLE)) != 0
+    under_grid = (table.flags[:n] & int(Flag.LIQUIDATABLE)) != 0
+    saved = np.flatnonzero(under_weights & ~under_grid)
+    ranked = saved[np.argsort(-weighted.shortfall[saved], kind="stable")]
+    scale = 10**daemon.config.margin.value_decimals
+    top = tuple(
+        SavedAccount(
+            account=engine.accounts[i],
+            health=float(table.health[i]),
+            weighted_health=float(weighted.health[i]),
+            weighted_shortfall_usd=float(weighted.shortfall[i]) / scale,
+        )
+        for i in ranked[:TOP_ACCOUNTS].tolist()
+    )
+    return top, len(saved)
 
 
 def changes(before: DemoState | None, after: DemoState) -> list[str]:
@@ -213,6 +258,8 @@ def summary_line(state: DemoState) -> str:
         for c in state.chains
     )
     counts = " ".join(f"{name}={state.counts.get(name, 0)}" for name in COUNT_NAMES)
+    if state.saved_count is not None:
+        counts += f" saved_by_portfolio={state.saved_count}"
     return f"[t+{state.elapsed_s:6.1f}s] phase={state.phase} | {prices} | {chains} | {counts}"
 
 
@@ -269,6 +316,20 @@ def render_frame(
             f" {t.account}  health {_health(t.health)}  shortfall ${t.shortfall_usd:>12,.2f}  "
             f"{' '.join(t.flags)}{held}"
         )
+    if state.saved_count is not None:
+        out += [
+            "",
+            f"{BOLD} healthy under portfolio, liquidatable under weighted "
+            f"({state.saved_count} now, peak {state.peaks.get('saved_by_portfolio', 0)}){RESET}",
+        ]
+        if not state.saved:
+            out.append(f" {DIM}none{RESET}")
+        for s in state.saved:
+            out.append(
+                f" {s.account}  portfolio health {GREEN}{_health(s.health)}{RESET}  "
+                f"weighted health {RED}{_health(s.weighted_health)}{RESET}  "
+                f"weighted shortfall ${s.weighted_shortfall_usd:>12,.2f}"
+            )
     out += ["", f"{BOLD} events{RESET}"]
     out += [f" {DIM}t+{at:5.1f}s{RESET} {message}" for at, message in events[-RECENT_EVENTS:]]
     return "\n".join(out) + "\n"

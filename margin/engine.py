@@ -19,16 +19,25 @@ same rows. Pure and synchronous: no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
 
 from core.amounts import scaled
-from margin.book import MarginBook, empty_index
+from margin.book import empty_index
 from margin.breakdown import BreakdownSource, holding_lines, position_lines
 from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
-from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError
+from margin.model import MONEY_FIELDS, AccountHealth, Flag, MarginInputError, PriceInput
+from margin.option_book import OptionBook
+from margin.portfolio import PortfolioResult
+from margin.portfolio_kernel import (
+    OptionInputRows,
+    evaluate_portfolio_accounts,
+    option_charges,
+)
+from margin.risk import AccountRisk, account_risk
 from margin.rows import gather, walk
 from margin.scenario import BookSnapshot
 from margin.tiers import IndexArray
@@ -38,7 +47,7 @@ FULL_RECOMPUTE_FRACTION = 0.1
 account's linked rows costs a few µs, a full pass well under one µs per account."""
 
 
-class MarginEngine(MarginBook):
+class MarginEngine(OptionBook):
     """Health, shortfall, latency risk and flags of every account, full or incremental."""
 
     @property
@@ -51,11 +60,43 @@ class MarginEngine(MarginBook):
 
     def recompute_all(self) -> HealthTable:
         """Evaluate every account; return ``results``."""
-        holdings, positions = self._all_rows(frozen=False)
         n = len(self._accounts)
-        result = self._evaluate(n, holdings, positions)
+        result, _ = self._evaluate_all()
         self._accounts.store(slice(0, n), result)
         return self.results
+
+    def evaluate_under(
+        self,
+        *,
+        price_shocks: Mapping[str, float] | None = None,
+        vol_shocks: Mapping[str, float] | None = None,
+        weighted: bool = False,
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Every account valued as if each asset's price (and its band) moved by
+        ``price_shocks[asset]`` (−0.3: 30 % down) and its volatility — options' implied vols
+        and the EWMA estimate that widens the scan ranges — by ``vol_shocks[asset]`` (0.5:
+        ×1.5), under the deployment's model; nothing is stored or marked dirty (stress tests).
+
+        Bad debt per account is ``max(0, liability_value − (collateral_value +
+        unrealized_pnl))`` of the returned table (``unrealized_pnl`` includes the options'
+        value). The ``PortfolioResult`` is ``None`` unless the model is ``portfolio``.
+        """
+        for asset, shock in {**(price_shocks or {}), **(vol_shocks or {})}.items():
+            if asset not in self._asset_ids:
+                raise MarginInputError(f"stress: unknown asset {asset}")
+            if not (math.isfinite(shock) and shock > -1):
+                raise MarginInputError(f"stress: shock of {asset} must be > -1 (got {shock})")
+        saved = (self._prices, self._market, self._vectors, self._vol_shocks)
+        try:
+            moves, vols = price_shocks or {}, vol_shocks or {}
+            self._prices = {
+                a: _shocked(p, moves.get(a, 0.0), vols.get(a, 0.0)) for a, p in self._prices.items()
+            }
+            self._vol_shocks = dict(vol_shocks or {})
+            self._market = self._rebuild_market()
+            return self._evaluate_all(weighted=weighted)
+        finally:
+            self._prices, self._market, self._vectors, self._vol_shocks = saved
 
     def snapshot(self) -> BookSnapshot:
         """A frozen copy of every account's inputs (``margin.scenario``): what a stress pass
@@ -83,6 +124,9 @@ class MarginEngine(MarginBook):
             mmr_tiers=self._mmr_tiers,
             current_table=self.results.select(slice(0, n)) if clean else None,
             token_flags=dict(self._token_flags),
+            options=self._option_rows(None).take(np.arange(self._options.n, dtype=np.intp)),
+            portfolio=self.portfolio,
+            now=self._now,
         )
 
     def _all_rows(self, *, frozen: bool) -> tuple[HoldingRows, PositionRows]:
@@ -111,6 +155,15 @@ class MarginEngine(MarginBook):
             )
         return holdings, positions
 
+    def _evaluate_all(
+        self, *, weighted: bool = False
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Every account's results, nothing stored."""
+        holdings, positions = self._all_rows(frozen=False)
+        n = len(self._accounts)
+        options = self._option_rows(None)
+        return self._evaluate(n, holdings, positions, options, weighted=weighted)
+
     def recompute(self, accounts: Iterable[int] | IndexArray) -> IndexArray:
         """Evaluate only ``accounts`` (indices); return them sorted and de-duplicated."""
         given = accounts if isinstance(accounts, np.ndarray) else np.fromiter(accounts, np.intp)
@@ -122,6 +175,14 @@ class MarginEngine(MarginBook):
     def _recompute_sorted(self, accts: IndexArray) -> IndexArray:
         if len(accts) == 0:
             return accts
+        table, _ = self._evaluate_slice(accts)
+        self._accounts.store(accts, table)
+        return accts
+
+    def _evaluate_slice(
+        self, accts: IndexArray, *, portfolio: bool = False
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """Results of the sorted accounts ``accts`` (local order), nothing stored."""
         h_rows, h_local = gather(accts, self._accounts.head, self._holdings.next)
         rows = self._holdings
         token = rows.token[h_rows]
@@ -142,8 +203,8 @@ class MarginEngine(MarginBook):
         )
         p_rows, p_local = gather(accts, self._accounts.position_head, self._positions.next)
         positions = self._positions.select(p_rows, p_local)
-        self._accounts.store(accts, self._evaluate(len(accts), holdings, positions))
-        return accts
+        options = self._option_rows(accts)
+        return self._evaluate(len(accts), holdings, positions, options, portfolio=portfolio)
 
     def recompute_dirty(self, *, full_fraction: float = FULL_RECOMPUTE_FRACTION) -> IndexArray:
         """Evaluate the dirty accounts (all of them, in one full pass, above
@@ -180,7 +241,18 @@ class MarginEngine(MarginBook):
             actionable=bool(table.actionable[acct]),
             holdings=holding_lines(source, holdings),
             positions=position_lines(source, positions),
+            risk=self.account_risk(account),
         )
+
+    def account_risk(self, account: str) -> AccountRisk:
+        """One account's portfolio risk figures (``risk`` of the account document): per-group
+        scan range, losses, greeks and horizon, VaR/ES and the options' value. Computed with
+        the portfolio parameters whatever the model (``model`` says which one sets M)."""
+        acct = np.array([self.account_index(account)], dtype=np.intp)
+        vectors = self._vectors
+        _, result = self._evaluate_slice(acct, portfolio=True)
+        assert result is not None
+        return account_risk(self.params.model, vectors, result, self.params.value_decimals)
 
     def _breakdown_source(self) -> BreakdownSource:
         return BreakdownSource(
@@ -199,10 +271,60 @@ class MarginEngine(MarginBook):
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _evaluate(self, n: int, holdings: HoldingRows, positions: PositionRows) -> HealthTable:
-        return evaluate(
-            n, holdings, positions, self._market, self._collateral_tiers, self._mmr_tiers
+    def _evaluate(
+        self,
+        n: int,
+        holdings: HoldingRows,
+        positions: PositionRows,
+        options: OptionInputRows,
+        *,
+        portfolio: bool = False,
+        weighted: bool = False,
+    ) -> tuple[HealthTable, PortfolioResult | None]:
+        """The model's results; with ``portfolio`` the portfolio figures too (any model);
+        with ``weighted`` the flat-weight results even under ``portfolio``."""
+        if (self.is_portfolio and not weighted) or portfolio:
+            table, result = evaluate_portfolio_accounts(
+                n,
+                holdings,
+                positions,
+                options,
+                self._market,
+                self._vectors,
+                self._now,
+                with_risk=portfolio,
+            )
+            if self.is_portfolio and not weighted:
+                return table, result
+        else:
+            result = None
+        charge = option_charges(n, options, self._market, self._vectors, self._now)
+        table = evaluate(
+            n,
+            holdings,
+            positions,
+            self._market,
+            self._collateral_tiers,
+            self._mmr_tiers,
+            extra_value=charge.value,
+            extra_maintenance=charge.maintenance,
+            extra_flags=charge.flags,
         )
+        return table, result
+
+
+def _shocked(price: PriceInput, shock: float, vol_shock: float) -> PriceInput:
+    """``price`` (and its band) moved by ``shock``, its volatility by ``vol_shock``."""
+    if not shock and not vol_shock:
+        return price
+    factor = 1.0 + shock
+    return replace(
+        price,
+        price=price.price * factor,
+        volatility=price.volatility * (1.0 + vol_shock),
+        price_low=None if price.price_low is None else price.price_low * factor,
+        price_high=None if price.price_high is None else price.price_high * factor,
+    )
 
 
 def _known(health: float) -> float:

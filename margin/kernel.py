@@ -168,14 +168,53 @@ def evaluate(
     market: MarketVectors,
     collateral_tiers: TierTable,
     mmr_tiers: TierTable,
+    *,
+    extra_value: FloatArray | None = None,
+    extra_maintenance: FloatArray | None = None,
+    extra_flags: FlagArray | None = None,
 ) -> HealthTable:
-    """Results of ``n`` (local) accounts from their holdings and positions."""
+    """Results of ``n`` (local) accounts from their holdings and positions; ``extra_*`` are
+    per-account additions to U, to M (now and after the shock) and to the flags (options,
+    ``margin.portfolio_kernel.option_charges``)."""
     flags = np.zeros(n, dtype=FLAG_DTYPE)
     cv, cw, lv, lw, cw_lat, lw_lat = _holding_sums(n, holdings, market, collateral_tiers, flags)
     pnl, maint, pnl_lat, maint_lat = _position_sums(n, positions, market, mmr_tiers, flags)
-    num, den = cw + pnl, lw + maint
-    num_lat, den_lat = cw_lat + pnl_lat, lw_lat + maint_lat
-    health, health_latency = _ratio(num, den), _ratio(num_lat, den_lat)
+    if extra_value is not None:
+        pnl, pnl_lat = pnl + extra_value, pnl_lat + extra_value
+    if extra_maintenance is not None:
+        maint, maint_lat = maint + extra_maintenance, maint_lat + extra_maintenance
+    if extra_flags is not None:
+        flags |= extra_flags
+    return finish(
+        flags=flags,
+        collateral_value=cv,
+        weighted_collateral=cw,
+        liability_value=lv,
+        weighted_liability=lw,
+        unrealized_pnl=pnl,
+        maintenance=maint,
+        equity_latency=cw_lat + pnl_lat,
+        requirement_latency=lw_lat + maint_lat,
+    )
+
+
+def finish(
+    *,
+    flags: FlagArray,
+    collateral_value: FloatArray,
+    weighted_collateral: FloatArray,
+    liability_value: FloatArray,
+    weighted_liability: FloatArray,
+    unrealized_pnl: FloatArray,
+    maintenance: FloatArray,
+    equity_latency: FloatArray,
+    requirement_latency: FloatArray | None = None,
+) -> HealthTable:
+    """Health, shortfall, flags and ``actionable`` from the sums (``requirement_latency``
+    defaults to the requirement now, as in the portfolio model)."""
+    num, den = weighted_collateral + unrealized_pnl, weighted_liability + maintenance
+    den_lat = den if requirement_latency is None else requirement_latency
+    health, health_latency = _ratio(num, den), _ratio(equity_latency, den_lat)
     unknown = (flags & _DEBT_UNKNOWN) != 0
     health[unknown] = np.nan  # NaN compares false: neither LIQUIDATABLE nor LATENCY_RISK
     health_latency[unknown] = np.nan
@@ -183,12 +222,12 @@ def evaluate(
     flags[liquidatable] |= _LIQUIDATABLE
     flags[(health >= 1.0) & (health_latency < 1.0)] |= _LATENCY_RISK
     return HealthTable(
-        collateral_value=cv,
-        weighted_collateral=cw,
-        liability_value=lv,
-        weighted_liability=lw,
-        unrealized_pnl=pnl,
-        maintenance=maint,
+        collateral_value=collateral_value,
+        weighted_collateral=weighted_collateral,
+        liability_value=liability_value,
+        weighted_liability=weighted_liability,
+        unrealized_pnl=unrealized_pnl,
+        maintenance=maintenance,
         health=health,
         health_latency=health_latency,
         shortfall=np.maximum(den - num, 0.0),

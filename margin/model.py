@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from core.domain import PriceStatus, Role
 from core.errors import NonRetryableError
+
+if TYPE_CHECKING:
+    from margin.risk import AccountRisk
 
 DEFAULT_Z = 2.33
 """Confidence multiplier of the latency shock: one-sided 99% of a normal (DESIGN §3)."""
@@ -100,6 +104,7 @@ class MarginModel(enum.StrEnum):
 
     WEIGHTED = "weighted"
     TIERED = "tiered"
+    PORTFOLIO = "portfolio"
 
 
 def _check(ok: bool, problem: str) -> None:
@@ -357,6 +362,9 @@ class AccountHealth:
     actionable: bool
     holdings: tuple[HoldingValue, ...]
     positions: tuple[PositionValue, ...]
+    risk: AccountRisk | None = field(default=None, compare=False)
+    """Portfolio figures (``MarginEngine.account_risk``); ``None`` where not computed. Not
+    compared: the reference ``margin.health`` does not compute them."""
 
     @property
     def held_reasons(self) -> Flag:

@@ -85,6 +85,7 @@ class AccountTable:
         self.index: dict[str, int] = {}
         self.head = np.full(0, -1, dtype=np.int32)
         self.position_head = np.full(0, -1, dtype=np.int32)
+        self.option_head = np.full(0, -1, dtype=np.int32)
         # dirty marks: a bitmap, plus the marked indices while few (an incremental recompute
         # must not scan every account to find the handful that changed)
         self.dirty = np.zeros(0, dtype=np.bool_)
@@ -130,6 +131,7 @@ class AccountTable:
         capacity = _capacity_for(needed, len(self.head))
         self.head = grown(self.head, capacity, -1)
         self.position_head = grown(self.position_head, capacity, -1)
+        self.option_head = grown(self.option_head, capacity, -1)
         self.dirty = grown(self.dirty, capacity, False)
         self.bucket_of = grown(self.bucket_of, capacity, -1)
         fresh = HealthTable.empty(capacity)
@@ -271,3 +273,38 @@ class PositionTable:
             entry=self.entry[rows],
             schedule=self.schedule[rows],
         )
+
+
+class OptionTable:
+    """One row per option line an account was ever given; replaced lines are reused, and a
+    line no longer posted keeps its row at size 0 (rows never move)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.account = np.zeros(0, dtype=np.intp)
+        self.asset = np.zeros(0, dtype=np.intp)
+        self.chain = np.zeros(0, dtype=np.intp)
+        self.call = np.zeros(0, dtype=np.bool_)
+        self.size = np.zeros(0, dtype=np.float64)
+        self.strike = np.ones(0, dtype=np.float64)
+        self.expiry = np.zeros(0, dtype=np.float64)
+        self.vol = np.ones(0, dtype=np.float64)
+        self.contract = np.zeros(0, dtype=np.intp)  # interned (asset, right, strike, expiry, vol)
+        self.next = np.full(0, -1, dtype=np.int32)
+
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more rows."""
+        needed = self.n + extra
+        if needed <= len(self.account):
+            return
+        capacity = _capacity_for(needed, len(self.account))
+        self.account = grown(self.account, capacity, 0)
+        self.asset = grown(self.asset, capacity, 0)
+        self.chain = grown(self.chain, capacity, 0)
+        self.call = grown(self.call, capacity, False)
+        self.size = grown(self.size, capacity, 0.0)
+        self.strike = grown(self.strike, capacity, 1.0)
+        self.expiry = grown(self.expiry, capacity, 0.0)
+        self.vol = grown(self.vol, capacity, 1.0)
+        self.contract = grown(self.contract, capacity, 0)
+        self.next = grown(self.next, capacity, -1)

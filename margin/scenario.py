@@ -18,7 +18,14 @@ import numpy as np
 
 from margin.kernel import HealthTable, HoldingRows, PositionRows, evaluate
 from margin.market import build_market
-from margin.model import ChainInput, EngineParams, PriceInput, TokenRisk
+from margin.model import ChainInput, EngineParams, MarginModel, PriceInput, TokenRisk
+from margin.portfolio_kernel import (
+    OptionInputRows,
+    build_portfolio_vectors,
+    evaluate_portfolio_accounts,
+    option_charges,
+)
+from margin.scenarios import PortfolioParams
 from margin.tiers import FloatArray, IndexArray, TierTable
 
 
@@ -91,6 +98,11 @@ class BookSnapshot:
     current_table: HealthTable | None
     token_flags: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """Flags single tokens add to their holders (``MarginBook.set_token_flags``)."""
+    options: OptionInputRows = field(default_factory=OptionInputRows.empty)
+    portfolio: PortfolioParams = field(default_factory=PortfolioParams)
+    now: float = 0.0
+    """Options (frozen copies), the portfolio model's parameters and the time options are
+    valued at: every model values options; ``margin.model: portfolio`` evaluates the grid."""
 
     @property
     def value_decimals(self) -> int:
@@ -104,7 +116,10 @@ class BookSnapshot:
         return self.evaluate(self.prices)
 
     def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
-        """Every account at ``prices``, with the engine's kernel and market vectors."""
+        """Every account at ``prices``, with the engine's kernel and market vectors (the
+        portfolio kernel under ``margin.model: portfolio``). Options' market value is part
+        of ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros
+        (adding it again would count it twice)."""
         market = build_market(
             params=self.params,
             assets=self.assets,
@@ -114,6 +129,21 @@ class BookSnapshot:
             token_group=self.token_group,
             token_flags=self.token_flags,
         )
+        vectors = build_portfolio_vectors(
+            params=self.portfolio,
+            assets=self.assets,
+            prices=prices,
+            chains=self.chains,
+            tokens=self.tokens,
+            z=self.params.z,
+            scale=float(10**self.params.value_decimals),
+        )
+        if self.params.model is MarginModel.PORTFOLIO:
+            table, _ = evaluate_portfolio_accounts(
+                self.n, self.holdings, self.positions, self.options, market, vectors, self.now
+            )
+            return ScenarioValues(table, np.zeros(self.n))
+        charge = option_charges(self.n, self.options, market, vectors, self.now)
         table = evaluate(
             self.n,
             self.holdings,
@@ -121,5 +151,8 @@ class BookSnapshot:
             market,
             self.collateral_tiers,
             self.mmr_tiers,
+            extra_value=charge.value,
+            extra_maintenance=charge.maintenance,
+            extra_flags=charge.flags,
         )
         return ScenarioValues(table, np.zeros(self.n))

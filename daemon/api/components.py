@@ -13,6 +13,7 @@ from core.addresses import JSON_SCHEMA_LOWER_ADDRESS_PATTERN
 from core.domain import PriceStatus
 from daemon.api.positions import (
     MAX_ABS_SIZE,
+    MAX_EXPIRY,
     MAX_NUMBER_CHARS,
     MAX_POSITIONS,
     MAX_PRICE,
@@ -22,7 +23,8 @@ from daemon.api.positions import (
     PositionMarkets,
 )
 from daemon.documents import HealthBucket
-from margin.model import MONEY_FIELDS, Flag
+from margin.model import MONEY_FIELDS, Flag, MarginModel
+from margin.options import MAX_IMPLIED_VOL
 
 Schema = dict[str, Any]
 
@@ -153,6 +155,30 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                     "items": ref("VenueEntry"),
                     "description": "the account's entries in every configured venue",
                 },
+                "risk": {
+                    **_null(ref("Risk")),
+                    "description": "portfolio-model figures, where a breakdown was built",
+                },
+            }
+        ),
+        "GroupRisk": _object(
+            {
+                "scan_range": num,
+                "loss": num,
+                "loss_latency": num,
+                "delta": num,
+                "gamma": num,
+                "vega": num,
+                "horizon_s": num,
+            }
+        ),
+        "Risk": _object(
+            {
+                "model": {"type": "string", "enum": [m.value for m in MarginModel]},
+                "var_99": num,
+                "es_975": num,
+                "options_value": DECIMAL,
+                "groups": {"type": "object", "additionalProperties": ref("GroupRisk")},
             }
         ),
         **venue_schemas(),
@@ -177,6 +203,18 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 "mmr_tiers": {"type": "array", "items": ref("StoredTier")},
             }
         ),
+        "StoredOption": _object(
+            {
+                "kind": {"type": "string", "enum": ["option"]},
+                "asset": text,
+                "chain": text,
+                "size": DECIMAL,
+                "right": {"type": "string", "enum": ["call", "put"]},
+                "strike": DECIMAL,
+                "expiry": integer,
+                "implied_vol": DECIMAL,
+            }
+        ),
         "AccountDetail": _object(
             {
                 "account": LOWER_ADDRESS,
@@ -184,6 +222,7 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 "balances": {"type": "array", "items": ref("BalanceLine")},
                 "positions": {"type": "array", "items": ref("StoredPosition")},
                 "venues": {"type": "array", "items": ref("VenueEntry")},
+                "options": {"type": "array", "items": ref("StoredOption")},
             }
         ),
         "AsOf": _object(
@@ -290,6 +329,7 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
         "PositionInput": {
             **_object(
                 {
+                    "kind": {"type": "string", "enum": ["perp"], "default": "perp"},
                     "asset": enum_of(markets.assets),
                     "chain": enum_of(markets.chains),
                     "size": _number_input(SIZE_PATTERN, -MAX_ABS_SIZE, MAX_ABS_SIZE),
@@ -302,6 +342,33 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                         "description": "Notional slices: up_to strictly increasing, the last "
                         "tier without up_to.",
                     },
+                },
+                required=["asset", "chain", "size", "entry_price", "mmr_tiers"],
+            ),
+            "additionalProperties": False,
+        },
+        "OptionInput": {
+            **_object(
+                {
+                    "kind": {"type": "string", "enum": ["option"]},
+                    "asset": enum_of(markets.assets),
+                    "chain": enum_of(markets.chains),
+                    "size": _number_input(SIZE_PATTERN, -MAX_ABS_SIZE, MAX_ABS_SIZE),
+                    "right": {"type": "string", "enum": ["call", "put"]},
+                    "strike": {
+                        **_number_input(PRICE_PATTERN, 0, MAX_PRICE),
+                        "description": "USD, > 0",
+                    },
+                    "expiry": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_EXPIRY,
+                        "description": "unix seconds, in the future",
+                    },
+                    "implied_vol": {
+                        **_number_input(PRICE_PATTERN, 0, MAX_IMPLIED_VOL),
+                        "description": "annualized, > 0 (0.6 = 60 %)",
+                    },
                 }
             ),
             "additionalProperties": False,
@@ -311,9 +378,10 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 {
                     "positions": {
                         "type": "array",
-                        "items": ref("PositionInput"),
+                        "items": {"anyOf": [ref("PositionInput"), ref("OptionInput")]},
                         "maxItems": MAX_POSITIONS,
-                        "description": "The account's complete set, one per asset; [] deletes.",
+                        "description": "The account's complete set: perps one per asset, option "
+                        "lines one per (asset, chain, right, strike, expiry); [] deletes.",
                     }
                 }
             ),
@@ -323,6 +391,7 @@ def component_schemas(markets: PositionMarkets) -> dict[str, Schema]:
             {
                 "account": LOWER_ADDRESS,
                 "positions": {"type": "array", "items": ref("StoredPosition")},
+                "options": {"type": "array", "items": ref("StoredOption")},
             }
         ),
         "PriceList": _object({"prices": {"type": "array", "items": ref("Price")}}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,12 @@ from daemon.api.errors import (
     json_response,
 )
 from daemon.api.positions import PositionMarkets, parse_positions, read_body
-from daemon.api.schemas import account_detail_document, cycle_document, position_document
+from daemon.api.schemas import (
+    account_detail_document,
+    cycle_document,
+    option_document,
+    position_document,
+)
 from daemon.api.view import DaemonView
 from daemon.config.model import ApiConfig
 from daemon.documents import account_document, stored_price_document
@@ -138,18 +144,28 @@ class KeeperRoutes:
             raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
         # aiohttp answers 413 beyond api.max_body_bytes; a body that trickles in is a 408.
         body = await read_body(request, self.settings.body_timeout_s)
-        positions = parse_positions(address, body, self.markets)
+        posted = parse_positions(address, body, self.markets, now=time.time())
         async with self._write_lock:
-            removed = await self.store.replace_positions(address, positions)
+            removed = await self.store.replace_positions(
+                address, posted.positions, options=posted.options
+            )
             now = await self.store.positions(address)
+            options = await self.store.options(address)
         log.info(
-            "positions_replaced account=%s positions=%d removed=%d",
+            "positions_replaced account=%s positions=%d options=%d removed=%d",
             address,
-            len(positions),
+            len(posted.positions),
+            len(posted.options),
             removed,
         )
         await self.view.position_changed(address)
-        return json_response({"account": address, "positions": [position_document(p) for p in now]})
+        return json_response(
+            {
+                "account": address,
+                "positions": [position_document(p) for p in now],
+                "options": [option_document(o) for o in options],
+            }
+        )
 
     # ---- operators -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from daemon.documents import account_document, float_text
 from daemon.store.records import AccountRecord, StoredBalance, StoredCycle
 from margin.model import Position
+from margin.options import OptionPosition
 
 
 def balance_line(balance: StoredBalance) -> dict[str, object]:
@@ -41,17 +42,33 @@ def position_document(position: Position) -> dict[str, object]:
     }
 
 
+def option_document(option: OptionPosition) -> dict[str, object]:
+    """A stored option line as ``PUT /v1/positions`` takes it (numbers as decimal strings)."""
+    return {
+        "kind": "option",
+        "asset": option.asset,
+        "chain": option.chain,
+        "size": float_text(option.size),
+        "right": option.right.value,
+        "strike": float_text(option.strike),
+        "expiry": option.expiry,
+        "implied_vol": float_text(option.implied_vol),
+    }
+
+
 def account_detail_document(
     address: str, record: AccountRecord | None, venues: Sequence[Mapping[str, object]] = ()
 ) -> dict[str, object]:
     """``/v1/accounts/{address}``: current state (null before any cycle, or for an account
-    known to venues only), balances, positions, and its venue entries (also in ``state``)."""
+    known to venues only), balances, perps (``positions``), option lines (``options``), and
+    its venue entries (also in ``state``)."""
     health = None if record is None else record.health
     return {
         "account": address.lower(),
         "state": None if health is None else account_document(health, venues),
         "balances": [] if record is None else [balance_line(b) for b in record.balances],
         "positions": [] if record is None else [position_document(p) for p in record.positions],
+        "options": [] if record is None else [option_document(o) for o in record.options],
         "venues": sorted(venues, key=lambda v: str(v.get("venue"))),
     }
 

@@ -27,6 +27,7 @@ from daemon.risk_inputs import (
     chain_input,
     engine_params,
     holdings,
+    portfolio,
     price_inputs,
     token_risks,
     watcher_tokens,
@@ -64,9 +65,12 @@ def build_engine(
     prices: dict[str, AssetPrice],
     sequencers: Mapping[str, SequencerStatus | None],
     venues: Sequence[VenueResult] = (),
+    *,
+    at: float,
 ) -> MarginEngine:
     """The engine over one snapshot, one oracle round and one read of every venue (their
-    positions feed the unified accounts), as the daemon builds it, evaluated."""
+    positions feed the unified accounts), as the daemon builds it, evaluated; options (none
+    in a one-shot pass) would be valued at ``at``."""
     watchers = [s.watcher for s in snapshots if s.watcher is not None]
     engine = MarginEngine(
         tokens=token_risks(config, watcher_tokens(watchers)),
@@ -80,6 +84,8 @@ def build_engine(
             for s in snapshots
         ],
         params=engine_params(config),
+        portfolio=portfolio(config),
+        now=at,
     )
     engine.set_prices(price_inputs(prices.values()))
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
@@ -107,7 +113,7 @@ def evaluate(
     """Run the engine over one snapshot, one oracle round and the venues' reads, as the
     daemon does; return every account's state with its breakdown
     (``daemon.documents.engine_state``) as of ``at``."""
-    engine = build_engine(config, snapshots, prices, sequencers, venues)
+    engine = build_engine(config, snapshots, prices, sequencers, venues, at=at)
     table = engine.results
     decimals = config.margin.value_decimals
     return [

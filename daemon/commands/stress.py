@@ -71,7 +71,7 @@ def build_shocks(
 async def stress_pass(config: Config, shocks: Shocks) -> tuple[StressReport, list[ChainSnapshot]]:
     """One snapshot and oracle round, the engine over them, then the stress pass."""
     m = await market_pass(config)
-    engine = build_engine(config, m.snapshots, m.prices, m.sequencers, m.venues)
+    engine = build_engine(config, m.snapshots, m.prices, m.sequencers, m.venues, at=m.at)
     return run_stress(engine.snapshot(), shocks), m.snapshots
 
 

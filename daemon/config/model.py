@@ -27,6 +27,7 @@ from daemon.config.assets import (
     OraclePollingConfig,
     asset_reference_problem,
 )
+from daemon.config.portfolio import PortfolioConfig, portfolio_reference_problem
 from daemon.config.types import (
     MAX_HORIZON_S,
     MAX_INTERVAL_S,
@@ -87,11 +88,14 @@ class MarginConfig(StrictModel):
     """How the margin engine values accounts (``margin``)."""
 
     model: MarginModel = MarginModel.WEIGHTED
-    """``weighted`` (flat weight per token) or ``tiered`` (token ``tiers`` apply)."""
+    """``weighted`` (flat weight per token), ``tiered`` (token ``tiers`` apply) or
+    ``portfolio`` (the scenario grid of ``margin.portfolio``)."""
     z: float = Field(default=2.33, gt=0, le=10)
     """Confidence multiplier of the latency shock (2.33 = one-sided 99%)."""
     value_decimals: int = Field(default=2, ge=0, le=4)
     """USD values are rounded to this many decimals, collateral down and debts up."""
+    portfolio: PortfolioConfig = Field(default_factory=PortfolioConfig)
+    """Risk groups, grid and correlations of the ``portfolio`` model (ignored by the others)."""
 
 
 class TokenConfig(StrictModel):
@@ -384,6 +388,10 @@ class Config(StrictModel):
         venue_problem = venue_reference_problem(self.venues, names, [a.symbol for a in self.assets])
         if venue_problem is not None:
             raise venue_problem
+        known = {a.symbol for a in self.assets} | {t.asset for t in self.tokens}
+        problem = portfolio_reference_problem(self.margin.portfolio, known)
+        if problem is not None:
+            raise KeyedError(*problem)
         return self
 
     def chain(self, name: str) -> ChainConfig:

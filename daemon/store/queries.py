@@ -26,6 +26,7 @@ from daemon.store import venues as venue_store
 from daemon.store.engine import create_store_engine, reporting_unavailable
 from daemon.store.fencing import Fence, check_fence
 from daemon.store.leases import ClusterView, read_cluster
+from daemon.store.options import read_options
 from daemon.store.outbox import id_chunks, id_matches
 from daemon.store.records import (
     AccountRecord,
@@ -48,6 +49,7 @@ from daemon.store.schema import (
     chain_cursors,
     cycles,
     health_transitions,
+    options,
     oracle_state,
     positions,
     price_history,
@@ -55,6 +57,7 @@ from daemon.store.schema import (
 )
 from daemon.store.summary import Summary, read_summary
 from margin.model import Flag, Position
+from margin.options import OptionPosition
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -235,13 +238,15 @@ class StoreQueries(AsyncResource):
                     .order_by(positions.c.asset)
                 )
             ).all()
-        if health is None and not held and not posted:
+            written = await read_options(conn, address)
+        if health is None and not held and not posted and not written:
             return None
         return AccountRecord(
             account=address,
             health=None if health is None else health_from_row(health, self._quantum),
             balances=[from_row(StoredBalance, b) for b in held],
             positions=[position_from_row(p) for p in posted],
+            options=written,
         )
 
     async def health_flags(self) -> dict[str, Flag]:
@@ -453,12 +458,26 @@ class StoreQueries(AsyncResource):
         )
         return [from_row(StoredPrice, row) for row in await self._rows(query)]
 
+    async def options(self, account: str | None = None) -> list[OptionPosition]:
+        """Stored option lines (of one account), ordered by account and key."""
+        async with self._reading(), self.engine.connect() as conn:
+            return await read_options(conn, account)
+
     async def position_versions(self) -> dict[tuple[str, str], float]:
         """(account, asset) → ``updated_at`` of every stored position: what another replica
         compares to learn which accounts' positions were replaced (cluster mode)."""
         p = positions.c
         query = sa.select(p.account, p.asset, p.updated_at)
-        return {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+        versions = {(row.account, row.asset): row.updated_at for row in await self._rows(query)}
+        # option lines too, one key per line ("option:" cannot be an asset name)
+        o = options.c
+        lines = sa.select(
+            o.account, o.asset, o.chain, o.option_right, o.strike, o.expiry, o.updated_at
+        )
+        for row in await self._rows(lines):
+            line = f"option:{row.asset}/{row.chain}/{row.option_right}/{row.strike}/{row.expiry}"
+            versions[(row.account, line)] = row.updated_at
+        return versions
 
     # ---- venues ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from chains.reads import Pair
 from chains.watcher import Reading
 from daemon.store.schema import MONEY_COLUMNS
 from margin.model import HELD_REASONS, Flag, Position, Tier
+from margin.options import OptionPosition
 
 Row = sa.Row[Any]
 
@@ -231,6 +232,7 @@ class AccountRecord:
     health: StoredHealth | None
     balances: list[StoredBalance]
     positions: list[Position]
+    options: list[OptionPosition] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +249,7 @@ class StoredState:
     health_flags: dict[str, Flag]
     positions: list[Position]
     latest_prices: dict[str, StoredPrice]
+    options: list[OptionPosition] = field(default_factory=list)
     last_cycle: StoredCycle | None
     oracle_states: dict[str, Any] = field(default_factory=dict)
     """asset → the oracle state document of its newest stored round (``oracles.resume``

@@ -20,6 +20,7 @@ from typing import Any
 
 from margin.kernel import HealthTable
 from margin.model import MONEY_FIELDS, AccountHealth
+from margin.risk import AccountRisk
 
 HealthRecord = tuple[Any, ...]
 """One row of ``HealthRows.records()``, in ``schema.health_stage`` column order."""
@@ -171,6 +172,29 @@ def breakdown_record(health: AccountHealth) -> dict[str, Any]:
             }
             for p in health.positions
         ],
+        "risk": None if health.risk is None else risk_record(health.risk),
+    }
+
+
+def risk_record(risk: AccountRisk) -> dict[str, Any]:
+    """``AccountRisk`` in its stored form (inside the breakdown); ``documents`` renders it."""
+    return {
+        "model": risk.model.value,
+        "var_99": risk.var_99,
+        "es_975": risk.es_975,
+        "options_value": str(risk.options_value),
+        "groups": {
+            name: {
+                "scan_range": g.scan_range,
+                "loss": g.loss,
+                "loss_latency": g.loss_latency,
+                "delta": g.delta,
+                "gamma": g.gamma,
+                "vega": g.vega,
+                "horizon_s": g.horizon_s,
+            }
+            for name, g in risk.groups.items()
+        },
     }
 
 

@@ -26,6 +26,8 @@ Tables:
 - ``health_transitions``: append-only history of flag changes; also the MQTT outbox
   (``published_at`` NULL until published).
 - ``positions``: derivative positions posted by the protocol.
+- ``options``: option lines posted by the protocol (several per asset: one per chain, right,
+  strike and expiry).
 - ``shard_leases``: cluster mode, one row per shard: the replica holding it (``owner``, NULL
   when free), its ``epoch`` (+1 at every acquisition: the fencing token every write carries)
   and ``expires_at`` (database clock). ``cluster_replicas``: every replica's ``last_seen``
@@ -205,6 +207,20 @@ positions = sa.Table(
     sa.Column("size", sa.Double(), nullable=False),
     sa.Column("entry_price", sa.Double(), nullable=False),
     sa.Column("mmr_tiers", JSONDocument, nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+options = sa.Table(
+    "options",
+    metadata,
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("asset", NAME, primary_key=True),
+    sa.Column("chain", NAME, primary_key=True),
+    sa.Column("option_right", sa.String(4), primary_key=True),
+    sa.Column("strike", sa.Double(), primary_key=True),
+    sa.Column("expiry", sa.BigInteger(), primary_key=True),
+    sa.Column("size", sa.Double(), nullable=False),
+    sa.Column("implied_vol", sa.Double(), nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
 )
 

@@ -38,6 +38,7 @@ from daemon.store.chain_state import store_balance_update
 from daemon.store.cycle import write_health_cycle
 from daemon.store.engine import check_reachable, create_store_engine, write_transaction
 from daemon.store.fencing import Fence, check_fence
+from daemon.store.options import replace_options
 from daemon.store.outbox import mark_published
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition, transition_from_row
@@ -51,6 +52,7 @@ from daemon.store.schema import (
 from daemon.store.urls import shown_url
 from daemon.store.venues import VenueAnnouncement, VenueRow
 from margin.model import Position
+from margin.options import OptionPosition
 from oracles.model import AssetPrice
 from oracles.resume import state_to_json
 
@@ -244,10 +246,16 @@ class HealthStore(AsyncResource):
             await self._upsert_positions(conn, [position], at)
 
     async def replace_positions(
-        self, account: str, new: Sequence[Position], *, at: float | None = None
+        self,
+        account: str,
+        new: Sequence[Position],
+        *,
+        options: Sequence[OptionPosition] = (),
+        at: float | None = None,
     ) -> int:
-        """Make ``new`` the account's whole set of positions in one transaction (readers and
-        other replicas never see half of it); return how many stored positions it removed."""
+        """Make ``new`` and ``options`` the account's whole set of positions in one transaction
+        (readers and other replicas never see half of it); return how many stored positions
+        and option lines it removed."""
         account = account.lower()
         keep = [p.asset for p in new]
         async with write_transaction(self.engine) as conn:
@@ -257,7 +265,8 @@ class HealthStore(AsyncResource):
                 )
             )
             await self._upsert_positions(conn, new, at)
-        return int(removed.rowcount or 0)
+            gone = await replace_options(conn, account, options, at)
+        return int(removed.rowcount or 0) + gone
 
     @staticmethod
     async def _upsert_positions(
@@ -317,6 +326,10 @@ class HealthStore(AsyncResource):
             async with write_transaction(self.engine) as conn:
                 await venue_store.mark_announced(conn, announced)
 
+    async def options(self, account: str | None = None) -> list[OptionPosition]:
+        """Stored option lines (of one account)."""
+        return await self.queries.options(account)
+
     # ---- restart ----------------------------------------------------------------------------
 
     async def load_state(self) -> StoredState:
@@ -330,6 +343,7 @@ class HealthStore(AsyncResource):
             balances=await q.balances(),
             health_flags=await q.health_flags(),
             positions=await q.positions(),
+            options=await q.options(),
             latest_prices=await q.latest_prices(),
             last_cycle=await q.last_cycle(),
             oracle_states=await q.oracle_states(),

@@ -2,7 +2,7 @@
 every transition (the outbox is published per shard by the shard's owner).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-05
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from daemon.store.types import Timestamp
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

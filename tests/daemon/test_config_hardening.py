@@ -10,7 +10,7 @@ import resource
 import subprocess
 import sys
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,12 @@ EVERY_MODEL: dict[str, Any] = {
         }
     ],
     "mqtt": {"url": "mqtt://127.0.0.1:1883"},
-    "margin": {"model": "tiered"},
+    "margin": {
+        "model": "tiered",
+        "portfolio": {
+            "groups": {"ETH": {"assets": ["ETH"], "scan_range": 0.15}},
+        },
+    },
     "venues": [
         {"name": "aave", "kind": "aave_v3", "chain": "eth", "pool_addresses_provider": FEED},
     ],
@@ -332,9 +337,16 @@ def number_fields(
     """``(path, model class)`` of every float/decimal field of a validated config."""
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if _number_annotation(info.annotation):
+        if isinstance(value, dict):  # a mapping of numbers: each value is a field
+            for key, item in value.items():
+                if isinstance(item, float):
+                    yield (*path, name, key), type(model)
+        elif _number_annotation(info.annotation):
             yield (*path, name), type(model)
-        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        if isinstance(value, dict):
+            items: Iterable[tuple[int | str | None, Any]] = value.items()
+        else:
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
         for index, item in items:
             if isinstance(item, BaseModel):
                 where = (*path, name) if index is None else (*path, name, index)

@@ -35,6 +35,10 @@ from margin.model import (
 from tests.margin import margin_oracle as oracle
 from tests.margin.margin_oracle_numbers import Schedule
 
+REFERENCE_MODELS = (MarginModel.WEIGHTED, MarginModel.TIERED)
+"""The models ``margin.health.evaluate_account`` (and the independent oracle) define; the
+portfolio model has its own (``tests/margin/portfolio_oracle.py``)."""
+
 
 def oracle_schedule(tiers: tuple[Tier, ...]) -> Schedule:
     """Tiers as ``((rate, up_to), …)``."""

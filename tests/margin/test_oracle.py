@@ -32,7 +32,7 @@ from margin.model import (
 )
 from tests.margin import margin_oracle as oracle
 from tests.margin import margin_oracle_numbers as numbers
-from tests.margin.marginkit import Book, flag_set, usd
+from tests.margin.marginkit import REFERENCE_MODELS, Book, flag_set, usd
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 ETH, USDC = 10**18, 10**6
@@ -617,7 +617,7 @@ def positions(draw: st.DrawFn, account: str, mmr: list[tuple[Tier, ...]]) -> Pos
 def books(draw: st.DrawFn) -> Book:
     """A random market and a few accounts, fed to a fresh engine and recorded."""
     params = EngineParams(
-        model=draw(st.sampled_from(MarginModel)),
+        model=draw(st.sampled_from(REFERENCE_MODELS)),
         z=draw(_floats(0.0, 10.0, (0.0, 2.33))),
         value_decimals=draw(st.integers(0, 4)),
     )

@@ -23,14 +23,18 @@ from margin.model import (
     EngineParams,
     Flag,
     Holding,
-    MarginModel,
     Position,
     PriceInput,
     Tier,
     TokenRisk,
 )
 from tests.margin import margin_oracle as oracle
-from tests.margin.marginkit import assert_reference_matches, oracle_market, oracle_perp
+from tests.margin.marginkit import (
+    REFERENCE_MODELS,
+    assert_reference_matches,
+    oracle_market,
+    oracle_perp,
+)
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 TIERS_A = (Tier(0.9, 1_000), Tier(0.5, 50_000), Tier(0.2))
@@ -121,7 +125,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
         "prices": {a: draw(price_inputs(a)) for a in priced},
         "chains": {c: draw(chain_inputs(c)) for c in CHAIN_NAMES},
         "params": EngineParams(
-            model=draw(st.sampled_from(MarginModel)), z=draw(st.sampled_from([0.0, 2.33, 3.0]))
+            model=draw(st.sampled_from(REFERENCE_MODELS)), z=draw(st.sampled_from([0.0, 2.33, 3.0]))
         ),
     }
 

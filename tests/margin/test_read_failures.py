@@ -36,7 +36,12 @@ from margin.model import (
     TokenRisk,
 )
 from tests.margin import margin_oracle as oracle
-from tests.margin.marginkit import assert_reference_matches, assert_row_matches, oracle_market
+from tests.margin.marginkit import (
+    REFERENCE_MODELS,
+    assert_reference_matches,
+    assert_row_matches,
+    oracle_market,
+)
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 TIERS = (Tier(0.9, 1_000), Tier(0.5, 50_000), Tier(0.2))
@@ -330,7 +335,7 @@ def populate(both: Both, rng: random.Random, accounts: int) -> None:
                 both.failed(account, token, i + 1)
 
 
-@pytest.mark.parametrize("model", list(MarginModel))
+@pytest.mark.parametrize("model", list(REFERENCE_MODELS))
 def test_engine_full_and_incremental_equal_the_reference_with_failed_reads(
     model: MarginModel,
 ) -> None:
@@ -392,7 +397,7 @@ PROPERTY = settings(
 def test_failed_reads_never_make_an_account_healthier_nor_actionable(
     book: dict[tuple[str, str], int], market: list[PriceInput], data: st.DataObject
 ) -> None:
-    both = Both(data.draw(st.sampled_from(MarginModel)))
+    both = Both(data.draw(st.sampled_from(REFERENCE_MODELS)))
     both.set_prices(market)
     for key, raw in book.items():
         both.good("acct", TOKEN_MAP[key], raw, block=1)

@@ -27,6 +27,7 @@ TABLES = {
     "chain_cursors",
     "cycles",
     "health_transitions",
+    "options",
     "oracle_state",
     "positions",
     "price_history",
@@ -35,9 +36,9 @@ TABLES = {
     "shard_leases",
     "cluster_replicas",
 }
-LATER_TABLES: set[str] = {"venue_accounts", "shard_leases", "cluster_replicas"}
-"""Tables of revisions after 0003 (0004: venue entries, 0006: cluster leases): a downgrade
-below 0003 drops them too."""
+LATER_TABLES: set[str] = {"venue_accounts", "options", "shard_leases", "cluster_replicas"}
+"""Tables of revisions after 0003 (0004: venue entries, 0005: options, 0006: cluster leases):
+a downgrade below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:

@@ -1,0 +1,141 @@
+"""The ``margin.portfolio`` block: risk groups, the scenario grid and correlations.
+
+Validated on its own (bounds, pair syntax, an asset in two groups) and against the rest of the
+config by ``portfolio_reference_problem`` (group assets must be configured assets, correlation
+pairs must name groups). ``portfolio_params`` turns it into ``margin.scenarios.PortfolioParams``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from daemon.config.types import KeyedError, StrictModel
+from margin.scenarios import (
+    DEFAULT_EXTREME_MULTIPLE,
+    DEFAULT_EXTREME_WEIGHT,
+    DEFAULT_PRICE_STEPS,
+    DEFAULT_SCAN_RANGE,
+    DEFAULT_VOL_DOWN,
+    DEFAULT_VOL_UP,
+    MAX_PRICE_STEPS,
+    CorrelationSource,
+    PortfolioParams,
+    RiskGroup,
+)
+
+MAX_EXTREME_MULTIPLE = 10.0
+MAX_VOL_UP = 10.0
+
+Correlation = Annotated[float, Field(ge=0, le=1)]
+ScanRange = Annotated[float, Field(gt=0, lt=1)]
+
+
+class RiskGroupConfig(StrictModel):
+    """Assets that move together and how far the grid moves them (a fraction of the price)."""
+
+    assets: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    scan_range: ScanRange
+
+
+class PortfolioConfig(StrictModel):
+    """``margin.portfolio`` (DESIGN §3 "Portfolio model"); used with ``margin.model: portfolio``."""
+
+    groups: dict[str, RiskGroupConfig] = Field(default_factory=dict)
+    default_scan_range: ScanRange = DEFAULT_SCAN_RANGE
+    price_steps: int = Field(default=DEFAULT_PRICE_STEPS, ge=1, le=MAX_PRICE_STEPS)
+    extreme_multiple: float = Field(default=DEFAULT_EXTREME_MULTIPLE, ge=1, le=MAX_EXTREME_MULTIPLE)
+    extreme_weight: Correlation = DEFAULT_EXTREME_WEIGHT
+    vol_up: float = Field(default=DEFAULT_VOL_UP, ge=0, le=MAX_VOL_UP)
+    vol_down: float = Field(default=DEFAULT_VOL_DOWN, ge=0, lt=1)
+    correlations: dict[str, Correlation] = Field(default_factory=dict)
+    """``"ETH/BTC": 0.8`` between two groups (either order), each in [0, 1]."""
+    default_correlation: Correlation = 1.0
+    correlation_source: CorrelationSource = CorrelationSource.STATIC
+    """``static`` (the numbers above) or ``ewma`` (estimated from oracle returns, never below
+    ``min_correlation``; configured pairs are the starting point)."""
+    min_correlation: Correlation = 0.0
+
+    @model_validator(mode="after")
+    def _groups_and_pairs(self) -> Self:
+        owner: dict[str, str] = {}
+        for name, group in self.groups.items():
+            for i, asset in enumerate(group.assets):
+                if asset in owner:
+                    raise KeyedError(
+                        f"margin.portfolio.groups.{name}.assets[{i}]",
+                        f"asset already in group {owner[asset]}: an asset belongs to one group",
+                        asset,
+                    )
+                owner[asset] = name
+        for name in self.groups:
+            if owner.get(name, name) != name:
+                raise KeyedError(
+                    f"margin.portfolio.groups.{name}",
+                    f"a group may not be named after an asset of group {owner[name]}",
+                )
+        seen: set[frozenset[str]] = set()
+        for key in self.correlations:
+            a, sep, b = key.partition("/")
+            if not sep or not a or not b or "/" in b or a == b:
+                raise KeyedError(
+                    f"margin.portfolio.correlations.{key}",
+                    "a pair of two different groups is written A/B",
+                )
+            if frozenset((a, b)) in seen:
+                raise KeyedError(
+                    f"margin.portfolio.correlations.{key}", "pair given twice (in either order)"
+                )
+            seen.add(frozenset((a, b)))
+        return self
+
+
+def portfolio_reference_problem(
+    portfolio: PortfolioConfig, assets: Iterable[str]
+) -> tuple[str, str, object] | None:
+    """The first reference problem as ``(key, problem, value)``, or ``None``: every group
+    asset is a configured asset, every correlation pair names two groups (a configured group
+    or an asset in no group, which is a group of its own)."""
+    known = set(assets)
+    for name, group in portfolio.groups.items():
+        for i, asset in enumerate(group.assets):
+            if asset not in known:
+                key = f"margin.portfolio.groups.{name}.assets[{i}]"
+                return key, "names no configured asset", asset
+    grouped = {a for g in portfolio.groups.values() for a in g.assets}
+    groups = set(portfolio.groups) | (known - grouped)
+    for pair in portfolio.correlations:
+        for side in pair.split("/"):
+            if side not in groups:
+                valid = ", ".join(sorted(groups))
+                key = f"margin.portfolio.correlations.{pair}"
+                return key, f"names no risk group; one of {valid}", side
+    return None
+
+
+def portfolio_params(
+    portfolio: PortfolioConfig, volatility_floors: Mapping[str, float]
+) -> PortfolioParams:
+    """The engine's ``PortfolioParams`` (with the assets' volatility floors)."""
+    return PortfolioParams(
+        groups=tuple(
+            RiskGroup(name=name, assets=tuple(g.assets), scan_range=g.scan_range)
+            for name, g in portfolio.groups.items()
+        ),
+        default_scan_range=portfolio.default_scan_range,
+        price_steps=portfolio.price_steps,
+        extreme_multiple=portfolio.extreme_multiple,
+        extreme_weight=portfolio.extreme_weight,
+        vol_up=portfolio.vol_up,
+        vol_down=portfolio.vol_down,
+        correlations=tuple(
+            (*pair.split("/", 1), rho)  # type: ignore[misc]
+            for pair, rho in portfolio.correlations.items()
+        ),
+        default_correlation=portfolio.default_correlation,
+        correlation_source=portfolio.correlation_source,
+        min_correlation=portfolio.min_correlation,
+        volatility_floors=tuple(sorted(volatility_floors.items())),
+    )
