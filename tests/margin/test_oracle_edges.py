@@ -1,0 +1,62 @@
+"""Edge cases of the engine and the reference against the oracle, added for mutants that
+survived ``make mutate`` (bench/RESULTS.md, mutation section).
+
+Same market and helpers as ``test_oracle``; every expected number is worked out by hand in
+the comments, and ``settle`` also checks the engine, the reference and the oracle agree.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.domain import Role
+from margin.health import evaluate_account
+from margin.model import (
+    ChainInput,
+    EngineParams,
+    Holding,
+    MarginModel,
+    PriceInput,
+    Tier,
+    TokenRisk,
+)
+from tests.margin.test_oracle import USDC, book, settle
+
+
+def test_a_one_unit_tiered_bucket_keeps_its_value_after_a_zero_shock() -> None:
+    # 1 cent of CAP (tier rate 1.0 up to 1,000 USD) against 1 cent of USDC debt, latency 0:
+    # weighted 1 cent now, and 1 · (1 − 0) = 1 cent after the shock, so health_latency is
+    # 1 / 1 too and no LATENCY_RISK (a bucket of one unit is still a bucket with value)
+    b = book(EngineParams(model=MarginModel.TIERED))
+    b.balance("a", "eth", "capped", USDC // 100)
+    b.balance("a", "eth", "dusdc", USDC // 100)
+    (a,) = settle(b).values()
+    assert (a.collateral_value, a.weighted_collateral) == (Decimal("0.01"), Decimal("0.01"))
+    assert (a.health, a.health_latency) == (1.0, 1.0)
+    assert a.flags == frozenset()
+
+
+def test_a_first_tier_narrower_than_a_unit_weighs_a_one_unit_bucket_at_the_next_rate() -> None:
+    # tiers 1.0 up to 0.001 USD (0 whole cents), then 0.5: one cent counts 0.5 cent, and the
+    # breakdown's effective weight is 0.5 / 1 = 0.5, not the first tier's 1.0
+    tiers = (Tier(1.0, 0.001), Tier(0.5))
+    token = TokenRisk(
+        chain="eth",
+        token="t",
+        asset="USDC",
+        role=Role.COLLATERAL,
+        weight=1,
+        decimals=6,
+        tiers=tiers,
+    )
+    result = evaluate_account(
+        "a",
+        [Holding(account="a", chain="eth", token="t", raw=USDC // 100, block=1)],
+        [],
+        tokens={token.key: token},
+        prices={"USDC": PriceInput(asset="USDC", price=1.0)},
+        chains={"eth": ChainInput(name="eth", liquidation_latency_s=0)},
+        params=EngineParams(model=MarginModel.TIERED),
+    )
+    (line,) = result.holdings
+    assert (line.value, line.weighted_value, line.weight) == (Decimal("0.01"), Decimal(0), 0.5)
