@@ -20,7 +20,7 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
-from tests.margin.test_oracle import USDC, book, settle
+from tests.margin.test_oracle import ETH, HOUR, USDC, book, settle
 
 
 def test_a_one_unit_tiered_bucket_keeps_its_value_after_a_zero_shock() -> None:
@@ -60,3 +60,15 @@ def test_a_first_tier_narrower_than_a_unit_weighs_a_one_unit_bucket_at_the_next_
     )
     (line,) = result.holdings
     assert (line.value, line.weighted_value, line.weight) == (Decimal("0.01"), Decimal(0), 0.5)
+
+
+def test_health_exactly_one_with_a_shock_below_it_is_latency_risk_in_the_engine() -> None:
+    # 10 ETH on arb · 2000 · 0.825 = 16,500 against 16,500 USDC: health exactly 1.0, which
+    # counts as solvent now; a 2.33σ hour of ETH (σ 0.8) on arb takes it below 1
+    b = book(chains=[ChainInput(name="arb", liquidation_latency_s=HOUR)])
+    b.balance("a", "arb", "weth", 10 * ETH)
+    b.balance("a", "eth", "dusdc", 16_500 * USDC)
+    (a,) = settle(b).values()
+    assert a.health == 1.0
+    assert a.health_latency < 1.0
+    assert (a.flags, a.actionable) == ({"LATENCY_RISK"}, False)

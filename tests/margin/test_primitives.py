@@ -11,9 +11,11 @@ number is worked out by hand in its comment.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from margin.tiers import usd_to_units
+from margin.model import Tier
+from margin.tiers import TierTable, compile_tiers, usd_to_units
 
 
 @pytest.mark.parametrize(
@@ -35,3 +37,10 @@ def test_usd_tier_bounds_convert_to_whole_units_rounded_down(
     got = usd_to_units(usd, value_decimals)
     assert type(got) is int
     assert got == units
+
+
+def test_a_table_of_several_flat_schedules_weighs_each_row_by_its_own() -> None:
+    # two one-tier schedules (depth 1, but two rows): 1,000 units at 0.5 and at 0.25
+    table = TierTable([compile_tiers((Tier(0.5),), 2), compile_tiers((Tier(0.25),), 2)])
+    x = np.array([1_000.0, 1_000.0, 3.0])
+    assert table.values(x, np.array([0, 1, 1], dtype=np.intp)).tolist() == [500.0, 250.0, 0.75]
