@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from margin.latency import YEAR_S, collateral_factor, liability_factor, price_shock
 from margin.model import Tier
 from margin.tiers import TierTable, compile_tiers, usd_to_units
 
@@ -44,3 +45,33 @@ def test_a_table_of_several_flat_schedules_weighs_each_row_by_its_own() -> None:
     table = TierTable([compile_tiers((Tier(0.5),), 2), compile_tiers((Tier(0.25),), 2)])
     x = np.array([1_000.0, 1_000.0, 3.0])
     assert table.values(x, np.array([0, 1, 1], dtype=np.intp)).tolist() == [500.0, 250.0, 0.75]
+
+
+@pytest.mark.parametrize(
+    ("z", "volatility", "latency_s", "shock"),
+    [
+        (1.0, 1.0, YEAR_S, 1.0),  # one σ over a whole year is σ
+        (2.0, 0.5, YEAR_S / 4, 0.5),  # 2 · 0.5 · sqrt(1/4)
+        (3.0, 0.8, 0.0, 0.0),  # no horizon, no move
+        (2.33, 0.0, 3600.0, 0.0),  # a stablecoin priced without volatility
+    ],
+)
+def test_price_shock_is_z_sigma_sqrt_of_the_horizon_in_years(
+    z: float, volatility: float, latency_s: float, shock: float
+) -> None:
+    assert price_shock(z, volatility, latency_s) == shock
+
+
+@pytest.mark.parametrize(
+    ("shock", "collateral", "liability"),
+    [
+        (0.0, 1.0, 1.0),
+        (0.25, 0.75, 1.25),  # collateral loses a quarter, debt gains one
+        (1.0, 0.0, 2.0),
+        (1.5, 0.0, 2.5),  # a move beyond 100 % leaves no collateral, never a negative one
+    ],
+)
+def test_a_shock_shrinks_collateral_to_at_least_zero_and_grows_debt(
+    shock: float, collateral: float, liability: float
+) -> None:
+    assert (collateral_factor(shock), liability_factor(shock)) == (collateral, liability)
