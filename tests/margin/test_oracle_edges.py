@@ -7,17 +7,22 @@ the comments, and ``settle`` also checks the engine, the reference and the oracl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
+import pytest
 
 from core.domain import Role
 from margin.health import evaluate_account
 from margin.model import (
+    AccountHealth,
     ChainInput,
     EngineParams,
     Holding,
+    MarginInputError,
     MarginModel,
+    Position,
     PriceInput,
     Tier,
     TokenRisk,
@@ -90,3 +95,48 @@ def test_the_results_keep_their_column_types_as_accounts_are_added() -> None:
     assert all(type(value) is bool for value in actionable)
     assert [row.actionable for row in rows.values()] == actionable
     assert actionable.count(True) == 1
+
+
+def _reference(
+    holdings: list[Holding], positions: list[Position], tokens: list[TokenRisk]
+) -> AccountHealth:
+    return evaluate_account(
+        "0xa",
+        holdings,
+        positions,
+        tokens={t.key: t for t in tokens},
+        prices={
+            "USDC": PriceInput(asset="USDC", price=1.0),
+            "ETH": PriceInput(asset="ETH", price=2000.0),
+        },
+        chains={"eth": ChainInput(name="eth", liquidation_latency_s=0)},
+        params=EngineParams(),
+    )
+
+
+def test_a_token_without_decimals_shows_its_raw_amount_whole() -> None:
+    # decimals 0 (a whole-unit token): 5 raw is 5 tokens at 1 USD = 5.00 USD
+    token = TokenRisk(
+        chain="eth", token="t", asset="USDC", role=Role.COLLATERAL, weight=1, decimals=0
+    )
+    (line,) = _reference(
+        [Holding(account="0xa", chain="eth", token="t", raw=5, block=1)], [], [token]
+    ).holdings
+    assert (line.amount, line.value) == (Decimal(5), Decimal("5.00"))
+
+
+def test_unknown_inputs_and_duplicates_are_refused_by_name() -> None:
+    usdc = TokenRisk(
+        chain="eth", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=1, decimals=6
+    )
+    hold = Holding(account="0xa", chain="eth", token="usdc", raw=1, block=1)
+    mmr = (Tier(0.01),)
+    long = Position(account="0xa", asset="ETH", chain="eth", size=1, entry_price=1, mmr_tiers=mmr)
+    with pytest.raises(MarginInputError, match=r"^unknown token \('eth', 'usdc'\)$"):
+        _reference([hold], [], [])
+    with pytest.raises(MarginInputError, match=r"^unknown chain 'arb'$"):
+        _reference([], [replace(long, chain="arb")], [usdc])
+    with pytest.raises(MarginInputError, match=r"^two positions of 0xa in ETH$"):
+        _reference([], [long, long], [usdc])
+    with pytest.raises(MarginInputError, match=r"^two holdings of eth/usdc$"):
+        _reference([hold, hold], [], [usdc])
