@@ -140,3 +140,15 @@ def test_unknown_inputs_and_duplicates_are_refused_by_name() -> None:
         _reference([], [long, long], [usdc])
     with pytest.raises(MarginInputError, match=r"^two holdings of eth/usdc$"):
         _reference([hold, hold], [], [usdc])
+
+
+def test_a_chain_both_stale_and_with_its_sequencer_down_puts_both_flags() -> None:
+    # 10 ETH on arb (16,500 weighted) against 20,000 USDC: liquidatable, but arb is stale and
+    # its sequencer is down; both flags show, and the sequencer holds the liquidation
+    down = ChainInput(name="arb", liquidation_latency_s=0, stale=True, sequencer_down=True)
+    b = book(chains=[down])
+    b.balance("a", "arb", "weth", 10 * ETH)
+    b.balance("a", "eth", "dusdc", 20_000 * USDC)
+    (a,) = settle(b).values()
+    assert a.flags == {"LIQUIDATABLE", "STALE_CHAIN", "SEQUENCER_DOWN"}
+    assert not a.actionable
