@@ -136,6 +136,8 @@ def test_unknown_inputs_and_duplicates_are_refused_by_name() -> None:
         _reference([hold], [], [])
     with pytest.raises(MarginInputError, match=r"^unknown chain 'arb'$"):
         _reference([], [replace(long, chain="arb")], [usdc])
+    with pytest.raises(MarginInputError, match=r"^unknown chain 'arb'$"):
+        _reference([replace(hold, chain="arb")], [], [usdc, replace(usdc, chain="arb")])
     with pytest.raises(MarginInputError, match=r"^two positions of 0xa in ETH$"):
         _reference([], [long, long], [usdc])
     with pytest.raises(MarginInputError, match=r"^two holdings of eth/usdc$"):
