@@ -1,0 +1,70 @@
+"""``margin.stress`` shocks: the shocked price band and the refusals, to the message.
+
+Added for mutants that survived ``make mutate`` (bench/RESULTS.md, mutation section).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.domain import PriceStatus
+from margin.model import PriceInput
+from margin.stress import MAX_SHOCKS, Shocks, StressInputError, shocked_prices
+
+
+def test_a_price_shock_moves_the_whole_band_and_keeps_status_and_volatility() -> None:
+    # ETH +100 %: 2,000 (band 1,990 … 2,010) → 4,000 (3,980 … 4,020); volatility untouched
+    # without a volatility shock; USDC, shocked in volatility only (+50 %), keeps its price
+    prices = {
+        "ETH": PriceInput(
+            asset="ETH",
+            price=2_000.0,
+            price_low=1_990.0,
+            price_high=2_010.0,
+            volatility=0.5,
+            status=PriceStatus.STALE,
+        ),
+        "USDC": PriceInput(asset="USDC", price=1.0, volatility=0.2),
+    }
+    out = shocked_prices(prices, Shocks(price={"ETH": 1.0}, vol={"USDC": 0.5}))
+    eth = out["ETH"]
+    assert (eth.price, eth.price_low, eth.price_high) == (4_000.0, 3_980.0, 4_020.0)
+    assert (eth.volatility, eth.status) == (0.5, PriceStatus.STALE)
+    usdc = out["USDC"]
+    assert (usdc.price, usdc.price_low, usdc.price_high) == (1.0, None, None)
+    assert usdc.volatility == pytest.approx(0.3, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("shocks", "message"),
+    [
+        ({"price": {"ETH": 10.5}}, "price_shocks.ETH: must be a number from -0.99 to 10.0"),
+        ({"price": {"ETH": "0.1"}}, "price_shocks.ETH: must be a number from -0.99 to 10.0"),
+        (
+            {
+                "price": {f"A{i}": 0.1 for i in range(40)},
+                "vol": {f"A{i}": 0.1 for i in range(MAX_SHOCKS - 40 + 1)},
+            },
+            f"price_shocks: at most {MAX_SHOCKS} shocks in all",
+        ),
+    ],
+)
+def test_bad_shocks_are_refused_with_field_and_problem(
+    shocks: dict[str, dict[str, float]], message: str
+) -> None:
+    with pytest.raises(StressInputError) as info:
+        Shocks(**shocks)
+    assert str(info.value) == message
+    assert f"{info.value.field}: {info.value.problem}" == message
+
+
+def test_exactly_the_maximum_number_of_shocks_is_accepted() -> None:
+    price = {f"A{i}": 0.1 for i in range(40)}
+    vol = {f"A{i}": 0.1 for i in range(MAX_SHOCKS - 40)}
+    assert len(Shocks(price=price, vol=vol).price) == 40
+
+
+def test_an_unknown_shocked_asset_is_named_with_its_kind() -> None:
+    with pytest.raises(StressInputError) as info:
+        Shocks(price={"DOGE": -0.5}).check_assets({"ETH"})
+    assert (info.value.field, info.value.problem) == ("price_shocks.DOGE", "unknown asset 'DOGE'")
