@@ -5,11 +5,20 @@ Added for mutants that survived ``make mutate`` (bench/RESULTS.md, mutation sect
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from core.domain import PriceStatus
+from margin.kernel import HealthTable
 from margin.model import PriceInput
-from margin.stress import MAX_SHOCKS, Shocks, StressInputError, shocked_prices
+from margin.scenario import ScenarioValues
+from margin.stress import (
+    MAX_SHOCKS,
+    Shocks,
+    StressInputError,
+    bad_debt_units,
+    shocked_prices,
+)
 
 
 def test_a_price_shock_moves_the_whole_band_and_keeps_status_and_volatility() -> None:
@@ -68,3 +77,15 @@ def test_an_unknown_shocked_asset_is_named_with_its_kind() -> None:
     with pytest.raises(StressInputError) as info:
         Shocks(price={"DOGE": -0.5}).check_assets({"ETH"})
     assert (info.value.field, info.value.problem) == ("price_shocks.DOGE", "unknown asset 'DOGE'")
+
+
+def test_bad_debt_counts_options_value_as_equity() -> None:
+    # value units: C 1,000, L 1,500, U −200, O +300 → 1,500 − 1,100 = 400 of bad debt;
+    # with O = +800 equity covers L: none; without options: 700
+    table = HealthTable.empty(3)
+    table.collateral_value[:] = 1_000.0
+    table.liability_value[:] = 1_500.0
+    table.unrealized_pnl[:] = -200.0
+    options = np.array([300.0, 800.0, 0.0])
+    got = bad_debt_units(ScenarioValues(table=table, options_value=options))
+    assert got.tolist() == [400.0, 0.0, 700.0]
