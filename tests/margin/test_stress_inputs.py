@@ -8,15 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.domain import PriceStatus
+from core.domain import PriceStatus, Role
+from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import PriceInput
+from margin.model import ChainInput, PriceInput, TokenRisk
 from margin.scenario import ScenarioValues
 from margin.stress import (
     MAX_SHOCKS,
     Shocks,
     StressInputError,
     bad_debt_units,
+    run_stress,
     shocked_prices,
 )
 
@@ -89,3 +91,36 @@ def test_bad_debt_counts_options_value_as_equity() -> None:
     options = np.array([300.0, 800.0, 0.0])
     got = bad_debt_units(ScenarioValues(table=table, options_value=options))
     assert got.tolist() == [400.0, 0.0, 700.0]
+
+
+def test_a_stress_counts_the_accounts_whose_health_is_unknown() -> None:
+    # two accounts hold 1 ETH; one also owes USDC that was never read (DEBT_UNKNOWN): its
+    # health is NaN before and after a −30 % ETH move, and the report counts exactly it
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="eth",
+                token="weth",
+                asset="ETH",
+                role=Role.COLLATERAL,
+                weight=0.8,
+                decimals=18,
+            ),
+            TokenRisk(
+                chain="eth",
+                token="dusdc",
+                asset="USDC",
+                role=Role.LIABILITY,
+                weight=1.0,
+                decimals=6,
+            ),
+        ],
+        chains=[ChainInput(name="eth", liquidation_latency_s=60)],
+    )
+    engine.set_prices([PriceInput(asset="ETH", price=2_000.0), PriceInput(asset="USDC", price=1.0)])
+    for account in ("0xa", "0xb"):
+        engine.set_balance(account, "eth", "weth", 10**18, 1)
+    engine.set_read_failed("0xb", "eth", "dusdc", 2)
+    engine.recompute_all()
+    report = run_stress(engine.snapshot(), Shocks(price={"ETH": -0.3}))
+    assert report.health_unknown == 1
