@@ -15,10 +15,12 @@ import pytest
 
 from core.domain import Role
 from margin.health import evaluate_account
+from margin.kernel import FLAG_DTYPE
 from margin.model import (
     AccountHealth,
     ChainInput,
     EngineParams,
+    Flag,
     Holding,
     MarginInputError,
     MarginModel,
@@ -83,14 +85,16 @@ def test_health_exactly_one_with_a_shock_below_it_is_latency_risk_in_the_engine(
 
 def test_the_results_keep_their_column_types_as_accounts_are_added() -> None:
     # the store writes ``actionable.tolist()`` to a boolean column and ``flags`` as a bitmask:
-    # after the results table grew (it starts empty) they must still be bools and uint8
+    # after the results table grew (it starts empty) they must still be bools and the
+    # engine's flag type (16 bits: ORACLE_DRIFT is bit 8)
     b = book()
     for i in range(40):  # an underwater account among healthy ones
         b.balance(f"a{i}", "eth", "weth", 10 * ETH)
         b.balance(f"a{i}", "eth", "dusdc", (20_000 if i == 7 else 1_000) * USDC)
     rows = settle(b)
     table = b.engine.results
-    assert (table.actionable.dtype, table.flags.dtype) == (np.bool_, np.uint8)
+    assert (table.actionable.dtype, table.flags.dtype) == (np.bool_, FLAG_DTYPE)
+    assert FLAG_DTYPE().itemsize * 8 > Flag.ORACLE_DRIFT.bit_length() - 1
     actionable = table.actionable.tolist()
     assert all(type(value) is bool for value in actionable)
     assert [row.actionable for row in rows.values()] == actionable
