@@ -81,6 +81,7 @@ SETUP_TIMEOUT_S = 30.0  # start-up: how long to wait for every chain's token set
 STATUS_INTERVAL_S = 0.25  # chain staleness / sequencer checks feeding the engine
 PUBLISH_EVERY = 4  # status rounds between chain-status MQTT/metrics refreshes (1 s)
 SHUTDOWN_GRACE_S = 10.0  # after SIGTERM: time for the engine to flush queued work
+RELAY_STOP_GRACE_S = 5.0  # stopping the pipeline: time for the relay's batch under way
 
 
 class Daemon:
@@ -428,7 +429,7 @@ class Daemon:
                 for name, feed in self.venues.items()
             ]
             # Whatever a previous run stored and did not get acknowledged goes out first.
-            running.append(self.supervisor.spawn(tasks, "events", events.run))
+            relay = self.supervisor.spawn(tasks, "events", events.run)
             if self.announcer is not None:
                 running.append(self.supervisor.spawn(tasks, "venue-events", self.announcer.run))
             running.append(self.supervisor.spawn(tasks, "engine", loop.run))
@@ -446,6 +447,11 @@ class Daemon:
                 log.info("pipeline_stopping reason=shards_changed")
             for task in running:
                 task.cancel()
+            # The relay is not cut mid-batch (whoever relays next would send the batch again):
+            # it delivers and marks the batch under way, then ends.
+            events.stop()
+            await asyncio.wait({relay}, timeout=RELAY_STOP_GRACE_S)
+            relay.cancel()
 
     async def _flush_pipeline(self) -> None:
         """Intake is stopped: flush what is queued and publish what is stored (bounded).

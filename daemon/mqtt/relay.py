@@ -185,6 +185,7 @@ class EventRelay:
         self._batch = max(1, batch)
         self._poll_s = poll_s
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._published = 0
         self._marked = 0
         self._in_flight: deque[Sequence[OutboxEntry]] = deque()  # read, not marked yet
@@ -192,6 +193,13 @@ class EventRelay:
 
     def wake(self) -> None:
         """New transitions were committed: relay them now (cheap; call after every commit)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End ``run`` gracefully: the batch under way is delivered and marked, no other is
+        started. Cancelling instead would cut a batch mid-delivery, and whoever relays next
+        (this replica's flush, the next start, a shard's next owner) would send it again."""
+        self._stop.set()
         self._wake.set()
 
     def stats(self) -> RelayStats:
@@ -208,13 +216,13 @@ class EventRelay:
     async def run(self) -> None:
         """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``. Once a
         lease is lost (cluster mode) the relay stops publishing and idles until cancelled."""
-        while True:
+        while not self._stop.is_set():
             self._wake.clear()  # a wake-up from now on means another pass
             try:
-                await self.drain()
+                await self.drain(stoppable=True)
             except LeaseLost as exc:
                 self._fenced(exc)
-                await asyncio.Event().wait()  # the replica rebuilds its pipeline
+                await self._stop.wait()  # the replica rebuilds its pipeline
             await wait_event(self._wake, self._poll_s)
 
     def _fenced(self, exc: LeaseLost) -> None:
@@ -223,20 +231,21 @@ class EventRelay:
         if self._on_fenced is not None:
             self._on_fenced(exc)
 
-    async def drain(self) -> None:
+    async def drain(self, *, stoppable: bool = False) -> None:
         """Relay until the outbox is empty; return once everything relayed is marked.
 
         Batches are read in id order after the last one read: the next batch is read while
         this one is delivered, and marked while the next one is delivered (one read and one
         mark in flight at most). Every pass starts from the lowest unpublished id, so nothing
-        a pass skipped is left behind.
+        a pass skipped is left behind. ``stoppable``: after ``stop()``, end with the batch
+        under way.
         """
         entries = await self._read(0)
         if entries:
             async with self._publisher.events_first():  # retained state waits meanwhile
-                await self._pass(entries)
+                await self._pass(entries, stoppable=stoppable)
 
-    async def _pass(self, entries: list[OutboxEntry]) -> None:
+    async def _pass(self, entries: list[OutboxEntry], *, stoppable: bool) -> None:
         marking: asyncio.Task[None] | None = None
         reading: asyncio.Task[list[OutboxEntry]] | None = None
         acknowledged: Sequence[OutboxEntry] | None = None  # delivered, its mark not started
@@ -253,6 +262,8 @@ class EventRelay:
                 acknowledged = None
                 entries = [] if reading is None else await reading
                 reading = None
+                if stoppable and self._stop.is_set():
+                    break  # stopped: what was read next is left for the next pass
         except BaseException:
             if reading is not None:
                 reading.cancel()

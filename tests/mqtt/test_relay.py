@@ -349,3 +349,31 @@ async def test_a_stopped_relay_still_marks_what_it_relayed(tmp_path: Path) -> No
         left = await store.queries.outbox(limit=10)
         assert len(left) == 4, "the relayed batch was not marked"
         assert relay.stats().marked == 2
+
+
+async def test_stop_ends_the_relay_after_the_batch_under_way(tmp_path: Path) -> None:
+    """``stop()`` (a pipeline stopping): the batch under way is relayed and marked, no other
+    is started, and ``run`` returns instead of being cut mid-batch."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        await store.write_cycle(
+            book_rows(book(6, underwater_every=1)),
+            CycleContext(at=1.0, blocks={"eth": 1}, prices={}),
+        )
+        relay = EventRelay(store=store, publisher=publisher, batch=2)
+        running = asyncio.create_task(relay.run())
+        for _ in range(1_000_000):
+            if relay.stats().pending or running.done():
+                break
+            await asyncio.sleep(0)
+        assert relay.stats().pending == 2, "the relay never had a batch in flight"
+        relay.stop()
+        await asyncio.wait_for(running, WAIT_S)  # returns by itself: not cancelled
+        assert len(await store.queries.outbox(limit=10)) == 4
+        assert (relay.stats().marked, relay.stats().pending) == (2, 0)
+        await relay.drain()  # what the stopped relay left goes out on the next pass
+        assert await store.queries.outbox(limit=10) == []
