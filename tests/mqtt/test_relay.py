@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -248,17 +250,7 @@ def test_a_batch_encodes_each_cycle_once_and_every_payload_as_documented() -> No
 
 
 async def test_mqtt_off_marks_transitions_without_publishing(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-    await migrate(url)
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        await store.write_cycle(
-            book_rows(book(5, underwater_every=1)),
-            CycleContext(at=1.0, blocks={"eth": 1}, prices={}),
-        )
-        relay = EventRelay(store=store, publisher=publisher, batch=2)
+    async with mqtt_off_relay(tmp_path, 5) as (store, relay):
         await relay.drain()
         assert await store.queries.outbox(limit=10) == []
         assert (relay.stats().marked, relay.stats().published) == (5, 0)
@@ -319,30 +311,43 @@ async def test_database_and_broker_outages_delay_events_and_lose_none(
     await mqtt_gate.close()
 
 
-async def test_a_stopped_relay_still_marks_what_it_relayed(tmp_path: Path) -> None:
-    """Cancelled (a stop, or shards handed over) between relaying a batch and marking it:
-    the batch is still marked, so neither the next start nor a shard's next owner sends it
-    again. Before, the mark was cancelled with the relay and the batch went out twice."""
+@asynccontextmanager
+async def mqtt_off_relay(
+    tmp_path: Path, transitions: int
+) -> AsyncIterator[tuple[HealthStore, EventRelay]]:
+    """A relay (batches of 2, MQTT off: a batch is relayed at once) over a SQLite store
+    holding one cycle of ``transitions`` liquidatable transitions."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
     await migrate(url)
     async with (
         await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,  # off: a batch is relayed at once
+        MqttPublisher(MqttConfig()) as publisher,
     ):
         await store.write_cycle(
-            book_rows(book(6, underwater_every=1)),
+            book_rows(book(transitions, underwater_every=1)),
             CycleContext(at=1.0, blocks={"eth": 1}, prices={}),
         )
-        relay = EventRelay(store=store, publisher=publisher, batch=2)
+        yield store, EventRelay(store=store, publisher=publisher, batch=2)
+
+
+async def until_a_batch_is_in_flight(relay: EventRelay, task: asyncio.Task[None]) -> None:
+    """Watched turn by turn: the first time a batch is in flight it has been relayed and its
+    mark created, and the relay waits for the next batch's read (nothing else is awaited in
+    between while MQTT is off): a cut exactly there."""
+    for _ in range(1_000_000):
+        if relay.stats().pending or task.done():
+            break
+        await asyncio.sleep(0)
+    assert relay.stats().pending == 2, "the relay never had a batch in flight"
+
+
+async def test_a_stopped_relay_still_marks_what_it_relayed(tmp_path: Path) -> None:
+    """Cancelled (a stop, or shards handed over) between relaying a batch and marking it:
+    the batch is still marked, so neither the next start nor a shard's next owner sends it
+    again. Before, the mark was cancelled with the relay and the batch went out twice."""
+    async with mqtt_off_relay(tmp_path, 6) as (store, relay):
         draining = asyncio.create_task(relay.drain())
-        # Watched turn by turn: the first time a batch is in flight it has been relayed and
-        # its mark created, and the relay waits for the second batch's read (nothing else is
-        # awaited in between while MQTT is off). Cancel exactly there.
-        for _ in range(1_000_000):
-            if relay.stats().pending or draining.done():
-                break
-            await asyncio.sleep(0)
-        assert relay.stats().pending == 2, "the relay never had a batch in flight"
+        await until_a_batch_is_in_flight(relay, draining)
         draining.cancel()
         with pytest.raises(asyncio.CancelledError):
             await draining
@@ -354,23 +359,9 @@ async def test_a_stopped_relay_still_marks_what_it_relayed(tmp_path: Path) -> No
 async def test_stop_ends_the_relay_after_the_batch_under_way(tmp_path: Path) -> None:
     """``stop()`` (a pipeline stopping): the batch under way is relayed and marked, no other
     is started, and ``run`` returns instead of being cut mid-batch."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-    await migrate(url)
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        await store.write_cycle(
-            book_rows(book(6, underwater_every=1)),
-            CycleContext(at=1.0, blocks={"eth": 1}, prices={}),
-        )
-        relay = EventRelay(store=store, publisher=publisher, batch=2)
+    async with mqtt_off_relay(tmp_path, 6) as (store, relay):
         running = asyncio.create_task(relay.run())
-        for _ in range(1_000_000):
-            if relay.stats().pending or running.done():
-                break
-            await asyncio.sleep(0)
-        assert relay.stats().pending == 2, "the relay never had a batch in flight"
+        await until_a_batch_is_in_flight(relay, running)
         relay.stop()
         await asyncio.wait_for(running, WAIT_S)  # returns by itself: not cancelled
         assert len(await store.queries.outbox(limit=10)) == 4
