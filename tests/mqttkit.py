@@ -45,17 +45,23 @@ async def wait_until(
 
 class Mosquitto:
     """A private Mosquitto on 127.0.0.1:``port`` (no persistence: a restart forgets retained),
-    with ``BURST_SETTINGS``.
+    with ``BURST_SETTINGS``; ``listener_lines`` are added under its listener (TLS files).
 
     ``users`` switches anonymous access off and writes a password file for them.
     """
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, users: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        listener_lines: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.users = users or {}
+        self.listener_lines = listener_lines  # e.g. certfile/keyfile: a TLS listener
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -69,6 +75,7 @@ class Mosquitto:
         # the password file in pytest's private tmp dir.
         lines = [
             f"listener {self.port} 127.0.0.1",
+            *self.listener_lines,
             "persistence false",
             f"user {getuser()}",
             *BURST_SETTINGS,

@@ -135,6 +135,11 @@ class EventLink(asyncio.Protocol):
             raise LinkLost(f"broker refused the connection: {refusal}")
 
     @property
+    def pings_answered(self) -> int:
+        """PINGRESPs received on this link (keepalive)."""
+        return self._reader.pingresps
+
+    @property
     def alive(self) -> bool:
         """False once the link failed: nothing more is published on it."""
         return self.failure is None
