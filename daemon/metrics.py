@@ -12,7 +12,10 @@ RPC endpoints are labelled by their redacted URL (``EndpointStatus.url``), never
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -39,14 +42,15 @@ MS_PER_S = 1000.0
 _FLAGS = tuple(f for f in Flag if f)
 
 
-def flag_counts(flags: Iterable[Flag]) -> dict[Flag, int]:
-    """How many of ``flags`` (one per account) carry each single flag."""
-    counts = dict.fromkeys(_FLAGS, 0)
-    for value in flags:
-        for flag in _FLAGS:
-            if flag in value:
-                counts[flag] += 1
-    return counts
+def flag_counts(flags: npt.NDArray[np.integer[Any]] | Iterable[Flag]) -> dict[Flag, int]:
+    """How many of ``flags`` (one per account: the engine's flag column, or ``Flag`` values)
+    carry each single flag. Counted with numpy: the daemon counts every account each second on
+    its event loop, and a Python loop over 100,000 accounts held it for 0.3–0.6 s each time."""
+    if isinstance(flags, np.ndarray):
+        bits = flags.astype(np.int64, copy=False)
+    else:
+        bits = np.fromiter((int(f) for f in flags), dtype=np.int64)
+    return {flag: int(np.count_nonzero(bits & int(flag))) for flag in _FLAGS}
 
 
 class _CumulativeCounter:

@@ -69,7 +69,7 @@ from daemon.venue_feed import VenueFeed, build_feeds, follow_venue, setup_feeds
 from daemon.venue_sync import venue_requirement
 from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resumed_states
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag
+from margin.model import ChainInput
 from margin.scenario import ScenarioBook
 from oracles.model import AssetPrice
 from oracles.service import OracleService
@@ -560,8 +560,7 @@ class Daemon:
             if not publish:
                 await asyncio.sleep(STATUS_INTERVAL_S)
                 continue
-            flags = self.loop.engine.results.flags.tolist()
-            self.metrics.observe_accounts(flag_counts(Flag(f) for f in flags))
+            self.metrics.observe_accounts(flag_counts(self.loop.engine.results.flags))
             self.metrics.observe_mqtt(publisher.stats())
             self.metrics.observe_store(self.loop.writer.stats, self.loop.writer.pending)
             if self.events is not None:

@@ -4,15 +4,18 @@ positions write path with its bearer token, JSON errors everywhere, and no token
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import operator
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
@@ -26,6 +29,7 @@ from daemon.documents import price_document
 from daemon.metrics import Metrics, flag_counts
 from daemon.mqtt.publisher import MqttStats
 from daemon.mqtt.relay import RelayStats
+from margin.kernel import FLAG_DTYPE
 from margin.model import Flag
 from tests.api.apikit import (
     ARB_BLOCK,
@@ -518,6 +522,16 @@ def test_api_config(tmp_path: Path) -> None:
         load_config(config)
     assert caught.value.key == "api.token"
     assert "short-secret" not in str(caught.value)
+
+
+def test_flag_counts_of_the_engine_column_count_every_single_flag() -> None:
+    every = int(functools.reduce(operator.or_, Flag))
+    combos = list(range(every + 1))  # every combination of the flags
+    column = np.array(combos, dtype=FLAG_DTYPE)  # what the daemon passes: the engine's column
+    expected = {flag: sum(1 for c in combos if Flag(c) & flag) for flag in Flag if flag}
+    assert flag_counts(column) == expected
+    assert flag_counts(Flag(c) for c in combos) == expected
+    assert all(count == (every + 1) // 2 for count in expected.values())  # each bit in half
 
 
 def test_metrics_turn_running_totals_into_counters() -> None:
