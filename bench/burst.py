@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
+if sys.path[0] != str(ROOT):  # first: bench/venues.py must not shadow the venues package
     sys.path.insert(0, str(ROOT))
 
 from daemon.config.model import MqttConfig  # noqa: E402
