@@ -55,7 +55,8 @@ WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
-PUBLISH_CHUNK = 2000  # accounts' retained state built between two yields to the event loop
+PUBLISH_CHUNK = 500  # accounts marked for retained state between two yields (~5 ms: the relay
+# needs a turn of the event loop per write of PUBLISH packets while a market-wide move is marked)
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
 

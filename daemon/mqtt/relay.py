@@ -240,9 +240,12 @@ class EventRelay:
         a pass skipped is left behind. ``stoppable``: after ``stop()``, end with the batch
         under way.
         """
-        entries = await self._read(0)
-        if entries:
-            async with self._publisher.events_first():  # retained state waits meanwhile
+        # Retained state waits from the first read on: right after a market-wide move the
+        # engine has just marked the state of most accounts for publishing, and building and
+        # sending it would otherwise hold the event loop before the first event goes out.
+        async with self._publisher.events_first():
+            entries = await self._read(0)
+            if entries:
                 await self._pass(entries, stoppable=stoppable)
 
     async def _pass(self, entries: list[OutboxEntry], *, stoppable: bool) -> None:
