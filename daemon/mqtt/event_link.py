@@ -14,8 +14,9 @@ every message, and a lost connection (or one that stops acknowledging for ``ack_
 or answers with something a publish-only client never gets) fails every waiting publish with
 ``LinkLost`` carrying the messages not acknowledged, in their order, to send again on the next
 connection (at least once). One link lives as long as one connection; ``publish`` calls on it
-run one after the other. Keepalive: a PINGREQ when nothing was written for half of
-``keepalive_s``; no answer within ``ack_timeout_s`` fails the link.
+run one after the other, and cancelling one retires the link. Keepalive: a PINGREQ when
+nothing was written for half of ``keepalive_s``; no answer within ``ack_timeout_s`` fails the
+link.
 """
 
 from __future__ import annotations
@@ -184,6 +185,13 @@ class EventLink(asyncio.Protocol):
                 left.extend(range(sent, total))
                 outstanding.clear()
                 raise LinkLost(lost.reason, [messages[j] for j in left]) from None
+            except BaseException:
+                # Cancelled mid-batch: the messages in flight belong to nobody any more, and a
+                # late PUBACK of one must never count for a later message reusing its id. A
+                # fresh connection keeps ids and acknowledgements straight.
+                self.fail("a publish was cancelled")
+                outstanding.clear()
+                raise
 
     def _send(self, messages: Sequence[Message], start: int, count: int, retain: bool) -> int:
         if self.failure is not None:

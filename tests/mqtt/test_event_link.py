@@ -117,6 +117,31 @@ async def test_a_stalled_connection_fails_after_the_ack_timeout_with_every_messa
         proxy.resume()
 
 
+async def test_a_cancelled_publish_retires_the_link_and_the_next_connection_works(
+    broker: Mosquitto, prefix: str
+) -> None:
+    async with TcpProxy("127.0.0.1", broker.port) as proxy:
+        link = await connect(address(proxy.port))
+        proxy.pause()  # nothing is acknowledged: the publish is still waiting when cancelled
+        publishing = asyncio.create_task(
+            link.publish(numbered(f"{prefix}/events/x", 10), retain=False)
+        )
+        await wait_until(lambda: proxy.connections == 1 and not publishing.done())
+        await asyncio.sleep(0.05)  # a short look: it waits for PUBACKs that cannot come
+        publishing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publishing
+        assert link.failure == "a publish was cancelled"
+        with pytest.raises(LinkLost, match="a publish was cancelled") as lost:
+            await link.publish(numbered(f"{prefix}/events/x", 2), retain=False)
+        assert len(lost.value.unacknowledged) == 2
+        proxy.resume()
+        again = await connect(address(proxy.port))
+        await again.publish(numbered(f"{prefix}/events/x", 10), retain=False)
+        assert again.acknowledged == 10
+        again.close()
+
+
 async def test_keepalive_pings_an_idle_link_and_a_silent_broker_fails_it(
     broker: Mosquitto, prefix: str
 ) -> None:
