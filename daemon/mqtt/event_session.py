@@ -19,6 +19,7 @@ from daemon.mqtt.event_link import EventLink
 from daemon.mqtt.session import BrokerAddress, reconnect_delay
 
 EVENTS_CLIENT_SUFFIX = "-events"  # the events connection's client id: the daemon's + this
+CLOSE_WAIT_S = 1.0  # close(): how long a connection attempt under way may take to end
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,10 @@ class EventSession:
         self._link_down.set()
         task = self._task
         if task is not None and not task.done():
-            await asyncio.wait({task})
+            done, _ = await asyncio.wait({task}, timeout=CLOSE_WAIT_S)
+            if not done:  # a connection attempt to a silent broker: do not wait it out
+                task.cancel()
+                await asyncio.wait({task})
 
     async def _run(self) -> None:
         failures = 0
