@@ -16,9 +16,11 @@ from urllib.parse import quote
 
 import pytest
 
+from core.lifecycle import within
 from daemon.config.model import MqttConfig
 from daemon.mqtt.acks import LinkLost
 from daemon.mqtt.event_link import EventLink
+from daemon.mqtt.event_session import EventSession
 from daemon.mqtt.outbox import Message
 from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, MqttPublisher
 from daemon.mqtt.session import BrokerAddress
@@ -285,3 +287,41 @@ async def test_the_password_never_shows_in_a_refused_event_connection(
             shown = f"{refused!r} {refused.stats()}"
     assert "not authorised" in shown or "Not authorized" in shown
     assert password not in shown
+
+
+async def test_the_session_reconnects_counts_and_closes_even_mid_connect(
+    broker: Mosquitto, prefix: str
+) -> None:
+    topic = f"{prefix}/events/x"
+    async with TcpProxy("127.0.0.1", broker.port) as proxy:
+        session = EventSession(
+            address(proxy.port),
+            client_id=f"test-{uuid.uuid4().hex[:8]}",
+            keepalive_s=30,
+            tls_context=None,
+            window=WINDOW,
+            ack_timeout_s=600.0,  # a connection attempt would wait this long for its CONNACK
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.2,
+            shown_url="mqtt://127.0.0.1/…",
+        )
+        session.start()
+        link = await within(session.current_link(), 30)
+        await link.publish(numbered(topic, 10), retain=False)
+        proxy.cut()
+        await wait_until(lambda: not session.connected)
+        await proxy.restore()
+        again = await within(session.current_link(), 30)
+        await again.publish(numbered(topic, 5), retain=False)
+        assert (session.reconnects, session.acknowledged) == (1, 15)
+
+        accepted = proxy.accepted
+        proxy.pause()  # the next attempt gets its TCP connection and never a CONNACK
+        proxy.cut()
+        await proxy.restore()
+        await wait_until(lambda: proxy.accepted > accepted, seen=lambda: proxy.accepted)
+        await within(session.close(), 30)  # not the 600 s of the CONNACK wait
+        assert not session.connected
+        with pytest.raises(LinkLost, match="the publisher is not running"):
+            await session.current_link()
+        proxy.resume()
