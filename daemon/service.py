@@ -280,7 +280,8 @@ class Daemon:
         self.loop.venues.listeners.append(self.announcer.wake)
         self._status_sent = set()
         if self._last_prices:  # the oracle's latest round, for the new engine's warm-up
-            self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices)))
+            correlations = None if self.oracle is None else self.oracle.correlations()
+            self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices), correlations))
 
     def _fenced(self, kind: str, exc: LeaseLost) -> None:
         """A write (``cycle``) or an outbox claim (``outbox``) was refused: count it, and stop
@@ -512,7 +513,7 @@ class Daemon:
         assert self.loop is not None
         async for prices in self.oracle.rounds():
             self._last_prices.update(prices)
-            await self.loop.queue.put(PricesChanged(prices))
+            await self.loop.queue.put(PricesChanged(prices, self.oracle.correlations()))
             self.metrics.observe_oracle(prices.values())
             for asset, price in prices.items():
                 publisher.set_oracle_status(asset, price_document(price))

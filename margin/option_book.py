@@ -8,7 +8,8 @@ options replaces its whole set, like ``PUT /v1/positions`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,6 +64,31 @@ class OptionBook(MarginBook):
         accts = np.unique(live)
         self._accounts.mark_many(accts)
         return accts
+
+    def set_correlations(self, correlations: Mapping[tuple[str, str], float]) -> IndexArray:
+        """Use ``correlations`` ((group, group) → ρ, either order) between risk groups from now
+        on, in place of the configured ones (``correlation_source: ewma``); pairs not given keep
+        their value. Mark and return the accounts holding an asset of a group whose ρ changed.
+        Each ρ must be in [0, 1] (``MarginInputError`` otherwise, nothing changed)."""
+        params = self.portfolio
+        changed = {
+            (a, b): float(rho)
+            for (a, b), rho in correlations.items()
+            if a != b and params.correlation(a, b) != rho
+        }
+        if not changed:
+            return empty_index()
+        kept = tuple(
+            (a, b, rho)
+            for a, b, rho in params.correlations
+            if (a, b) not in changed and (b, a) not in changed
+        )
+        given = tuple((a, b, rho) for (a, b), rho in changed.items())
+        self.portfolio = dataclasses.replace(params, correlations=kept + given)
+        self._market = self._rebuild_market()
+        groups = {g for pair in changed for g in pair}
+        assets = [a for a in self._assets if self.portfolio.group_of(a) in groups]
+        return self._mark_dirty(self.accounts_using(assets=assets))
 
     def set_options(self, account: str, options: Sequence[OptionPosition]) -> None:
         """Make ``options`` the account's whole set of option lines (an empty list closes

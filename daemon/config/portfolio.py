@@ -7,7 +7,7 @@ pairs must name groups). ``portfolio_params`` turns it into ``margin.scenarios.P
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
@@ -25,8 +25,17 @@ from margin.scenarios import (
     PortfolioParams,
     RiskGroup,
 )
+from oracles.correlation import (
+    DEFAULT_SAMPLE_S,
+    DEFAULT_WARMUP_RETURNS,
+    CorrelationEstimator,
+    PairState,
+    group_pairs,
+)
 
 MAX_EXTREME_MULTIPLE = 10.0
+MAX_WARMUP_RETURNS = 100_000
+MAX_SAMPLE_S = 86_400.0
 MAX_VOL_UP = 10.0
 
 Correlation = Annotated[float, Field(ge=0, le=1)]
@@ -55,8 +64,15 @@ class PortfolioConfig(StrictModel):
     default_correlation: Correlation = 1.0
     correlation_source: CorrelationSource = CorrelationSource.STATIC
     """``static`` (the numbers above) or ``ewma`` (estimated from oracle returns, never below
-    ``min_correlation``; configured pairs are the starting point)."""
+    ``min_correlation``; the static values stand in until a pair is warm:
+    ``oracles.correlation``)."""
     min_correlation: Correlation = 0.0
+    correlation_warmup_returns: int = Field(
+        default=DEFAULT_WARMUP_RETURNS, ge=1, le=MAX_WARMUP_RETURNS
+    )
+    """``ewma``: effective returns a pair needs before its estimate replaces the static value."""
+    correlation_sample_s: float = Field(default=DEFAULT_SAMPLE_S, ge=0, le=MAX_SAMPLE_S)
+    """``ewma``: shortest step (seconds) a return is taken over (rounds in between are spanned)."""
 
     @model_validator(mode="after")
     def _groups_and_pairs(self) -> Self:
@@ -138,4 +154,37 @@ def portfolio_params(
         correlation_source=portfolio.correlation_source,
         min_correlation=portfolio.min_correlation,
         volatility_floors=tuple(sorted(volatility_floors.items())),
+    )
+
+
+def representative_assets(
+    portfolio: PortfolioConfig, assets: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(risk group, the asset whose returns stand for it) in ``group_names`` order: configured
+    groups first with their first listed asset, then every other asset as its own group."""
+    grouped = {a for g in portfolio.groups.values() for a in g.assets}
+    return [(name, g.assets[0]) for name, g in portfolio.groups.items()] + [
+        (a, a) for a in assets if a not in grouped
+    ]
+
+
+def correlation_estimator(
+    portfolio: PortfolioConfig,
+    assets: Sequence[str],
+    state: Mapping[str, PairState] | None = None,
+) -> CorrelationEstimator | None:
+    """The estimator of ρ between every pair of risk groups for ``correlation_source: ewma``
+    (``None`` for ``static``); ``assets`` are the configured assets in order, ``state`` what
+    a previous run stopped with (pair name → state)."""
+    if portfolio.correlation_source is not CorrelationSource.EWMA:
+        return None
+    static = {frozenset(pair.split("/", 1)): rho for pair, rho in portfolio.correlations.items()}
+    return CorrelationEstimator(
+        pairs=group_pairs(
+            representative_assets(portfolio, assets), static, portfolio.default_correlation
+        ),
+        min_correlation=portfolio.min_correlation,
+        warmup_returns=portfolio.correlation_warmup_returns,
+        sample_s=portfolio.correlation_sample_s,
+        state=state,
     )
