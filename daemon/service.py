@@ -515,6 +515,7 @@ class Daemon:
             self._last_prices.update(prices)
             await self.loop.queue.put(PricesChanged(prices, self.oracle.correlations()))
             self.metrics.observe_oracle(prices.values())
+            self.metrics.observe_correlations(self.oracle.correlation_estimates())
             for asset, price in prices.items():
                 publisher.set_oracle_status(asset, price_document(price))
 
