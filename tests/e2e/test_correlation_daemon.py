@@ -126,8 +126,11 @@ async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World)
             last[:] = [seen]
             if prices != final or abs(got - at_rho) > 0.05:
                 return None
-            return got, at_rho, requirement(1.0, prices, volatility), requirement(
-                0.0, prices, volatility
+            return (
+                got,
+                at_rho,
+                requirement(1.0, prices, volatility),
+                requirement(0.0, prices, volatility),
             )
 
         got, at_rho, at_one, at_zero = await eventually(
