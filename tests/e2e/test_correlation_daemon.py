@@ -83,7 +83,7 @@ def requirement(rho: float, prices: dict[str, float], volatility: dict[str, floa
 
 async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World) -> None:
     w = e2e
-    async with ewma_daemon(w):
+    async with ewma_daemon(w) as daemon:
         # Cold: the static ρ = 0 holds, M = √(300² + 45²) = 303.36 ↑.
         assert (await _metrics(w))["estimated"] == 0
         assert (await _state(w))["maintenance"] == "303.36"
@@ -140,6 +140,25 @@ async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World)
         # most of the way from the static ρ = 0 to the ρ = 1 value
         assert got - at_zero >= 0.8 * (at_one - at_zero)
         assert got <= at_one + 0.01
+        rho = (await _metrics(w))["rho"]
+        assert await daemon.stop() == 0  # the estimator is saved at shutdown
+
+    # Restarted with the prices standing still: a fresh estimator would have no return at all
+    # (static ρ = 0); the resumed one carries on with the same ρ and M.
+    async with ewma_daemon(w):
+
+        async def resumed() -> dict[str, float] | None:
+            m = await _metrics(w)
+            last[:] = [m, (await _state(w))["maintenance"]]
+            if m["estimated"] != 1 or float(last[1]) != got:
+                return None
+            return m
+
+        m = await eventually(
+            resumed, what="the estimate resumed after a restart", seen=lambda: last
+        )
+        assert m["rho"] == rho
+        assert m["returns"] >= WARMUP_RETURNS
 
 
 async def _metrics(w: World) -> dict[str, float]:
