@@ -2,8 +2,9 @@
 
 The portfolio model aggregates group losses with ρ (DESIGN §3 "Portfolio model"); with
 ``margin.portfolio.correlation_source: ewma`` ρ comes from here. A group's return series is its
-**representative asset**'s: the first asset listed in the group (a lone asset represents
-itself), so list a group's deepest, best-priced asset first.
+**representative asset**'s: the first asset listed in the group that the oracle prices (a lone
+asset represents itself), so list a group's deepest, best-priced asset first. The choice is
+fixed by the configuration, never made round by round: a return is always one asset's.
 
 Per pair of groups, with ``a`` and ``b`` their representative assets and the same time-decayed
 recursion as ``oracles.volatility`` (rates per second, decay ``w = λ ** (dt / interval_s)``,

@@ -133,6 +133,7 @@ class OracleService(AsyncResource):
         self._gate = SequencerGate(sequencers, limit=self._limit, clock=clock)
         self._pollers: set[asyncio.Task[None]] = set()
         self._correlation = correlation
+        self._estimating: dict[str, bool] = {}
         if correlation is not None and not correlation.assets <= set(self._assets):
             missing = ", ".join(sorted(correlation.assets - set(self._assets)))
             raise ValueError(f"correlation: assets not priced by the oracle: {missing}")
@@ -226,6 +227,7 @@ class OracleService(AsyncResource):
             prices[symbol] = price
         if self._correlation is not None:
             self._correlation.update({s: _fresh(p) for s, p in prices.items()}, at)
+            self._note_correlations()
         return prices
 
     async def run_round(
@@ -342,6 +344,20 @@ class OracleService(AsyncResource):
         elif quote.failure is None and before is not None:
             del self._failing[key]
             log.info("oracle.source_recovered asset=%s source=%s", symbol, quote.source_id)
+
+    def _note_correlations(self) -> None:
+        """Log a pair when its estimate takes over from its static value, or hands back."""
+        assert self._correlation is not None
+        for e in self._correlation.estimates():
+            if self._estimating.get(e.pair, False) is not e.estimated:
+                self._estimating[e.pair] = e.estimated
+                log.info(
+                    "oracle.correlation pair=%s source=%s rho=%s returns=%.1f",
+                    e.pair,
+                    "ewma" if e.estimated else "static",
+                    e.correlation,
+                    e.returns,
+                )
 
     def _note_status(self, price: AssetPrice) -> None:
         before = self._status.get(price.symbol)

@@ -158,14 +158,20 @@ def portfolio_params(
 
 
 def representative_assets(
-    portfolio: PortfolioConfig, assets: Sequence[str]
+    portfolio: PortfolioConfig, priced: Sequence[str]
 ) -> list[tuple[str, str]]:
-    """(risk group, the asset whose returns stand for it) in ``group_names`` order: configured
-    groups first with their first listed asset, then every other asset as its own group."""
+    """(risk group, the asset whose returns stand for it), configured groups first: a group's
+    first listed asset the oracle prices (``priced``: the configured assets, in order; a group
+    with none is left out and keeps its static values), then every other priced asset as a
+    group of its own."""
+    known = set(priced)
     grouped = {a for g in portfolio.groups.values() for a in g.assets}
-    return [(name, g.assets[0]) for name, g in portfolio.groups.items()] + [
-        (a, a) for a in assets if a not in grouped
+    found = [
+        (name, next(a for a in g.assets if a in known))
+        for name, g in portfolio.groups.items()
+        if any(a in known for a in g.assets)
     ]
+    return found + [(a, a) for a in priced if a not in grouped]
 
 
 def correlation_estimator(
@@ -174,8 +180,8 @@ def correlation_estimator(
     state: Mapping[str, PairState] | None = None,
 ) -> CorrelationEstimator | None:
     """The estimator of ρ between every pair of risk groups for ``correlation_source: ewma``
-    (``None`` for ``static``); ``assets`` are the configured assets in order, ``state`` what
-    a previous run stopped with (pair name → state)."""
+    (``None`` for ``static``); ``assets`` are the assets the oracle prices, in order,
+    ``state`` what a previous run stopped with (pair name → state)."""
     if portfolio.correlation_source is not CorrelationSource.EWMA:
         return None
     static = {frozenset(pair.split("/", 1)): rho for pair, rho in portfolio.correlations.items()}
