@@ -157,7 +157,8 @@ def test_defaults_are_the_issues() -> None:
         (
             "min_correlation: 0.1",
             "min_correlation: 0.1\n    correlation_warmup_returns: 0",
-            "margin.portfolio.correlation_warmup_returns: Input should be greater than or equal to 1",
+            "margin.portfolio.correlation_warmup_returns: Input should be greater than or equal "
+            "to 1",
         ),
         (
             "min_correlation: 0.1",
