@@ -25,6 +25,12 @@ again yields one return over the whole gap (a move made while held is counted on
 true duration — as ``oracles.volatility`` counts a move after an ignored step). A round at or
 before the pair's reference time is ignored.
 
+**Long gaps.** A return over more than ``max_step_s`` (default an hour: a long hold, a daemon
+stopped for a while) is not counted: weighted by its duration, that single product of two
+returns would outweigh hours of returns before it and swing ρ on one draw. The pair's clock
+restarts at that round (its prices become the reference) and the sums still decay for the time
+that passed.
+
 **Sampling step.** Sources refresh at their own pace, so over one 5-second round one asset has
 often moved and the other not yet: short synchronous returns see too little co-movement and
 bias ρ towards 0 (the Epps effect). A pair therefore takes a return only once ``sample_s``
@@ -53,6 +59,8 @@ from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
 
 DEFAULT_SAMPLE_S = 60.0
 """Shortest step a pair takes a return over (see "Sampling step")."""
+DEFAULT_MAX_STEP_S = 3_600.0
+"""Longest step a return is counted over (see "Long gaps")."""
 DEFAULT_WARMUP_RETURNS = 100
 """Effective returns a pair needs before its estimate replaces the static value (the standard
 error of a sample correlation is about (1 − ρ²)/√n: ±0.07 at ρ = 0.5)."""
@@ -111,6 +119,7 @@ class EwmaCorrelation:
         lambda_: float = DEFAULT_LAMBDA,
         interval_s: float = DEFAULT_INTERVAL_S,
         sample_s: float = 0.0,
+        max_step_s: float = DEFAULT_MAX_STEP_S,
         state: PairState | None = None,
     ) -> None:
         if not 0 < lambda_ < 1:
@@ -119,9 +128,12 @@ class EwmaCorrelation:
             raise ValueError(f"interval_s must be > 0 (got {interval_s!r})")
         if not (math.isfinite(sample_s) and sample_s >= 0):
             raise ValueError(f"sample_s must be >= 0 (got {sample_s!r})")
+        if not max_step_s > sample_s:
+            raise ValueError(f"max_step_s must be > sample_s (got {max_step_s!r})")
         self._log_lambda = math.log(lambda_)
         self._interval_s = interval_s
         self._sample_s = sample_s
+        self._max_step_s = max_step_s
         self._s = (
             state if state is not None and state.assets == assets else PairState(assets=assets)
         )
@@ -177,13 +189,15 @@ class EwmaCorrelation:
         r_b = math.log(price_b / s.last_prices[1])
         keep = math.exp(self._log_lambda * dt / self._interval_s)
         new = -math.expm1(self._log_lambda * dt / self._interval_s)  # 1 − keep, exactly
+        if dt > self._max_step_s:  # time passed, but this one return is not counted
+            r_a = r_b = new = 0.0
         self._s = PairState(
             assets=s.assets,
             last_prices=(price_a, price_b),
             last_at=at,
-            var_a=keep * s.var_a + new * r_a * r_a / dt,
-            var_b=keep * s.var_b + new * r_b * r_b / dt,
-            cov=keep * s.cov + new * r_a * r_b / dt,
+            var_a=keep * s.var_a + new * (r_a * r_a / dt),
+            var_b=keep * s.var_b + new * (r_b * r_b / dt),
+            cov=keep * s.cov + new * (r_a * r_b / dt),
             weight=keep * s.weight + new,
             weight_sq=keep * keep * s.weight_sq + new * new,
         )
@@ -201,6 +215,7 @@ class CorrelationEstimator:
         lambda_: float = DEFAULT_LAMBDA,
         interval_s: float = DEFAULT_INTERVAL_S,
         sample_s: float = DEFAULT_SAMPLE_S,
+        max_step_s: float = DEFAULT_MAX_STEP_S,
         state: Mapping[str, PairState] | None = None,
     ) -> None:
         if not 0 <= min_correlation <= 1:
@@ -221,6 +236,7 @@ class CorrelationEstimator:
                 lambda_=lambda_,
                 interval_s=interval_s,
                 sample_s=sample_s,
+                max_step_s=max_step_s,
                 state=resumed.get(spec.name),
             )
             for spec in pairs

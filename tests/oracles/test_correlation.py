@@ -48,7 +48,7 @@ def feed(pair: EwmaCorrelation, a: np.ndarray, b: np.ndarray, times: np.ndarray)
 
 
 def test_daily_samples_follow_the_riskmetrics_recursion() -> None:
-    pair = EwmaCorrelation(assets=("ETH", "BTC"), lambda_=0.94)
+    pair = EwmaCorrelation(assets=("ETH", "BTC"), lambda_=0.94, max_step_s=2 * DAY_S)
     eth = [100.0, 102.0, 99.0, 101.0, 97.0, 98.0]
     btc = [50.0, 50.5, 49.0, 49.2, 49.9, 48.0]
     for day, (a, b) in enumerate(zip(eth, btc, strict=True)):
@@ -179,6 +179,27 @@ def test_estimates_are_rounded_up_to_six_decimals() -> None:
     assert used * 1_000_000 == pytest.approx(round(used * 1_000_000), abs=1e-6)
 
 
+def test_a_return_over_a_long_gap_restarts_the_clock_without_counting() -> None:
+    pair = EwmaCorrelation(assets=("ETH", "BTC"), max_step_s=3_600)
+    pair.update(100.0, 50.0, T0)
+    pair.update(101.0, 50.5, T0 + 60)
+    pair.update(102.0, 50.0, T0 + 120)
+    before = pair.state
+    pair.update(150.0, 20.0, T0 + 120 + 7_200)  # two hours later, a big opposite move
+    after = pair.state
+    keep = 0.94 ** (7_200 / DAY_S)
+    assert after.last_prices == (150.0, 20.0)
+    assert after.last_at == T0 + 7_320
+    assert after.cov == pytest.approx(keep * before.cov, rel=1e-12)
+    assert after.var_a == pytest.approx(keep * before.var_a, rel=1e-12)
+    assert pair.correlation == pytest.approx(
+        before.cov / math.sqrt(before.var_a * before.var_b), rel=1e-12
+    )
+    assert pair.returns == pytest.approx(2.0, rel=1e-6)
+    pair.update(151.5, 20.2, T0 + 7_380)  # then on, from the new reference
+    assert pair.returns == pytest.approx(3.0, rel=1e-4)
+
+
 def test_missing_asset_and_stale_round_times_change_nothing() -> None:
     est = CorrelationEstimator(pairs=[ETH_BTC], warmup_returns=1, sample_s=0)
     est.update({"ETH": 100.0, "BTC": 50.0}, T0)
@@ -261,6 +282,7 @@ def test_correlation_in_use_is_finite_and_within_bounds(
         ({"lambda_": 1.0}, "lambda_"),
         ({"interval_s": 0.0}, "interval_s"),
         ({"sample_s": -1.0}, "sample_s"),
+        ({"sample_s": 60.0, "max_step_s": 60.0}, "max_step_s"),
     ],
 )
 def test_bad_settings_are_rejected(kwargs: dict[str, float], match: str) -> None:
