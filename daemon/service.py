@@ -59,6 +59,7 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.store.engine import wait_until_reachable
 from daemon.store.fencing import LeaseLost
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
@@ -195,6 +196,8 @@ class Daemon:
         config = self.config
         url = config.database_url
         assert url is not None  # load_config/parse_config always fill it
+        if not await wait_until_reachable(url, wait_s=config.database_wait_s, stop=stop):
+            return  # stopped while the database was still away
         if auto_migrate:
             await migrate(url)
         async with contextlib.AsyncExitStack() as stack:
