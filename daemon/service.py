@@ -64,6 +64,7 @@ from daemon.store.correlation_state import (
     load_correlation_state,
     save_correlation_state,
 )
+from daemon.store.engine import wait_until_reachable
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import LeaseLost
 from daemon.store.migrate import migrate
@@ -202,6 +203,8 @@ class Daemon:
         config = self.config
         url = config.database_url
         assert url is not None  # load_config/parse_config always fill it
+        if not await wait_until_reachable(url, wait_s=config.database_wait_s, stop=stop):
+            return  # stopped while the database was still away
         if auto_migrate:
             await migrate(url)
         async with contextlib.AsyncExitStack() as stack:
