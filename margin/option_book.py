@@ -71,17 +71,17 @@ class OptionBook(MarginBook):
         their value. Mark and return the accounts holding an asset of a group whose ρ changed.
         Each ρ must be in [0, 1] (``MarginInputError`` otherwise, nothing changed)."""
         params = self.portfolio
+        current = {frozenset((a, b)): rho for a, b, rho in reversed(params.correlations)}
         changed = {
             (a, b): float(rho)
             for (a, b), rho in correlations.items()
-            if a != b and params.correlation(a, b) != rho
+            if a != b and current.get(frozenset((a, b)), params.default_correlation) != rho
         }
         if not changed:
             return empty_index()
+        moved = {frozenset(pair) for pair in changed}
         kept = tuple(
-            (a, b, rho)
-            for a, b, rho in params.correlations
-            if (a, b) not in changed and (b, a) not in changed
+            (a, b, rho) for a, b, rho in params.correlations if frozenset((a, b)) not in moved
         )
         given = tuple((a, b, rho) for (a, b), rho in changed.items())
         self.portfolio = dataclasses.replace(params, correlations=kept + given)

@@ -243,6 +243,7 @@ class CorrelationEstimator:
         }
         self._min = min_correlation
         self._warmup = warmup_returns
+        self._estimates: list[PairEstimate] | None = None  # until the next update
 
     @property
     def assets(self) -> set[str]:
@@ -252,13 +253,17 @@ class CorrelationEstimator:
     def update(self, prices: Mapping[str, float | None], at: float) -> None:
         """One oracle round at ``at``: asset → its fresh price, or ``None`` (or absent) when
         it is held or unpriced this round (its pairs then skip the round)."""
+        self._estimates = None
         for name, spec in self._specs.items():
             a, b = (prices.get(asset) for asset in spec.assets)
             if a is not None and b is not None:
                 self._pairs[name].update(a, b, at)
 
     def estimates(self) -> list[PairEstimate]:
-        """Every pair's ρ in use, in the order the pairs were given."""
+        """Every pair's ρ in use, in the order the pairs were given (computed once per
+        update: the service, the metrics and the engine loop all read it)."""
+        if self._estimates is not None:
+            return list(self._estimates)
         out = []
         for name, spec in self._specs.items():
             pair = self._pairs[name]
@@ -273,7 +278,8 @@ class CorrelationEstimator:
             out.append(
                 PairEstimate(pair=name, correlation=used, estimated=estimated, returns=returns)
             )
-        return out
+        self._estimates = out
+        return list(out)
 
     def correlations(self) -> dict[tuple[str, str], float]:
         """(group, group) → ρ in use, one entry per pair (either order means the same)."""
