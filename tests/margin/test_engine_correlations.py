@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from margin.model import MarginInputError
+from margin.scenarios import correlation_matrix
 from tests.margin.portfolio_kit import World, eth_usd_groups
 
 CENT = 0.011
@@ -91,3 +92,17 @@ def test_replace_keeps_the_configured_params_apart() -> None:
     w.engine.set_correlations({("ETH", "USD"): 0.2})
     assert params.correlation("ETH", "USD") == 1.0  # the configured object is not changed
     assert w.engine.portfolio == replace(params, correlations=(("ETH", "USD", 0.2),))
+
+
+def test_the_matrix_is_the_pairwise_lookup() -> None:
+    groups = ["ETH", "USD", "BTC", "SOL", "ARB"]
+    params = eth_usd_groups(
+        correlations=(("ETH", "USD", 0.1), ("BTC", "ETH", 0.8), ("SOL", "ARB", 0.0)),
+        default_correlation=0.6,
+    )
+    matrix = correlation_matrix(params, groups)
+    for i, a in enumerate(groups):
+        for j, b in enumerate(groups):
+            assert matrix[i, j] == params.correlation(a, b)
+    assert matrix[2, 0] == matrix[0, 2] == 0.8
+    assert matrix[3, 3] == 1.0
