@@ -7,6 +7,7 @@ pairs must name groups). ``portfolio_params`` turns it into ``margin.scenarios.P
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Self
 
@@ -32,10 +33,16 @@ from oracles.correlation import (
     PairState,
     group_pairs,
 )
+from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
 
 MAX_EXTREME_MULTIPLE = 10.0
 MAX_WARMUP_RETURNS = 100_000
-MAX_SAMPLE_S = 86_400.0
+MIN_ROUND_S = 1.0
+"""The shortest step a pair can see with ``correlation_sample_s: 0`` (one round), for the
+warm-up check."""
+MAX_SAMPLE_S = 900.0
+"""Longest ``correlation_sample_s``: well under ``oracles.correlation.DEFAULT_MAX_STEP_S``
+(a longer step would not be counted at all) and 100 returns within a day."""
 MAX_VOL_UP = 10.0
 
 Correlation = Annotated[float, Field(ge=0, le=1)]
@@ -73,6 +80,23 @@ class PortfolioConfig(StrictModel):
     """``ewma``: effective returns a pair needs before its estimate replaces the static value."""
     correlation_sample_s: float = Field(default=DEFAULT_SAMPLE_S, ge=0, le=MAX_SAMPLE_S)
     """``ewma``: shortest step (seconds) a return is taken over (rounds in between are spanned)."""
+
+    @model_validator(mode="after")
+    def _warmup_reachable(self) -> Self:
+        # A pair's effective count levels off near (1 + w)/(1 − w), w the decay of one step:
+        # a warm-up above half of that would take weeks, or never end.
+        step = max(self.correlation_sample_s, MIN_ROUND_S)
+        keep = DEFAULT_LAMBDA ** (step / DEFAULT_INTERVAL_S)
+        ceiling = (1 + keep) / (1 - keep)
+        if self.correlation_warmup_returns > ceiling / 2:
+            raise KeyedError(
+                "margin.portfolio.correlation_warmup_returns",
+                f"out of reach with correlation_sample_s {self.correlation_sample_s:g}: a pair "
+                f"counts at most ~{ceiling:,.0f} effective returns (λ {DEFAULT_LAMBDA} per day); "
+                f"use at most {math.floor(ceiling / 2)}",
+                self.correlation_warmup_returns,
+            )
+        return self
 
     @model_validator(mode="after")
     def _groups_and_pairs(self) -> Self:

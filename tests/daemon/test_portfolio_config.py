@@ -165,7 +165,20 @@ def test_defaults_are_the_issues() -> None:
             "min_correlation: 0.1\n    correlation_sample_s: -5",
             "margin.portfolio.correlation_sample_s: Input should be greater than or equal to 0",
         ),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_sample_s: 901",
+            "margin.portfolio.correlation_sample_s: Input should be less than or equal to 900",
+        ),
         ("min_correlation: 0.1", "min_correlation: 1.1", "margin.portfolio.min_correlation"),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_sample_s: 900\n"
+            "    correlation_warmup_returns: 2000",
+            "margin.portfolio.correlation_warmup_returns: out of reach with correlation_sample_s"
+            " 900: a pair counts at most ~3,103 effective returns (λ 0.94 per day); use at most "
+            "1551 (got 2000)",
+        ),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, old: str, new: str, message: str) -> None:
