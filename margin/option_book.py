@@ -130,7 +130,10 @@ class OptionBook(MarginBook):
         hit = np.isin(table.asset[: table.n], asset_ids) | np.isin(
             table.chain[: table.n], chain_ids
         )
-        return np.union1d(found, table.account[: table.n][hit]).astype(np.intp)
+        touched = np.zeros(len(self._accounts), dtype=np.bool_)
+        touched[found] = True
+        touched[table.account[: table.n][hit]] = True
+        return np.flatnonzero(touched)
 
     # ---- internals -----------------------------------------------------------------------
 
