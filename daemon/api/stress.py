@@ -146,8 +146,9 @@ def stress_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 },
                 "vol_shocks": {
                     **shock_map,
-                    "description": "Relative moves of the volatility the engine uses: 0.5 "
-                    "is +50 %. Under weighted and tiered they move only health_latency.",
+                    "description": "Relative moves of the volatility the engine uses and of "
+                    "options' implied vols: 0.5 is +50 %. Under weighted and tiered, on "
+                    "accounts without options, they move only health_latency.",
                 },
             },
             "additionalProperties": False,

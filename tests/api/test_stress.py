@@ -11,14 +11,18 @@ are short #30 1,830 − 1,120 = 710, #10 1,810 − 1,120 = 690, #20 1,820 − 1,
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
 from daemon.stress_report import stress_document
+from margin.options import Right
 from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress
 from tests.api.apikit import ACCOUNTS, LATENCY_RISK_ACCOUNT, running_api
+from tests.margin import portfolio_oracle as oracle
+from tests.margin.portfolio_kit import World, option
 from tests.storekit import account_address
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -74,6 +78,61 @@ async def test_a_volatility_shock_moves_latency_risk_only() -> None:
         assert (doc["latency_risk_before"], doc["latency_risk_after"]) == (1, 0)
         for key in ("liquidatable_after", "total_shortfall_after", "bad_debt_after"):
             assert doc[key] == calm[key]
+
+
+def with_vols_times(book: oracle.Book, factor: float) -> oracle.Book:
+    """``book`` with every option's implied vol multiplied by ``factor``."""
+    options = [(*line[:6], line[6] * factor) for line in book.options]
+    return replace(book, options=options)
+
+
+async def test_a_vol_shock_alone_reprices_options_under_the_portfolio_model() -> None:
+    """A written ETH straddle (10 calls and 10 puts at 2,000, 30 days, implied vol 60 %) on
+    USDC collateral, under ``margin.model: portfolio``. ``vol_shocks: {ETH: 1}`` doubles ETH's
+    implied vols and its EWMA volatility (the latency shock; no floor: the scan range stays):
+    the options are worth more to the holder the account sold them to, and the grid loses
+    more. The collateral lies halfway between what keeps health at 1 before and after, so the
+    vol shock alone makes the account liquidatable; health and shortfall, before and after,
+    are the independent implementation's (``tests/margin/portfolio_oracle.py``) with every
+    vol doubled."""
+    world = World(volatility={"ETH": 0.8})
+    owner = "0x" + "5" * 40
+    lines = [
+        option(owner, size=-10, right=Right.CALL, strike=2000, vol=0.6, now=world.now),
+        option(owner, size=-10, right=Right.PUT, strike=2000, vol=0.6, now=world.now),
+    ]
+    setup = world.setup()
+    shocked = replace(setup, volatility={"ETH": 0.8 * 2})
+    naked = oracle.Book(
+        options=[(o.asset, o.chain, o.size, o.right.value, o.strike, o.expiry, 0.6) for o in lines]
+    )
+    calm, stressed = (
+        oracle.evaluate(setup, naked),
+        oracle.evaluate(shocked, with_vols_times(naked, 2)),
+    )
+    # without debt, health = (C + O) / M: 1 at C = M − O
+    need_before = calm.maintenance - calm.options_value
+    need_after = stressed.maintenance - stressed.options_value
+    assert need_after > need_before + 1_000  # the shock matters by more than any rounding
+    world.hold(owner, "usdc", float(round((need_before + need_after) / 2)))
+    world.options(owner, lines)
+    world.engine.recompute_all()
+    before = oracle.evaluate(setup, world.book(owner))
+    after = oracle.evaluate(shocked, with_vols_times(world.book(owner), 2))
+    assert after.health < 1 <= before.health
+    slack = 0.01 * (2 + 2 * 3)  # each line and M round to a cent
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        api.view.engine = world.engine
+        status, doc = await post(session, api.url, {"vol_shocks": {"ETH": 1.0}})
+    assert status == 200, doc
+    assert (doc["accounts"], doc["liquidatable_before"], doc["liquidatable_after"]) == (1, 0, 1)
+    [item] = doc["newly_liquidatable"]
+    assert item["account"] == owner
+    for got, want in ((item["health_before"], before), (item["health_after"], after)):
+        tolerance = slack * (1 + want.health) / (want.maintenance + want.liability)
+        assert got == pytest.approx(want.health, abs=tolerance)
+    assert float(item["shortfall_after"]) == pytest.approx(after.shortfall, abs=slack)
+    assert after.shortfall > 100
 
 
 async def test_the_grid() -> None:
