@@ -10,16 +10,21 @@ are short #30 1,830 − 1,120 = 710, #10 1,810 − 1,120 = 690, #20 1,820 − 1,
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from daemon.stress_report import stress_document
+from daemon.stress_report import grid_document, stress_document
+from margin.model import PriceInput
 from margin.options import Right
-from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress
+from margin.scenario import ScenarioBook, ScenarioValues
+from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress, stress_grid
 from tests.api.apikit import ACCOUNTS, LATENCY_RISK_ACCOUNT, running_api
 from tests.margin import portfolio_oracle as oracle
 from tests.margin.portfolio_kit import World, option
@@ -151,6 +156,86 @@ async def test_the_grid() -> None:
         # ETH −50 % (1,000): 800 + 90 < 1,000 owed: every debtor is under water.
         assert by_move[-0.5]["liquidatable"] == ACCOUNTS
         assert by_move[-0.5]["newly_liquidatable"] == ACCOUNTS - 4
+
+
+class GatedBook:
+    """A real snapshot whose shocked passes wait for ``gate``, announcing the first in
+    ``entered``: a grid over it is provably unfinished until the test opens the gate."""
+
+    def __init__(self, book: ScenarioBook) -> None:
+        self.book = book
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.points = 0
+
+    @property
+    def accounts(self) -> Sequence[str]:
+        return self.book.accounts
+
+    @property
+    def assets(self) -> Sequence[str]:
+        return self.book.assets
+
+    @property
+    def prices(self) -> Mapping[str, PriceInput]:
+        return self.book.prices
+
+    @property
+    def value_decimals(self) -> int:
+        return self.book.value_decimals
+
+    def current(self) -> ScenarioValues:
+        return self.book.current()
+
+    def evaluate(
+        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+    ) -> ScenarioValues:
+        self.entered.set()
+        if not self.gate.wait(timeout=120):
+            raise RuntimeError("the test never opened the gate")
+        self.points += 1
+        return self.book.evaluate(prices, vol_shocks)
+
+
+async def test_a_stress_request_does_not_wait_behind_a_grid() -> None:
+    """The grid's first point is held inside its pass (the gate); a stress request posted
+    meanwhile is answered while the grid has finished no point, then the grid completes with
+    the same figures as an ungated grid."""
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        gated = GatedBook(api.engine.snapshot())
+        handed: list[ScenarioBook] = [gated]
+        api.view.stress_book = lambda: handed.pop() if handed else api.engine.snapshot()  # type: ignore[method-assign]
+
+        async def grid() -> Any:
+            url = f"{api.url}/v1/stress/grid"
+            async with session.get(url, params={"asset": "ETH"}) as response:
+                assert response.status == 200
+                return await response.json()
+
+        grid_task = asyncio.create_task(grid())
+        try:
+            for _ in range(3_000):  # up to a minute for the grid to reach its first pass
+                if gated.entered.is_set() or grid_task.done():
+                    break
+                await asyncio.sleep(0.02)
+            assert gated.entered.is_set(), "the grid never started a pass"
+            stress_task = asyncio.create_task(
+                post(session, api.url, {"price_shocks": {"ETH": -0.3}})
+            )
+            done, _ = await asyncio.wait({stress_task}, timeout=60)
+            assert stress_task in done, "the stress request is still waiting behind the grid"
+            status, doc = stress_task.result()
+            assert status == 200, doc
+            assert (doc["liquidatable_before"], doc["liquidatable_after"]) == (4, 5)
+            assert not grid_task.done()
+            assert gated.points == 0
+        finally:
+            gated.gate.set()
+        got = await grid_task
+        assert len(got["points"]) == len(GRID_MOVES)
+        assert gated.points == len(GRID_MOVES)
+        expected = grid_document(stress_grid(api.engine.snapshot(), "ETH"))
+        assert got == json.loads(json.dumps(expected))
 
 
 BAD_BODIES = [
