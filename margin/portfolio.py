@@ -295,30 +295,30 @@ def _scan_options(
 
     lat_ids = list(zip(ids[lat_contract].tolist(), lat_shock.tolist(), strict=True))
     unit_lat = _cached(lat_keys, lat_ids, market.units, latency_units)
+    # one row per (contract, horizon level): the grid's unit P&L, then the latency grid's
+    both = np.concatenate([unit[lat_contract], unit_lat], axis=1)
+    # per (group, horizon level): the moves of both grids, that multiply the linear exposure
+    groups, columns = len(market.ranges), len(grid)
+    pair_gl = (layout.pair_ids % groups) * n_levels + level[layout.pair_ids]
+    gl_first, gl_of = _dense_unique(pair_gl, groups * n_levels)
+    gl_pair = layout.pair_ids[gl_first]
+    moves = np.concatenate(
+        [moves_g[gl_pair % groups], latency_grid(shock[gl_pair], lat_moves)], axis=1
+    )
+    neg_weight = np.concatenate([-grid.weight, np.full(len(lat_moves), -1.0)])
     size = options.size[layout.order] * market.scale
-    groups = len(market.ranges)
-    neg_weight = -grid.weight
     n_pairs, n_rows = len(layout.pair_ids), len(layout.order)
     for p0 in range(0, n_pairs, SCAN_CHUNK_PAIRS):
         p1 = min(p0 + SCAN_CHUNK_PAIRS, n_pairs)
         r0 = int(layout.starts[p0])
         r1 = int(layout.starts[p1]) if p1 < n_pairs else n_rows
-        sums = _PairSums(layout, p0, p1, r0, r1)
         pairs = layout.pair_ids[p0:p1]
-        e = linear[pairs][:, None]
-        line_size = size[r0:r1, None]
-        scan = sums(unit[layout.contract_of[r0:r1]], line_size)
-        total = e * moves_g[pairs % groups]
+        scan = _PairSums(layout, p0, p1, r0, r1)(both[lat_of[r0:r1]], size[r0:r1, None])
+        total = linear[pairs][:, None] * moves[gl_of[p0:p1]]
         total += scan
-        total *= neg_weight  # −(w · P&L)
-        worst = total.max(axis=1)
-        scan_lat = sums(unit_lat[lat_of[r0:r1]], line_size)
-        total_lat = e * latency_grid(shock[pairs], lat_moves)
-        total_lat += scan_lat
-        np.negative(total_lat, out=total_lat)
-        worst_lat = total_lat.max(axis=1)
-        np.put(loss, pairs, np.maximum(worst, 0.0))
-        np.put(loss_lat, pairs, np.maximum(worst_lat, 0.0))
+        total *= neg_weight  # −(w · P&L) on the grid, −P&L on the latency grid
+        np.put(loss, pairs, np.maximum(total[:, :columns].max(axis=1), 0.0))
+        np.put(loss_lat, pairs, np.maximum(total[:, columns:].max(axis=1), 0.0))
     values = np.empty(n_rows)
     values[layout.order] = np.floor(
         options.size[layout.order] * priced[layout.contract_of, 0] * market.scale
