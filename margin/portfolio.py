@@ -72,13 +72,17 @@ class OptionRows:
     vol: FloatArray
     tau: FloatArray
     contract: IndexArray  # equal ids ⇒ equal (group, spot, right, strike, vol, τ), see units
+    layout: OptionLayout | None = None
+    """``option_layout`` of these rows when the caller kept it (the book did not change)."""
 
     def __len__(self) -> int:
         return len(self.size)
 
     def take(self, index: IndexArray | slice) -> OptionRows:
-        """The rows at ``index``."""
-        return OptionRows(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        """The rows at ``index`` (without a layout)."""
+        return OptionRows(
+            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"}
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,7 +264,9 @@ def _scan_options(
     (rows × scenarios) temporaries stay in the processor's cache. ``level`` is each pair's
     horizon level (``_horizon_levels``): with the contract it fixes the latency shock.
     """
-    layout = _layout(o_pair, options.contract)
+    layout = options.layout
+    if layout is None:
+        layout = option_layout(o_pair, options.contract)
     grid, lat_moves = market.grid, market.latency_moves
     moves_g = group_moves(market)
     rep = layout.order[layout.contract_row]  # a row (original order) of each contract
@@ -327,7 +333,7 @@ def _scan_options(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Layout:
+class OptionLayout:
     """Option rows grouped by (account, group) pair, and their distinct contracts."""
 
     order: IndexArray  # rows sorted by pair (stable)
@@ -340,8 +346,9 @@ class _Layout:
     contract_row: IndexArray  # per contract: a sorted row holding it
 
 
-def _layout(o_pair: IndexArray, contract: IndexArray) -> _Layout:
-    """Sort the rows by pair and number their contracts (no sort beyond the one by pair)."""
+def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
+    """Option rows (their ``account · groups + group`` pairs and contract ids) sorted by pair,
+    their contracts numbered (no sort beyond the one by pair)."""
     order = np.argsort(o_pair, kind="stable")
     sorted_pair = o_pair[order]
     boundary = np.empty(len(order), dtype=np.bool_)
@@ -354,7 +361,7 @@ def _layout(o_pair: IndexArray, contract: IndexArray) -> _Layout:
     ids = contract[order]
     top = int(ids.max()) + 1 if len(ids) else 0
     contract_row, contract_of = _dense_unique(ids, top)
-    return _Layout(
+    return OptionLayout(
         order=order,
         pair_ids=sorted_pair[starts],
         starts=starts,
@@ -385,7 +392,7 @@ def _dense_unique(ids: IndexArray, top: int) -> tuple[IndexArray, IndexArray]:
 class _PairSums:
     """Sums of the lines' rounded P&L per pair, for the pairs ``p0:p1`` (rows ``r0:r1``)."""
 
-    def __init__(self, layout: _Layout, p0: int, p1: int, r0: int, r1: int) -> None:
+    def __init__(self, layout: OptionLayout, p0: int, p1: int, r0: int, r1: int) -> None:
         self.single = r1 - r0 == p1 - p0  # one line per pair: nothing to add up
         self.starts = layout.starts[p0:p1] - r0
         self.pair_of = layout.pair_of[r0:r1] - p0

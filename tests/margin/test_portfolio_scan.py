@@ -65,3 +65,50 @@ def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
         got = float(full.maintenance[index]) / 100
         assert got == pytest.approx(expected.maintenance, abs=slack), owner
         assert expected.maintenance > 0
+
+
+def test_a_full_pass_after_the_options_change_equals_a_fresh_book() -> None:
+    """Full passes keep the rows' layout while the option lines and the risk groups stay as
+    they are (a price move changes neither): after lines are added, replaced and closed, then
+    after a perp on a new asset adds a group, a full pass and a stress snapshot equal a book
+    built from scratch."""
+    rng = random.Random(5)
+    owners = [account(i) for i in range(40)]
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    first = {o: [random_line(o, rng, world, "ETH")] for o in owners}
+    final: dict[str, list[OptionPosition]] = {}
+    for i, owner in enumerate(owners):
+        if i % 3 == 0:
+            final[owner] = [*first[owner], random_line(owner, rng, world, "BTC")]
+        elif i % 3 == 1:
+            final[owner] = []
+        else:
+            final[owner] = [random_line(owner, rng, world, "ETH")]
+
+    def populate(book: World, lines_of: dict[str, list[OptionPosition]], sol: bool) -> None:
+        holdings = random.Random(6)
+        for owner in owners:
+            book.hold(owner, holdings.choice(HOLDINGS), float(holdings.randrange(100, 9_000)))
+        for owner, lines in lines_of.items():
+            book.options(owner, lines)
+        if sol:
+            book.perp(owners[1], "SOL", "main", 3.0, 100.0)
+
+    def check(sol: bool) -> None:
+        got = world.engine.recompute_all().select(slice(None))
+        fresh = World(volatility={"ETH": 0.9, "BTC": 0.6})
+        populate(fresh, final, sol)
+        want = fresh.engine.recompute_all()
+        snapshot = world.engine.snapshot()
+        stressed = snapshot.evaluate(snapshot.prices).table
+        for name, column in got.columns().items():
+            np.testing.assert_array_equal(column, getattr(want, name), err_msg=name)
+            np.testing.assert_array_equal(getattr(stressed, name), column, err_msg=name)
+
+    populate(world, first, sol=False)
+    world.engine.recompute_all()
+    for owner, lines in final.items():
+        world.options(owner, lines)
+    check(sol=False)
+    world.perp(owners[1], "SOL", "main", 3.0, 100.0)  # a new group; no option line changes
+    check(sol=True)
