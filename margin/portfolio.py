@@ -130,9 +130,17 @@ class PortfolioResult:
 
 
 def aggregate(loss: FloatArray, rho: FloatArray) -> FloatArray:
-    """``sqrt(Σ_g Σ_h ρ_gh L_g L_h)`` per row of ``loss`` (n × G)."""
-    quad = np.einsum("ng,gh,nh->n", loss, rho, loss)
-    out: FloatArray = np.sqrt(np.maximum(quad, 0.0))
+    """``sqrt(Σ_g Σ_h ρ_gh L_g L_h)`` per row of ``loss`` (n × G), summed g-major as
+    ``np.einsum("ng,gh,nh->n", …)`` does, a column pair at a time (faster for few groups)."""
+    by_group = np.ascontiguousarray(loss.T)
+    quad = np.zeros(len(loss))
+    term = np.empty(len(loss))
+    for g, row in enumerate(rho.tolist()):
+        for h, rho_gh in enumerate(row):
+            np.multiply(by_group[g], rho_gh, out=term)
+            term *= by_group[h]
+            quad += term
+    out: FloatArray = np.sqrt(np.maximum(quad, 0.0, out=quad))
     return out
 
 
@@ -166,7 +174,7 @@ def evaluate_portfolio(
     lat_top = float(np.max(market.latency_moves))
     up, down = shock * lat_top, np.maximum(-shock * lat_top, -1.0)
     loss_lat = np.maximum(np.maximum(-e * down, -e * up), 0.0)
-    delta = e / market.scale
+    delta = e / market.scale if with_risk else np.zeros((n, n_groups))
     gamma, vega = np.zeros((n, n_groups)), np.zeros((n, n_groups))
     values = np.zeros(n)
     if len(options):
