@@ -344,8 +344,8 @@ def _scan_options(
 class OptionLayout:
     """Option rows grouped by (account, group) pair, and their distinct contracts."""
 
-    order: IndexArray  # rows sorted by pair (stable)
-    pair_ids: IndexArray  # distinct pairs, ascending
+    order: IndexArray  # rows grouped by pair (``option_layout``)
+    pair_ids: IndexArray  # distinct pairs, in that order
     starts: IndexArray  # first sorted row of each pair
     counts: IndexArray  # rows of each pair
     pair_of: IndexArray  # per sorted row: index of its pair in pair_ids
@@ -355,15 +355,16 @@ class OptionLayout:
 
 
 def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
-    """Option rows (their ``account · groups + group`` pairs and contract ids) sorted by pair,
-    their contracts numbered (no sort beyond the one by pair)."""
+    """Option rows (their ``account · groups + group`` pairs and contract ids) grouped by pair:
+    pairs of one line first, then the others, each part sorted by pair (a chunk of pairs of
+    one line each needs no sums); their contracts numbered (no sort of the contract ids)."""
     order = np.argsort(o_pair, kind="stable")
-    sorted_pair = o_pair[order]
-    boundary = np.empty(len(order), dtype=np.bool_)
-    boundary[:1] = True
-    np.not_equal(sorted_pair[1:], sorted_pair[:-1], out=boundary[1:])
-    starts = np.flatnonzero(boundary)
-    counts = np.diff(starts, append=len(order))
+    sorted_pair, starts, counts = _runs(o_pair[order])
+    alone = np.repeat(counts == 1, counts)
+    if not alone.all():
+        first = np.argsort(~alone, kind="stable")
+        order = order[first]
+        sorted_pair, starts, counts = _runs(sorted_pair[first])
     pair_of = np.repeat(np.arange(len(starts), dtype=np.intp), counts)
     rank = np.arange(len(order), dtype=np.intp) - starts[pair_of]
     ids = contract[order]
@@ -379,6 +380,15 @@ def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
         contract_of=contract_of,
         contract_row=contract_row,
     )
+
+
+def _runs(sorted_pair: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
+    """``sorted_pair`` (equal values adjacent), the start of each run and its length."""
+    boundary = np.empty(len(sorted_pair), dtype=np.bool_)
+    boundary[:1] = True
+    np.not_equal(sorted_pair[1:], sorted_pair[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
 
 
 def _dense_unique(ids: IndexArray, top: int) -> tuple[IndexArray, IndexArray]:
