@@ -2,6 +2,8 @@
 
     uv run python bench/portfolio.py                    # 100,000 accounts
     uv run python bench/portfolio.py --accounts 20000   # a quicker look
+    git show 44fbde3:margin/portfolio.py > /tmp/portfolio_before.py
+    uv run python bench/portfolio.py --baseline /tmp/portfolio_before.py   # paired old/new
 
 Synthetic book: 16 tokens (per chain: ETH, USDC and BTC collateral, USDC debt) on 4 chains with
 different liquidation latencies; every account holds 8 of them and 2 options (ETH or BTC,
@@ -16,19 +18,27 @@ Peers measured in the same run, because these machines are noisy:
   over the first generation;
 - the independent pure-Python implementation (``tests/margin/portfolio_oracle.py``: loops and
   ``math``) on a sample of accounts, extrapolated to all of them: the naive loop the engine
-  replaces. Its answers are compared with the engine's on the sample (largest difference of M).
+  replaces. Its answers are compared with the engine's on the sample (largest difference of M);
+- with ``--baseline FILE``, another version of ``margin/portfolio.py`` (its
+  ``evaluate_portfolio`` plugged into the same engine): full recomputes alternate between the
+  two after the same moves, then 100-changed batches run with each; the results of both are
+  checked equal bit for bit.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
+import margin.portfolio_kernel as kernel
 from core.domain import Role
 from margin.engine import MarginEngine
 from margin.model import ChainInput, EngineParams, MarginModel, PriceInput, TokenRisk
@@ -176,14 +186,19 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 
 def incremental(
-    engine: MarginEngine, holdings: list[list[tuple[TokenRisk, int]]], rng: random.Random
+    engine: MarginEngine,
+    holdings: list[list[tuple[TokenRisk, int]]],
+    rng: random.Random,
+    bump: int = 0,
 ) -> list[float]:
+    """Seconds of ``INCREMENTAL_BATCHES`` recomputes of 100 changed accounts (balances set to
+    ``raw + bump + batch + 1``: a different ``bump`` per call keeps every change a change)."""
     out = []
     n = len(holdings)
     for batch in range(INCREMENTAL_BATCHES):
         for i in rng.sample(range(n), BATCH_ACCOUNTS):
             tok, raw = rng.choice(holdings[i])
-            engine.set_balance(f"0x{i:040x}", tok.chain, tok.token, raw + batch + 1, 2)
+            engine.set_balance(f"0x{i:040x}", tok.chain, tok.token, raw + bump + batch + 1, 2)
         started = time.perf_counter()
         done = engine.recompute_dirty()
         out.append(time.perf_counter() - started)
@@ -231,10 +246,81 @@ def naive(
     return (time.perf_counter() - started) / len(sample), answers
 
 
+def load_baseline(path: str) -> Callable[..., object]:
+    """``evaluate_portfolio`` of the ``margin/portfolio.py`` at ``path``."""
+    name = "baseline_portfolio"
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    loader.exec_module(module)
+    return module.evaluate_portfolio  # type: ignore[no-any-return]
+
+
+def use_kernel(engine: MarginEngine, evaluate: Callable[..., object]) -> None:
+    """Plug ``evaluate`` into the engine's portfolio kernel; its market's unit cache is
+    emptied (versions may cache different columns)."""
+    kernel.evaluate_portfolio = evaluate  # type: ignore[assignment]
+    engine._vectors.market.units.clear()  # a bench swapping kernels
+
+
+def paired(
+    engine: MarginEngine,
+    holdings: list[list[tuple[TokenRisk, int]]],
+    baseline: Callable[..., object],
+) -> None:
+    """Full recomputes alternating new/baseline after the same moves, then 100-changed
+    batches with each; both kernels' results compared bit for bit."""
+    current = kernel.evaluate_portfolio
+    runs: dict[str, list[float]] = {"new": [], "baseline": []}
+    tables = {}
+    for k in range(FULL_RUNS):
+        factor = 1 + 0.002 * (k + 1)
+        for label, fn in (("new", current), ("baseline", baseline)):
+            use_kernel(engine, fn)
+            engine.set_prices(
+                PriceInput(asset=a, price=p * factor, volatility=VOLATILITY[a])
+                for a, p in PRICES.items()
+            )
+            started = time.perf_counter()
+            table = engine.recompute_all()
+            runs[label].append(time.perf_counter() - started)
+            tables[label] = table.select(slice(None))
+        for name, column in tables["new"].columns().items():
+            assert np.array_equal(column, tables["baseline"].columns()[name], equal_nan=True), name
+    batches = {}
+    for bump, (label, fn) in enumerate((("baseline", baseline), ("new", current)), start=1):
+        use_kernel(engine, fn)
+        engine.recompute_all()
+        batches[label] = incremental(engine, holdings, random.Random(SEED + 3), 1_000 * bump)
+    use_kernel(engine, current)
+    engine.set_prices(
+        PriceInput(asset=a, price=p, volatility=VOLATILITY[a]) for a, p in PRICES.items()
+    )
+    new_ms, old_ms = (statistics.median(runs[k]) * 1e3 for k in ("new", "baseline"))
+    print(
+        f"paired full recompute after a move (median of {FULL_RUNS} each, alternating): "
+        f"new {new_ms:.1f} ms, baseline {old_ms:.1f} ms, baseline ÷ new {old_ms / new_ms:.2f}×"
+    )
+    print(f"   new      {[round(x * 1e3, 1) for x in runs['new']]}")
+    print(f"   baseline {[round(x * 1e3, 1) for x in runs['baseline']]}")
+    for label in ("new", "baseline"):
+        b = batches[label]
+        print(
+            f"paired 100 changed accounts, {label:8s}: median {statistics.median(b) * 1e3:.3f} "
+            f"ms, p90 {np.percentile(b, 90) * 1e3:.3f} ms"
+        )
+    print("results of both kernels equal bit for bit after every move")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--unique-options", action="store_true")
+    parser.add_argument(
+        "--baseline", metavar="FILE", help="another margin/portfolio.py to time against, paired"
+    )
     args = parser.parse_args()
     n = args.accounts
     rng = random.Random(SEED)
@@ -295,6 +381,8 @@ def main() -> None:
         f"targets: full ≤ {TARGET_FULL_S * 1e3:.0f} ms {full_ok}; "
         f"100 changed ≤ {TARGET_BATCH_S * 1e3:.0f} ms {batch_ok}"
     )
+    if args.baseline:  # last: its batches move balances further from the loop's sample
+        paired(engine, holdings, load_baseline(args.baseline))
 
 
 if __name__ == "__main__":

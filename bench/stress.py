@@ -2,6 +2,7 @@
 
     uv run python bench/stress.py                      # 1,000,000 accounts, weighted and tiered
     uv run python bench/stress.py --accounts 100000 --models weighted
+    uv run python bench/stress.py --models portfolio   # 1,000,000 accounts with 2 options each
 
 The book is ``bench/engine.py``'s (16 tokens on 4 chains, 8 holdings per account, tiered USDC
 and WBTC collateral) plus a BTC perp for every tenth account. The real keeper API serves it
@@ -13,12 +14,20 @@ Peer in the same run: the pure-Python reference ``margin.health.evaluate_account
 each account before and after the shocks — the straightforward loop — on a sample of
 accounts, extrapolated to all of them. On the sample, the API's engine and the reference must
 agree bit for bit on health after the shocks.
+
+``--models portfolio`` serves ``bench/portfolio.py``'s book instead (8 holdings of 16 tokens
+and 2 listed ETH or BTC options per account, no perps) under ``margin.model: portfolio``; the
+peer is the independent pure-Python implementation of the tests
+(``tests/margin/portfolio_oracle.py``) valuing each sampled account before and after the
+shocks (prices, EWMA volatilities and implied vols shocked), compared with the engine within
+the cents of rounding (largest difference of M after the shocks).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -28,19 +37,28 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from engine import CHAINS, HOLDINGS_PER_ACCOUNT, PRICES, build, tokens
 
-from daemon.api.app import ApiServer
-from daemon.api.positions import PositionMarkets
-from daemon.config.model import ApiConfig
-from daemon.metrics import Metrics
-from daemon.store.migrate import migrate
-from daemon.store.writer import HealthStore
-from margin.engine import MarginEngine
-from margin.health import evaluate_account
-from margin.model import ChainInput, Holding, MarginModel, Position, Tier
-from margin.scenario import ScenarioBook
-from margin.stress import Shocks, shocked_prices
+ROOT = Path(__file__).resolve().parent.parent
+# `python bench/stress.py` puts bench/ first on the path, where bench/venues.py would shadow
+# the `venues` package: the repository root goes first, bench modules by their package name.
+sys.path.insert(0, str(ROOT))
+
+import bench.portfolio as book_with_options  # noqa: E402
+from bench.engine import CHAINS, HOLDINGS_PER_ACCOUNT, PRICES, build, tokens  # noqa: E402
+from core.domain import Role  # noqa: E402
+from daemon.api.app import ApiServer  # noqa: E402
+from daemon.api.positions import PositionMarkets  # noqa: E402
+from daemon.config.model import ApiConfig  # noqa: E402
+from daemon.metrics import Metrics  # noqa: E402
+from daemon.store.migrate import migrate  # noqa: E402
+from daemon.store.writer import HealthStore  # noqa: E402
+from margin.engine import MarginEngine  # noqa: E402
+from margin.health import evaluate_account  # noqa: E402
+from margin.model import ChainInput, Holding, MarginModel, Position, Tier, TokenRisk  # noqa: E402
+from margin.options import OptionPosition  # noqa: E402
+from margin.scenario import ScenarioBook  # noqa: E402
+from margin.stress import Shocks, shocked_prices  # noqa: E402
+from tests.margin import portfolio_oracle as oracle  # noqa: E402
 
 TARGET_S = 2.0
 RUNS = 5
@@ -48,6 +66,7 @@ NAIVE_SAMPLE = 5_000
 PERP_EVERY = 10
 SHOCKS = {"price_shocks": {"BTC": -0.3, "USDC": -0.02}, "vol_shocks": {"BTC": 0.5}}
 PERP_TIERS = (Tier(0.01, 1_000_000), Tier(0.025))
+PORTFOLIO_SAMPLE = 1_000
 
 
 class BenchView:
@@ -94,7 +113,9 @@ def add_perps(engine: MarginEngine, accounts: list[str]) -> dict[int, Position]:
     return perps
 
 
-async def time_requests(engine: MarginEngine) -> tuple[list[float], dict[str, object], float]:
+async def time_requests(
+    engine: MarginEngine, assets: frozenset[str]
+) -> tuple[list[float], dict[str, object], float]:
     """Seconds of ``RUNS`` POSTs to the real API, the last answer, and the seconds of one
     ``GET /v1/stress/grid?asset=BTC`` (21 passes)."""
     with tempfile.TemporaryDirectory(prefix="crossmargin_bench_stress_") as directory:
@@ -107,9 +128,7 @@ async def time_requests(engine: MarginEngine) -> tuple[list[float], dict[str, ob
                 view=BenchView(engine),
                 settings=ApiConfig(listen="127.0.0.1:0"),
                 metrics=Metrics(),
-                markets=PositionMarkets(
-                    assets=frozenset({"USDC", "BTC"}), chains=frozenset(c for c, _ in CHAINS)
-                ),
+                markets=PositionMarkets(assets=assets, chains=frozenset(c for c, _ in CHAINS)),
             )
             async with server, aiohttp.ClientSession() as session:
                 seconds, answer = [], {}
@@ -170,7 +189,7 @@ def naive_peer(
                 )
             )
     per_account = (time.perf_counter() - start) / len(sample)
-    table = engine.snapshot().evaluate(after).table
+    table = engine.snapshot().evaluate(after, shocks.vol).table
     mismatches = sum(
         table.health[engine.account_index(accounts[i])] != results[2 * k + 1].health
         for k, i in enumerate(sample)
@@ -178,7 +197,116 @@ def naive_peer(
     return per_account, len(sample), mismatches
 
 
+def portfolio_peer(
+    engine: MarginEngine,
+    holdings: list[list[tuple[TokenRisk, int]]],
+    options: list[list[OptionPosition]],
+) -> tuple[float, int, float]:
+    """Seconds per account of the independent implementation before and after the shocks on
+    a sample, the sample's size, and the largest |M_engine − M_loop| after the shocks (USD)."""
+    bench = book_with_options
+    shocks = Shocks(price=SHOCKS["price_shocks"], vol=SHOCKS["vol_shocks"])
+    move = {a: 1.0 + shocks.price.get(a, 0.0) for a in bench.PRICES}
+    vol = {a: 1.0 + shocks.vol.get(a, 0.0) for a in bench.PRICES}
+    calm = oracle.Setup(
+        groups={g.name: (list(g.assets), g.scan_range) for g in bench.PARAMS.groups},
+        default_scan_range=bench.PARAMS.default_scan_range,
+        correlations={(a, b): rho for a, b, rho in bench.PARAMS.correlations},
+        prices=dict(bench.PRICES),
+        volatility=dict(bench.VOLATILITY),
+        floors=dict(bench.FLOORS),
+        latency=dict(bench.CHAINS),
+        now=bench.NOW,
+    )
+    stressed = oracle.Setup(
+        **{
+            **calm.__dict__,
+            "prices": {a: p * move[a] for a, p in bench.PRICES.items()},
+            "volatility": {a: v * vol[a] for a, v in bench.VOLATILITY.items()},
+        }
+    )
+
+    def account(i: int, stressed_book: bool) -> oracle.Book:
+        price = stressed.prices if stressed_book else calm.prices
+        iv = vol if stressed_book else dict.fromkeys(vol, 1.0)
+        return oracle.Book(
+            holdings=[
+                (
+                    tok.asset,
+                    tok.chain,
+                    (1 if tok.role is Role.COLLATERAL else -1)
+                    * raw
+                    / 10 ** (tok.decimals or 0)
+                    * price[tok.asset],
+                )
+                for tok, raw in holdings[i]
+            ],
+            options=[
+                (
+                    o.asset,
+                    o.chain,
+                    o.size,
+                    o.right.value,
+                    o.strike,
+                    float(o.expiry),
+                    o.implied_vol * iv[o.asset],
+                )
+                for o in options[i]
+            ],
+        )
+
+    sample = random.Random(bench.SEED + 5).sample(range(len(holdings)), PORTFOLIO_SAMPLE)
+    books = [(account(i, False), account(i, True)) for i in sample]
+    start = time.perf_counter()
+    answers = []
+    for before, after in books:
+        oracle.evaluate(calm, before)
+        answers.append(oracle.evaluate(stressed, after).maintenance)
+    per_account = (time.perf_counter() - start) / len(sample)
+    snapshot = engine.snapshot()
+    table = snapshot.evaluate(shocked_prices(snapshot.prices, shocks), shocks.vol).table
+    got = [table.maintenance[engine.account_index(f"0x{i:040x}")] / 100 for i in sample]
+    worst = max(abs(a - b) for a, b in zip(got, answers, strict=True))
+    return per_account, len(sample), worst
+
+
+def run_portfolio(n: int) -> None:
+    """``run_one`` for ``bench/portfolio.py``'s book under ``margin.model: portfolio``."""
+    bench = book_with_options
+    start = time.perf_counter()
+    holdings, options = bench.book(n, random.Random(bench.SEED))
+    engine = bench.build(MarginModel.PORTFOLIO, holdings, options)
+    engine.recompute_all()
+    load_s = time.perf_counter() - start
+    snap = [time.perf_counter()]
+    engine.snapshot()
+    snap.append(time.perf_counter())
+    assets = frozenset(bench.PRICES)
+    seconds, answer, grid_s = asyncio.run(time_requests(engine, assets))
+    per_account, sampled, worst = portfolio_peer(engine, holdings, options)
+    median = statistics.median(seconds)
+    naive_total = per_account * n
+    verdict = "met" if median <= TARGET_S else "MISSED"
+    lines = sum(len(o) for o in options)
+    print(
+        f"| portfolio | {n:,} | {lines:,} options | {median * 1000:,.0f} ms "
+        f"(min {min(seconds) * 1000:,.0f}) | ≤ {TARGET_S:g} s {verdict} | "
+        f"{(snap[1] - snap[0]) * 1000:,.0f} ms | {naive_total:,.1f} s | "
+        f"{naive_total / median:,.0f}× | {sampled:,} / max |ΔM| {worst:.3f} USD | "
+        f"{grid_s:,.1f} s |"
+    )
+    print(
+        f"    load {load_s:.1f} s; liquidatable {answer['liquidatable_before']:,} → "
+        f"{answer['liquidatable_after']:,}; shortfall after {answer['total_shortfall_after']}; "
+        f"bad debt after {answer['bad_debt_after']}",
+        file=sys.stderr,
+    )
+
+
 def run_one(n: int, model: MarginModel) -> None:
+    if model is MarginModel.PORTFOLIO:
+        run_portfolio(n)
+        return
     start = time.perf_counter()
     engine, accounts, loaded = build(n, model)
     perps = add_perps(engine, accounts)
@@ -187,7 +315,7 @@ def run_one(n: int, model: MarginModel) -> None:
     snap = [time.perf_counter()]
     engine.snapshot()
     snap.append(time.perf_counter())
-    seconds, answer, grid_s = asyncio.run(time_requests(engine))
+    seconds, answer, grid_s = asyncio.run(time_requests(engine, frozenset({"USDC", "BTC"})))
     per_account, sampled, mismatches = naive_peer(engine, accounts, loaded, perps)
     median = statistics.median(seconds)
     naive_total = per_account * n

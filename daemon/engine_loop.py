@@ -62,9 +62,11 @@ _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
 
 @dataclass(frozen=True, slots=True)
 class PricesChanged:
-    """An oracle round."""
+    """An oracle round, and the ρ between risk groups after it (``correlation_source: ewma``;
+    ``None``: the configured ones)."""
 
     prices: Mapping[str, AssetPrice]
+    correlations: Mapping[tuple[str, str], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +317,11 @@ class EngineLoop:
                     if event.readings:
                         ts = float(event.block.timestamp)
                         oldest = ts if oldest is None else min(oldest, ts)
-                case PricesChanged(prices=prices):
+                case PricesChanged(prices=prices, correlations=correlations):
                     self.prices.update(prices)
                     self.stats.prices_seen.update(a for a, p in prices.items() if p.price)
+                    if correlations is not None:
+                        self.engine.set_correlations(correlations)
                     self.engine.set_prices(price_inputs(prices.values()))
                 case ChainsChanged(chains=chains):
                     self.engine.set_chain_status(chains)

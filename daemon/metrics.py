@@ -27,6 +27,7 @@ from daemon.mqtt.publisher import MqttStats
 from daemon.mqtt.relay import RelayStats
 from daemon.pending_writes import PENDING_ROUNDS_PER_ASSET, PendingWrites
 from margin.model import Flag
+from oracles.correlation import PairEstimate
 from oracles.model import AssetPrice
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -132,6 +133,25 @@ class Metrics:
         )
         self.oracle_price = Gauge(
             "crossmargin_oracle_price", "Price used per asset (USD).", ["asset"], registry=r
+        )
+        self.correlation = Gauge(
+            "crossmargin_correlation",
+            "Correlation in use between two risk groups (correlation_source: ewma).",
+            ["pair"],
+            registry=r,
+        )
+        self.correlation_returns = Gauge(
+            "crossmargin_correlation_returns",
+            "Effective number of returns behind a pair's estimate (static value below the "
+            "warm-up).",
+            ["pair"],
+            registry=r,
+        )
+        self.correlation_estimated = Gauge(
+            "crossmargin_correlation_estimated",
+            "1 when a pair uses its estimate, 0 while it falls back to its static value.",
+            ["pair"],
+            registry=r,
         )
         self.accounts = Gauge(
             "crossmargin_accounts", "Accounts carrying each flag.", ["flag"], registry=r
@@ -329,6 +349,13 @@ class Metrics:
                 )
             if price.price is not None:
                 self.oracle_price.labels(price.symbol).set(float(price.price))
+
+    def observe_correlations(self, estimates: Iterable[PairEstimate]) -> None:
+        """The ρ each pair of risk groups uses after a round, and its warm-up."""
+        for e in estimates:
+            self.correlation.labels(e.pair).set(e.correlation)
+            self.correlation_returns.labels(e.pair).set(e.returns)
+            self.correlation_estimated.labels(e.pair).set(1 if e.estimated else 0)
 
     def observe_accounts(self, counts: Mapping[Flag, int]) -> None:
         """Accounts per flag (``flag_counts`` builds it); flags left out are set to 0."""

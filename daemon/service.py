@@ -59,6 +59,13 @@ from daemon.risk_inputs import (
     token_risks,
     watcher_tokens,
 )
+from daemon.store.correlation_state import (
+    SAVE_INTERVAL_S,
+    load_correlation_state,
+    save_correlation_state,
+)
+from daemon.store.engine import wait_until_reachable
+from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import LeaseLost
 from daemon.store.migrate import migrate
 from daemon.store.queries import StoreQueries
@@ -71,6 +78,7 @@ from daemon.wiring import build_oracle_service, build_watcher, chain_pool, resum
 from margin.engine import MarginEngine
 from margin.model import ChainInput
 from margin.scenario import ScenarioBook
+from margin.scenarios import CorrelationSource
 from oracles.model import AssetPrice
 from oracles.service import OracleService
 
@@ -195,6 +203,8 @@ class Daemon:
         config = self.config
         url = config.database_url
         assert url is not None  # load_config/parse_config always fill it
+        if not await wait_until_reachable(url, wait_s=config.database_wait_s, stop=stop):
+            return  # stopped while the database was still away
         if auto_migrate:
             await migrate(url)
         async with contextlib.AsyncExitStack() as stack:
@@ -217,8 +227,13 @@ class Daemon:
                 await store.record_token_decimals(name, decimals)
             # The breaker, last good prices and volatility resume where they stopped.
             resume = resumed_states(config, state.oracle_states)
+            correlations = None
+            if config.margin.portfolio.correlation_source is CorrelationSource.EWMA:
+                correlations = await load_correlation_state(store.engine)
             self.oracle = await stack.enter_async_context(
-                build_oracle_service(config, dict(self.pools), resume=resume)
+                build_oracle_service(
+                    config, dict(self.pools), resume=resume, correlation_state=correlations
+                )
             )
             replica = None if self.member is None else self.member.replica_id
             publisher = await stack.enter_async_context(MqttPublisher(config.mqtt, replica=replica))
@@ -280,7 +295,8 @@ class Daemon:
         self.loop.venues.listeners.append(self.announcer.wake)
         self._status_sent = set()
         if self._last_prices:  # the oracle's latest round, for the new engine's warm-up
-            self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices)))
+            correlations = None if self.oracle is None else self.oracle.correlations()
+            self.loop.queue.put_nowait(PricesChanged(dict(self._last_prices), correlations))
 
     def _fenced(self, kind: str, exc: LeaseLost) -> None:
         """A write (``cycle``) or an outbox claim (``outbox``) was refused: count it, and stop
@@ -396,6 +412,12 @@ class Daemon:
                 self.supervisor.spawn(tasks, "oracle", lambda: self._feed_prices(publisher)),
                 self.supervisor.spawn(tasks, "chain-status", lambda: self._chain_status(publisher)),
             ]
+            if self.oracle is not None and self.oracle.correlation is not None:
+                lasting.append(
+                    self.supervisor.spawn(
+                        tasks, "correlation-state", lambda: self._save_correlations(store)
+                    )
+                )
             if self.member is not None:
                 lasting.append(self.supervisor.spawn(tasks, "leases", self.member.run))
                 member = self.member
@@ -413,6 +435,22 @@ class Daemon:
                     break
             for task in lasting:
                 task.cancel()
+        await self._save_correlations_once(store)
+
+    async def _save_correlations(self, store: HealthStore) -> None:
+        """Save the correlation estimator every ``SAVE_INTERVAL_S`` (a restart resumes it)."""
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL_S)
+            await self._save_correlations_once(store)
+
+    async def _save_correlations_once(self, store: HealthStore) -> None:
+        estimator = None if self.oracle is None else self.oracle.correlation
+        if estimator is None:
+            return
+        try:
+            await save_correlation_state(store.engine, estimator.state, time.time())
+        except StoreUnavailable as exc:  # the next save (or the next start's warm-up) covers it
+            log.warning("correlation.state_not_saved reason=%s", exc)
 
     async def _run_pipeline(self, stop: asyncio.Event) -> None:
         """Run the current pipeline until ``stop`` or a change of the held shards."""
@@ -512,8 +550,9 @@ class Daemon:
         assert self.loop is not None
         async for prices in self.oracle.rounds():
             self._last_prices.update(prices)
-            await self.loop.queue.put(PricesChanged(prices))
+            await self.loop.queue.put(PricesChanged(prices, self.oracle.correlations()))
             self.metrics.observe_oracle(prices.values())
+            self.metrics.observe_correlations(self.oracle.correlation_estimates())
             for asset, price in prices.items():
                 publisher.set_oracle_status(asset, price_document(price))
 

@@ -27,6 +27,8 @@ from daemon.config.assets import (
     UniswapV3TwapSourceConfig,
 )
 from daemon.config.model import ChainConfig, Config
+from daemon.config.portfolio import correlation_estimator
+from oracles.correlation import PairState
 from oracles.model import AggregatorState
 from oracles.resume import state_from_json
 from oracles.service import AssetFeeds, OracleService
@@ -183,9 +185,11 @@ def build_oracle_service(
     pools: dict[str, Requester],
     *,
     resume: Mapping[str, AggregatorState] | None = None,
+    correlation_state: Mapping[str, PairState] | None = None,
 ) -> OracleService:
     """An ``OracleService`` for every configured asset and sequencer feed (not started);
-    ``resume`` is the state each asset's aggregator stopped with (``resumed_states``)."""
+    ``resume`` is the state each asset's aggregator stopped with (``resumed_states``), and
+    ``correlation_state`` each risk-group pair's (``correlation_source: ewma``)."""
     polling = config.oracle_polling
     http = JsonHttpClient(max_connections=polling.max_concurrency)
 
@@ -212,6 +216,11 @@ def build_oracle_service(
         max_concurrency=polling.max_concurrency,
         round_interval_s=polling.round_interval_s,
         resume=resume,
+        correlation=correlation_estimator(
+            config.margin.portfolio,
+            [asset.symbol for asset in config.assets],
+            correlation_state,
+        ),
     )
 
 

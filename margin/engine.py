@@ -124,7 +124,7 @@ class MarginEngine(OptionBook):
             mmr_tiers=self._mmr_tiers,
             current_table=self.results.select(slice(0, n)) if clean else None,
             token_flags=dict(self._token_flags),
-            options=self._option_rows(None).take(np.arange(self._options.n, dtype=np.intp)),
+            options=self._option_rows(None).copy(),
             portfolio=self.portfolio,
             now=self._now,
         )

@@ -8,7 +8,8 @@ options replaces its whole set, like ``PUT /v1/positions`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from margin.book import MarginBook, empty_index
 from margin.kernel import MarketVectors
 from margin.model import ChainInput, EngineParams, MarginInputError, MarginModel, TokenRisk
 from margin.options import OptionPosition, Right
+from margin.portfolio import OptionLayout, option_layout
 from margin.portfolio_kernel import OptionInputRows, PortfolioVectors, build_portfolio_vectors
 from margin.rows import OptionTable, gather, walk
 from margin.scenarios import PortfolioParams
@@ -40,6 +42,8 @@ class OptionBook(MarginBook):
         self._option_inputs: list[OptionPosition | None] = []
         self._contracts: dict[tuple[int, bool, float, int, float], int] = {}
         self._vol_shocks: dict[str, float] = {}
+        self._option_version = 0  # moves whenever an option row changes
+        self._layout: tuple[tuple[int, tuple[str, ...]], OptionLayout] | None = None
         super().__init__(tokens=list(tokens), chains=chains, params=params)
 
     @property
@@ -64,6 +68,31 @@ class OptionBook(MarginBook):
         self._accounts.mark_many(accts)
         return accts
 
+    def set_correlations(self, correlations: Mapping[tuple[str, str], float]) -> IndexArray:
+        """Use ``correlations`` ((group, group) → ρ, either order) between risk groups from now
+        on, in place of the configured ones (``correlation_source: ewma``); pairs not given keep
+        their value. Mark and return the accounts holding an asset of a group whose ρ changed.
+        Each ρ must be in [0, 1] (``MarginInputError`` otherwise, nothing changed)."""
+        params = self.portfolio
+        current = {frozenset((a, b)): rho for a, b, rho in reversed(params.correlations)}
+        changed = {
+            (a, b): float(rho)
+            for (a, b), rho in correlations.items()
+            if a != b and current.get(frozenset((a, b)), params.default_correlation) != rho
+        }
+        if not changed:
+            return empty_index()
+        moved = {frozenset(pair) for pair in changed}
+        kept = tuple(
+            (a, b, rho) for a, b, rho in params.correlations if frozenset((a, b)) not in moved
+        )
+        given = tuple((a, b, rho) for (a, b), rho in changed.items())
+        self.portfolio = dataclasses.replace(params, correlations=kept + given)
+        self._market = self._rebuild_market()
+        groups = {g for pair in changed for g in pair}
+        assets = [a for a in self._assets if self.portfolio.group_of(a) in groups]
+        return self._mark_dirty(self.accounts_using(assets=assets))
+
     def set_options(self, account: str, options: Sequence[OptionPosition]) -> None:
         """Make ``options`` the account's whole set of option lines (an empty list closes
         them all); every option must belong to ``account``."""
@@ -82,6 +111,7 @@ class OptionBook(MarginBook):
         current = [self._option_inputs[r] for r in rows if self._option_inputs[r] is not None]
         if current == list(options):
             return
+        self._option_version += 1
         while len(rows) < len(options):
             table.reserve(1)
             row = table.n
@@ -130,7 +160,10 @@ class OptionBook(MarginBook):
         hit = np.isin(table.asset[: table.n], asset_ids) | np.isin(
             table.chain[: table.n], chain_ids
         )
-        return np.union1d(found, table.account[: table.n][hit]).astype(np.intp)
+        touched = np.zeros(len(self._accounts), dtype=np.bool_)
+        touched[found] = True
+        touched[table.account[: table.n][hit]] = True
+        return np.flatnonzero(touched)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -138,10 +171,20 @@ class OptionBook(MarginBook):
         """Option rows of ``accts`` (local indices), or of every account (``None``)."""
         table = self._options
         if accts is None:
-            rows: IndexArray = np.arange(table.n, dtype=np.intp)
-            local = table.account[: table.n]
-        else:
-            rows, local = gather(accts, self._accounts.option_head, table.next)
+            every = slice(0, table.n)
+            return OptionInputRows(
+                account=table.account[every],
+                asset=table.asset[every],
+                chain=table.chain[every],
+                call=table.call[every],
+                size=table.size[every],
+                strike=table.strike[every],
+                expiry=table.expiry[every],
+                vol=table.vol[every],
+                contract=table.contract[every],
+                layout=self._whole_layout(),
+            )
+        rows, local = gather(accts, self._accounts.option_head, table.next)
         return OptionInputRows(
             account=local,
             asset=table.asset[rows],
@@ -153,6 +196,25 @@ class OptionBook(MarginBook):
             vol=table.vol[rows],
             contract=table.contract[rows],
         )
+
+    def _whole_layout(self) -> OptionLayout | None:
+        """``option_layout`` of every option row, kept until a row or the groups change (a
+        price move changes neither: full passes after one skip the sort)."""
+        table = self._options
+        if not table.n:
+            return None
+        groups = self._vectors.groups
+        key = (self._option_version, groups)
+        kept = self._layout
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        pair = (
+            table.account[: table.n] * len(groups)
+            + self._vectors.asset_group[table.asset[: table.n]]
+        )
+        layout = option_layout(pair, table.contract[: table.n])
+        self._layout = (key, layout)
+        return layout
 
     def _rebuild_market(self) -> MarketVectors:
         market = super()._rebuild_market()

@@ -33,7 +33,13 @@ VAR_Z = 2.3263
 ES_FACTOR = 0.05844094433345147 / 0.025
 """φ(1.96) / 0.025: the expected shortfall at 97.5 % of a normal, per σ."""
 OPTION_CHUNK_ROWS = 16_384
-"""Option rows scanned at once: bounds the (rows × scenarios) temporaries to a few MB."""
+"""Contracts valued at once: bounds the (contracts × scenarios) temporaries to a few MB."""
+MAX_RANK_SWEEPS = 8
+"""Lines per pair up to which the per-pair sums add the second lines, then the third …
+(one vectorised sweep each); beyond, ``np.add.reduceat``."""
+SCAN_CHUNK_PAIRS = 2_048
+"""(Account, group) pairs with options scanned at once: their (lines × scenarios)
+temporaries, about half a MB, stay in the processor's cache."""
 CACHED_CONTRACTS = 20_000
 """Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
 every line is its own contract and a dict of them would cost more than it saves)."""
@@ -66,24 +72,29 @@ class OptionRows:
     vol: FloatArray
     tau: FloatArray
     contract: IndexArray  # equal ids ⇒ equal (group, spot, right, strike, vol, τ), see units
+    layout: OptionLayout | None = None
+    """``option_layout`` of these rows when the caller kept it (the book did not change)."""
 
     def __len__(self) -> int:
         return len(self.size)
 
     def take(self, index: IndexArray | slice) -> OptionRows:
-        """The rows at ``index``."""
-        return OptionRows(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        """The rows at ``index`` (without a layout)."""
+        return OptionRows(
+            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"}
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupMarket:
     """Per group: scan range, volatility, correlations; per chain: latency; the grid.
 
-    ``units`` caches each contract's unit P&L over the grid (and the latency grid), by contract
-    id, for as long as this market lives: rebuilt with it on every price or status change and
-    emptied when the clock moves (``OptionBook.set_clock``), so an incremental recompute after
-    a balance change runs no Black–Scholes at all. Contract ids must therefore name the same
-    contract for the market's lifetime (``OptionBook`` interns them).
+    ``units`` caches each contract's price and unit P&L over the grid (and its unit P&L over
+    the latency grid), by contract id, for as long as this market lives: rebuilt with it on
+    every price or status change and emptied when the clock moves (``OptionBook.set_clock``),
+    so an incremental recompute after a balance change runs no Black–Scholes at all. Contract
+    ids must therefore name the same contract for the market's lifetime (``OptionBook``
+    interns them).
     """
 
     ranges: FloatArray
@@ -118,17 +129,18 @@ class PortfolioResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def option_values(rows: OptionRows, scale: float) -> FloatArray:
-    """Signed market value of each option row in value units, rounded down (a held option
-    counts a little less, a written one owes a little more)."""
-    value = rows.size * price(rows.call, rows.spot, rows.strike, rows.vol, rows.tau)
-    return np.floor(value * scale)
-
-
 def aggregate(loss: FloatArray, rho: FloatArray) -> FloatArray:
-    """``sqrt(Σ_g Σ_h ρ_gh L_g L_h)`` per row of ``loss`` (n × G)."""
-    quad = np.einsum("ng,gh,nh->n", loss, rho, loss)
-    out: FloatArray = np.sqrt(np.maximum(quad, 0.0))
+    """``sqrt(Σ_g Σ_h ρ_gh L_g L_h)`` per row of ``loss`` (n × G), summed g-major as
+    ``np.einsum("ng,gh,nh->n", …)`` does, a column pair at a time (faster for few groups)."""
+    by_group = np.ascontiguousarray(loss.T)
+    quad = np.zeros(len(loss))
+    term = np.empty(len(loss))
+    for g, row in enumerate(rho.tolist()):
+        for h, rho_gh in enumerate(row):
+            np.multiply(by_group[g], rho_gh, out=term)
+            term *= by_group[h]
+            quad += term
+    out: FloatArray = np.sqrt(np.maximum(quad, 0.0, out=quad))
     return out
 
 
@@ -147,10 +159,12 @@ def evaluate_portfolio(
     e_pair = exposures.account * n_groups + exposures.group
     o_pair = options.account * n_groups + options.group
     linear = _by_pair(e_pair, exposures.value, pairs)
-    horizon = _horizons(pairs, market.chain_latency, e_pair, exposures.chain, exposures.value != 0)
-    o_horizon = _horizons(pairs, market.chain_latency, o_pair, options.chain, options.size != 0)
-    np.maximum(horizon, o_horizon, out=horizon)
-    horizon = horizon.reshape(n, n_groups)
+    speed = _latency_ranks(market.chain_latency)
+    level = _horizon_levels(pairs, speed, e_pair, exposures.chain, exposures.value != 0)
+    if len(options):
+        o_level = _horizon_levels(pairs, speed, o_pair, options.chain, options.size != 0)
+        np.maximum(level, o_level, out=level)
+    horizon = _level_latencies(market.chain_latency)[level].reshape(n, n_groups)
     shock = market.z * market.sigma[None, :] * np.sqrt(horizon / YEAR_S)
     grid = market.grid
     weighted = grid.weight[None, :] * group_moves(market)  # (G, K): w_k · s_gk
@@ -160,12 +174,14 @@ def evaluate_portfolio(
     lat_top = float(np.max(market.latency_moves))
     up, down = shock * lat_top, np.maximum(-shock * lat_top, -1.0)
     loss_lat = np.maximum(np.maximum(-e * down, -e * up), 0.0)
-    delta = e / market.scale
+    delta = e / market.scale if with_risk else np.zeros((n, n_groups))
     gamma, vega = np.zeros((n, n_groups)), np.zeros((n, n_groups))
     values = np.zeros(n)
     if len(options):
-        values = _by_pair(options.account, option_values(options, market.scale), n)
-        _scan_options(options, o_pair, linear, shock.ravel(), market, loss, loss_lat)
+        line_values = _scan_options(
+            options, o_pair, linear, shock.ravel(), level, market, loss, loss_lat
+        )
+        values = _by_pair(options.account, line_values, n)
     if len(options) and with_risk:
         d, g, v = greeks(options.call, options.spot, options.strike, options.vol, options.tau)
         delta += _by_pair(o_pair, options.size * d * options.spot, pairs).reshape(n, n_groups)
@@ -208,15 +224,30 @@ def latency_grid(shock: FloatArray, moves: FloatArray) -> FloatArray:
     return out
 
 
-def _horizons(
-    pairs: int, latency: FloatArray, pair: IndexArray, chain: IndexArray, live: BoolArray
-) -> FloatArray:
-    """Largest latency of a chain with non-zero exposure, per pair (0 without any)."""
-    out = np.zeros(pairs)
-    order = np.argsort(latency, kind="stable")
-    for c in order.tolist():  # ascending: the slowest chain's assignment lands last
-        hit = live & (chain == c)
-        out[pair[hit]] = latency[c]
+def _latency_ranks(latency: FloatArray) -> npt.NDArray[np.integer[Any]]:
+    """Per chain, 1 + its rank by latency (ascending, stable): level 0 is "no exposure".
+    Bytes while they fit (``np.maximum.at`` is several times faster on them)."""
+    dtype = np.uint8 if len(latency) < 255 else np.intp
+    ranks: npt.NDArray[np.integer[Any]] = np.empty(len(latency), dtype=dtype)
+    ranks[np.argsort(latency, kind="stable")] = np.arange(1, len(latency) + 1)
+    return ranks
+
+
+def _level_latencies(latency: FloatArray) -> FloatArray:
+    """Latency of each level of ``_latency_ranks`` (0 s at level 0)."""
+    return np.concatenate([[0.0], np.sort(latency, kind="stable")])
+
+
+def _horizon_levels(
+    pairs: int,
+    ranks: npt.NDArray[np.integer[Any]],
+    pair: IndexArray,
+    chain: IndexArray,
+    live: BoolArray,
+) -> npt.NDArray[np.integer[Any]]:
+    """Level of the slowest chain with non-zero exposure, per pair (0 without any)."""
+    out: npt.NDArray[np.integer[Any]] = np.zeros(pairs, dtype=ranks.dtype)
+    np.maximum.at(out, pair, np.where(live, ranks[chain], ranks.dtype.type(0)))
     return out
 
 
@@ -230,67 +261,183 @@ def _scan_options(
     o_pair: IndexArray,
     linear: FloatArray,
     shock: FloatArray,
+    level: npt.NDArray[np.integer[Any]],
     market: GroupMarket,
     loss: FloatArray,
     loss_lat: FloatArray,
-) -> None:
-    """Rescan the pairs that hold options over the full grids; overwrite their losses.
+) -> FloatArray:
+    """Rescan the pairs that hold options over the full grids; overwrite their losses; return
+    each option row's signed market value in value units, rounded down (a held option counts
+    a little less, a written one owes a little more), in the rows' order.
 
     Black–Scholes runs once per distinct contract (group, spot, right, strike, vol, τ) — and
     per distinct latency shock for the latency grid — not once per line: listed options are
     held by many accounts. Each line's P&L is then ``size ×`` its contract's unit P&L, rounded
-    to whole value units so that the sums per pair are exact in any order of the lines.
+    to whole value units so that the sums per pair are exact in any order of the lines. The
+    lines are scanned a few thousand pairs at a time (``SCAN_CHUNK_PAIRS``), so that the
+    (rows × scenarios) temporaries stay in the processor's cache. ``level`` is each pair's
+    horizon level (``_horizon_levels``): with the contract it fixes the latency shock.
     """
-    order = np.argsort(o_pair, kind="stable")
-    rows = options.take(order)
-    sorted_pair = o_pair[order]
-    pair_ids, starts = np.unique(sorted_pair, return_index=True)
+    layout = options.layout
+    if layout is None:
+        layout = option_layout(o_pair, options.contract)
     grid, lat_moves = market.grid, market.latency_moves
     moves_g = group_moves(market)
-    _, first, contract_of = np.unique(rows.contract, return_index=True, return_inverse=True)
-    contract_of = contract_of.reshape(-1)
+    rep = layout.order[layout.contract_row]  # a row (original order) of each contract
     keys = np.column_stack(
-        [rows.group.astype(np.float64), rows.spot, rows.call, rows.strike, rows.vol, rows.tau]
+        [
+            options.group[rep].astype(np.float64),
+            options.spot[rep],
+            options.call[rep],
+            options.strike[rep],
+            options.vol[rep],
+            options.tau[rep],
+        ]
     )
-    contracts = keys[first]
 
     def scan_units(c: FloatArray) -> FloatArray:
-        return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :])
+        return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :], with_price=True)
 
-    ids = rows.contract[first]
-    unit = _cached(contracts, ids.tolist(), market.units, scan_units)
-    levels, level_of = np.unique(shock[sorted_pair], return_inverse=True)
-    lat_id = contract_of * len(levels) + level_of.reshape(-1)
-    _, lat_first, lat_of = np.unique(lat_id, return_index=True, return_inverse=True)
-    lat_contracts = np.column_stack([keys[lat_first], levels[level_of.reshape(-1)[lat_first]]])
+    ids = options.contract[rep]
+    priced = _cached(keys, ids.tolist(), market.units, scan_units)
+    unit = priced[:, 1:]
+    # latency shocks: one per (group, horizon level); the contract fixes the group
+    n_levels = len(market.chain_latency) + 1
+    row_pair = layout.pair_ids[layout.pair_of]  # per sorted row: its pair
+    lat_id = layout.contract_of * n_levels + level[row_pair]
+    lat_first, lat_of = _dense_unique(lat_id, len(ids) * n_levels)
+    lat_contract = layout.contract_of[lat_first]
+    lat_shock = shock[row_pair[lat_first]]
+    lat_keys = np.column_stack([keys[lat_contract], lat_shock])
 
     def latency_units(c: FloatArray) -> FloatArray:
         return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
 
-    lat_ids = list(
-        zip(ids[contract_of[lat_first]].tolist(), lat_contracts[:, 6].tolist(), strict=True)
+    lat_ids = list(zip(ids[lat_contract].tolist(), lat_shock.tolist(), strict=True))
+    unit_lat = _cached(lat_keys, lat_ids, market.units, latency_units)
+    # one row per (contract, horizon level): the grid's unit P&L, then the latency grid's
+    both = np.concatenate([unit[lat_contract], unit_lat], axis=1)
+    # per (group, horizon level): the moves of both grids, that multiply the linear exposure
+    groups, columns = len(market.ranges), len(grid)
+    pair_gl = (layout.pair_ids % groups) * n_levels + level[layout.pair_ids]
+    gl_first, gl_of = _dense_unique(pair_gl, groups * n_levels)
+    gl_pair = layout.pair_ids[gl_first]
+    moves = np.concatenate(
+        [moves_g[gl_pair % groups], latency_grid(shock[gl_pair], lat_moves)], axis=1
     )
-    unit_lat = _cached(lat_contracts, lat_ids, market.units, latency_units)
-    size = rows.size[:, None] * market.scale
-    scan = _pair_sums(unit[contract_of], size, starts)
-    scan_lat = _pair_sums(unit_lat[lat_of.reshape(-1)], size, starts)
-    groups = len(market.ranges)
-    g = pair_ids % groups
-    e = linear[pair_ids][:, None]
-    total = e * moves_g[g] + scan
-    worst = np.max(-(grid.weight[None, :] * total), axis=1)
-    total_lat = e * latency_grid(shock[pair_ids], lat_moves) + scan_lat
-    worst_lat = np.max(-total_lat, axis=1)
-    np.put(loss, pair_ids, np.maximum(worst, 0.0))
-    np.put(loss_lat, pair_ids, np.maximum(worst_lat, 0.0))
+    neg_weight = np.concatenate([-grid.weight, np.full(len(lat_moves), -1.0)])
+    size = options.size[layout.order] * market.scale
+    n_pairs, n_rows = len(layout.pair_ids), len(layout.order)
+    for p0 in range(0, n_pairs, SCAN_CHUNK_PAIRS):
+        p1 = min(p0 + SCAN_CHUNK_PAIRS, n_pairs)
+        r0 = int(layout.starts[p0])
+        r1 = int(layout.starts[p1]) if p1 < n_pairs else n_rows
+        pairs = layout.pair_ids[p0:p1]
+        scan = _PairSums(layout, p0, p1, r0, r1)(both[lat_of[r0:r1]], size[r0:r1, None])
+        total = linear[pairs][:, None] * moves[gl_of[p0:p1]]
+        total += scan
+        total *= neg_weight  # −(w · P&L) on the grid, −P&L on the latency grid
+        np.put(loss, pairs, np.maximum(total[:, :columns].max(axis=1), 0.0))
+        np.put(loss_lat, pairs, np.maximum(total[:, columns:].max(axis=1), 0.0))
+    values = np.empty(n_rows)
+    values[layout.order] = np.floor(
+        options.size[layout.order] * priced[layout.contract_of, 0] * market.scale
+    )
+    return values
 
 
-def _pair_sums(per_row: FloatArray, size: FloatArray, starts: IndexArray) -> FloatArray:
-    """Rows' P&L (``size`` × unit P&L, rounded to whole units) summed per pair, in place."""
-    per_row *= size
-    np.rint(per_row, out=per_row)
-    out: FloatArray = np.add.reduceat(per_row, starts, axis=0)
-    return out
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionLayout:
+    """Option rows grouped by (account, group) pair, and their distinct contracts."""
+
+    order: IndexArray  # rows grouped by pair (``option_layout``)
+    pair_ids: IndexArray  # distinct pairs, in that order
+    starts: IndexArray  # first sorted row of each pair
+    counts: IndexArray  # rows of each pair
+    pair_of: IndexArray  # per sorted row: index of its pair in pair_ids
+    rank: IndexArray  # per sorted row: its place in its pair (0: first)
+    contract_of: IndexArray  # per sorted row: index of its contract
+    contract_row: IndexArray  # per contract: a sorted row holding it
+
+
+def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
+    """Option rows (their ``account · groups + group`` pairs and contract ids) grouped by pair:
+    pairs of one line first, then the others, each part sorted by pair (a chunk of pairs of
+    one line each needs no sums); their contracts numbered (no sort of the contract ids)."""
+    order = np.argsort(o_pair, kind="stable")
+    sorted_pair, starts, counts = _runs(o_pair[order])
+    alone = np.repeat(counts == 1, counts)
+    if not alone.all():
+        first = np.argsort(~alone, kind="stable")
+        order = order[first]
+        sorted_pair, starts, counts = _runs(sorted_pair[first])
+    pair_of = np.repeat(np.arange(len(starts), dtype=np.intp), counts)
+    rank = np.arange(len(order), dtype=np.intp) - starts[pair_of]
+    ids = contract[order]
+    top = int(ids.max()) + 1 if len(ids) else 0
+    contract_row, contract_of = _dense_unique(ids, top)
+    return OptionLayout(
+        order=order,
+        pair_ids=sorted_pair[starts],
+        starts=starts,
+        counts=counts,
+        pair_of=pair_of,
+        rank=rank,
+        contract_of=contract_of,
+        contract_row=contract_row,
+    )
+
+
+def _runs(sorted_pair: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
+    """``sorted_pair`` (equal values adjacent), the start of each run and its length."""
+    boundary = np.empty(len(sorted_pair), dtype=np.bool_)
+    boundary[:1] = True
+    np.not_equal(sorted_pair[1:], sorted_pair[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
+
+
+def _dense_unique(ids: IndexArray, top: int) -> tuple[IndexArray, IndexArray]:
+    """(a position of each distinct value of ``ids``, ascending by value; each position's
+    distinct-value index) for non-negative ``ids`` below ``top``: ``np.unique``'s
+    ``return_index``/``return_inverse`` in linear time while ``top`` is not far above
+    ``len(ids)``."""
+    if top > 8 * len(ids) + 4_096:
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+    where = np.full(top, -1, dtype=np.intp)
+    where[ids] = np.arange(len(ids), dtype=np.intp)  # some row of each value
+    present = np.flatnonzero(where >= 0)
+    number = np.zeros(top, dtype=np.intp)
+    number[present] = np.arange(len(present), dtype=np.intp)
+    return where[present], number[ids]
+
+
+class _PairSums:
+    """Sums of the lines' rounded P&L per pair, for the pairs ``p0:p1`` (rows ``r0:r1``)."""
+
+    def __init__(self, layout: OptionLayout, p0: int, p1: int, r0: int, r1: int) -> None:
+        self.single = r1 - r0 == p1 - p0  # one line per pair: nothing to add up
+        self.starts = layout.starts[p0:p1] - r0
+        self.pair_of = layout.pair_of[r0:r1] - p0
+        self.rank = layout.rank[r0:r1]
+        self.deepest = 0 if self.single else int(self.rank.max())
+
+    def __call__(self, unit: FloatArray, size: FloatArray) -> FloatArray:
+        """``size`` × ``unit`` (a fresh gather, overwritten) rounded to whole value units,
+        summed per pair in row order (whole numbers: exact in any order)."""
+        unit *= size
+        np.rint(unit, out=unit)
+        if self.single:
+            return unit
+        if self.deepest > MAX_RANK_SWEEPS:
+            out: FloatArray = np.add.reduceat(unit, self.starts, axis=0)
+            return out
+        out = unit[self.starts]
+        for r in range(1, self.deepest + 1):
+            at = np.flatnonzero(self.rank == r)
+            out[self.pair_of[at]] += unit[at]
+        return out
 
 
 def _cached(
@@ -313,10 +460,14 @@ def _cached(
     return np.array(found).reshape(len(keys), -1)
 
 
-def _unit_pnl(contracts: FloatArray, moves: FloatArray, vol_shocks: FloatArray) -> FloatArray:
+def _unit_pnl(
+    contracts: FloatArray, moves: FloatArray, vol_shocks: FloatArray, *, with_price: bool = False
+) -> FloatArray:
     """``BS(S(1+s), σ(1+v)) − BS(S, σ)`` of one unit of each contract (rows of ``(group,
-    spot, call, strike, vol, τ)``) per scenario column, USD, in chunks of rows."""
-    out = np.empty((len(contracts), moves.shape[1]))
+    spot, call, strike, vol, τ)``) per scenario column, USD, in chunks of rows; with
+    ``with_price``, ``BS(S, σ)`` itself comes first, as column 0."""
+    first = 1 if with_price else 0
+    out = np.empty((len(contracts), first + moves.shape[1]))
     for lo in range(0, len(contracts), OPTION_CHUNK_ROWS):
         c = contracts[lo : lo + OPTION_CHUNK_ROWS]
         call = c[:, 2:3] != 0
@@ -329,5 +480,7 @@ def _unit_pnl(contracts: FloatArray, moves: FloatArray, vol_shocks: FloatArray) 
             vol * (1.0 + vol_shocks),
             tau,
         )
-        out[lo : lo + len(c)] = shocked - now
+        out[lo : lo + len(c), first:] = shocked - now
+        if with_price:
+            out[lo : lo + len(c), 0] = now[:, 0]
     return out

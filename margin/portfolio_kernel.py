@@ -18,7 +18,7 @@ The result's ``unrealized_pnl`` column is U + O (what positions are worth) and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from margin.options import price
 from margin.portfolio import (
     ExposureRows,
     GroupMarket,
+    OptionLayout,
     OptionRows,
     PortfolioResult,
     evaluate_portfolio,
@@ -66,6 +67,9 @@ class OptionInputRows:
     expiry: FloatArray
     vol: FloatArray
     contract: IndexArray  # equal ids: same asset, right, strike, expiry and implied vol
+    layout: OptionLayout | None = None
+    """``margin.portfolio.option_layout`` of these rows by (account, group), when the book
+    keeps it (``OptionBook``: valid while its option lines and groups do not change)."""
 
     def __len__(self) -> int:
         return len(self.size)
@@ -87,8 +91,17 @@ class OptionInputRows:
         )
 
     def take(self, index: IndexArray) -> OptionInputRows:
-        """The rows at ``index``."""
-        return OptionInputRows(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        """The rows at ``index`` (without a layout)."""
+        return OptionInputRows(
+            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"}
+        )
+
+    def copy(self) -> OptionInputRows:
+        """A copy of every column, the layout kept (same rows, same order)."""
+        return replace(self, **{f.name: getattr(self, f.name).copy() for f in _COLUMNS})
+
+
+_COLUMNS = tuple(f for f in fields(OptionInputRows) if f.name != "layout")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +178,7 @@ def option_rows(
         vol=options.vol * vectors.asset_vol_shock[options.asset],
         tau=(options.expiry - now) / YEAR_S,
         contract=options.contract,
+        layout=options.layout,
     )
 
 

@@ -5,7 +5,9 @@ own kernel (``margin.kernel.evaluate``) over every account at those prices, so a
 valued with the very arithmetic, rounding and model (weighted or tiered) of the live engine,
 without touching it. ``margin.stress`` sees a snapshot through the ``ScenarioBook`` protocol:
 another margin model plugs in by providing ``accounts``, ``assets``, ``prices``,
-``value_decimals``, ``current()`` and ``evaluate()`` (with its options value ``O``).
+``value_decimals``, ``current()`` and ``evaluate()`` (with its options value ``O``). A stress
+shocks a volatility twice: the ``volatility`` of the shocked ``PriceInput`` (the EWMA estimate:
+scan ranges and latency shocks) and, through ``vol_shocks``, the options' implied vols.
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ class ScenarioBook(Protocol):
         """Every account at the current prices."""
         ...
 
-    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
-        """Every account at ``prices`` (asset → price; an asset left out is unpriced)."""
+    def evaluate(
+        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+    ) -> ScenarioValues:
+        """Every account at ``prices`` (asset → price; an asset left out is unpriced), options'
+        implied vols multiplied by ``1 + vol_shocks[asset]``."""
         ...
 
 
@@ -115,11 +120,14 @@ class BookSnapshot:
             return ScenarioValues(self.current_table, np.zeros(self.n))
         return self.evaluate(self.prices)
 
-    def evaluate(self, prices: Mapping[str, PriceInput]) -> ScenarioValues:
-        """Every account at ``prices``, with the engine's kernel and market vectors (the
-        portfolio kernel under ``margin.model: portfolio``). Options' market value is part
-        of ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros
-        (adding it again would count it twice)."""
+    def evaluate(
+        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+    ) -> ScenarioValues:
+        """Every account at ``prices``, options' implied vols multiplied by ``1 +
+        vol_shocks[asset]``, with the engine's kernel and market vectors (the portfolio
+        kernel under ``margin.model: portfolio``). Options' market value is part of
+        ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros (adding
+        it again would count it twice)."""
         market = build_market(
             params=self.params,
             assets=self.assets,
@@ -137,6 +145,7 @@ class BookSnapshot:
             tokens=self.tokens,
             z=self.params.z,
             scale=float(10**self.params.value_decimals),
+            vol_shocks=vol_shocks,
         )
         if self.params.model is MarginModel.PORTFOLIO:
             table, _ = evaluate_portfolio_accounts(

@@ -152,12 +152,18 @@ def group_names(params: PortfolioParams, assets: Iterable[str]) -> list[str]:
 
 
 def correlation_matrix(params: PortfolioParams, groups: Sequence[str]) -> FloatArray:
-    """ρ as a symmetric matrix over ``groups`` (ones on the diagonal)."""
+    """ρ as a symmetric matrix over ``groups`` (ones on the diagonal), as
+    ``PortfolioParams.correlation`` gives it, with one pass over the pairs (with
+    ``correlation_source: ewma`` every pair is listed: a lookup per entry would make each
+    market rebuild O(G⁴))."""
+    given = {frozenset((a, b)): rho for a, b, rho in reversed(params.correlations)}
     n = len(groups)
     out = np.ones((n, n))
     for i in range(n):
         for j in range(n):
-            out[i, j] = params.correlation(groups[i], groups[j])
+            if groups[i] != groups[j]:
+                key = frozenset((groups[i], groups[j]))
+                out[i, j] = given.get(key, params.default_correlation)
     return out
 
 

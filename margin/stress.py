@@ -3,12 +3,14 @@ price and volatility shocks. Pure: a ``ScenarioBook`` (``margin.scenario``) in, 
 
 A price shock ``s`` moves an asset's price — and both ends of its confidence band — to
 ``price · (1 + s)``. A volatility shock ``v`` moves the annualized volatility the engine uses
-(the EWMA of oracle returns, never below the asset's floor) to ``σ · (1 + v)``. Under the
-``weighted`` and ``tiered`` models volatility enters only the liquidation-latency shock, so a
-volatility shock changes ``health_latency`` and ``LATENCY_RISK`` (counted in
-``latency_risk_after``) and nothing else: health, shortfall, liquidatable and bad debt depend
-on prices only. A shock of an asset the book has no price for moves nothing (callers check
-names against the configuration: ``Shocks.check_assets``). Every shock lies in
+(the EWMA of oracle returns, never below the asset's floor) to ``σ · (1 + v)``, and the
+implied vol of every option on the asset likewise. Under the ``weighted`` and ``tiered``
+models the EWMA volatility enters only the liquidation-latency shock, so on a book without
+options a volatility shock changes ``health_latency`` and ``LATENCY_RISK`` (counted in
+``latency_risk_after``) and nothing else; options are revalued at their shocked implied vols in
+every model, and under ``portfolio`` the wider scan ranges and latency shocks move the grid.
+A shock of an asset the book has no price for moves nothing (callers check names against the
+configuration: ``Shocks.check_assets``). Every shock lies in
 ``[MIN_SHOCK, MAX_SHOCK]``; at most ``MAX_SHOCKS`` of them.
 
 Every account is valued twice, vectorised, with the engine's own kernel: at the current prices
@@ -166,7 +168,7 @@ def run_stress(book: ScenarioBook, shocks: Shocks, *, top: int = TOP_ACCOUNTS) -
     has no price for moves nothing: callers check names against the configuration
     (``Shocks.check_assets``)."""
     before = book.current()
-    after = book.evaluate(shocked_prices(book.prices, shocks))
+    after = book.evaluate(shocked_prices(book.prices, shocks), shocks.vol)
     was, now = _liquidatable(before), _liquidatable(after)
     newly = np.flatnonzero(now & ~was)
     shortfall = after.table.shortfall

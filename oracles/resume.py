@@ -22,6 +22,13 @@ Shape (``version`` 1)::
 
 ``last_good``/``pending``/``status`` may be ``null``. A document of another version or shape
 raises ``OracleStateInvalid``: the caller logs it and starts that asset fresh.
+
+A risk-group pair's correlation state (``oracles.correlation``, table ``correlation_state``,
+one document per pair) goes the same way (``pair_state_to_json``/``pair_state_from_json``)::
+
+    {"version": 1, "assets": ["ETH", "WBTC"], "last_prices": [2000.0, 60000.0],
+     "last_at": 1700000001.0, "var_a": 1.2e-08, "var_b": 9e-09, "cov": 7e-09,
+     "weight": 0.0012, "weight_sq": 1.4e-08}
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 from core.domain import PriceStatus
 from core.errors import OracleStateInvalid
+from oracles.correlation import PairState
 from oracles.model import AcceptedPrice, AggregatorState, PendingJump
 from oracles.volatility import VolatilityState
 
@@ -134,6 +142,58 @@ def _volatility(value: object) -> VolatilityState | None:
         last_price=_optional_float(doc, "last_price"),
         last_at=_optional_float(doc, "last_at"),
     )
+
+
+def pair_state_to_json(state: PairState) -> dict[str, Any]:
+    """A correlation pair's state as a JSON-ready document (see the module docstring)."""
+    last = state.last_prices
+    return {
+        "version": STATE_VERSION,
+        "assets": list(state.assets),
+        "last_prices": None if last is None else [_float_out(last[0]), _float_out(last[1])],
+        "last_at": _optional_float_out(state.last_at),
+        "var_a": _float_out(state.var_a),
+        "var_b": _float_out(state.var_b),
+        "cov": _float_out(state.cov),
+        "weight": _float_out(state.weight),
+        "weight_sq": _float_out(state.weight_sq),
+    }
+
+
+def pair_state_from_json(document: object) -> PairState:
+    """The ``PairState`` a document holds; ``OracleStateInvalid`` naming the problem for any
+    other version or shape (the pair then starts afresh)."""
+    doc = _object(document, "correlation state")
+    version = doc.get("version")
+    if version != STATE_VERSION:
+        raise OracleStateInvalid(f"unknown state version {version!r} (expected {STATE_VERSION})")
+    assets = _field(doc, "assets")
+    if not (
+        isinstance(assets, list) and len(assets) == 2 and all(isinstance(a, str) for a in assets)
+    ):
+        raise OracleStateInvalid(f"assets: expected two asset names, got {assets!r}")
+    last = _field(doc, "last_prices")
+    if last is None:
+        prices = None
+    elif isinstance(last, list) and len(last) == 2:
+        pair = {"a": last[0], "b": last[1]}
+        prices = (_float(pair, "a"), _float(pair, "b"))
+    else:
+        raise OracleStateInvalid(f"last_prices: expected two numbers or null, got {last!r}")
+    state = PairState(
+        assets=(assets[0], assets[1]),
+        last_prices=prices,
+        last_at=_optional_float(doc, "last_at"),
+        var_a=_float(doc, "var_a"),
+        var_b=_float(doc, "var_b"),
+        cov=_float(doc, "cov"),
+        weight=_float(doc, "weight"),
+        weight_sq=_float(doc, "weight_sq"),
+    )
+    sums = (state.var_a, state.var_b, state.cov, state.weight, state.weight_sq)
+    if not all(math.isfinite(x) for x in sums) or min(state.var_a, state.var_b) < 0:
+        raise OracleStateInvalid("correlation sums must be finite, variances >= 0")
+    return state
 
 
 # --- fields ----------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ what a round sees: after a failure that is the failure, until the next successfu
 A source on an L2 with a sequencer-uptime feed (``chain:`` in its config) is trusted only
 while that sequencer is up and was confirmed up *after* the quote was read; otherwise its
 quote is dropped as ``SEQUENCER_DOWN`` (``oracles.sequencer_gate``).
+
+With a ``CorrelationEstimator`` (``margin.portfolio.correlation_source: ewma``) every round
+also feeds it the round's fresh prices (held or unpriced assets give no return that round):
+``correlations`` is then the ρ between risk groups the engine should use.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 from core.domain import PriceStatus
 from core.lifecycle import AsyncResource
 from oracles.aggregate import AssetAggregator
+from oracles.correlation import CorrelationEstimator, PairEstimate
 from oracles.model import AggregatorState, AssetPrice, DropReason, OracleParams, SourceQuote
 from oracles.sequencer import SequencerStatus
 from oracles.sequencer_gate import SequencerGate
@@ -54,6 +59,13 @@ def source_chain(source: PriceSource) -> str | None:
     """The chain an on-chain source reads (its ``chain:``), ``None`` for off-chain sources."""
     chain = getattr(source, "chain", None)
     return chain if isinstance(chain, str) else None
+
+
+def _fresh(price: AssetPrice) -> float | None:
+    """A round's price as a return observation: ``None`` when held (or never priced)."""
+    if price.price is None or price.held or price.status is not PriceStatus.OK:
+        return None
+    return float(price.price)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +96,7 @@ class OracleService(AsyncResource):
         round_interval_s: float = DEFAULT_ROUND_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         resume: Mapping[str, AggregatorState] | None = None,
+        correlation: CorrelationEstimator | None = None,
     ) -> None:
         if max_concurrency < 1 or round_interval_s <= 0:
             raise ValueError("max_concurrency must be >= 1 and round_interval_s > 0")
@@ -119,6 +132,11 @@ class OracleService(AsyncResource):
         self._clock = clock
         self._gate = SequencerGate(sequencers, limit=self._limit, clock=clock)
         self._pollers: set[asyncio.Task[None]] = set()
+        self._correlation = correlation
+        self._estimating: dict[str, bool] = {}
+        if correlation is not None and not correlation.assets <= set(self._assets):
+            missing = ", ".join(sorted(correlation.assets - set(self._assets)))
+            raise ValueError(f"correlation: assets not priced by the oracle: {missing}")
 
     async def start(self) -> None:
         """Start the HTTP client the sources share."""
@@ -158,6 +176,20 @@ class OracleService(AsyncResource):
         return self._gate.status(chain, self._clock() if now is None else now)
 
     @property
+    def correlation(self) -> CorrelationEstimator | None:
+        """The estimator of ρ between risk groups, ``None`` unless ``ewma`` is configured."""
+        return self._correlation
+
+    def correlations(self) -> dict[tuple[str, str], float] | None:
+        """(group, group) → ρ to use after the last round; ``None`` without an estimator."""
+        return None if self._correlation is None else self._correlation.correlations()
+
+    def correlation_estimates(self) -> list[PairEstimate]:
+        """Every pair's ρ in use, whether estimated, and its effective returns (``[]``
+        without an estimator)."""
+        return [] if self._correlation is None else self._correlation.estimates()
+
+    @property
     def sequencer_feeds(self) -> list[SequencerUptimeFeed]:
         """Every configured sequencer-uptime feed."""
         return self._gate.feeds
@@ -193,6 +225,9 @@ class OracleService(AsyncResource):
             price = self._aggregators[symbol].round(quotes, at)
             self._note_status(price)
             prices[symbol] = price
+        if self._correlation is not None:
+            self._correlation.update({s: _fresh(p) for s, p in prices.items()}, at)
+            self._note_correlations()
         return prices
 
     async def run_round(
@@ -309,6 +344,20 @@ class OracleService(AsyncResource):
         elif quote.failure is None and before is not None:
             del self._failing[key]
             log.info("oracle.source_recovered asset=%s source=%s", symbol, quote.source_id)
+
+    def _note_correlations(self) -> None:
+        """Log a pair when its estimate takes over from its static value, or hands back."""
+        assert self._correlation is not None
+        for e in self._correlation.estimates():
+            if self._estimating.get(e.pair, False) is not e.estimated:
+                self._estimating[e.pair] = e.estimated
+                log.info(
+                    "oracle.correlation pair=%s source=%s rho=%s returns=%.1f",
+                    e.pair,
+                    "ewma" if e.estimated else "static",
+                    e.correlation,
+                    e.returns,
+                )
 
     def _note_status(self, price: AssetPrice) -> None:
         before = self._status.get(price.symbol)

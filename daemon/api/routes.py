@@ -81,27 +81,25 @@ class KeeperRoutes:
         venue = params.choice(q, "venue", self.markets.venues, "venue")
         min_shortfall = params.unsigned_decimal(q, "min_shortfall")
         actionable_only = params.boolean(q, "actionable") is True
-        filters: dict[str, Any] = {
-            "actionable_only": actionable_only,
-            "min_shortfall": min_shortfall,
-            "chain": chain,
-        }
-        rows = await self.queries.liquidatable(limit=limit, offset=offset, **filters)
-        total = await self.queries.count_liquidatable(**filters)
-        cycle = await self.queries.last_cycle()
-        venue_rows, venue_total = await self.queries.venue_liquidatable(
-            venue=venue, limit=limit, offset=offset
+        page = await self.queries.liquidatable_page(
+            limit=limit,
+            offset=offset,
+            actionable_only=actionable_only,
+            min_shortfall=min_shortfall,
+            chain=chain,
+            venue=venue,
         )
-        venues = await self.queries.venue_entries([h.account for h in rows])
         return json_response(
             {
-                "accounts": [account_document(h, venues.get(h.account, [])) for h in rows],
-                "venue_positions": venue_rows,
-                "venue_total": venue_total,
-                "total": total,
+                "accounts": [
+                    account_document(h, page.venues.get(h.account, [])) for h in page.accounts
+                ],
+                "venue_positions": page.venue_positions,
+                "venue_total": page.venue_total,
+                "total": page.total,
                 "limit": limit,
                 "offset": offset,
-                "as_of": cycle_document(cycle),
+                "as_of": cycle_document(page.cycle),
             }
         )
 

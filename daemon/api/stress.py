@@ -3,7 +3,9 @@ shocks (``margin.stress``), read-only and without a token.
 
 Each request values a frozen snapshot of the daemon's in-memory engine
 (``DaemonView.stress_book``) in a worker thread, so the event loop keeps serving while numpy
-runs; one pass at a time, the others wait their turn. Nothing is written anywhere.
+runs. Stress requests run one at a time, the others wait their turn; grid reports (21 full
+passes: seconds over a large book) likewise, but apart: a grid works on its own snapshot under
+its own lock, so a stress request never waits behind a grid. Nothing is written anywhere.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class StressRoutes:
     view: DaemonView
     markets: PositionMarkets
     body_timeout_s: float
-    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _one_stress_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _one_grid_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def register(self, router: web.UrlDispatcher) -> None:
         """Add the stress routes to ``router``."""
@@ -77,7 +80,7 @@ class StressRoutes:
             raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
         body = await read_body(request, self.body_timeout_s)
         shocks = parse_shocks(body, self.markets.assets)
-        async with self._one_at_a_time:
+        async with self._one_stress_at_a_time:
             book = self._book()
             started = time.perf_counter()
             report = await asyncio.to_thread(run_stress, book, shocks)
@@ -95,7 +98,7 @@ class StressRoutes:
         asset = params.choice(request.query, "asset", self.markets.assets, "asset")
         if asset is None:
             raise BadRequest("asset", "is required (a configured asset such as ETH)")
-        async with self._one_at_a_time:
+        async with self._one_grid_at_a_time:
             book = self._book()
             report = await asyncio.to_thread(stress_grid, book, asset)
         return json_response(grid_document(report))
@@ -146,8 +149,9 @@ def stress_schemas(markets: PositionMarkets) -> dict[str, Schema]:
                 },
                 "vol_shocks": {
                     **shock_map,
-                    "description": "Relative moves of the volatility the engine uses: 0.5 "
-                    "is +50 %. Under weighted and tiered they move only health_latency.",
+                    "description": "Relative moves of the volatility the engine uses and of "
+                    "options' implied vols: 0.5 is +50 %. Under weighted and tiered, on "
+                    "accounts without options, they move only health_latency.",
                 },
             },
             "additionalProperties": False,

@@ -4,10 +4,10 @@ round, margin engine — then the book under the given shocks (``margin.stress``
     crossmargin stress -c config.yaml --shock ETH=-30% --vol ETH=+50% [--json]
 
 A shock is ``ASSET=±N%`` (or a plain fraction, ``ETH=-0.3``), each within [−99 %, +1,000 %];
-``--shock`` moves prices, ``--vol`` the volatility the engine uses (under ``weighted`` and
-``tiered`` that moves only latency risk). The text form prints the counts, the totals and the
-newly liquidatable accounts (largest shortfall first); ``--json`` prints the document of
-``POST /v1/stress``. Nothing is written.
+``--shock`` moves prices, ``--vol`` the volatility the engine uses and options' implied vols
+(under ``weighted`` and ``tiered``, without options, that moves only latency risk). The text
+form prints the counts, the totals and the newly liquidatable accounts (largest shortfall
+first); ``--json`` prints the document of ``POST /v1/stress``. Nothing is written.
 """
 
 from __future__ import annotations

@@ -339,6 +339,10 @@ class Config(StrictModel):
     database_url: str | None = None
     """``postgresql+asyncpg://…`` or ``sqlite+aiosqlite:///…`` (``daemon.store``); unset, a
     SQLite file ``crossmargin.sqlite3`` next to the config file (cwd without a file)."""
+    database_wait_s: float = Field(default=60.0, ge=0, le=86_400)
+    """At start-up, how long to wait for a database that cannot be reached (still starting,
+    restarting) before exiting 1; 0 fails at once. A running daemon never stops for an outage
+    (writes are held and retried)."""
     assets: list[AssetConfig] = Field(default_factory=list)
     """Priced assets and their oracle sources (``daemon.config.assets``); optional."""
     oracle_polling: OraclePollingConfig = Field(default_factory=OraclePollingConfig)

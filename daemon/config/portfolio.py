@@ -7,7 +7,8 @@ pairs must name groups). ``portfolio_params`` turns it into ``margin.scenarios.P
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
@@ -25,8 +26,23 @@ from margin.scenarios import (
     PortfolioParams,
     RiskGroup,
 )
+from oracles.correlation import (
+    DEFAULT_SAMPLE_S,
+    DEFAULT_WARMUP_RETURNS,
+    CorrelationEstimator,
+    PairState,
+    group_pairs,
+)
+from oracles.volatility import DEFAULT_INTERVAL_S, DEFAULT_LAMBDA
 
 MAX_EXTREME_MULTIPLE = 10.0
+MAX_WARMUP_RETURNS = 100_000
+MIN_ROUND_S = 1.0
+"""The shortest step a pair can see with ``correlation_sample_s: 0`` (one round), for the
+warm-up check."""
+MAX_SAMPLE_S = 900.0
+"""Longest ``correlation_sample_s``: well under ``oracles.correlation.DEFAULT_MAX_STEP_S``
+(a longer step would not be counted at all) and 100 returns within a day."""
 MAX_VOL_UP = 10.0
 
 Correlation = Annotated[float, Field(ge=0, le=1)]
@@ -55,8 +71,32 @@ class PortfolioConfig(StrictModel):
     default_correlation: Correlation = 1.0
     correlation_source: CorrelationSource = CorrelationSource.STATIC
     """``static`` (the numbers above) or ``ewma`` (estimated from oracle returns, never below
-    ``min_correlation``; configured pairs are the starting point)."""
+    ``min_correlation``; the static values stand in until a pair is warm:
+    ``oracles.correlation``)."""
     min_correlation: Correlation = 0.0
+    correlation_warmup_returns: int = Field(
+        default=DEFAULT_WARMUP_RETURNS, ge=1, le=MAX_WARMUP_RETURNS
+    )
+    """``ewma``: effective returns a pair needs before its estimate replaces the static value."""
+    correlation_sample_s: float = Field(default=DEFAULT_SAMPLE_S, ge=0, le=MAX_SAMPLE_S)
+    """``ewma``: shortest step (seconds) a return is taken over (rounds in between are spanned)."""
+
+    @model_validator(mode="after")
+    def _warmup_reachable(self) -> Self:
+        # A pair's effective count levels off near (1 + w)/(1 − w), w the decay of one step:
+        # a warm-up above half of that would take weeks, or never end.
+        step = max(self.correlation_sample_s, MIN_ROUND_S)
+        keep = DEFAULT_LAMBDA ** (step / DEFAULT_INTERVAL_S)
+        ceiling = (1 + keep) / (1 - keep)
+        if self.correlation_warmup_returns > ceiling / 2:
+            raise KeyedError(
+                "margin.portfolio.correlation_warmup_returns",
+                f"out of reach with correlation_sample_s {self.correlation_sample_s:g}: a pair "
+                f"counts at most ~{ceiling:,.0f} effective returns (λ {DEFAULT_LAMBDA} per day); "
+                f"use at most {math.floor(ceiling / 2)}",
+                self.correlation_warmup_returns,
+            )
+        return self
 
     @model_validator(mode="after")
     def _groups_and_pairs(self) -> Self:
@@ -138,4 +178,43 @@ def portfolio_params(
         correlation_source=portfolio.correlation_source,
         min_correlation=portfolio.min_correlation,
         volatility_floors=tuple(sorted(volatility_floors.items())),
+    )
+
+
+def representative_assets(
+    portfolio: PortfolioConfig, priced: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(risk group, the asset whose returns stand for it), configured groups first: a group's
+    first listed asset the oracle prices (``priced``: the configured assets, in order; a group
+    with none is left out and keeps its static values), then every other priced asset as a
+    group of its own."""
+    known = set(priced)
+    grouped = {a for g in portfolio.groups.values() for a in g.assets}
+    found = [
+        (name, next(a for a in g.assets if a in known))
+        for name, g in portfolio.groups.items()
+        if any(a in known for a in g.assets)
+    ]
+    return found + [(a, a) for a in priced if a not in grouped]
+
+
+def correlation_estimator(
+    portfolio: PortfolioConfig,
+    assets: Sequence[str],
+    state: Mapping[str, PairState] | None = None,
+) -> CorrelationEstimator | None:
+    """The estimator of ρ between every pair of risk groups for ``correlation_source: ewma``
+    (``None`` for ``static``); ``assets`` are the assets the oracle prices, in order,
+    ``state`` what a previous run stopped with (pair name → state)."""
+    if portfolio.correlation_source is not CorrelationSource.EWMA:
+        return None
+    static = {frozenset(pair.split("/", 1)): rho for pair, rho in portfolio.correlations.items()}
+    return CorrelationEstimator(
+        pairs=group_pairs(
+            representative_assets(portfolio, assets), static, portfolio.default_correlation
+        ),
+        min_correlation=portfolio.min_correlation,
+        warmup_returns=portfolio.correlation_warmup_returns,
+        sample_s=portfolio.correlation_sample_s,
+        state=state,
     )

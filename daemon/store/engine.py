@@ -36,6 +36,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from core.lifecycle import wait_event
 from daemon.store.errors import StoreUnavailable
 from daemon.store.urls import dialect_of, normalize_database_url, shown_url
 
@@ -171,6 +172,48 @@ async def check_reachable(engine: AsyncEngine) -> None:
         problem = _describe(exc)
         log.info("store_unreachable url=%s error=%s", shown_url(url), problem)
         raise StoreUnavailable(url, problem) from exc
+
+
+WAIT_FIRST_RETRY_S = 1.0
+WAIT_MAX_RETRY_S = 10.0
+
+
+async def wait_until_reachable(url: str, *, wait_s: float, stop: asyncio.Event) -> bool:
+    """At start-up: connect to ``url``, and while it cannot be reached try again (after 1 s,
+    doubling up to 10 s) for at most ``wait_s`` seconds — a database still starting, or
+    restarted together with the daemon, is waited for instead of failing the start.
+
+    Returns ``False`` when ``stop`` is set while waiting; raises ``StoreUnavailable`` (URL
+    redacted, saying how long it waited) when ``wait_s`` has passed.
+    """
+    engine = create_store_engine(url)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    delay = WAIT_FIRST_RETRY_S
+    try:
+        while True:
+            try:
+                await check_reachable(engine)
+            except StoreUnavailable as exc:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise StoreUnavailable(
+                        url, f"{exc.problem} (waited {wait_s:g} s: database_wait_s)"
+                    ) from exc
+                pause = min(delay, left)
+                log.warning(
+                    "store_waiting url=%s error=%s retry_in_s=%.1f left_s=%.0f",
+                    shown_url(url),
+                    exc.problem,
+                    pause,
+                    left,
+                )
+                if await wait_event(stop, pause):
+                    return False
+                delay = min(delay * 2, WAIT_MAX_RETRY_S)
+            else:
+                return True
+    finally:
+        await engine.dispose()
 
 
 def _describe(exc: BaseException) -> str:

@@ -10,13 +10,14 @@ their own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chains.reads import Pair
 from chains.watcher import Reading
@@ -67,6 +68,19 @@ API_DEADLINE_S = 10.0
 """``for_api``: a whole read (ping, connect, statements) ends within this, whatever hangs."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidatablePage:
+    """One page of ``GET /v1/liquidatable`` read from one snapshot: the page, the totals and
+    the cycle they belong to agree with each other."""
+
+    accounts: list[StoredHealth]
+    total: int
+    cycle: StoredCycle | None
+    venues: dict[str, list[Any]]  # the listed accounts' venue documents
+    venue_positions: list[Any]
+    venue_total: int
+
+
 class StoreQueries(AsyncResource):
     """Read access to the store; cheap to create, shares the engine's pool (``close`` only
     disposes an engine it opened itself, see ``for_api``)."""
@@ -107,6 +121,16 @@ class StoreQueries(AsyncResource):
     async def _rows(self, query: sa.Executable) -> Sequence[sa.Row[Any]]:
         async with self._reading(), self.engine.connect() as conn:
             return (await conn.execute(query)).all()
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction whose statements all see the same committed state (PostgreSQL:
+        REPEATABLE READ; SQLite: one read transaction, which is a snapshot in WAL mode)."""
+        async with self._reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
 
     async def cluster(self, ttl_s: float) -> ClusterView:
         """The replicas and shard leases (cluster mode), within this reader's deadline."""
@@ -169,14 +193,8 @@ class StoreQueries(AsyncResource):
             chain=chain,
             without=without,
         )
-        query = (
-            sa.select(account_health)
-            .where(*where)
-            .order_by(account_health.c.shortfall.desc(), account_health.c.account)
-            .limit(min(limit, MAX_LIMIT))
-            .offset(offset)
-        )
-        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
+        rows = await self._rows(_ranked(where, limit=limit, offset=offset))
+        return [health_from_row(row, self._quantum) for row in rows]
 
     async def count_liquidatable(
         self,
@@ -193,8 +211,43 @@ class StoreQueries(AsyncResource):
             chain=chain,
             without=without,
         )
-        query = sa.select(sa.func.count()).select_from(account_health).where(*where)
-        return int((await self._rows(query))[0][0])
+        return int((await self._rows(_counted(where)))[0][0])
+
+    async def liquidatable_page(
+        self,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        actionable_only: bool = False,
+        min_shortfall: Decimal | None = None,
+        chain: str | None = None,
+        venue: str | None = None,
+    ) -> LiquidatablePage:
+        """``liquidatable`` and ``count_liquidatable`` with the same filters, the last cycle,
+        the listed accounts' venue documents and the liquidatable venue entries (``venue``:
+        of that venue only), all from one snapshot: a cycle committed while the page is read
+        shows in all of it or in none of it."""
+        where = self._liquidatable_filter(
+            actionable_only=actionable_only,
+            min_shortfall=min_shortfall,
+            chain=chain,
+            without=Flag.NONE,
+        )
+        async with self._snapshot() as conn:
+            ranked = (await conn.execute(_ranked(where, limit=limit, offset=offset))).all()
+            accounts = [health_from_row(row, self._quantum) for row in ranked]
+            total = int((await conn.execute(_counted(where))).scalar_one())
+            last = (await conn.execute(_last_cycle())).all()
+            return LiquidatablePage(
+                accounts=accounts,
+                total=total,
+                cycle=from_row(StoredCycle, last[0]) if last else None,
+                venues=await venue_store.entries_of(conn, [h.account for h in accounts]),
+                venue_positions=await venue_store.liquidatable_entries(
+                    conn, venue=venue, limit=limit, offset=offset
+                ),
+                venue_total=await venue_store.count_liquidatable(conn, venue=venue),
+            )
 
     async def accounts_with_flags(
         self, flags: Flag, *, limit: int = DEFAULT_LIMIT, offset: int = 0
@@ -365,11 +418,8 @@ class StoreQueries(AsyncResource):
         """Accounts by flag now and at ``points`` times over the last ``window_s`` seconds, the
         health histogram, latency-risky accounts by chain (``daemon.store.summary``), all from
         one snapshot of the database."""
-        async with self._reading(), self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":  # the statements must agree with each other
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                return await read_summary(conn, now=now, window_s=window_s, points=points)
+        async with self._snapshot() as conn:  # the statements must agree with each other
+            return await read_summary(conn, now=now, window_s=window_s, points=points)
 
     async def last_transition_id(self) -> int:
         """The highest transition id stored (0 when none): where a live event stream starts."""
@@ -378,7 +428,7 @@ class StoreQueries(AsyncResource):
 
     async def last_cycle(self) -> StoredCycle | None:
         """The most recently written cycle."""
-        rows = await self._rows(sa.select(cycles).order_by(cycles.c.id.desc()).limit(1))
+        rows = await self._rows(_last_cycle())
         return from_row(StoredCycle, rows[0]) if rows else None
 
     async def cycle(self, cycle_id: int) -> StoredCycle | None:
@@ -486,16 +536,6 @@ class StoreQueries(AsyncResource):
         async with self._reading(), self.engine.connect() as conn:
             return await venue_store.entries_of(conn, accounts)
 
-    async def venue_liquidatable(
-        self, *, venue: str | None = None, limit: int = DEFAULT_LIMIT, offset: int = 0
-    ) -> tuple[list[Any], int]:
-        """Liquidatable venue documents ranked by plan profit then shortfall, and their count."""
-        async with self._reading(), self.engine.connect() as conn:
-            found = await venue_store.liquidatable_entries(
-                conn, venue=venue, limit=limit, offset=offset
-            )
-            return found, await venue_store.count_liquidatable(conn, venue=venue)
-
     async def venue_states(self) -> dict[tuple[str, str], bool]:
         """(venue, account) → stored liquidatable state."""
         async with self._reading(), self.engine.connect() as conn:
@@ -507,3 +547,22 @@ class StoreQueries(AsyncResource):
         if account is not None:
             query = query.where(positions.c.account == account.lower())
         return [position_from_row(row) for row in await self._rows(query)]
+
+
+def _ranked(where: Sequence[sa.ColumnElement[bool]], *, limit: int, offset: int) -> sa.Select[Any]:
+    """The listing's order: largest shortfall first, ties by address."""
+    return (
+        sa.select(account_health)
+        .where(*where)
+        .order_by(account_health.c.shortfall.desc(), account_health.c.account)
+        .limit(min(limit, MAX_LIMIT))
+        .offset(offset)
+    )
+
+
+def _counted(where: Sequence[sa.ColumnElement[bool]]) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).select_from(account_health).where(*where)
+
+
+def _last_cycle() -> sa.Select[Any]:
+    return sa.select(cycles).order_by(cycles.c.id.desc()).limit(1)

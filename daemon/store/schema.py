@@ -16,6 +16,9 @@ Tables:
 - ``oracle_state``: per asset, the aggregator's resumable state after its newest stored round
   (``oracles.resume`` JSON: last good price, pending jump, volatility), upserted with that
   round; ``round_at`` keeps a replayed older round from overwriting a newer state.
+- ``correlation_state``: per pair of risk groups (``"ETH/BTC"``), the correlation estimator's
+  resumable state (``oracles.resume`` JSON), saved periodically and at shutdown
+  (``margin.portfolio.correlation_source: ewma``; ``daemon.store.correlation_state``).
 - ``cycles``: one row per engine cycle written: its key, time, block and price context.
 - ``account_health``: one row per account, upserted; ``health`` NULL means infinite, or
   unknown when ``flags`` has ``DEBT_UNKNOWN`` (a liability never read);
@@ -123,6 +126,14 @@ oracle_state = sa.Table(
     metadata,
     sa.Column("asset", NAME, primary_key=True),
     sa.Column("round_at", Timestamp(), nullable=False),
+    sa.Column("state", JSONDocument, nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+correlation_state = sa.Table(
+    "correlation_state",
+    metadata,
+    sa.Column("pair", NAME, primary_key=True),
     sa.Column("state", JSONDocument, nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
 )

@@ -10,15 +10,24 @@ are short #30 1,830 − 1,120 = 710, #10 1,810 − 1,120 = 690, #20 1,820 − 1,
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from daemon.stress_report import stress_document
-from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress
+from daemon.stress_report import grid_document, stress_document
+from margin.model import PriceInput
+from margin.options import Right
+from margin.scenario import ScenarioBook, ScenarioValues
+from margin.stress import GRID_MOVES, MAX_SHOCKS, Shocks, run_stress, stress_grid
 from tests.api.apikit import ACCOUNTS, LATENCY_RISK_ACCOUNT, running_api
+from tests.margin import portfolio_oracle as oracle
+from tests.margin.portfolio_kit import World, option
 from tests.storekit import account_address
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -76,6 +85,61 @@ async def test_a_volatility_shock_moves_latency_risk_only() -> None:
             assert doc[key] == calm[key]
 
 
+def with_vols_times(book: oracle.Book, factor: float) -> oracle.Book:
+    """``book`` with every option's implied vol multiplied by ``factor``."""
+    options = [(*line[:6], line[6] * factor) for line in book.options]
+    return replace(book, options=options)
+
+
+async def test_a_vol_shock_alone_reprices_options_under_the_portfolio_model() -> None:
+    """A written ETH straddle (10 calls and 10 puts at 2,000, 30 days, implied vol 60 %) on
+    USDC collateral, under ``margin.model: portfolio``. ``vol_shocks: {ETH: 1}`` doubles ETH's
+    implied vols and its EWMA volatility (the latency shock; no floor: the scan range stays):
+    the options are worth more to the holder the account sold them to, and the grid loses
+    more. The collateral lies halfway between what keeps health at 1 before and after, so the
+    vol shock alone makes the account liquidatable; health and shortfall, before and after,
+    are the independent implementation's (``tests/margin/portfolio_oracle.py``) with every
+    vol doubled."""
+    world = World(volatility={"ETH": 0.8})
+    owner = "0x" + "5" * 40
+    lines = [
+        option(owner, size=-10, right=Right.CALL, strike=2000, vol=0.6, now=world.now),
+        option(owner, size=-10, right=Right.PUT, strike=2000, vol=0.6, now=world.now),
+    ]
+    setup = world.setup()
+    shocked = replace(setup, volatility={"ETH": 0.8 * 2})
+    naked = oracle.Book(
+        options=[(o.asset, o.chain, o.size, o.right.value, o.strike, o.expiry, 0.6) for o in lines]
+    )
+    calm, stressed = (
+        oracle.evaluate(setup, naked),
+        oracle.evaluate(shocked, with_vols_times(naked, 2)),
+    )
+    # without debt, health = (C + O) / M: 1 at C = M − O
+    need_before = calm.maintenance - calm.options_value
+    need_after = stressed.maintenance - stressed.options_value
+    assert need_after > need_before + 1_000  # the shock matters by more than any rounding
+    world.hold(owner, "usdc", float(round((need_before + need_after) / 2)))
+    world.options(owner, lines)
+    world.engine.recompute_all()
+    before = oracle.evaluate(setup, world.book(owner))
+    after = oracle.evaluate(shocked, with_vols_times(world.book(owner), 2))
+    assert after.health < 1 <= before.health
+    slack = 0.01 * (2 + 2 * 3)  # each line and M round to a cent
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        api.view.engine = world.engine
+        status, doc = await post(session, api.url, {"vol_shocks": {"ETH": 1.0}})
+    assert status == 200, doc
+    assert (doc["accounts"], doc["liquidatable_before"], doc["liquidatable_after"]) == (1, 0, 1)
+    [item] = doc["newly_liquidatable"]
+    assert item["account"] == owner
+    for got, want in ((item["health_before"], before), (item["health_after"], after)):
+        tolerance = slack * (1 + want.health) / (want.maintenance + want.liability)
+        assert got == pytest.approx(want.health, abs=tolerance)
+    assert float(item["shortfall_after"]) == pytest.approx(after.shortfall, abs=slack)
+    assert after.shortfall > 100
+
+
 async def test_the_grid() -> None:
     async with running_api() as api, aiohttp.ClientSession() as session:
         async with session.get(f"{api.url}/v1/stress/grid", params={"asset": "ETH"}) as response:
@@ -92,6 +156,86 @@ async def test_the_grid() -> None:
         # ETH −50 % (1,000): 800 + 90 < 1,000 owed: every debtor is under water.
         assert by_move[-0.5]["liquidatable"] == ACCOUNTS
         assert by_move[-0.5]["newly_liquidatable"] == ACCOUNTS - 4
+
+
+class GatedBook:
+    """A real snapshot whose shocked passes wait for ``gate``, announcing the first in
+    ``entered``: a grid over it is provably unfinished until the test opens the gate."""
+
+    def __init__(self, book: ScenarioBook) -> None:
+        self.book = book
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.points = 0
+
+    @property
+    def accounts(self) -> Sequence[str]:
+        return self.book.accounts
+
+    @property
+    def assets(self) -> Sequence[str]:
+        return self.book.assets
+
+    @property
+    def prices(self) -> Mapping[str, PriceInput]:
+        return self.book.prices
+
+    @property
+    def value_decimals(self) -> int:
+        return self.book.value_decimals
+
+    def current(self) -> ScenarioValues:
+        return self.book.current()
+
+    def evaluate(
+        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+    ) -> ScenarioValues:
+        self.entered.set()
+        if not self.gate.wait(timeout=120):
+            raise RuntimeError("the test never opened the gate")
+        self.points += 1
+        return self.book.evaluate(prices, vol_shocks)
+
+
+async def test_a_stress_request_does_not_wait_behind_a_grid() -> None:
+    """The grid's first point is held inside its pass (the gate); a stress request posted
+    meanwhile is answered while the grid has finished no point, then the grid completes with
+    the same figures as an ungated grid."""
+    async with running_api() as api, aiohttp.ClientSession() as session:
+        gated = GatedBook(api.engine.snapshot())
+        handed: list[ScenarioBook] = [gated]
+        api.view.stress_book = lambda: handed.pop() if handed else api.engine.snapshot()  # type: ignore[method-assign]
+
+        async def grid() -> Any:
+            url = f"{api.url}/v1/stress/grid"
+            async with session.get(url, params={"asset": "ETH"}) as response:
+                assert response.status == 200
+                return await response.json()
+
+        grid_task = asyncio.create_task(grid())
+        try:
+            for _ in range(3_000):  # up to a minute for the grid to reach its first pass
+                if gated.entered.is_set() or grid_task.done():
+                    break
+                await asyncio.sleep(0.02)
+            assert gated.entered.is_set(), "the grid never started a pass"
+            stress_task = asyncio.create_task(
+                post(session, api.url, {"price_shocks": {"ETH": -0.3}})
+            )
+            done, _ = await asyncio.wait({stress_task}, timeout=60)
+            assert stress_task in done, "the stress request is still waiting behind the grid"
+            status, doc = stress_task.result()
+            assert status == 200, doc
+            assert (doc["liquidatable_before"], doc["liquidatable_after"]) == (4, 5)
+            assert not grid_task.done()
+            assert gated.points == 0
+        finally:
+            gated.gate.set()
+        got = await grid_task
+        assert len(got["points"]) == len(GRID_MOVES)
+        assert gated.points == len(GRID_MOVES)
+        expected = grid_document(stress_grid(api.engine.snapshot(), "ETH"))
+        assert got == json.loads(json.dumps(expected))
 
 
 BAD_BODIES = [

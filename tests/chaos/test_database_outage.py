@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import yaml
 
 from margin.model import Flag
+from tests import waitkit
 from tests.daemonkit import BOB, DaemonProcess, World, eventually, wait_ready, world
 from tests.storekit import postgres_database
 from tests.tcpproxy import TcpProxy
@@ -232,3 +233,56 @@ async def test_black_holed_database_costs_seconds_not_a_hang(
         await eventually(all_listed, OUTAGE_WAIT_S, "every account listed after the stall")
         new = (await stored_transitions(w))[len(before) :]
         assert len(new) == len(set(new)) == len(ACCOUNTS), new
+
+
+async def test_a_daemon_started_before_its_database_waits_for_it(
+    outage_world: tuple[World, TcpProxy],
+) -> None:
+    """The database is away when the daemon starts (``database_wait_s``, default 60 s): it
+    waits, retrying, instead of exiting, and is ready once the database answers."""
+    w, proxy = outage_world
+    proxy.cut()
+    path = w.workdir / "early.yaml"
+    path.write_text(yaml.safe_dump(proxied_config(w, proxy)))
+    daemon = DaemonProcess(path, w.workdir / "early.log")
+    await daemon.start()
+    assert daemon.proc is not None
+    try:
+        await waitkit.eventually(
+            lambda: daemon.log().count("store_waiting") >= 2,
+            what="two start-up retries logged",
+            timeout_s=OUTAGE_WAIT_S,
+            seen=daemon.log,
+        )
+        assert daemon.proc.returncode is None, daemon.log()
+        await proxy.restore()
+        await wait_ready(w, daemon)
+        status, body, _ = await fetch(w, "/v1/accounts/" + BOB)
+        assert status == 200, body
+        assert await daemon.stop() == 0
+    finally:
+        daemon.kill()
+        await daemon.proc.wait()
+
+
+async def test_a_database_that_never_comes_exits_1_naming_it(
+    outage_world: tuple[World, TcpProxy],
+) -> None:
+    w, proxy = outage_world
+    proxy.cut()
+    config = proxied_config(w, proxy)
+    config["database_wait_s"] = 1
+    path = w.workdir / "never.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = DaemonProcess(path, w.workdir / "never.log")
+    await daemon.start()
+    assert daemon.proc is not None
+    code = await daemon.proc.wait()
+    log = daemon.log()
+    assert code == 1, log
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("crossmargin: database postgresql+asyncpg://"), log
+    assert f":{proxy.port}/" in last
+    assert "unreachable" in last
+    assert "(waited 1 s: database_wait_s)" in last
+    assert "Traceback" not in log

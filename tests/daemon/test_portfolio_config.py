@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import ConfigError
 from daemon.config.load import load_config
-from daemon.config.portfolio import portfolio_params
+from daemon.config.portfolio import correlation_estimator, portfolio_params, representative_assets
 from margin.model import MarginModel
 from margin.scenarios import CorrelationSource
 
@@ -70,6 +70,41 @@ def test_the_block_loads_into_engine_parameters(tmp_path: Path) -> None:
     assert params.floor_of("ETH") == 0.5
 
 
+def test_ewma_builds_an_estimator_over_every_pair_of_groups(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "correlation_source: static",
+        "correlation_source: ewma\n    correlation_warmup_returns: 30\n"
+        "    correlation_sample_s: 10",
+    )
+    config = load_config(write(tmp_path, text))
+    symbols = ["ETH", "stETH", "USDC", "BTC", "SOL"]  # as the oracle would price them
+    portfolio = config.margin.portfolio
+    assert representative_assets(portfolio, ["stETH", "BTC"]) == [("ETH", "stETH"), ("BTC", "BTC")]
+    assert representative_assets(portfolio, symbols) == [
+        ("ETH", "ETH"),  # a group's first listed asset
+        ("USD", "USDC"),
+        ("BTC", "BTC"),  # a lone asset is its own group
+        ("SOL", "SOL"),
+    ]
+    estimator = correlation_estimator(portfolio, symbols)
+    assert estimator is not None
+    assert estimator.assets == {"ETH", "USDC", "BTC", "SOL"}
+    # static values until warm: configured (either order) or the default
+    assert estimator.correlations() == {
+        ("ETH", "USD"): 0.9,
+        ("ETH", "BTC"): 0.8,
+        ("ETH", "SOL"): 0.9,
+        ("USD", "BTC"): 0.9,
+        ("USD", "SOL"): 0.9,
+        ("BTC", "SOL"): 0.9,
+    }
+    assert estimator._warmup == 30
+    assert estimator._pairs["ETH/BTC"]._sample_s == 10
+    assert (
+        correlation_estimator(load_config(write(tmp_path, BASE)).margin.portfolio, symbols) is None
+    )
+
+
 def test_defaults_are_the_issues() -> None:
     from daemon.config.portfolio import PortfolioConfig
 
@@ -119,6 +154,31 @@ def test_defaults_are_the_issues() -> None:
         ("extreme_weight: 0.3", "extreme_weight: 2", "margin.portfolio.extreme_weight"),
         ("correlation_source: static", "correlation_source: guess", "correlation_source"),
         ("min_correlation: 0.1", "min_correlaton: 0.1", "min_correlaton: is not a known key"),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_warmup_returns: 0",
+            "margin.portfolio.correlation_warmup_returns: Input should be greater than or equal "
+            "to 1",
+        ),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_sample_s: -5",
+            "margin.portfolio.correlation_sample_s: Input should be greater than or equal to 0",
+        ),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_sample_s: 901",
+            "margin.portfolio.correlation_sample_s: Input should be less than or equal to 900",
+        ),
+        ("min_correlation: 0.1", "min_correlation: 1.1", "margin.portfolio.min_correlation"),
+        (
+            "min_correlation: 0.1",
+            "min_correlation: 0.1\n    correlation_sample_s: 900\n"
+            "    correlation_warmup_returns: 2000",
+            "margin.portfolio.correlation_warmup_returns: out of reach with correlation_sample_s"
+            " 900: a pair counts at most ~3,103 effective returns (λ 0.94 per day); use at most "
+            "1551 (got 2000)",
+        ),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, old: str, new: str, message: str) -> None:

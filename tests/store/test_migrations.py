@@ -35,10 +35,17 @@ TABLES = {
     "venue_accounts",
     "shard_leases",
     "cluster_replicas",
+    "correlation_state",
 }
-LATER_TABLES: set[str] = {"venue_accounts", "options", "shard_leases", "cluster_replicas"}
-"""Tables of revisions after 0003 (0004: venue entries, 0005: options, 0006: cluster leases):
-a downgrade below 0003 drops them too."""
+LATER_TABLES: set[str] = {
+    "venue_accounts",
+    "options",
+    "shard_leases",
+    "cluster_replicas",
+    "correlation_state",
+}
+"""Tables of revisions after 0003 (0004: venue entries, 0005: options, 0006: cluster leases,
+0007: correlation state): a downgrade below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
@@ -98,7 +105,21 @@ async def test_cluster_revision_up_and_down(database_url: str) -> None:
     assert {"shard_leases", "cluster_replicas"} <= await table_names(database_url)
     down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0006", "downgrade")
-    assert await table_names(database_url) == TABLES - {"shard_leases", "cluster_replicas"}
+    assert await table_names(database_url) == TABLES - {
+        "shard_leases",
+        "cluster_replicas",
+        "correlation_state",
+    }
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
+
+
+async def test_correlation_state_revision_up_and_down(database_url: str) -> None:
+    await migrate(database_url, "0007")
+    assert "correlation_state" in await table_names(database_url)
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0007", "downgrade")
+    assert await table_names(database_url) == TABLES - {"correlation_state"}
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
 

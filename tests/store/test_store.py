@@ -4,6 +4,7 @@ reorg roll-back, a reader racing a writer, the read queries, and a 100k-row cycl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import time
 from decimal import Decimal
@@ -329,6 +330,40 @@ async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
 
 
 # ---- reads ----------------------------------------------------------------------------------
+
+
+async def test_a_listing_page_comes_from_one_snapshot(store: HealthStore) -> None:
+    """A cycle committed between the page's statements shows in none of them: the page, its
+    total and its ``as_of`` cycle agree (the write runs on its own connection and event loop,
+    started right after the page's first statement and finished before the next)."""
+    await store.write_cycle(book_rows(book(40, underwater_every=10)), context(1.0))
+    url = store.engine.url.render_as_string(hide_password=False)
+
+    async def next_cycle() -> None:
+        async with await HealthStore.open(url) as other:
+            await other.write_cycle(book_rows(book(40, underwater_every=5)), context(2.0))
+
+    written: list[int] = []
+
+    def write_after_the_ranking(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not written and "ORDER BY" in statement and "account_health" in statement:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, next_cycle()).result()
+            written.append(1)
+
+    sa.event.listen(store.engine.sync_engine, "after_cursor_execute", write_after_the_ranking)
+    try:
+        page = await store.queries.liquidatable_page()
+    finally:
+        sa.event.remove(store.engine.sync_engine, "after_cursor_execute", write_after_the_ranking)
+    assert written == [1]
+    assert (len(page.accounts), page.total) == (4, 4)
+    assert page.cycle is not None
+    assert page.cycle.at == 1.0
+    after = await store.queries.liquidatable_page()  # the next page sees the new cycle whole
+    assert (len(after.accounts), after.total) == (8, 8)
+    assert after.cycle is not None
+    assert after.cycle.at == 2.0
 
 
 async def test_liquidatable_ranking_filters_and_pages(store: HealthStore) -> None:

@@ -46,16 +46,16 @@ async def test_entries_rank_and_announce_across_a_restart(
         ]
     )
     q = store.queries
-    ranked, total = await q.venue_liquidatable()
-    assert [(d["venue"], d["account"]) for d in ranked] == [
+    page = await q.liquidatable_page()
+    assert [(d["venue"], d["account"]) for d in page.venue_positions] == [
         ("aave", BOB),
         ("morpho", ALICE),
         ("aave", ALICE),
         ("aave", CAROL),
     ]
-    assert total == 4
-    aave, count = await q.venue_liquidatable(venue="aave", limit=2, offset=1)
-    assert ([d["account"] for d in aave], count) == ([ALICE, CAROL], 3)
+    assert page.venue_total == 4
+    aave = await q.liquidatable_page(venue="aave", limit=2, offset=1)
+    assert ([d["account"] for d in aave.venue_positions], aave.venue_total) == ([ALICE, CAROL], 3)
     by_account = await q.venue_entries([ALICE, BOB])
     assert [d["venue"] for d in by_account[ALICE]] == ["aave", "morpho"]
 

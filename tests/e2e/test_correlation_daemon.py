@@ -1,0 +1,182 @@
+"""``correlation_source: ewma`` through the real daemon: loopback exchanges move ETH and USDC
+together, the estimated ρ(ETH, USD) rises from the static 0 towards 1 (``/metrics``), and Bob's
+portfolio requirement follows it: it equals the independent implementation
+(``tests/margin/portfolio_oracle.py``) at the ρ the daemon reports, near its ρ = 1 value."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.daemonkit import BOB, DaemonProcess, World, get_json, wait_ready
+from tests.daemonkit import world as make_world
+from tests.margin import portfolio_oracle as oracle
+from tests.storekit import postgres_database
+from tests.waitkit import eventually
+
+STEP = 1.004  # both prices move up 0.4 % per step …
+STEP_EVERY_S = 0.4  # … this often: several steps per sampled return
+SAMPLE_S = 2.0
+WARMUP_RETURNS = 5
+PAIR = "ETH/USD"
+
+
+@pytest.fixture
+async def e2e(tmp_path: Path) -> AsyncIterator[World]:
+    async with postgres_database() as url, make_world(tmp_path, url) as w:
+        yield w
+
+
+@contextlib.asynccontextmanager
+async def ewma_daemon(w: World) -> AsyncIterator[DaemonProcess]:
+    config = w.config()
+    config["margin"] = {
+        "model": "portfolio",
+        "portfolio": {
+            "groups": {
+                "ETH": {"assets": ["ETH"], "scan_range": 0.15},
+                "USD": {"assets": ["USDC"], "scan_range": 0.03},
+            },
+            "correlations": {PAIR: 0.0},
+            "correlation_source": "ewma",
+            "correlation_warmup_returns": WARMUP_RETURNS,
+            "correlation_sample_s": SAMPLE_S,
+        },
+    }
+    path = w.workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = DaemonProcess(path, w.workdir / "daemon.log")
+    await daemon.start()
+    try:
+        await wait_ready(w, daemon)
+        yield daemon
+    finally:
+        daemon.kill()
+        if daemon.proc is not None:
+            await daemon.proc.wait()
+
+
+def requirement(rho: float, prices: dict[str, float], volatility: dict[str, float]) -> float:
+    """Bob's M by the definition: 1 WETH on l1, 1,500 USDC of debt on l2."""
+    setup = oracle.Setup(
+        groups={"ETH": (["ETH"], 0.15), "USD": (["USDC"], 0.03)},
+        correlations={("ETH", "USD"): rho},
+        prices=prices,
+        volatility=volatility,
+        floors={"ETH": 0.1, "USDC": 0.01},
+        latency={"l1": 1.0, "l2": 1.0},
+    )
+    book = oracle.Book(
+        holdings=[("ETH", "l1", prices["ETH"]), ("USDC", "l2", -1500.0 * prices["USDC"])]
+    )
+    return oracle.evaluate(setup, book).maintenance
+
+
+async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World) -> None:
+    w = e2e
+    async with ewma_daemon(w) as daemon:
+        # Cold: the static ρ = 0 holds, M = √(300² + 45²) = 303.36 ↑.
+        assert (await _metrics(w))["estimated"] == 0
+        assert (await _state(w))["maintenance"] == "303.36"
+
+        moved = {"ETH": 2000.0, "USDC": 1.0}
+
+        async def drift() -> None:
+            while True:
+                await asyncio.sleep(STEP_EVERY_S)
+                for asset in moved:
+                    moved[asset] *= STEP
+                w.set_eth(f"{moved['ETH']:.6f}")
+                w.prices.set("USDC", f"{moved['USDC']:.8f}")
+
+        last: list[Any] = []
+
+        async def warm() -> dict[str, float] | None:
+            m = await _metrics(w)
+            last[:] = [m]
+            return m if m["estimated"] == 1 and m["rho"] >= 0.9 else None
+
+        mover = asyncio.create_task(drift())
+        try:
+            await eventually(warm, what=f"{PAIR} estimated near 1", seen=lambda: last)
+        finally:
+            mover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mover
+        final = {a: float(f"{p:.6f}" if a == "ETH" else f"{p:.8f}") for a, p in moved.items()}
+
+        async def margined() -> tuple[float, float, float, float] | None:
+            m = await _metrics(w)
+            state = await _state(w)
+            _, body = await get_json(w, "/v1/prices")
+            prices = {p["asset"]: float(p["price"]) for p in body["prices"]}
+            volatility = {p["asset"]: float(p["volatility"]) for p in body["prices"]}
+            got = float(state["maintenance"])
+            at_rho = requirement(m["rho"], prices, volatility)
+            seen = (got, at_rho, m["rho"], prices == final)
+            last[:] = [seen]
+            if prices != final or abs(got - at_rho) > 0.05:
+                return None
+            return (
+                got,
+                at_rho,
+                requirement(1.0, prices, volatility),
+                requirement(0.0, prices, volatility),
+            )
+
+        got, at_rho, at_one, at_zero = await eventually(
+            margined, what="Bob's M at the reported ρ", seen=lambda: last
+        )
+        assert got == pytest.approx(at_rho, abs=0.05)
+        # most of the way from the static ρ = 0 to the ρ = 1 value
+        assert got - at_zero >= 0.8 * (at_one - at_zero)
+        assert got <= at_one + 0.01
+        rho = (await _metrics(w))["rho"]
+        assert await daemon.stop() == 0  # the estimator is saved at shutdown
+
+    # Restarted with the prices standing still: a fresh estimator would have no return at all
+    # (static ρ = 0); the resumed one carries on with the same ρ and M.
+    async with ewma_daemon(w):
+
+        async def resumed() -> dict[str, float] | None:
+            m = await _metrics(w)
+            last[:] = [m, (await _state(w))["maintenance"]]
+            if m["estimated"] != 1 or float(last[1]) != got:
+                return None
+            return m
+
+        m = await eventually(
+            resumed, what="the estimate resumed after a restart", seen=lambda: last
+        )
+        assert m["rho"] == rho
+        assert m["returns"] >= WARMUP_RETURNS
+
+
+async def _metrics(w: World) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(w.api + "/metrics") as response:
+        text = await response.text()
+    out = {}
+    for key, name in (
+        ("rho", "crossmargin_correlation"),
+        ("estimated", "crossmargin_correlation_estimated"),
+        ("returns", "crossmargin_correlation_returns"),
+    ):
+        found = re.search(rf'^{name}{{pair="{PAIR}"}} (\S+)$', text, re.MULTILINE)
+        assert found is not None, f"{name} missing from /metrics"
+        out[key] = float(found.group(1))
+    return out
+
+
+async def _state(w: World) -> dict[str, Any]:
+    status, body = await get_json(w, f"/v1/accounts/{BOB}")
+    assert status == 200, json.dumps(body)
+    return dict(body["state"])

@@ -1,0 +1,114 @@
+"""The option scan over a book larger than one scan chunk (``SCAN_CHUNK_PAIRS``), with pairs
+deeper than the rank sweeps (``MAX_RANK_SWEEPS``): a full pass equals each account evaluated
+alone, bit for bit, and the independent implementation within the cents of rounding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from margin.options import OptionPosition, Right
+from margin.portfolio import MAX_RANK_SWEEPS, SCAN_CHUNK_PAIRS
+from tests.margin.portfolio_kit import CHAINS, World, option
+
+CENT = 0.01
+HOLDINGS = ["eth-main", "eth-arb", "eth-slow", "usdc", "btc", "usdc-debt", "usdc-debt-arb"]
+
+
+def account(i: int) -> str:
+    return f"0x{i + 1:040x}"
+
+
+def random_line(owner: str, rng: random.Random, world: World, asset: str) -> OptionPosition:
+    return option(
+        owner,
+        asset=asset,
+        chain=rng.choice(list(CHAINS)),
+        size=round(rng.uniform(-5, 5), 3) or 1.0,
+        right=rng.choice(list(Right)),
+        strike=round(world.prices[asset] * rng.uniform(0.7, 1.3), 2),
+        days=rng.choice([-1, 3, 30, 90]),  # an expired line among them
+        vol=rng.choice([0.5, 0.8]),
+        now=world.now,
+    )
+
+
+def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
+    rng = random.Random(11)
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    n = SCAN_CHUNK_PAIRS + 300
+    lines_of: dict[str, int] = {}
+    for i in range(n):
+        owner = account(i)
+        for token in rng.sample(HOLDINGS, 3):
+            world.hold(owner, token, float(rng.randrange(100, 50_000)))
+        depth = {0: MAX_RANK_SWEEPS + 4, 1: 3}.get(i, 1)  # #0: deeper than the sweeps
+        lines = [random_line(owner, rng, world, "ETH") for _ in range(depth)]
+        if i % 7 == 0:
+            lines.append(random_line(owner, rng, world, "BTC"))
+        world.options(owner, lines)
+        lines_of[owner] = len(lines)
+    full = world.engine.recompute_all().select(slice(None))
+    sample = [0, 1, 2, *range(SCAN_CHUNK_PAIRS - 5, SCAN_CHUNK_PAIRS + 5), n - 1]
+    sample += rng.sample(range(n), 20)
+    for i in sample:
+        owner = account(i)
+        index = world.engine.account_index(owner)
+        world.engine.recompute(np.array([index]))
+        alone = world.engine.results.select(slice(index, index + 1))
+        for name, column in alone.columns().items():
+            np.testing.assert_array_equal(column, getattr(full, name)[index : index + 1], name)
+        expected = world.expected(owner)
+        slack = CENT * (2 + 3 + 2 * lines_of[owner])
+        got = float(full.maintenance[index]) / 100
+        assert got == pytest.approx(expected.maintenance, abs=slack), owner
+        assert expected.maintenance > 0
+
+
+def test_a_full_pass_after_the_options_change_equals_a_fresh_book() -> None:
+    """Full passes keep the rows' layout while the option lines and the risk groups stay as
+    they are (a price move changes neither): after lines are added, replaced and closed, then
+    after a perp on a new asset adds a group, a full pass and a stress snapshot equal a book
+    built from scratch."""
+    rng = random.Random(5)
+    owners = [account(i) for i in range(40)]
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    first = {o: [random_line(o, rng, world, "ETH")] for o in owners}
+    final: dict[str, list[OptionPosition]] = {}
+    for i, owner in enumerate(owners):
+        if i % 3 == 0:
+            final[owner] = [*first[owner], random_line(owner, rng, world, "BTC")]
+        elif i % 3 == 1:
+            final[owner] = []
+        else:
+            final[owner] = [random_line(owner, rng, world, "ETH")]
+
+    def populate(book: World, lines_of: dict[str, list[OptionPosition]], sol: bool) -> None:
+        holdings = random.Random(6)
+        for owner in owners:
+            book.hold(owner, holdings.choice(HOLDINGS), float(holdings.randrange(100, 9_000)))
+        for owner, lines in lines_of.items():
+            book.options(owner, lines)
+        if sol:
+            book.perp(owners[1], "SOL", "main", 3.0, 100.0)
+
+    def check(sol: bool) -> None:
+        got = world.engine.recompute_all().select(slice(None))
+        fresh = World(volatility={"ETH": 0.9, "BTC": 0.6})
+        populate(fresh, final, sol)
+        want = fresh.engine.recompute_all()
+        snapshot = world.engine.snapshot()
+        stressed = snapshot.evaluate(snapshot.prices).table
+        for name, column in got.columns().items():
+            np.testing.assert_array_equal(column, getattr(want, name), err_msg=name)
+            np.testing.assert_array_equal(getattr(stressed, name), column, err_msg=name)
+
+    populate(world, first, sol=False)
+    world.engine.recompute_all()
+    for owner, lines in final.items():
+        world.options(owner, lines)
+    check(sol=False)
+    world.perp(owners[1], "SOL", "main", 3.0, 100.0)  # a new group; no option line changes
+    check(sol=True)
