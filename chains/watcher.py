@@ -19,6 +19,7 @@ from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
 from chains.reads import BalanceReader, Pair
+from core.addresses import lower_address
 from core.errors import DecimalsMismatch, RetryableError
 from core.requester import Requester
 
@@ -147,7 +148,8 @@ class ChainWatcher:
         self._rpc = requester
         self._token_settings = list(tokens)
         self.tokens: dict[str, TokenInfo] = {}
-        self.accounts: set[str] = {a.lower() for a in accounts if self.owns(a.lower())}
+        lowered = (lower_address(a) for a in accounts)
+        self.accounts: set[str] = {a for a in lowered if self.owns(a)}
         self.discover = discover
         self.reader = BalanceReader(
             chain=chain.name,
