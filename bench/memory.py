@@ -40,6 +40,7 @@ TOKENS = 2
 TRACE_FRAMES = 1
 TOP_SITES = 25
 DUMP_WAIT_S = 300.0
+TRACE_SETTLE_S = 15.0  # under tracemalloc, retained state is still being published after settle
 
 # The child mode: the daemon under tracemalloc, dumping a snapshot when a file appears.
 CHILD = """
@@ -104,6 +105,7 @@ async def measure(
             assert daemon.proc is not None
             rss, peak = rss_mb(daemon.proc.pid)
             if dump is not None:
+                await asyncio.sleep(TRACE_SETTLE_S)
                 trigger.touch()
                 for _ in range(int(DUMP_WAIT_S / 0.5)):
                     if dump.exists() and dump.stat().st_size and not _growing(dump):
