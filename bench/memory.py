@@ -107,22 +107,23 @@ async def measure(
             if dump is not None:
                 await asyncio.sleep(TRACE_SETTLE_S)
                 trigger.touch()
-                for _ in range(int(DUMP_WAIT_S / 0.5)):
-                    if dump.exists() and dump.stat().st_size and not _growing(dump):
-                        break
-                    await asyncio.sleep(0.5)
+                await _written(dump)
         finally:
             if daemon.proc is not None and daemon.proc.returncode is None:
                 await daemon.stop(120.0)
     return ready_s, rss, peak, dump
 
 
-def _growing(path: Path) -> bool:
-    size = path.stat().st_size
-    import time
-
-    time.sleep(1.0)
-    return path.stat().st_size != size
+async def _written(path: Path) -> None:
+    """Until the child's dump exists and stopped growing for a second."""
+    size = -1
+    for _ in range(int(DUMP_WAIT_S)):
+        now = path.stat().st_size if path.exists() else -1  # noqa: ASYNC240 - a stat a second
+        if now > 0 and now == size:
+            return
+        size = now
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"no tracemalloc dump at {path} after {DUMP_WAIT_S:.0f}s")
 
 
 def sites(small: Path, large: Path, extra_holdings: int) -> None:
@@ -134,13 +135,16 @@ def sites(small: Path, large: Path, extra_holdings: int) -> None:
     print(f"\ntraced growth: {total / extra_holdings:,.0f} B per holding; top sites:")
     for d in diff[:TOP_SITES]:
         frame = d.traceback[0]
-        name = os.path.relpath(frame.filename, ROOT) if frame.filename.startswith(str(ROOT)) else frame.filename
-        print(f"  {d.size_diff / extra_holdings:8,.0f} B  {d.count_diff:+9,d}  {name}:{frame.lineno}")
+        name = frame.filename
+        if name.startswith(str(ROOT)):
+            name = os.path.relpath(name, ROOT)
+        per = d.size_diff / extra_holdings
+        print(f"  {per:8,.0f} B  {d.count_diff:+9,d}  {name}:{frame.lineno}")
 
 
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    tree = Path(args.tree).resolve()
+    tree: Path = args.tree
     figures = []
     for n in args.sizes:
         ready_s, rss, peak, dump = await measure(n, tree, args.trace, workdir)
@@ -164,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 100_000])
     parser.add_argument("--trace", action="store_true", help="tracemalloc sites (slow)")
-    parser.add_argument("--tree", default=str(ROOT), help="checkout whose daemon runs")
+    parser.add_argument(
+        "--tree", type=lambda p: Path(p).resolve(), default=ROOT, help="checkout whose daemon runs"
+    )
     args = parser.parse_args(argv)
     if len(args.sizes) < 2:
         parser.error("--sizes needs two sizes at least")
