@@ -363,6 +363,8 @@ class ChainWatcher:
                 continue
             dropped_above = None
             yield update
+            # Not kept while the chain idles: the first sweep's update holds every pair.
+            del update
 
     def status(self, endpoints: Sequence[object] = ()) -> ChainStatus:
         """Where this chain stands: head, last read block, lag, reorgs, endpoints."""

@@ -33,7 +33,7 @@ from daemon.documents import account_document, engine_state, health_bucket
 from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
-from daemon.mqtt.topics import AccountSignal, should_publish_state
+from daemon.mqtt.topics import AccountSignal, account_signal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
@@ -161,7 +161,7 @@ class EngineLoop:
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
         for account, stored in flags.items():
-            self._signals[account] = AccountSignal(stored, health_bucket(None))
+            self._signals[account] = account_signal(int(stored), health_bucket(None))
 
     async def run(self) -> None:
         """Consume events forever, one coalesced cycle at a time; the writer's retries run
@@ -173,6 +173,7 @@ class EngineLoop:
                 while not self.queue.empty():
                     events.append(self.queue.get_nowait())
                 await self.cycle(events)
+                del events  # applied; not kept while the queue is empty (a sweep: every pair)
 
     async def drain(self) -> None:
         """Process whatever is queued and try once more to store what is pending
@@ -426,7 +427,7 @@ class EngineLoop:
             if n and n % PUBLISH_CHUNK == 0:
                 await asyncio.sleep(0)
             account = accounts[i]
-            signal = AccountSignal(Flag(flag_bits), health_bucket(health))
+            signal = account_signal(flag_bits, health_bucket(health))
             if not should_publish_state(self._signals.get(account), signal):
                 continue
             self._signals[account] = signal
