@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.crash import daemon_config, settle, start_daemon, world  # noqa: E402
+import aiohttp  # noqa: E402
+
+from bench.crash import API_TOKEN, daemon_config, settle, start_daemon, world  # noqa: E402
 from bench.e2e import database  # noqa: E402
 from bench.scale import rss_mb, write_config  # noqa: E402
 from tests.daemonkit import DaemonProcess  # noqa: E402
@@ -40,7 +42,8 @@ TOKENS = 2
 TRACE_FRAMES = 1
 TOP_SITES = 25
 DUMP_WAIT_S = 300.0
-TRACE_SETTLE_S = 15.0  # under tracemalloc, retained state is still being published after settle
+QUIET_S = 3.0  # retained state is all published when the broker's count stood still this long
+PUBLISHED = "crossmargin_mqtt_published_total"
 
 # The child mode: the daemon under tracemalloc, dumping a snapshot when a file appears.
 CHILD = """
@@ -102,16 +105,36 @@ async def measure(
         try:
             started, ready_s = await start_daemon(daemon, f"http://127.0.0.1:{port}")
             await settle(log, started)
+            await retained_published(f"http://127.0.0.1:{port}", accounts)
             assert daemon.proc is not None
             rss, peak = rss_mb(daemon.proc.pid)
             if dump is not None:
-                await asyncio.sleep(TRACE_SETTLE_S)
                 trigger.touch()
                 await _written(dump)
         finally:
             if daemon.proc is not None and daemon.proc.returncode is None:
                 await daemon.stop(120.0)
     return ready_s, rss, peak, dump
+
+
+async def retained_published(api: str, accounts: int) -> None:
+    """Until the broker acknowledged a retained state per account and the count stood still
+    for ``QUIET_S`` (the measure is then of the daemon at rest, not of state in flight)."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    last, since = -1.0, asyncio.get_running_loop().time()
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for _ in range(int(DUMP_WAIT_S / 0.5)):
+            async with session.get(f"{api}/metrics") as response:
+                text = await response.text()
+            lines = [line for line in text.splitlines() if line.startswith(PUBLISHED)]
+            count = float(lines[0].split()[-1]) if lines else 0.0
+            now = asyncio.get_running_loop().time()
+            if count != last:
+                last, since = count, now
+            elif count >= accounts and now - since >= QUIET_S:
+                return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"retained state not published after {DUMP_WAIT_S:.0f}s ({last:.0f})")
 
 
 async def _written(path: Path) -> None:
