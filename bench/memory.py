@@ -42,7 +42,8 @@ TOKENS = 2
 TRACE_FRAMES = 1
 TOP_SITES = 25
 DUMP_WAIT_S = 300.0
-QUIET_S = 3.0  # retained state is all published when the broker's count stood still this long
+QUIET_S = 3.0  # retained state is all published when, over this long, ...
+QUIET_MESSAGES = 200  # ... fewer messages than this were acknowledged (oracle, chain status)
 PUBLISHED = "crossmargin_mqtt_published_total"
 
 # The child mode: the daemon under tracemalloc, dumping a snapshot when a file appears.
@@ -118,23 +119,23 @@ async def measure(
 
 
 async def retained_published(api: str, accounts: int) -> None:
-    """Until the broker acknowledged a retained state per account and the count stood still
-    for ``QUIET_S`` (the measure is then of the daemon at rest, not of state in flight)."""
+    """Until the broker acknowledged a retained state per account and then no more than the
+    oracle's and chains' statuses for ``QUIET_S`` (the measure is then of the daemon at rest,
+    not of state in flight)."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    last, since = -1.0, asyncio.get_running_loop().time()
+    counts: list[float] = []
     async with aiohttp.ClientSession(headers=headers) as session:
         for _ in range(int(DUMP_WAIT_S / 0.5)):
             async with session.get(f"{api}/metrics") as response:
                 text = await response.text()
             lines = [line for line in text.splitlines() if line.startswith(PUBLISHED)]
-            count = float(lines[0].split()[-1]) if lines else 0.0
-            now = asyncio.get_running_loop().time()
-            if count != last:
-                last, since = count, now
-            elif count >= accounts and now - since >= QUIET_S:
+            counts.append(float(lines[0].split()[-1]) if lines else 0.0)
+            window = counts[-int(QUIET_S / 0.5) - 1 :]
+            full = len(window) > QUIET_S / 0.5 and window[0] >= accounts
+            if full and window[-1] - window[0] < QUIET_MESSAGES:
                 return
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"retained state not published after {DUMP_WAIT_S:.0f}s ({last:.0f})")
+    raise RuntimeError(f"retained state not published after {DUMP_WAIT_S:.0f}s ({counts[-1]:.0f})")
 
 
 async def _written(path: Path) -> None:
