@@ -94,12 +94,14 @@ def write_config(path: Path, base: dict[str, Any], accounts: Sequence[str], list
     path.write_text(yaml.safe_dump(config))
 
 
-async def snapshot_s(config: Path) -> float:
-    """Wall seconds of ``crossmargin snapshot --json`` (output discarded), launch to exit."""
+async def snapshot_s(config: Path, tree: Path = ROOT) -> float:
+    """Wall seconds of ``crossmargin snapshot --json`` (output discarded), launch to exit, as
+    the checkout ``tree`` has it (this environment's interpreter)."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "daemon.cli", "snapshot", "-c", str(config), "--json"),
-        cwd=ROOT,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -110,9 +112,10 @@ async def snapshot_s(config: Path) -> float:
 
 
 async def measure_snapshot(
-    w: World, workdir: Path, base: dict[str, Any], pairs: int
-) -> tuple[float, float, list[float], list[float]]:
-    """(snapshot balances/s, raw balances/s, snapshot seconds, raw seconds), alternating."""
+    w: World, workdir: Path, base: dict[str, Any], pairs: int, other: Path | None = None
+) -> tuple[float, float, list[float], list[float], list[float]]:
+    """(snapshot balances/s, raw balances/s, snapshot seconds, raw seconds, seconds of the
+    ``other`` checkout's snapshot), alternating."""
     accounts = w.accounts[: pairs // 2]
     config = workdir / "snapshot.yaml"
     write_config(config, base, accounts, workdir / "snapshot-accounts.txt")
@@ -137,12 +140,14 @@ async def measure_snapshot(
         headers = {"Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=connector, headers=headers) as raw:
             await measure_raw(raw, w.node.url, bodies[:DEFAULT_CONCURRENCY])  # warm-up
-            ours, floor = [], []
+            ours, floor, theirs = [], [], []
             for _ in range(SNAPSHOT_ROUNDS):
                 floor.append(await measure_raw(raw, w.node.url, bodies))
                 ours.append(await snapshot_s(config))
+                if other is not None:
+                    theirs.append(await snapshot_s(config, other))
     n = len(fixture.pairs)
-    return n / statistics.median(ours), n / statistics.median(floor), ours, floor
+    return n / statistics.median(ours), n / statistics.median(floor), ours, floor, theirs
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -187,11 +192,19 @@ async def run(args: argparse.Namespace) -> int:
                 if daemon.proc is not None and daemon.proc.returncode is None:
                     await daemon.stop(STOP_TIMEOUT_S)
         print("  snapshot against the raw limit …")
-        snap_rate, raw_rate, ours, floor = await measure_snapshot(
-            w, workdir, base, args.snapshot_pairs
+        snap_rate, raw_rate, ours, floor, theirs = await measure_snapshot(
+            w, workdir, base, args.snapshot_pairs, args.compare_tree
         )
     rss = (rss_ready, rss_settled, rss_now, rss_peak)
     status = report(args, ready_s, split, rss, moves, snap_rate, raw_rate, ours, floor, log)
+    if theirs:
+        print(
+            f"snapshot of {args.compare_tree} in the same rounds: "
+            f"{2 * (args.snapshot_pairs // 2) / statistics.median(theirs):,.0f} "
+            f"balances/s ({statistics.median(theirs):.2f} s; this tree "
+            f"{statistics.median(ours):.2f} s); every round: "
+            + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, theirs, strict=True))
+        )
     if status == 0 and not args.keep:
         await asyncio.to_thread(shutil.rmtree, workdir)
     return status
@@ -271,6 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
     parser.add_argument(
         "--no-moves", dest="moves", action="store_false", help="skip the crash and rebound"
+    )
+    parser.add_argument(
+        "--compare-tree",
+        type=lambda p: Path(p).resolve(),
+        default=None,
+        help="also time this checkout's snapshot command, alternating (paired old/new)",
     )
     parser.add_argument(
         "--move-timeout", type=float, default=600.0, help="seconds a move may take at most"
