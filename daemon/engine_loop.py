@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import time
@@ -37,7 +36,6 @@ from daemon.mqtt.topics import AccountSignal, account_signal, should_publish_sta
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
-from daemon.store.records import StoredHealth
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
@@ -337,16 +335,8 @@ class EngineLoop:
                 i = self.engine.account_index(account)
             except MarginInputError:  # holds nothing the engine values
                 continue
-            state = functools.partial(
-                engine_state,
-                account,
-                table,
-                i,
-                value_decimals=self.value_decimals,
-                at=now,
-                breakdown=self._breakdowns.get(i),
-            )
-            self.publisher.set_account_state_later(account, self._document_of(account, state))
+            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
+            self.publisher.set_account_state_later(account, document)
 
     def seed_positions(self, positions: Sequence[Position]) -> None:
         """Positions of a previous run (already set in the engine by the caller)."""
@@ -433,23 +423,44 @@ class EngineLoop:
             self._signals[account] = signal
             # Built when published: the values of the latest recompute by then (retained
             # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
-            state = functools.partial(
-                engine_state,
-                account,
-                table,
-                i,
-                value_decimals=self.value_decimals,
-                at=now,
-                breakdown=self._breakdowns.get(i),
-            )
-            self.publisher.set_account_state_later(account, self._document_of(account, state))
+            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
+            self.publisher.set_account_state_later(account, document)
 
-    def _document_of(
-        self, account: str, state: Callable[[], StoredHealth]
-    ) -> Callable[[], dict[str, object]]:
-        """The ``Account`` document of ``state`` with its venue entries, built when called
-        (by the publisher)."""
-        return lambda: account_document(state(), self.venues.ledger.venues_of(account))
+
+class _AccountDocument:
+    """The retained ``Account`` document of row ``i`` of ``table`` with the account's venue
+    entries, built when called (by the publisher, when it carries it). One small object per
+    account waiting to be published: at start-up that is every account (a partial and two
+    closures were ~500 bytes each, half a gigabyte at a million accounts)."""
+
+    __slots__ = ("account", "at", "breakdown", "i", "loop", "table")
+
+    def __init__(
+        self,
+        loop: EngineLoop,
+        account: str,
+        table: HealthTable,
+        i: int,
+        at: float,
+        breakdown: Mapping[str, Any] | None,
+    ) -> None:
+        self.loop = loop
+        self.account = account
+        self.table = table
+        self.i = i
+        self.at = at
+        self.breakdown = breakdown
+
+    def __call__(self) -> dict[str, object]:
+        state = engine_state(
+            self.account,
+            self.table,
+            self.i,
+            value_decimals=self.loop.value_decimals,
+            at=self.at,
+            breakdown=self.breakdown,
+        )
+        return account_document(state, self.loop.venues.ledger.venues_of(self.account))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
