@@ -63,6 +63,9 @@ def test_holdings_behave_like_a_dict_of_readings(script: list[object]) -> None:
             model[pair] = Reading(raw, at.number, at.hash)
         assert len(holdings) == len(model)
         assert dict(holdings.items()) == model
+        assert list(holdings.items()) == [(pair, holdings[pair]) for pair in holdings]
+        assert list(holdings.values()) == [holdings[pair] for pair in holdings]
+        assert len(holdings.items()) == len(model)
         assert set(holdings) == set(model)
         for pair, reading in model.items():
             assert holdings[pair] == reading
