@@ -214,8 +214,19 @@ class EngineLoop:
     @property
     def valuation_stored(self) -> bool:
         """True once the first valuation of every account is in the store: from then on the
-        store-backed API (``/v1/accounts``, ``/v1/liquidatable``) answers for every account."""
+        store-backed API (``/v1/accounts``, ``/v1/liquidatable``) answers for every account.
+
+        After a warm-up that timed out, only a valuation that had every required chain and
+        asset counts: at a million accounts the first read of a chain outlasts the warm-up, and
+        the timed-out cycle values no account at all (``/readyz`` said 200 for 85 s while the
+        real first valuation was still being written)."""
         return self._valuation_stored
+
+    def _inputs_complete(self) -> bool:
+        """Every required chain was read and every required asset priced."""
+        return self._required_chains <= self._chains_seen and (
+            self._required_assets <= self.stats.prices_seen
+        )
 
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
         """Apply ``events``, recompute the touched accounts, persist, publish.
@@ -258,7 +269,7 @@ class EngineLoop:
             self._valued = True
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
-        if await self.writer.write():
+        if await self.writer.write() and self._inputs_complete():
             self._valuation_stored = True
         await self._publish_venue_accounts(time.time())
         self.stats.cycles += 1
@@ -287,8 +298,8 @@ class EngineLoop:
         """After a successful write: wake the event relay for the new transitions (how many
         the write stored) and publish the retained state of the written accounts."""
         self.stats.transitions += transitions
-        if self._valued and not self.writer.pending:  # the valuation went with this write
-            self._valuation_stored = True
+        if self._valued and not self.writer.pending and self._inputs_complete():
+            self._valuation_stored = True  # the valuation went with this write
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         if transitions:
