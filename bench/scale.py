@@ -112,7 +112,12 @@ async def snapshot_s(config: Path, tree: Path = ROOT) -> float:
 
 
 async def measure_snapshot(
-    w: World, workdir: Path, base: dict[str, Any], pairs: int, other: Path | None = None
+    w: World,
+    workdir: Path,
+    base: dict[str, Any],
+    pairs: int,
+    other: Path | None = None,
+    rounds: int = SNAPSHOT_ROUNDS,
 ) -> tuple[float, float, list[float], list[float], list[float]]:
     """(snapshot balances/s, raw balances/s, snapshot seconds, raw seconds, seconds of the
     ``other`` checkout's snapshot), alternating."""
@@ -141,7 +146,7 @@ async def measure_snapshot(
         async with aiohttp.ClientSession(connector=connector, headers=headers) as raw:
             await measure_raw(raw, w.node.url, bodies[:DEFAULT_CONCURRENCY])  # warm-up
             ours, floor, theirs = [], [], []
-            for _ in range(SNAPSHOT_ROUNDS):
+            for _ in range(rounds):
                 floor.append(await measure_raw(raw, w.node.url, bodies))
                 ours.append(await snapshot_s(config))
                 if other is not None:
@@ -193,7 +198,7 @@ async def run(args: argparse.Namespace) -> int:
                     await daemon.stop(STOP_TIMEOUT_S)
         print("  snapshot against the raw limit …")
         snap_rate, raw_rate, ours, floor, theirs = await measure_snapshot(
-            w, workdir, base, args.snapshot_pairs, args.compare_tree
+            w, workdir, base, args.snapshot_pairs, args.compare_tree, args.snapshot_rounds
         )
     rss = (rss_ready, rss_settled, rss_now, rss_peak)
     status = report(args, ready_s, split, rss, moves, snap_rate, raw_rate, ours, floor, log)
@@ -285,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-moves", dest="moves", action="store_false", help="skip the crash and rebound"
     )
+    parser.add_argument("--snapshot-rounds", type=int, default=SNAPSHOT_ROUNDS)
     parser.add_argument(
         "--compare-tree",
         type=lambda p: Path(p).resolve(),
