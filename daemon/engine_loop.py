@@ -298,8 +298,11 @@ class EngineLoop:
         """After a successful write: wake the event relay for the new transitions (how many
         the write stored) and publish the retained state of the written accounts."""
         self.stats.transitions += transitions
-        if self._valued and not self.writer.pending and self._inputs_complete():
-            self._valuation_stored = True  # the valuation went with this write
+        # The valuation went with this write when no account is left pending: price rounds
+        # and balances staged meanwhile do not make it incomplete (at a million accounts the
+        # loop, busy publishing retained state, kept some pending for two minutes).
+        if self._valued and not self.writer.pending.accounts and self._inputs_complete():
+            self._valuation_stored = True
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         if transitions:

@@ -198,3 +198,38 @@ async def test_a_write_counts_as_unanswered_only_beyond_its_rows_allowance(
     assert writer.stats.writing_rows == 0
     balances = (await store.queries.balances("l1"))["l1"]
     assert {r.block_number for r in balances.values()} == {10}
+
+
+async def test_the_first_valuation_counts_once_its_accounts_are_stored_whatever_else_waits(
+    proxied: tuple[HealthStore, TcpProxy],
+) -> None:
+    """The database stalls under the first valuation's write while price rounds keep coming:
+    once that write lands, every account is stored and the daemon may say so, although the
+    rounds staged meanwhile are still to be written."""
+    store, proxy = proxied
+    async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
+        loop = EngineLoop(
+            engine=engine(),
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        proxy.pause()
+        try:
+            await loop.cycle(
+                [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
+            )  # waits WRITE_WAIT_S, then the write goes on in the background
+            assert not loop.valuation_stored
+            await loop.cycle([prices(2000)])  # staged: the write in flight holds the lock
+            assert loop.writer.pending.rounds == 2
+        finally:
+            proxy.resume()
+        deadline = time.monotonic() + WAIT_S
+        while loop.writer.stats.writes < 1:  # the valuation's write, not yet the rounds'
+            assert time.monotonic() < deadline, f"valuation not written: {loop.writer.stats}"
+            await asyncio.sleep(0)
+        assert loop.valuation_stored
+        assert loop.writer.pending.accounts == 0
+        assert (await store.queries.health(ACCOUNTS[0])) is not None
