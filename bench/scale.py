@@ -2,6 +2,7 @@
 
     uv run python bench/scale.py                         # 1,000,000 accounts × 2 tokens
     uv run python bench/scale.py --accounts 200000       # what a shared 2-core box manages
+    uv run python bench/scale.py --no-moves              # start-up, memory and snapshot only
 
 The world is ``bench/crash.py``'s: one Anvil chain (instant mining), WETH collateral and USDC
 debt for every account written straight into the tokens' storage (``anvil_setStorageAt``, in
@@ -15,6 +16,7 @@ Measured, each printed beside the floor or target it is judged against:
 3. a price move touching every account (ETH 2,000 → 1,800: every health changes, every odd
    account and the sentinel flip): t0 → the last event at the keeper and the API listing
    complete (every transition stored and published, ≤ 5 s), checked exactly as in crash.py;
+   (``--no-moves`` skips them: the relay's part is issue 14's);
 4. ``crossmargin snapshot`` of ``--snapshot-pairs`` pairs (default 100,000: the first half as
    many accounts × 2 tokens) including its start-up, as balances per second, against the
    node's raw limit measured in the same run (pre-encoded ``aggregate3`` bodies, nothing
@@ -55,6 +57,7 @@ from bench.crash import (  # noqa: E402
     run_move,
     settle,
     start_daemon,
+    startup_split,
     world,
 )
 from bench.e2e import database  # noqa: E402
@@ -91,12 +94,14 @@ def write_config(path: Path, base: dict[str, Any], accounts: Sequence[str], list
     path.write_text(yaml.safe_dump(config))
 
 
-async def snapshot_s(config: Path) -> float:
-    """Wall seconds of ``crossmargin snapshot --json`` (output discarded), launch to exit."""
+async def snapshot_s(config: Path, tree: Path = ROOT) -> float:
+    """Wall seconds of ``crossmargin snapshot --json`` (output discarded), launch to exit, as
+    the checkout ``tree`` has it (this environment's interpreter)."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "daemon.cli", "snapshot", "-c", str(config), "--json"),
-        cwd=ROOT,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -107,9 +112,15 @@ async def snapshot_s(config: Path) -> float:
 
 
 async def measure_snapshot(
-    w: World, workdir: Path, base: dict[str, Any], pairs: int
-) -> tuple[float, float, list[float], list[float]]:
-    """(snapshot balances/s, raw balances/s, snapshot seconds, raw seconds), alternating."""
+    w: World,
+    workdir: Path,
+    base: dict[str, Any],
+    pairs: int,
+    other: Path | None = None,
+    rounds: int = SNAPSHOT_ROUNDS,
+) -> tuple[float, float, list[float], list[float], list[float]]:
+    """(snapshot balances/s, raw balances/s, snapshot seconds, raw seconds, seconds of the
+    ``other`` checkout's snapshot), alternating."""
     accounts = w.accounts[: pairs // 2]
     config = workdir / "snapshot.yaml"
     write_config(config, base, accounts, workdir / "snapshot-accounts.txt")
@@ -134,12 +145,14 @@ async def measure_snapshot(
         headers = {"Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=connector, headers=headers) as raw:
             await measure_raw(raw, w.node.url, bodies[:DEFAULT_CONCURRENCY])  # warm-up
-            ours, floor = [], []
-            for _ in range(SNAPSHOT_ROUNDS):
+            ours, floor, theirs = [], [], []
+            for _ in range(rounds):
                 floor.append(await measure_raw(raw, w.node.url, bodies))
                 ours.append(await snapshot_s(config))
+                if other is not None:
+                    theirs.append(await snapshot_s(config, other))
     n = len(fixture.pairs)
-    return n / statistics.median(ours), n / statistics.median(floor), ours, floor
+    return n / statistics.median(ours), n / statistics.median(floor), ours, floor, theirs
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -167,11 +180,14 @@ async def run(args: argparse.Namespace) -> int:
                 rss_ready, _ = rss_mb(daemon.proc.pid)
                 print(f"  ready in {ready_s:.1f}s, RSS {rss_ready:,.0f} MB; settling …")
                 await settle(log, started)
+                split = startup_split(log, started, ready_s)
+                rss_settled, _ = rss_mb(daemon.proc.pid)
                 moves = []
-                for name, price, kind, total in (
+                plan = (
                     ("crash", CRASH, "liquidatable", len(crashed)),
                     ("rebound", CALM, "recovered", 0),
-                ):
+                )
+                for name, price, kind, total in plan if args.moves else ():
                     move = Move(name, price, crashed, kind, total)
                     await run_move(w, keeper, api, move, API_POLL_S, sentinel_only=False)
                     moves.append(move)
@@ -181,11 +197,19 @@ async def run(args: argparse.Namespace) -> int:
                 if daemon.proc is not None and daemon.proc.returncode is None:
                     await daemon.stop(STOP_TIMEOUT_S)
         print("  snapshot against the raw limit …")
-        snap_rate, raw_rate, ours, floor = await measure_snapshot(
-            w, workdir, base, args.snapshot_pairs
+        snap_rate, raw_rate, ours, floor, theirs = await measure_snapshot(
+            w, workdir, base, args.snapshot_pairs, args.compare_tree, args.snapshot_rounds
         )
-    status = report(args, ready_s, rss_ready, rss_now, rss_peak, moves, snap_rate, raw_rate,
-                    ours, floor, log)  # fmt: skip
+    rss = (rss_ready, rss_settled, rss_now, rss_peak)
+    status = report(args, ready_s, split, rss, moves, snap_rate, raw_rate, ours, floor, log)
+    if theirs:
+        print(
+            f"snapshot of {args.compare_tree} in the same rounds: "
+            f"{2 * (args.snapshot_pairs // 2) / statistics.median(theirs):,.0f} "
+            f"balances/s ({statistics.median(theirs):.2f} s; this tree "
+            f"{statistics.median(ours):.2f} s); every round: "
+            + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, theirs, strict=True))
+        )
     if status == 0 and not args.keep:
         await asyncio.to_thread(shutil.rmtree, workdir)
     return status
@@ -194,9 +218,8 @@ async def run(args: argparse.Namespace) -> int:
 def report(
     args: argparse.Namespace,
     ready_s: float,
-    rss_ready: float,
-    rss_now: float,
-    rss_peak: float,
+    split: list[tuple[str, float]],
+    rss: tuple[float, float, float, float],
     moves: list[Move],
     snap_rate: float,
     raw_rate: float,
@@ -217,12 +240,18 @@ def report(
     def row(name: str, value: str, target: str, ok: bool) -> None:
         print(f"| {name} | {value} | {target} | {'met' if ok else 'MISSED'} |")
 
+    rss_ready, rss_settled, rss_now, rss_peak = rss
     row("start-up to ready", f"{ready_s:.1f} s", f"≤ {READY_TARGET_S:g} s", ready_s <= 60)
     row(
-        "resident memory: ready / after the moves / peak",
-        f"{rss_ready:,.0f} / {rss_now:,.0f} / {rss_peak:,.0f} MB",
+        "resident memory: ready / settled / after the moves / peak",
+        f"{rss_ready:,.0f} / {rss_settled:,.0f} / {rss_now:,.0f} / {rss_peak:,.0f} MB",
         f"≤ {RSS_TARGET_MB:,.0f} MB",
         rss_peak <= RSS_TARGET_MB,
+    )
+    holdings = 2 * args.accounts
+    print(
+        f"| (whole process per holding, settled) | {rss_settled * 2**20 / holdings:,.0f} B | "
+        f"(≤ 1.5 GB at 1M × 2: ≤ ~700 B) | |"
     )
     for m in moves:
         row(
@@ -239,12 +268,17 @@ def report(
         f"{ratio:.2f}×",
         ratio >= SNAPSHOT_FLOOR,
     )
+    print()
+    print("start-up, from the daemon's log (seconds since the previous mark):")
+    for label, seconds in split:
+        print(f"  {seconds:7.2f} s  {label}")
     failures = [f for m in moves for f in m.failures]
     if failures:
         print("CORRECTNESS FAILURES:", *failures[:20], sep="\n  ", file=sys.stderr)
         print(f"daemon log: {log}", file=sys.stderr)
         return 1
-    print("correctness: every move gave exactly one event per flipped account, the listing exact")
+    if moves:
+        print("correctness: every move gave exactly one event per flipped account, listing exact")
     return 0
 
 
@@ -253,6 +287,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--snapshot-pairs", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
+    parser.add_argument(
+        "--no-moves", dest="moves", action="store_false", help="skip the crash and rebound"
+    )
+    parser.add_argument("--snapshot-rounds", type=int, default=SNAPSHOT_ROUNDS)
+    parser.add_argument(
+        "--compare-tree",
+        type=lambda p: Path(p).resolve(),
+        default=None,
+        help="also time this checkout's snapshot command, alternating (paired old/new)",
+    )
     parser.add_argument(
         "--move-timeout", type=float, default=600.0, help="seconds a move may take at most"
     )

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from chains.blocks import BlockRef
 from chains.multicall import (
     DECIMALS_SELECTOR,
-    balance_of_call,
     decode_aggregate3,
     decode_uint,
     encode_aggregate3,
+    encode_balance_of_aggregate3,
     encode_call,
 )
 from core.errors import CallTooLarge, RpcError, RpcTimeout
@@ -34,6 +35,8 @@ MIN_BATCH_SIZE = 1
 Pair = tuple[str, str]
 """(account address, token address) of one chain, both lower-case 0x-hex: a holding's key in
 the order used everywhere, (account, chain, token), with the chain implied."""
+
+_Call = TypeVar("_Call")
 
 
 class BalanceReader:
@@ -61,19 +64,18 @@ class BalanceReader:
         )
         self.batch_size = batch_size
         self._limit = asyncio.Semaphore(concurrency)
-        self._tuples: dict[Pair, str] = {}
 
     async def balances(self, pairs: Sequence[Pair], block: BlockRef) -> list[int | None]:
         """``balanceOf`` for every pair at ``block``; ``None`` marks a failed read."""
-        encoded = [self._tuple(pair) for pair in pairs]
-        words = await self._aggregate(encoded, block)
+        words = await self._aggregate(list(pairs), encode_balance_of_aggregate3, block)
         return [decode_uint(word) for word in words]
 
     async def call_words(
         self, calls: Sequence[tuple[str, str]], block: BlockRef
     ) -> list[bytes | None]:
         """Arbitrary single-word calls ``(target, calldata hex)`` at ``block``."""
-        return await self._aggregate([encode_call(t, d) for t, d in calls], block)
+        tuples = [encode_call(t, d) for t, d in calls]
+        return await self._aggregate(tuples, encode_aggregate3, block)
 
     async def decimals(self, tokens: Sequence[str], block: BlockRef) -> list[int | None]:
         """``decimals()`` of each token (``None`` when it fails or is absurd)."""
@@ -81,41 +83,44 @@ class BalanceReader:
         values = [decode_uint(w) for w in words]
         return [v if v is not None and v <= 77 else None for v in values]
 
-    def _tuple(self, pair: Pair) -> str:
-        cached = self._tuples.get(pair)
-        if cached is None:
-            account, token = pair
-            cached = self._tuples[pair] = balance_of_call(token, account)
-        return cached
-
-    async def _aggregate(self, tuples: list[str], block: BlockRef) -> list[bytes | None]:
+    async def _aggregate(
+        self,
+        calls: list[_Call],
+        encode: Callable[[Sequence[_Call]], str],
+        block: BlockRef,
+    ) -> list[bytes | None]:
+        """One word per call, in chunks of ``batch_size`` calls encoded by ``encode`` (the
+        calldata is built per chunk as it is sent, nothing is kept per call)."""
         size = self.batch_size
-        chunks = [tuples[i : i + size] for i in range(0, len(tuples), size)]
-        results = await asyncio.gather(*(self._chunk(chunk, block) for chunk in chunks))
+        chunks = [calls[i : i + size] for i in range(0, len(calls), size)]
+        results = await asyncio.gather(*(self._chunk(chunk, encode, block) for chunk in chunks))
         return [word for chunk_result in results for word in chunk_result]
 
-    async def _chunk(self, tuples: list[str], block: BlockRef) -> list[bytes | None]:
+    async def _chunk(
+        self, calls: list[_Call], encode: Callable[[Sequence[_Call]], str], block: BlockRef
+    ) -> list[bytes | None]:
         try:
             async with self._limit:
-                result = await self._rpc.request_raw("eth_call", self._params(tuples, block))
+                params = self._params(encode(calls), block)
+                result = await self._rpc.request_raw("eth_call", params)
         except (CallTooLarge, RpcTimeout) as exc:
-            if len(tuples) <= MIN_BATCH_SIZE:
+            if len(calls) <= MIN_BATCH_SIZE:
                 log.warning("read_failed chain=%s reason=%s", self.chain, type(exc).__name__)
-                return [None] * len(tuples)
-            half = len(tuples) // 2
+                return [None] * len(calls)
+            half = len(calls) // 2
             if half < self.batch_size:
                 self.batch_size = half
                 log.info("batch_size_reduced chain=%s size=%d", self.chain, half)
             first, second = await asyncio.gather(
-                self._chunk(tuples[:half], block), self._chunk(tuples[half:], block)
+                self._chunk(calls[:half], encode, block),
+                self._chunk(calls[half:], encode, block),
             )
             return first + second
         if not isinstance(result, str):
             raise RpcError(self.chain, "eth_call returned a non-string result")
-        return decode_aggregate3(result, len(tuples))
+        return decode_aggregate3(result, len(calls))
 
-    def _params(self, tuples: list[str], block: BlockRef) -> str:
-        data = encode_aggregate3(tuples)
+    def _params(self, data: str, block: BlockRef) -> str:
         return (
             f'[{{"to":"{self._multicall}","data":"{data}"}},'
             f'{{"blockHash":"{block.hash}"}}{self._override_json}]'

@@ -18,7 +18,10 @@ from typing import Protocol
 from chains.blocks import BlockRef, NewBlock, Reorg
 from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
+from chains.holdings import Holdings
+from chains.holdings import Reading as Reading  # the watcher's readings, imported from here
 from chains.reads import BalanceReader, Pair
+from core.addresses import lower_address
 from core.errors import DecimalsMismatch, RetryableError
 from core.requester import Requester
 
@@ -68,15 +71,6 @@ class TokenInfo:
     address: str
     decimals: int | None
     problem: str | None = None  # e.g. "no contract code": its reads will all fail
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One balance as read: raw amount (``None`` = failed read) at a block."""
-
-    raw: int | None
-    block_number: int
-    block_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +141,8 @@ class ChainWatcher:
         self._rpc = requester
         self._token_settings = list(tokens)
         self.tokens: dict[str, TokenInfo] = {}
-        self.accounts: set[str] = {a.lower() for a in accounts if self.owns(a.lower())}
+        lowered = (lower_address(a) for a in accounts)
+        self.accounts: set[str] = {a for a in lowered if self.owns(a)}
         self.discover = discover
         self.reader = BalanceReader(
             chain=chain.name,
@@ -170,7 +165,7 @@ class ChainWatcher:
             from_block=chain.discovery_from_block,
             max_range=chain.log_range_blocks,
         )
-        self.holdings: dict[Pair, Reading] = {}
+        self.holdings = Holdings()
         self.last_read: BlockRef | None = None
         self.stats = WatcherStats()
         self._last_sweep = float("-inf")
@@ -273,13 +268,10 @@ class ChainWatcher:
     async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
         values = await self.reader.balances(pairs, block)
         readings: dict[Pair, Reading] = {}
-        for pair, raw in zip(pairs, values, strict=True):
-            reading = Reading(raw=raw, block_number=block.number, block_hash=block.hash)
-            previous = self.holdings.get(pair)
-            self.holdings[pair] = reading
-            self._track(pair, reading, previous)
-            if previous is None or previous.raw != raw:
-                readings[pair] = reading
+        for pair, raw, had, before in self.holdings.record(pairs, values, block):
+            self._track(pair, had=had, now=True, failed=raw is None)
+            if not had or before != raw:
+                readings[pair] = Reading(raw=raw, block_number=block.number, block_hash=block.hash)
         self.stats.reads += len(pairs)
         return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
 
@@ -290,9 +282,10 @@ class ChainWatcher:
             if reorg.ancestor is not None
             else max(0, reorg.head.number - self.heads.ring.depth)
         )
-        orphaned = [p for p, r in self.holdings.items() if r.block_number > floor]
+        orphaned = self.holdings.read_above(floor)
         for pair in orphaned:
-            self._track(pair, None, self.holdings.pop(pair))
+            self.holdings.pop(pair)
+            self._track(pair, had=True, now=False, failed=False)
         self._unread.update(orphaned)
         self.scanner.rewind(floor)
         if reorg.ancestor is None:
@@ -312,16 +305,18 @@ class ChainWatcher:
         )
         return floor
 
-    def _track(self, pair: Pair, reading: Reading | None, previous: Reading | None) -> None:
-        """Keep the per-token counts of ``read_failures`` in step with ``holdings``."""
+    def _track(self, pair: Pair, *, had: bool, now: bool, failed: bool) -> None:
+        """Keep the per-token counts of ``read_failures`` in step with ``holdings``: ``pair``
+        had a reading before, has one ``now``, and that one ``failed`` (``raw`` is None)."""
         account, token = pair
-        self._read_pairs[token] = (
-            self._read_pairs.get(token, 0) + (reading is not None) - (previous is not None)
-        )
-        if reading is not None and reading.raw is None:
+        if had != now:
+            self._read_pairs[token] = self._read_pairs.get(token, 0) + (now - had)
+        if now and failed:
             self._failing.setdefault(token, set()).add(account)
         else:
-            self._failing.get(token, set()).discard(account)
+            failing = self._failing.get(token)
+            if failing:
+                failing.discard(account)
 
     def read_failures(self) -> dict[str, tuple[int, int]]:
         """Tokens whose latest read failed for some account: token → (failed, read), the
@@ -361,6 +356,8 @@ class ChainWatcher:
                 continue
             dropped_above = None
             yield update
+            # Not kept while the chain idles: the first sweep's update holds every pair.
+            del update
 
     def status(self, endpoints: Sequence[object] = ()) -> ChainStatus:
         """Where this chain stands: head, last read block, lag, reorgs, endpoints."""

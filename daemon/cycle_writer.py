@@ -24,6 +24,15 @@ A database that stops answering without refusing (a black hole) costs the engine
 ``WRITE_WAIT_S`` once: the write goes on in the background, bounded by ``WRITE_TIMEOUT_S``,
 and the engine stages new events meanwhile; the running write takes them along when it
 finishes, or fails and hands everything to ``retry``.
+
+A large write is expected to take long: the first one after start-up stores every account
+and every balance (a million accounts × 2 tokens: 3,000,000 rows). Each write is given
+``WRITE_ROW_ALLOWANCE_S`` per row on top of both bounds: it counts as unanswered (``/readyz``
+503) only after ``WRITE_WAIT_S`` + its allowance, and times out after ``WRITE_TIMEOUT_S`` + its
+allowance. A cycle's few hundred rows add milliseconds: a black hole is still seen in ~5 s.
+(At a million accounts on a loaded 2-core machine the first write of 2,000,000 balances was
+still running after 67 s: 20 µs per row was too little, and a timed-out start-up write is
+retried bigger — 3,000,000 rows — forever.)
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ WRITE_TIMEOUT_S = 30.0  # one write attempt, whatever hangs (a 100k-account cycl
 WRITE_WAIT_S = 5.0  # an engine cycle waits this long for its write; then it goes on
 RETRY_MIN_S = 0.5  # first retry after a failed write
 RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within this
+WRITE_ROW_ALLOWANCE_S = 100e-6  # per row written: ~10× its unloaded cost (bench/RESULTS.md)
 
 
 Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
@@ -72,6 +82,8 @@ class WriterStats:
     """Unix time of the first failure of the current outage (``None``: writes succeed)."""
     writing_since: float | None = None
     """Unix time the write in flight started (``None``: none in flight)."""
+    writing_rows: int = 0
+    """Rows (accounts' health and balances) of the write in flight: its time allowance."""
     last_error: str | None = None
     fenced: int = 0
     """Writes the database refused because a shard's lease had moved on (cluster mode)."""
@@ -100,6 +112,7 @@ class CycleWriter:
         write_wait_s: float = WRITE_WAIT_S,
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
+        row_allowance_s: float = WRITE_ROW_ALLOWANCE_S,
         fence: Fence | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
@@ -112,6 +125,7 @@ class CycleWriter:
         self._write_wait_s = write_wait_s
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
+        self._row_allowance_s = row_allowance_s
         self._lock = asyncio.Lock()  # one write at a time, batches taken in order
         self._failed = asyncio.Event()
         self._background: asyncio.Task[bool] | None = None
@@ -124,13 +138,14 @@ class CycleWriter:
         return self.stats.failing_since is not None
 
     def stalled_s(self, now: float | None = None) -> float:
-        """How long the write in flight has gone unanswered beyond ``WRITE_WAIT_S`` (0 when
-        none is, or it is young)."""
+        """How long the write in flight has gone unanswered, once that is beyond
+        ``WRITE_WAIT_S`` plus its rows' allowance (0 when none is, or it is young)."""
         started = self.stats.writing_since
         if started is None:
             return 0.0
         waited = (time.time() if now is None else now) - started
-        return waited if waited > self._write_wait_s else 0.0
+        allowed = self._write_wait_s + self.stats.writing_rows * self._row_allowance_s
+        return waited if waited > allowed else 0.0
 
     async def write(self) -> bool:
         """Store everything pending now and wait for it up to ``WRITE_WAIT_S``; True when
@@ -179,6 +194,7 @@ class CycleWriter:
                 return True
             finally:
                 self.stats.writing_since = None
+                self.stats.writing_rows = 0
 
     async def _attempt(self) -> bool:
         batch = self.pending.take()
@@ -187,9 +203,13 @@ class CycleWriter:
         except BaseException:
             self.pending.put_back(batch)
             raise
+        written_rows = len(batch.accounts) + sum(len(b.readings) for b in batch.balances)
+        self.stats.writing_rows = written_rows
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._write_timeout_s):
+            async with asyncio.timeout(
+                self._write_timeout_s + written_rows * self._row_allowance_s
+            ):
                 transitions = await self.store.write_engine_cycle(
                     balances=batch.balances,
                     prices=batch.rounds,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import time
@@ -33,11 +32,10 @@ from daemon.documents import account_document, engine_state, health_bucket
 from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
-from daemon.mqtt.topics import AccountSignal, should_publish_state
+from daemon.mqtt.topics import AccountSignal, account_signal, should_publish_state
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
-from daemon.store.records import StoredHealth
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
@@ -164,7 +162,7 @@ class EngineLoop:
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
         for account, stored in flags.items():
-            self._signals[account] = AccountSignal(stored, health_bucket(None))
+            self._signals[account] = account_signal(int(stored), health_bucket(None))
 
     async def run(self) -> None:
         """Consume events forever, one coalesced cycle at a time; the writer's retries run
@@ -176,6 +174,7 @@ class EngineLoop:
                 while not self.queue.empty():
                     events.append(self.queue.get_nowait())
                 await self.cycle(events)
+                del events  # applied; not kept while the queue is empty (a sweep: every pair)
 
     async def drain(self) -> None:
         """Process whatever is queued and try once more to store what is pending
@@ -218,8 +217,19 @@ class EngineLoop:
     @property
     def valuation_stored(self) -> bool:
         """True once the first valuation of every account is in the store: from then on the
-        store-backed API (``/v1/accounts``, ``/v1/liquidatable``) answers for every account."""
+        store-backed API (``/v1/accounts``, ``/v1/liquidatable``) answers for every account.
+
+        After a warm-up that timed out, only a valuation that had every required chain and
+        asset counts: at a million accounts the first read of a chain outlasts the warm-up, and
+        the timed-out cycle values no account at all (``/readyz`` said 200 for 85 s while the
+        real first valuation was still being written)."""
         return self._valuation_stored
+
+    def _inputs_complete(self) -> bool:
+        """Every required chain was read and every required asset priced."""
+        return self._required_chains <= self._chains_seen and (
+            self._required_assets <= self.stats.prices_seen
+        )
 
     async def cycle(self, events: Sequence[EngineEvent]) -> None:
         """Apply ``events``, recompute the touched accounts, persist, publish.
@@ -262,7 +272,7 @@ class EngineLoop:
             self._valued = True
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
-        if await self.writer.write():
+        if await self.writer.write() and self._inputs_complete():
             self._valuation_stored = True
         await self._publish_venue_accounts(time.time())
         self.stats.cycles += 1
@@ -291,7 +301,10 @@ class EngineLoop:
         """After a successful write: wake the event relay for the new transitions (how many
         the write stored) and publish the retained state of the written accounts."""
         self.stats.transitions += transitions
-        if self._valued and not self.writer.pending:  # the valuation went with this write
+        # The valuation went with this write when no account is left pending: price rounds
+        # and balances staged meanwhile do not make it incomplete (at a million accounts the
+        # loop, busy publishing retained state, kept some pending for two minutes).
+        if self._valued and not self.writer.pending.accounts and self._inputs_complete():
             self._valuation_stored = True
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
@@ -341,16 +354,8 @@ class EngineLoop:
                 i = self.engine.account_index(account)
             except MarginInputError:  # holds nothing the engine values
                 continue
-            state = functools.partial(
-                engine_state,
-                account,
-                table,
-                i,
-                value_decimals=self.value_decimals,
-                at=now,
-                breakdown=self._breakdowns.get(i),
-            )
-            self.publisher.set_account_state_later(account, self._document_of(account, state))
+            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
+            self.publisher.set_account_state_later(account, document)
 
     def seed_positions(self, positions: Sequence[Position]) -> None:
         """Positions of a previous run (already set in the engine by the caller)."""
@@ -431,29 +436,50 @@ class EngineLoop:
             if n and n % PUBLISH_CHUNK == 0:
                 await asyncio.sleep(0)
             account = accounts[i]
-            signal = AccountSignal(Flag(flag_bits), health_bucket(health))
+            signal = account_signal(flag_bits, health_bucket(health))
             if not should_publish_state(self._signals.get(account), signal):
                 continue
             self._signals[account] = signal
             # Built when published: the values of the latest recompute by then (retained
             # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
-            state = functools.partial(
-                engine_state,
-                account,
-                table,
-                i,
-                value_decimals=self.value_decimals,
-                at=now,
-                breakdown=self._breakdowns.get(i),
-            )
-            self.publisher.set_account_state_later(account, self._document_of(account, state))
+            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
+            self.publisher.set_account_state_later(account, document)
 
-    def _document_of(
-        self, account: str, state: Callable[[], StoredHealth]
-    ) -> Callable[[], dict[str, object]]:
-        """The ``Account`` document of ``state`` with its venue entries, built when called
-        (by the publisher)."""
-        return lambda: account_document(state(), self.venues.ledger.venues_of(account))
+
+class _AccountDocument:
+    """The retained ``Account`` document of row ``i`` of ``table`` with the account's venue
+    entries, built when called (by the publisher, when it carries it). One small object per
+    account waiting to be published: at start-up that is every account (a partial and two
+    closures were ~500 bytes each, half a gigabyte at a million accounts)."""
+
+    __slots__ = ("account", "at", "breakdown", "i", "loop", "table")
+
+    def __init__(
+        self,
+        loop: EngineLoop,
+        account: str,
+        table: HealthTable,
+        i: int,
+        at: float,
+        breakdown: Mapping[str, Any] | None,
+    ) -> None:
+        self.loop = loop
+        self.account = account
+        self.table = table
+        self.i = i
+        self.at = at
+        self.breakdown = breakdown
+
+    def __call__(self) -> dict[str, object]:
+        state = engine_state(
+            self.account,
+            self.table,
+            self.i,
+            value_decimals=self.loop.value_decimals,
+            at=self.at,
+            breakdown=self.breakdown,
+        )
+        return account_document(state, self.loop.venues.ledger.venues_of(self.account))
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:

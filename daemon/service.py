@@ -542,6 +542,7 @@ class Daemon:
         async def watch() -> None:
             async for update in watcher.updates():
                 await loop.queue.put(update)
+                del update  # the engine has it; not kept until the next block (every pair)
 
         return watch
 

@@ -2,7 +2,8 @@
 
 Validated on its own (bounds, pair syntax, an asset in two groups) and against the rest of the
 config by ``portfolio_reference_problem`` (group assets must be configured assets, correlation
-pairs must name groups). ``portfolio_params`` turns it into ``margin.scenarios.PortfolioParams``.
+pairs must name groups). ``portfolio_params`` turns it into
+``margin.portfolio_params.PortfolioParams``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from daemon.config.types import KeyedError, StrictModel
-from margin.scenarios import (
+from margin.portfolio_params import (
     DEFAULT_EXTREME_MULTIPLE,
     DEFAULT_EXTREME_WEIGHT,
     DEFAULT_PRICE_STEPS,

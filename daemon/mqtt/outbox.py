@@ -8,6 +8,12 @@ their JSON is built as the connection carries it, not all at once by the engine)
 publisher (``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
 failed. Events are not kept here: they live in the database until the broker acknowledged
 them (``daemon.mqtt.relay``).
+
+Keys are compact: an account's retained state (a million of them at scale) is kept under the
+account's address itself — the string the engine already holds — and its topic
+(``account_prefix`` + address) is formatted when it is taken out; every other retained topic is
+its own key. A key with a ``/`` is a topic (every topic has one after its prefix); an address
+never has one (``daemon.mqtt.topics``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ PayloadBuilder = Callable[[], bytes]
 
 
 class Outbox:
-    """Retained topics and which of them the current connection has yet to carry."""
+    """Retained topics and which of them the current connection has yet to carry.
 
-    def __init__(self) -> None:
+    Every method takes a *key*: a full topic, or the lower-case address of an account whose
+    topic is ``account_prefix`` + address (``Topics.accounts_prefix``)."""
+
+    def __init__(self, account_prefix: str = "") -> None:
+        self._account_prefix = account_prefix
         self._retained: dict[str, bytes | PayloadBuilder] = {}
         # Retained topics the connection has yet to carry, oldest first. An OrderedDict: taking
         # from the front of a plain dict rescans the deleted slots (quadratic at 100k topics).
@@ -39,19 +49,19 @@ class Outbox:
         """Retained topics the current connection has yet to carry."""
         return len(self._dirty)
 
-    def retain(self, topic: str, payload: bytes) -> bool:
-        """Record the latest retained ``payload`` of ``topic``; False if it is unchanged."""
-        if self._retained.get(topic) == payload:
+    def retain(self, key: str, payload: bytes) -> bool:
+        """Record the latest retained ``payload`` of ``key``; False if it is unchanged."""
+        if self._retained.get(key) == payload:
             return False
-        self._retained[topic] = payload
-        self._dirty[topic] = None
+        self._retained[key] = payload
+        self._dirty[key] = None
         return True
 
-    def retain_built(self, topic: str, build: PayloadBuilder) -> None:
-        """Record that ``topic``'s latest payload is what ``build()`` returns when the topic is
+    def retain_built(self, key: str, build: PayloadBuilder) -> None:
+        """Record that ``key``'s latest payload is what ``build()`` returns when the topic is
         taken out (it replaces any earlier payload, built or not)."""
-        self._retained[topic] = build
-        self._dirty[topic] = None
+        self._retained[key] = build
+        self._dirty[key] = None
 
     def connected(self) -> None:
         """A new connection: every retained topic must be published on it again."""
@@ -61,19 +71,26 @@ class Outbox:
         """Up to ``limit`` retained topics to publish next (empty when all are carried)."""
         taken: list[Message] = []
         while self._dirty and len(taken) < limit:
-            topic, _ = self._dirty.popitem(last=False)
-            payload = self._retained[topic]
+            key, _ = self._dirty.popitem(last=False)
+            payload = self._retained[key]
             if not isinstance(payload, bytes):
-                payload = self._retained[topic] = payload()
-            taken.append((topic, payload))
+                payload = self._retained[key] = payload()
+            taken.append((key if "/" in key else self._account_prefix + key, payload))
         return taken
 
     def retained_done(self, message: Message) -> None:
         """The broker has ``message``; a delete is then forgotten (nothing to republish)."""
         topic, payload = message
-        if payload == b"" and self._retained.get(topic) == b"":
-            del self._retained[topic]
+        key = self._key(topic)
+        if payload == b"" and self._retained.get(key) == b"":
+            del self._retained[key]
 
     def retained_failed(self, message: Message) -> None:
         """Publishing ``message`` failed: keep its topic due (its latest payload is kept)."""
-        self._dirty.setdefault(message[0], None)
+        self._dirty.setdefault(self._key(message[0]), None)
+
+    def _key(self, topic: str) -> str:
+        prefix = self._account_prefix
+        if prefix and topic.startswith(prefix) and "/" not in topic[len(prefix) :]:
+            return topic[len(prefix) :]
+        return topic

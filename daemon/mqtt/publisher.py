@@ -108,7 +108,7 @@ class MqttPublisher(AsyncResource):
                 shown_url=self._shown_url,
             )
         )
-        self._outbox = Outbox()
+        self._outbox = Outbox(account_prefix=self._topics.accounts_prefix)
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._flush_deadline = float("inf")
@@ -170,7 +170,7 @@ class MqttPublisher(AsyncResource):
 
     def set_account_state(self, address: str, payload: Mapping[str, object]) -> None:
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
-        self._retain(self._topics.account(address), encode_json(payload))
+        self._retain(self._topics.account_key(address), encode_json(payload))
 
     def set_account_state_later(
         self, address: str, build: Callable[[], Mapping[str, object]]
@@ -178,12 +178,14 @@ class MqttPublisher(AsyncResource):
         """Retain ``build()`` as the state of ``address``, called only when it is published
         (after events in flight): the engine stays free during a market-wide move."""
         if self.enabled and not self._closing.is_set():
-            self._outbox.retain_built(self._topics.account(address), lambda: encode_json(build()))
+            self._outbox.retain_built(
+                self._topics.account_key(address), lambda: encode_json(build())
+            )
             self._wake.set()
 
     def clear_account(self, address: str) -> None:
         """Delete the retained state of ``address`` (an empty retained message)."""
-        self._retain(self._topics.account(address), b"")
+        self._retain(self._topics.account_key(address), b"")
 
     def set_oracle_status(self, asset: str, payload: Mapping[str, object]) -> None:
         """Retain ``payload`` as the oracle status of ``asset``."""

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal, NamedTuple, get_args
 
+from core.addresses import lower_address
 from daemon.documents import HealthBucket
 from margin.model import Flag
 
@@ -47,6 +48,13 @@ class AccountSignal(NamedTuple):
 
     flags: Flag
     bucket: HealthBucket
+
+
+@functools.cache
+def account_signal(flags: int, bucket: HealthBucket) -> AccountSignal:
+    """The signal of these flag bits and bucket, one shared instance per value: a million
+    accounts hold a few distinct signals, not a tuple each (64 bytes per account)."""
+    return AccountSignal(Flag(flags), bucket)
 
 
 def should_publish_state(previous: AccountSignal | None, current: AccountSignal) -> bool:
@@ -92,10 +100,18 @@ class Topics:
         # does not mark the others offline.
         status = f"{prefix}/status"
         self.status = status if replica is None else f"{status}/{_level(replica)}"
+        self.accounts_prefix = f"{prefix}/accounts/"
+        """What an account's topic is its address appended to (``account``)."""
 
     def account(self, address: str) -> str:
         """Retained state of one account; the address is lower-cased."""
-        return f"{self.prefix}/accounts/{_level(address.lower())}"
+        return self.accounts_prefix + self.account_key(address)
+
+    def account_key(self, address: str) -> str:
+        """``address`` as the last level of its account topic (lower-cased, checked): the
+        compact key of its retained state (``daemon.mqtt.outbox``), the engine's own string
+        when it is lower-case already."""
+        return _level(lower_address(address))
 
     def event(self, kind: EventKind) -> str:
         """QoS 1 event stream of one kind."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from core.addresses import lower_address
 from margin.kernel import HealthTable
 from margin.model import MONEY_FIELDS, AccountHealth
 from margin.risk import AccountRisk
@@ -104,7 +105,7 @@ class HealthRows:
 
         return cls(
             value_decimals=value_decimals,
-            accounts=[a.lower() for a in accounts],
+            accounts=[lower_address(a) for a in accounts],
             health=_finite_or_none(table.health.tolist()),
             health_latency=_finite_or_none(table.health_latency.tolist()),
             **{name: units(getattr(table, name)) for name in MONEY_FIELDS},
@@ -125,7 +126,7 @@ class HealthRows:
 
         return cls(
             value_decimals=value_decimals,
-            accounts=[h.account.lower() for h in items],
+            accounts=[lower_address(h.account) for h in items],
             health=_finite_or_none([h.health for h in items]),
             health_latency=_finite_or_none([h.health_latency for h in items]),
             **{name: units(name) for name in MONEY_FIELDS},

@@ -12,6 +12,7 @@ from chains.multicall import (
     decode_aggregate3,
     decode_uint,
     encode_aggregate3,
+    encode_balance_of_aggregate3,
     encode_call,
 )
 
@@ -43,6 +44,27 @@ def test_balance_of_tuples_match_the_generic_encoder(pairs: list[tuple[str, str]
     assert tuples == generic
     assert encode_aggregate3(tuples) == reference_calldata(
         [(t, "0x" + BALANCE_OF_SELECTOR + a[2:].rjust(64, "0")) for t, a in pairs]
+    )
+
+
+mixed_case = addresses.map(
+    lambda a: "0x" + "".join(c.upper() if i % 3 else c for i, c in enumerate(a[2:]))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.one_of(addresses, mixed_case), st.one_of(addresses, mixed_case)), max_size=20
+    )
+)
+def test_balance_of_chunks_built_in_one_join_match_the_tuples(pairs: list[tuple[str, str]]) -> None:
+    """The reader's calldata (no per-pair cache) is the per-pair tuples' aggregate3, for
+    canonical lower-case accounts (copied as they are) and any other case (normalised)."""
+    tuples = [balance_of_call(token, account) for account, token in pairs]
+    assert encode_balance_of_aggregate3(pairs) == encode_aggregate3(tuples)
+    assert encode_balance_of_aggregate3(pairs) == reference_calldata(
+        [(t, "0x" + BALANCE_OF_SELECTOR + a[2:].lower().rjust(64, "0")) for a, t in pairs]
     )
 
 

@@ -91,3 +91,45 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
         # The collateral balances went in with the health they produced (one transaction).
         assert (await store.queries.balances("l1"))["l1"][(ACCOUNTS[0], WETH)].raw == 10**18
         assert all(t.to_flags == Flag.NONE for t in await store.queries.transitions())
+
+
+async def test_a_timed_out_warm_up_is_not_a_stored_valuation(tmp_path: Path) -> None:
+    """At a million accounts the first read of a chain outlasts the warm-up: the cycle that
+    times it out values nobody, and the daemon must not call that its first valuation."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+            ),
+            TokenRisk(
+                chain="l2", token=DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
+            ),
+        ],
+        chains=[
+            ChainInput(name="l1", liquidation_latency_s=1),
+            ChainInput(name="l2", liquidation_latency_s=1),
+        ],
+    )
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+            warmup_timeout_s=0.0,
+        )
+        await loop.cycle([prices(), update("l2", DEBT, 1500 * 10**6, 10)])
+        assert loop.warm()  # timed out: l1 is still being read
+        assert not loop.valuation_stored
+        await loop.cycle([update("l1", WETH, 10**18, 20)])
+        assert loop.valuation_stored
+        health = await store.queries.health(ACCOUNTS[0])
+        assert health is not None
+        assert health.flags == Flag.NONE

@@ -16,6 +16,7 @@ from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
 from core.domain import Role
 from daemon.config.model import MqttConfig
+from daemon.cycle_writer import CycleWriter
 from daemon.engine_loop import EngineLoop, PositionsChanged, PricesChanged
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
@@ -154,3 +155,81 @@ async def test_a_cut_database_loses_nothing_and_stores_each_transition_once(
 async def _health(loop: EngineLoop, account: str) -> Flag:
     index = loop.engine.account_index(account)
     return Flag(int(loop.engine.results.flags[index]))
+
+
+async def test_a_write_counts_as_unanswered_only_beyond_its_rows_allowance(
+    proxied: tuple[HealthStore, TcpProxy],
+) -> None:
+    """A stalled database: the write in flight is unanswered (``/readyz`` 503) after the wait
+    plus an allowance per row written, so a first write of every account and balance at
+    start-up is not mistaken for a black hole while a small one still is within seconds."""
+    store, proxy = proxied
+    wait_s, per_row_s = 0.2, 0.5
+
+    async def written(_accounts: object, _transitions: int) -> None:
+        return None
+
+    writer = CycleWriter(
+        store,
+        build=lambda _accounts: (None, None),
+        written=written,
+        write_wait_s=wait_s,
+        row_allowance_s=per_row_s,
+        write_timeout_s=WAIT_S,
+    )
+    writer.pending.add_balances([update("l1", WETH, 10**18, 10)])
+    proxy.pause()
+    try:
+        assert not await writer.write()  # waited wait_s, the write goes on in the background
+        since = writer.stats.writing_since
+        assert since is not None
+        assert writer.stats.writing_rows == len(ACCOUNTS)
+        allowed = wait_s + len(ACCOUNTS) * per_row_s
+        assert writer.stalled_s(now=since + allowed - 0.01) == 0.0
+        assert writer.stalled_s(now=since + allowed + 0.01) == pytest.approx(allowed + 0.01)
+    finally:
+        proxy.resume()
+    deadline = time.monotonic() + WAIT_S
+    while writer.stats.writing_since is not None:
+        assert time.monotonic() < deadline, f"write still in flight: {writer.stats}"
+        await asyncio.sleep(0.05)
+    assert not writer.failing
+    assert not writer.pending
+    assert writer.stats.writing_rows == 0
+    balances = (await store.queries.balances("l1"))["l1"]
+    assert {r.block_number for r in balances.values()} == {10}
+
+
+async def test_the_first_valuation_counts_once_its_accounts_are_stored_whatever_else_waits(
+    proxied: tuple[HealthStore, TcpProxy],
+) -> None:
+    """The database stalls under the first valuation's write while price rounds keep coming:
+    once that write lands, every account is stored and the daemon may say so, although the
+    rounds staged meanwhile are still to be written."""
+    store, proxy = proxied
+    async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
+        loop = EngineLoop(
+            engine=engine(),
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        proxy.pause()
+        try:
+            await loop.cycle(
+                [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
+            )  # waits WRITE_WAIT_S, then the write goes on in the background
+            assert not loop.valuation_stored
+            await loop.cycle([prices(2000)])  # staged: the write in flight holds the lock
+            assert loop.writer.pending.rounds == 2
+        finally:
+            proxy.resume()
+        deadline = time.monotonic() + WAIT_S
+        while loop.writer.stats.writes < 1:  # the valuation's write, not yet the rounds'
+            assert time.monotonic() < deadline, f"valuation not written: {loop.writer.stats}"
+            await asyncio.sleep(0)
+        assert loop.valuation_stored
+        assert loop.writer.pending.accounts == 0
+        assert (await store.queries.health(ACCOUNTS[0])) is not None

@@ -28,6 +28,7 @@ from daemon.mqtt.session import BrokerAddress, reconnect_delay
 from daemon.mqtt.topics import (
     AccountSignal,
     Topics,
+    account_signal,
     encode_json,
     should_publish_state,
     transition_events,
@@ -188,6 +189,16 @@ def test_mqtt_config_defaults_and_redacted_errors() -> None:
     assert parse_config(data).mqtt.topic_prefix == "risk/crossmargin"
 
 
+def test_account_signals_are_shared_per_value() -> None:
+    bits = int(Flag.LIQUIDATABLE | Flag.LATENCY_RISK)
+    signal = account_signal(bits, HealthBucket.CRITICAL)
+    assert signal == AccountSignal(Flag.LIQUIDATABLE | Flag.LATENCY_RISK, HealthBucket.CRITICAL)
+    assert type(signal.flags) is Flag
+    assert account_signal(bits, HealthBucket.CRITICAL) is signal
+    assert account_signal(bits, HealthBucket.WARNING) != signal
+    assert not should_publish_state(signal, account_signal(bits, HealthBucket.CRITICAL))
+
+
 def test_outbox_keeps_latest_retained_and_forgets_confirmed_deletes() -> None:
     outbox = Outbox()
     assert outbox.retain("p/a", b"1")
@@ -206,6 +217,30 @@ def test_outbox_keeps_latest_retained_and_forgets_confirmed_deletes() -> None:
     assert outbox.take_retained(2) == [("p/c", b"3")]
     outbox.retained_done(("p/b", b""))
     assert outbox.retained_topics == 2
+
+
+def test_outbox_keeps_accounts_under_their_address_and_publishes_their_topic() -> None:
+    topics = Topics("p")
+    outbox = Outbox(account_prefix=topics.accounts_prefix)
+    alice, bob = "0x" + "a1" * 20, "0x" + "b0" * 20
+    assert outbox.retain(topics.account_key(alice), b"1")
+    outbox.retain_built(topics.account_key(bob.upper().replace("0X", "0x")), lambda: b"2")
+    assert outbox.retain("p/oracle/ETH", b"3")
+    assert outbox.take_retained(10) == [
+        (topics.account(alice), b"1"),
+        (topics.account(bob), b"2"),
+        ("p/oracle/ETH", b"3"),
+    ]
+    assert topics.account(alice) == f"p/accounts/{alice}"
+    outbox.retained_failed((topics.account(bob), b"2"))  # due again, under its address
+    assert not outbox.retain(topics.account_key(bob), b"2")  # the same key: unchanged
+    assert outbox.take_retained(10) == [(topics.account(bob), b"2")]
+    outbox.retain(topics.account_key(alice), b"")
+    assert outbox.take_retained(10) == [(topics.account(alice), b"")]
+    outbox.retained_done((topics.account(alice), b""))  # a confirmed delete is forgotten
+    assert outbox.retained_topics == 2
+    outbox.connected()
+    assert outbox.take_retained(10) == [(topics.account(bob), b"2"), ("p/oracle/ETH", b"3")]
 
 
 def test_outbox_builds_a_lazy_payload_once_when_it_is_taken() -> None:
