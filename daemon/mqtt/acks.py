@@ -74,6 +74,9 @@ class Link:
         for future in waiting.values():
             if not future.done():
                 future.set_exception(LinkLost(reason))
+                # The publish awaiting it may be gone (cancelled with the connection): mark
+                # the exception seen, or each future logs "never retrieved" when collected.
+                future.exception()
 
     async def publish(self, messages: Sequence[Message], *, retain: bool) -> None:
         """Publish ``messages`` in order (QoS 1), at most ``window`` unacknowledged at once;
