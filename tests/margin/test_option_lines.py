@@ -15,7 +15,7 @@ import pytest
 
 from margin import portfolio
 from margin.latency import YEAR_S
-from margin.model import ChainInput, Flag, MarginInputError, PriceInput
+from margin.model import ChainInput, Flag, MarginInputError, MarginModel, PriceInput
 from margin.options import Right
 from tests.margin import portfolio_oracle as oracle
 from tests.margin.portfolio_kit import CHAINS, World, eth_usd_groups, option
@@ -224,3 +224,80 @@ def test_more_contracts_than_the_cache_holds_are_valued_the_same(
     uncached = world.engine.account_risk(A)
     assert uncached == cached
     _matches_oracle(world, A)
+
+
+def test_the_risk_documents_dollar_gamma_and_vega_per_group() -> None:
+    """gamma: change of dollar delta for a 1 % move, Σ size · Γ · S² · 1 %; vega: per vol
+    point, Σ size · ∂V/∂σ · 1 % (Γ and ∂V/∂σ by central differences of the oracle's value)."""
+    world = World(volatility={"ETH": 0.7})
+    world.hold(A, "usdc", 50_000)
+    lines = [
+        option(A, size=-4, strike=2200, days=20, vol=0.65),
+        option(A, size=3, right=Right.PUT, strike=1850, days=45, vol=0.8),
+    ]
+    world.options(A, lines)
+    gamma = vega = 0.0
+    spot, h, k = 2000.0, 0.2, 1e-5
+    for line in lines:
+        right, strike, vol = line.right.value, line.strike, line.implied_vol
+        tau = (line.expiry - world.now) / YEAR_S
+        up, mid, down = (oracle.black_scholes(right, s, strike, vol, tau) for s in
+                         (spot + h, spot, spot - h))  # fmt: skip
+        gamma += line.size * (up - 2 * mid + down) / (h * h) * spot * spot * 0.01
+        more, less = (oracle.black_scholes(right, spot, strike, v, tau) for v in
+                      (vol + k, vol - k))  # fmt: skip
+        vega += line.size * (more - less) / (2 * k) * 0.01
+    eth = world.engine.account_risk(A).groups["ETH"]
+    assert eth.gamma == pytest.approx(gamma, rel=1e-4)
+    assert eth.vega == pytest.approx(vega, rel=1e-5)
+
+
+def test_options_under_the_weighted_model_count_at_market_value() -> None:
+    """``weighted``: each option line adds its market value (rounded down to a cent) to U, and
+    a written one its value after an adverse move of its group's base scan range (ETH: 15 %;
+    calls up, puts down), rounded up, to M."""
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.hold(A, "usdc-debt", 2_000)
+    world.options(
+        A,
+        [
+            option(A, size=2, right=Right.CALL, strike=2100),
+            option(A, size=-3, right=Right.PUT, strike=1900),
+            option(A, size=-1, right=Right.CALL, strike=2300, days=60, vol=0.5),
+        ],
+    )
+    tau30, tau60 = 30 * 86_400 / YEAR_S, 60 * 86_400 / YEAR_S
+    bs = oracle.black_scholes
+    values = [
+        2 * bs("call", 2000, 2100, 0.6, tau30),
+        -3 * bs("put", 2000, 1900, 0.6, tau30),
+        -1 * bs("call", 2000, 2300, 0.5, tau60),
+    ]
+    charges = [3 * bs("put", 1700, 1900, 0.6, tau30), 1 * bs("call", 2300, 2300, 0.5, tau60)]
+    health = world.engine.account_health(A)
+    assert float(health.unrealized_pnl) == pytest.approx(
+        sum(math.floor(v * 100) for v in values) / 100, abs=1e-9
+    )
+    assert float(health.maintenance) == pytest.approx(
+        sum(math.ceil(c * 100) for c in charges) / 100, abs=1e-9
+    )
+    assert health.weighted_collateral == 8_000
+    assert world.engine.account_risk(A).model is MarginModel.WEIGHTED
+    under_portfolio = World()
+    under_portfolio.hold(A, "usdc", 10_000)
+    assert under_portfolio.engine.account_risk(A).model is MarginModel.PORTFOLIO
+
+
+def test_a_group_with_a_loss_but_no_delta_horizon_or_vega_is_reported() -> None:
+    # On a chain liquidated at once (latency 0, so no horizon): a written call that expired
+    # 100 in the money (delta −1, vega 0) hedged by a 1 ETH perp long (delta +1): net delta 0.
+    # Down 15 %: the perp loses 300, the call's debt shrinks from 100 to 0: a loss of 200.
+    world = World()
+    world.engine.set_chain_status([ChainInput(name="main", liquidation_latency_s=0.0)])
+    world.hold(A, "usdc", 10_000)
+    world.perp(A, "ETH", "main", 1, 2000)
+    world.options(A, [option(A, size=-1, strike=1900, days=-1, chain="main")])
+    eth = world.engine.account_risk(A).groups["ETH"]
+    assert (eth.delta, eth.vega, eth.horizon_s) == (0.0, 0.0, 0.0)
+    assert eth.loss == pytest.approx(200.0)
