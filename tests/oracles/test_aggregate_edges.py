@@ -1,0 +1,63 @@
+"""The jump breaker's and the anchor's edges, exactly on the bound and in the direction of a
+move (added for mutants of ``oracles.aggregate`` that survived ``make mutate``; see
+bench/RESULTS.md, mutation section). Pure: quotes by hand, time a number."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.domain import PriceStatus
+from oracles.model import HoldReason, OracleParams
+from tests.oracles.test_aggregate import ROUND_S, Rounds, anchor
+
+D = Decimal
+# max_jump 20 %, anchor tolerance 5 %, three confirmations (the counts below are visible)
+PARAMS = OracleParams(min_sources=2, max_deviation=0.02, max_jump=0.2, confirm_rounds=3,
+                      anchor_tolerance=0.05)  # fmt: skip
+
+
+def test_a_move_of_exactly_max_jump_is_accepted_at_once() -> None:
+    rounds = Rounds(PARAMS)
+    rounds.run(["100", "100"])
+    up = rounds.run(["120", "120"])  # +20 % exactly: not beyond max_jump
+    assert (up.status, up.price, up.pending) == (PriceStatus.OK, D("120"), None)
+    down = rounds.run(["96", "96"])  # −20 % of 120 exactly
+    assert (down.status, down.price, down.pending) == (PriceStatus.OK, D("96"), None)
+    beyond = rounds.run(["76.79", "76.79"])  # a cent past −20 % of 96 (76.80)
+    assert (beyond.status, beyond.hold_reason) == (PriceStatus.TRIPPED, HoldReason.JUMP_PENDING)
+
+
+def test_a_price_exactly_at_the_anchor_tolerance_is_not_vetoed() -> None:
+    rounds = Rounds(PARAMS)
+    rounds.run(["100", "100"])
+    at_edge = rounds.run(["105", "105"], extra=[anchor("100", rounds.now + ROUND_S)])
+    assert (at_edge.status, at_edge.price) == (PriceStatus.OK, D("105"))
+    past = rounds.run(["94.99", "94.99"], extra=[anchor("100", rounds.now + ROUND_S)])
+    assert past.hold_reason is HoldReason.ANCHOR_VETO
+
+
+def test_a_jump_the_other_way_starts_a_new_count_in_its_own_direction() -> None:
+    rounds = Rounds(PARAMS)
+    rounds.run(["100", "100"])
+    down = [rounds.run(["70", "70"]) for _ in range(2)]
+    assert [(r.pending.direction, r.pending.confirmations) for r in down if r.pending] == [
+        (-1, 1),
+        (-1, 2),
+    ]
+    up = rounds.run(["130", "130"])  # not a third confirmation of the fall: a new jump up
+    assert up.status is PriceStatus.TRIPPED
+    assert up.pending is not None
+    assert (up.pending.direction, up.pending.confirmations) == (1, 1)
+    assert up.price == D("100")
+
+
+def test_the_direction_of_a_move_smaller_than_one_unit_of_price() -> None:
+    # an asset around 0.50 USD: its jumps are fractions of a dollar, up is still up
+    rounds = Rounds(PARAMS)
+    rounds.run(["0.50", "0.50"])
+    up = rounds.run(["0.65", "0.65"])
+    assert up.pending is not None
+    assert (up.pending.direction, up.pending.confirmations) == (1, 1)
+    down = rounds.run(["0.35", "0.35"])
+    assert down.pending is not None
+    assert (down.pending.direction, down.pending.confirmations) == (-1, 1)
