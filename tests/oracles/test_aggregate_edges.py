@@ -39,11 +39,12 @@ def test_a_price_exactly_at_the_anchor_tolerance_is_not_vetoed() -> None:
 def test_a_jump_the_other_way_starts_a_new_count_in_its_own_direction() -> None:
     rounds = Rounds(PARAMS)
     rounds.run(["100", "100"])
-    down = [rounds.run(["70", "70"]) for _ in range(2)]
+    down = [rounds.run([p, p]) for p in ("70", "68")]
     assert [(r.pending.direction, r.pending.confirmations) for r in down if r.pending] == [
         (-1, 1),
         (-1, 2),
     ]
+    assert [r.pending.price for r in down if r.pending] == [D("70"), D("68")]  # the latest
     up = rounds.run(["130", "130"])  # not a third confirmation of the fall: a new jump up
     assert up.status is PriceStatus.TRIPPED
     assert up.pending is not None
