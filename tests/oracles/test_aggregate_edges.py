@@ -7,8 +7,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from core.domain import PriceStatus
-from oracles.model import HoldReason, OracleParams
-from tests.oracles.test_aggregate import ROUND_S, Rounds, anchor
+from oracles.aggregate import AssetAggregator
+from oracles.model import AggregatorState, DropReason, HoldReason, OracleParams
+from tests.oracles.test_aggregate import ROUND_S, T0, Rounds, anchor, quotes
 
 D = Decimal
 # max_jump 20 %, anchor tolerance 5 %, three confirmations (the counts below are visible)
@@ -62,3 +63,29 @@ def test_the_direction_of_a_move_smaller_than_one_unit_of_price() -> None:
     down = rounds.run(["0.35", "0.35"])
     assert down.pending is not None
     assert (down.pending.direction, down.pending.confirmations) == (-1, 1)
+
+
+def test_a_source_exactly_max_deviation_from_the_median_is_not_an_outlier() -> None:
+    rounds = Rounds(PARAMS)
+    result = rounds.run(["100", "100", "102"])  # 102 is 2 % above the median: kept
+    assert (result.status, result.price, result.dropped) == (PriceStatus.OK, D("100"), {})
+    assert result.used == ("s0", "s1", "s2")
+    beyond = rounds.run(["100", "100", "102.01"])
+    assert beyond.dropped == {"s2": DropReason.OUTLIER}
+
+
+def test_old_data_at_a_new_level_moves_the_pending_price_without_confirming() -> None:
+    agg = AssetAggregator(symbol="ETH", params=PARAMS)
+    agg.round(quotes(["100", "100"], T0), T0)
+    first = agg.round(quotes(["70", "70"], T0 + 5), T0 + 10)
+    again = agg.round(quotes(["69", "69"], T0 + 5), T0 + 20)  # same timestamps: old data
+    assert first.pending is not None
+    assert again.pending is not None
+    assert (again.pending.price, again.pending.confirmations) == (D("69"), 1)
+
+
+def test_the_symbol_and_a_resumed_status_are_kept() -> None:
+    state = AggregatorState(status=PriceStatus.TRIPPED)
+    agg = AssetAggregator(symbol="ETH", params=PARAMS, state=state)
+    assert agg.state.status is PriceStatus.TRIPPED  # before any round: as persisted
+    assert agg.round(quotes(["100", "100"], T0), T0).symbol == "ETH"
