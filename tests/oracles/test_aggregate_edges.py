@@ -4,7 +4,10 @@ bench/RESULTS.md, mutation section). Pure: quotes by hand, time a number."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+
+import pytest
 
 from core.domain import PriceStatus
 from oracles.aggregate import AssetAggregator
@@ -89,3 +92,16 @@ def test_the_symbol_and_a_resumed_status_are_kept() -> None:
     agg = AssetAggregator(symbol="ETH", params=PARAMS, state=state)
     assert agg.state.status is PriceStatus.TRIPPED  # before any round: as persisted
     assert agg.round(quotes(["100", "100"], T0), T0).symbol == "ETH"
+
+
+def test_accepted_prices_feed_the_volatility_with_the_configured_lambda_and_interval() -> None:
+    params = OracleParams(min_sources=2, ewma_lambda=0.5, ewma_interval_s=60.0,
+                          volatility_floor=0.0)  # fmt: skip
+    agg = AssetAggregator(symbol="ETH", params=params)
+    # the same recursion by hand: v1 = r1²/dt; v2 = w·v1 + (1 − w)·r2²/dt, w = 0.5 ** (10/60)
+    r1, r2, dt = math.log(101 / 100), math.log(99 / 101), 10.0
+    w = 0.5 ** (dt / 60.0)
+    v2 = w * r1 * r1 / dt + (1 - w) * r2 * r2 / dt
+    for i, p in enumerate(("100", "101", "99")):
+        result = agg.round(quotes([p, p], T0 + 10 * i), T0 + 10 * i)
+    assert result.volatility == pytest.approx(math.sqrt(v2 * 31_536_000), rel=1e-12)
