@@ -49,6 +49,8 @@ def test_a_jump_the_other_way_starts_a_new_count_in_its_own_direction() -> None:
         (-1, 2),
     ]
     assert [r.pending.price for r in down if r.pending] == [D("70"), D("68")]  # the latest
+    # when the jump was first seen: the round time of its first round, kept while it confirms
+    assert [r.pending.first_seen_at for r in down if r.pending] == [T0 + 2 * ROUND_S] * 2
     up = rounds.run(["130", "130"])  # not a third confirmation of the fall: a new jump up
     assert up.status is PriceStatus.TRIPPED
     assert up.pending is not None
