@@ -44,7 +44,14 @@ def usd_to_units(usd: float, value_decimals: int) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def compile_tiers(tiers: tuple[Tier, ...], value_decimals: int) -> TierSchedule:
-    """Compile validated tiers (see ``margin.model.validate_tiers``) to value units."""
+    """Compile validated tiers (see ``margin.model.validate_tiers``) to value units (cached:
+    books share a few schedules)."""
+    return compile_schedule(tiers, value_decimals)
+
+
+def compile_schedule(tiers: tuple[Tier, ...], value_decimals: int) -> TierSchedule:
+    """``compile_tiers`` without the cache (undecorated, so that mutation testing reaches it:
+    mutmut skips decorated functions)."""
     lows: list[float] = []
     widths: list[float] = []
     previous = 0

@@ -1,0 +1,69 @@
+"""Judge mutants mutmut has not reached yet with a chosen, fast subset of the tests.
+
+    uv run python scripts/mutation_focus.py "margin.normal.x_cdf*" -- tests/margin/test_x.py
+
+Runs inside ``mutants/`` (after a ``make mutate`` that generated them, finished or stopped):
+imports the code once, then per mutant forks, switches the mutant on (``MUTANT_UNDER_TEST``,
+mutmut's own trampolines) and runs pytest on the given tests. A kill by a subset is a kill by
+the whole selection; a survivor of the subset is only a candidate (judge it with the whole
+selection or by reading it). Prints KILLED / SURVIVED per mutant; only mutants whose status is
+"not checked" are run unless ``--all`` is given. Mutants of code that runs at import (module
+tables) are not reached this way: use scripts/mutant_check.sh for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    """Fork one pytest run per matching mutant; exit 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("patterns", nargs="+", help="mutant name globs (then -- and the tests)")
+    parser.add_argument("--all", action="store_true", help="also mutants mutmut already judged")
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        parser.error("give the tests after --")
+    cut = argv.index("--")
+    args, tests = parser.parse_args(argv[:cut]), argv[cut + 1 :]
+    names: list[str] = []
+    for meta in sorted((ROOT / "mutants").glob("**/*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        names += [
+            n
+            for n, code in codes.items()
+            if (args.all or code is None) and any(fnmatch.fnmatch(n, p) for p in args.patterns)
+        ]
+    os.chdir(ROOT / "mutants")
+    sys.path.insert(0, str(ROOT / "mutants"))
+    os.environ["CROSSMARGIN_MUTATION"] = "1"
+    import pytest  # after sys.path points at the mutated tree
+
+    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", *tests]
+
+    def passes(mutant: str) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            os.environ["MUTANT_UNDER_TEST"] = mutant
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the child exits
+            os._exit(int(pytest.main(pytest_args)))
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+    if not passes(""):
+        print("the tests fail without any mutant: fix them first", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"{'SURVIVED' if passes(name) else 'KILLED'} {name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
