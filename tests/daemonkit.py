@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import yaml
@@ -188,11 +188,28 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+class Served(Protocol):
+    """What the helpers below need of a world: a work directory and the daemon's API URL."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    @property
+    def api(self) -> str: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
 @contextlib.asynccontextmanager
-async def running_daemon(w: World) -> AsyncIterator[DaemonProcess]:
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(w.config()))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
+async def running_daemon(
+    w: Served, config: dict[str, Any] | None = None, *, name: str | None = None
+) -> AsyncIterator[DaemonProcess]:
+    """``crossmargin run`` on ``config`` (the world's own by default), ready (``/readyz`` 200)
+    when entered, killed on exit. The config and the log go to the world's work directory as
+    ``config.yaml`` and ``daemon.log``, or ``{name}.yaml`` and ``{name}.log``."""
+    path = w.workdir / ("config.yaml" if name is None else f"{name}.yaml")
+    path.write_text(yaml.safe_dump(w.config() if config is None else config))
+    daemon = DaemonProcess(path, w.workdir / ("daemon.log" if name is None else f"{name}.log"))
     await daemon.start()
     try:
         await wait_ready(w, daemon)
@@ -203,12 +220,12 @@ async def running_daemon(w: World) -> AsyncIterator[DaemonProcess]:
             await daemon.proc.wait()
 
 
-async def get_json(w: World, path: str) -> tuple[int, Any]:
+async def get_json(w: Served, path: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(w.api + path) as response:
         return response.status, json.loads(await response.text())
 
 
-async def wait_ready(w: World, daemon: DaemonProcess) -> None:
+async def wait_ready(w: Served, daemon: DaemonProcess) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if daemon.proc is not None and daemon.proc.returncode is not None:

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.daemonkit import BOB, DaemonProcess, World, wait_ready
+from tests.daemonkit import BOB, DaemonProcess, World, running_daemon
 
 CAROL = "0x" + "c0" * 20
 DAVE = "0x" + "d0" * 20
@@ -64,17 +63,8 @@ def book_config(w: World, **api: Any) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def daemon_with_book(w: World, **api: Any) -> AsyncIterator[DaemonProcess]:
     """``crossmargin run`` on the book, ready (``/readyz`` 200) when entered."""
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(book_config(w, **api)))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
+    async with running_daemon(w, book_config(w, **api)) as daemon:
         yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 def chromium_or_skip() -> str:

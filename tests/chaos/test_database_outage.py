@@ -10,7 +10,6 @@ and ``/v1/liquidatable`` lists every account, without a restart and without any 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -25,7 +24,15 @@ import yaml
 
 from margin.model import Flag
 from tests import waitkit
-from tests.daemonkit import BOB, DaemonProcess, World, eventually, wait_ready, world
+from tests.daemonkit import (
+    BOB,
+    DaemonProcess,
+    World,
+    eventually,
+    running_daemon,
+    wait_ready,
+    world,
+)
 from tests.storekit import postgres_database
 from tests.tcpproxy import TcpProxy
 
@@ -54,22 +61,6 @@ def proxied_config(w: World, proxy: TcpProxy) -> dict[str, Any]:
     config["database_url"] = direct.set(port=proxy.port).render_as_string(hide_password=False)
     config["accounts"] = list(ACCOUNTS)
     return config
-
-
-@contextlib.asynccontextmanager
-async def daemon_with(w: World, config: dict[str, Any], name: str) -> AsyncIterator[DaemonProcess]:
-    """``crossmargin run`` with ``config``, ready; killed on exit."""
-    path = w.workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / f"{name}.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
-        yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 async def fetch(w: World, path: str) -> tuple[int, Any, dict[str, str]]:
@@ -102,7 +93,7 @@ async def test_outage_answers_503_and_stores_every_transition_once_it_is_back(
     outage_world: tuple[World, TcpProxy],
 ) -> None:
     w, proxy = outage_world
-    async with daemon_with(w, proxied_config(w, proxy), "outage") as daemon:
+    async with running_daemon(w, proxied_config(w, proxy), name="outage") as daemon:
         status, body, _ = await fetch(w, "/v1/liquidatable")
         assert (status, body["total"]) == (200, 0)
         before = await stored_transitions(w)
@@ -201,7 +192,7 @@ async def test_black_holed_database_costs_seconds_not_a_hang(
     answers 503 within its deadline, the engine goes on in memory, and once the bytes flow
     again everything pending is stored."""
     w, proxy = outage_world
-    async with daemon_with(w, proxied_config(w, proxy), "blackhole"):
+    async with running_daemon(w, proxied_config(w, proxy), name="blackhole"):
         before = await stored_transitions(w)
         proxy.pause()
         w.set_eth("1800")

@@ -5,25 +5,21 @@ and a first start stores only the real state (no `→ STALE_CHAIN` and back)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from margin.model import Flag
 from tests.daemonkit import (
     BOB,
-    DaemonProcess,
     World,
     engine_cycles,
     eventually,
     get_json,
-    wait_ready,
+    running_daemon,
     world,
 )
 from tests.mqttkit import Subscriber
@@ -40,21 +36,6 @@ async def restart_world(tmp_path: Path) -> AsyncIterator[World]:
         await w.l1.mint_many(w.weth, [(CAROL, 10**18)])
         await w.l2.mint_many(w.debt, [(CAROL, 1700 * 10**6)])
         yield w
-
-
-@contextlib.asynccontextmanager
-async def daemon_with(w: World, config: dict[str, Any], name: str) -> AsyncIterator[DaemonProcess]:
-    path = w.workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / f"{name}.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
-        yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 async def transitions(w: World) -> list[tuple[int, str, int, int]]:
@@ -82,7 +63,7 @@ async def test_a_restart_with_nothing_changed_stores_and_publishes_nothing(
         status, body = await get_json(w, "/v1/liquidatable")
         return status == 200 and [a["account"] for a in body["accounts"]] == [CAROL]
 
-    async with daemon_with(w, config, "first") as daemon:
+    async with running_daemon(w, config, name="first") as daemon:
         await eventually(carol_listed, WAIT_S, "Carol listed")
         await eventually(lambda: engine_cycles(w), WAIT_S, "the first engine cycle")
         await asyncio.sleep(QUIET_S)  # the first run's own warm-up settles
@@ -94,7 +75,7 @@ async def test_a_restart_with_nothing_changed_stores_and_publishes_nothing(
     ]
 
     events = f"{w.prefix}/events/#"
-    async with Subscriber(w.broker.port, events) as sub, daemon_with(w, config, "second"):
+    async with Subscriber(w.broker.port, events) as sub, running_daemon(w, config, name="second"):
         await eventually(carol_listed, WAIT_S, "Carol listed after the restart")
         await eventually(lambda: engine_cycles(w), WAIT_S, "the restarted daemon's first cycle")
         await asyncio.sleep(QUIET_S)  # a short look: nothing is stored or published

@@ -13,7 +13,6 @@ within ``max_lag_s``), so the re-read takes seconds and the window cannot be mis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,9 +21,8 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from tests.daemonkit import BOB, DaemonProcess, World, eventually, get_json, wait_ready, world
+from tests.daemonkit import BOB, World, eventually, get_json, running_daemon, world
 from tests.faultproxy import FaultMode, FaultProxy
 from tests.mqttkit import Subscriber
 from tests.storekit import postgres_database
@@ -41,21 +39,6 @@ async def reorg_world(tmp_path: Path) -> AsyncIterator[World]:
         await w.l1.mint_many(w.weth, [(CAROL, 10**18)])
         await w.l2.mint_many(w.debt, [(CAROL, 1700 * 10**6)])
         yield w
-
-
-@contextlib.asynccontextmanager
-async def daemon_with(w: World, config: dict[str, Any]) -> AsyncIterator[DaemonProcess]:
-    path = w.workdir / "reorg.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / "reorg.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
-        yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 async def transitions(w: World) -> list[tuple[int, str, int, int]]:
@@ -92,7 +75,10 @@ async def test_a_reorg_neither_stales_the_chain_nor_makes_the_daemon_unready(
             return status == 200 and [a["account"] for a in body["accounts"]] == [CAROL]
 
         states = f"{w.prefix}/accounts/#"
-        async with Subscriber(w.broker.port, states) as sub, daemon_with(w, config):
+        async with (
+            Subscriber(w.broker.port, states) as sub,
+            running_daemon(w, config, name="reorg"),
+        ):
             await eventually(carol_listed, WATCH_S, "Carol listed")
             # The daemon's head ring must reach below the reorg: blocks it has seen.
             await w.l2.mine(REORG_DEPTH + 2)

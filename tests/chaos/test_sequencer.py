@@ -10,7 +10,6 @@ thing between the crazy price and the keepers is the sequencer check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.daemonkit import (
     BOB,
-    DaemonProcess,
     World,
     eventually,
     get_json,
-    wait_ready,
+    running_daemon,
     world,
 )
 from tests.mqttkit import Subscriber
@@ -100,21 +97,6 @@ class L2Setup:
         return time.monotonic()
 
 
-@contextlib.asynccontextmanager
-async def daemon_with(w: World, config: dict[str, Any]) -> AsyncIterator[DaemonProcess]:
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
-        yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
-
-
 async def ok_json(w: World, path: str) -> Any:
     status, body = await get_json(w, path)
     assert status == 200, (path, body)
@@ -135,7 +117,7 @@ async def test_a_dead_sequencer_and_a_crazy_l2_price_make_nothing_actionable(
 ) -> None:
     w = chaos_world
     setup = await L2Setup.deploy(w)
-    async with Subscriber(w.broker.port, f"{w.prefix}/#") as sub, daemon_with(w, setup.config()):
+    async with Subscriber(w.broker.port, f"{w.prefix}/#") as sub, running_daemon(w, setup.config()):
         for who in (BOB, CAROL):  # 1 WETH x 2000 x 0.8 = 1600 against 1500: healthy
             assert (await account(w, who))["flags"] == [], who
         seen = {who: len(published_states(sub, w, who)) for who in (BOB, CAROL)}

@@ -15,9 +15,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
-from tests.daemonkit import BOB, DaemonProcess, World, get_json, wait_ready
+from tests.daemonkit import BOB, DaemonProcess, World, get_json, running_daemon
 from tests.daemonkit import world as make_world
 from tests.margin import portfolio_oracle as oracle
 from tests.storekit import postgres_database
@@ -52,17 +51,8 @@ async def ewma_daemon(w: World) -> AsyncIterator[DaemonProcess]:
             "correlation_sample_s": SAMPLE_S,
         },
     }
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
+    async with running_daemon(w, config) as daemon:
         yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 def requirement(rho: float, prices: dict[str, float], volatility: dict[str, float]) -> float:

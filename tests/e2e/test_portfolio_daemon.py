@@ -14,9 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
-from tests.daemonkit import API_TOKEN, BOB, DaemonProcess, World, get_json, wait_ready
+from tests.daemonkit import API_TOKEN, BOB, DaemonProcess, World, get_json, running_daemon
 from tests.daemonkit import world as make_world
 from tests.margin import portfolio_oracle as oracle
 from tests.storekit import postgres_database
@@ -53,17 +52,8 @@ async def portfolio_daemon(w: World) -> AsyncIterator[DaemonProcess]:
             "correlations": {"ETH/USD": 0.0},
         },
     }
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)
+    async with running_daemon(w, config) as daemon:
         yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
 
 
 def expected(volatility: dict[str, float], now: float) -> oracle.Answer:

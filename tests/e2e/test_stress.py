@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from tests.daemonkit import (
     API_TOKEN,
@@ -23,7 +22,7 @@ from tests.daemonkit import (
     World,
     eventually,
     get_json,
-    wait_ready,
+    running_daemon,
     world,
 )
 from tests.storekit import postgres_database
@@ -134,17 +133,8 @@ async def stressed_world(tmp_path: Path) -> AsyncIterator[World]:
 async def daemon(w: World, accounts: list[str]) -> AsyncIterator[DaemonProcess]:
     config = w.config()
     config["accounts"] = accounts
-    path = w.workdir / "stress.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = DaemonProcess(path, w.workdir / "stress.log")
-    await process.start()
-    try:
-        await wait_ready(w, process)
+    async with running_daemon(w, config, name="stress") as process:
         yield process
-    finally:
-        process.kill()
-        if process.proc is not None:
-            await process.proc.wait()
 
 
 async def post_positions(w: World, book: Book) -> None:

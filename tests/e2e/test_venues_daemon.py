@@ -32,7 +32,7 @@ from devnet.aave import AaveMarket, deploy_aave_market, feed_answer, impersonate
 from devnet.morpho import DEFAULT_MARKETS, MorphoDeployment, deploy_morpho, oracle_price
 from devnet.vendor import send_batch
 from tests.clikit import crossmargin
-from tests.daemonkit import DaemonProcess, eventually, get_json, wait_ready
+from tests.daemonkit import eventually, get_json, running_daemon
 from tests.faultproxy import FaultMode, FaultProxy
 from tests.mqttkit import Mosquitto, Subscriber
 from tests.pricekit import PriceServer, free_port, generic
@@ -175,23 +175,8 @@ async def venue_world(workdir: Path) -> AsyncIterator[VenueWorld]:
             await broker.kill()
 
 
-@contextlib.asynccontextmanager
-async def daemon_on(w: VenueWorld) -> AsyncIterator[DaemonProcess]:
-    path = w.workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(w.config()))
-    daemon = DaemonProcess(path, w.workdir / "daemon.log")
-    await daemon.start()
-    try:
-        await wait_ready(w, daemon)  # type: ignore[arg-type]  # needs .api only
-        yield daemon
-    finally:
-        daemon.kill()
-        if daemon.proc is not None:
-            await daemon.proc.wait()
-
-
 async def venue_entry(w: VenueWorld, account: str, venue: str) -> dict[str, Any] | None:
-    status, body = await get_json(w, f"/v1/accounts/{account}")  # type: ignore[arg-type]
+    status, body = await get_json(w, f"/v1/accounts/{account}")
     if status != 200:
         return None
     return next((v for v in body["venues"] if v["venue"] == venue), None)
@@ -255,7 +240,7 @@ async def liquidate_succeeds(w: VenueWorld, user: str, block: BlockRef) -> bool:
 async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
     async with venue_world(tmp_path) as w:
         sub_topic = f"{w.prefix}/#"
-        async with Subscriber(w.broker.port, sub_topic) as sub, daemon_on(w) as daemon:
+        async with Subscriber(w.broker.port, sub_topic) as sub, running_daemon(w) as daemon:
             aave_users = [ALICE, BOB, CAROL, DAVE, ERIN]
             entries = await entries_at_head(w, aave_users, "aave-e2e")
             await assert_equals_the_pool(w, entries)
@@ -275,7 +260,7 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
 
             # The unified account: Aave positions valued by our oracle (ETH 3000, USDC 1),
             # collateral weighted by the venue's liquidation threshold (82.5 %), debt by 1.
-            _, alice = await get_json(w, f"/v1/accounts/{ALICE}")  # type: ignore[arg-type]
+            _, alice = await get_json(w, f"/v1/accounts/{ALICE}")
             state = alice["state"]
             assert state is not None
             assert [v["venue"] for v in state["venues"]] == ["aave-e2e"]
@@ -303,7 +288,7 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
             assert drift[M1]["liquidatable"] is False
             assert Decimal(drift[ALICE]["health_at_consensus"]) < 1
             assert Decimal(drift[M1]["health_at_consensus"]) < 1
-            _, alice = await get_json(w, f"/v1/accounts/{ALICE}")  # type: ignore[arg-type]
+            _, alice = await get_json(w, f"/v1/accounts/{ALICE}")
             assert "ORACLE_DRIFT" in alice["state"]["flags"]
 
             # The venues' oracles catch up in one block at the read block's timestamp (no
@@ -336,11 +321,11 @@ async def test_venues_in_the_daemon_equal_the_protocols(tmp_path: Path) -> None:
             assert caught_up[ALICE]["liquidatable"] is True
             assert "ORACLE_DRIFT" not in caught_up[ALICE]["flags"]
 
-            status, ranked = await get_json(w, "/v1/liquidatable?venue=aave-e2e")  # type: ignore[arg-type]
+            status, ranked = await get_json(w, "/v1/liquidatable?venue=aave-e2e")
             assert status == 200
             assert [e["account"] for e in ranked["venue_positions"]] == [ALICE]
             assert ranked["venue_total"] == 1
-            status, bad = await get_json(w, "/v1/liquidatable?venue=nope")  # type: ignore[arg-type]
+            status, bad = await get_json(w, "/v1/liquidatable?venue=nope")
             assert status == 400
             assert bad["error"]["field"] == "venue"
 
