@@ -16,16 +16,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from daemon.config.types import MAX_VOLATILITY
 from tests.daemonkit import BOB, DaemonProcess, World, get_json, running_daemon
 from tests.daemonkit import world as make_world
 from tests.margin import portfolio_oracle as oracle
 from tests.storekit import postgres_database
 from tests.waitkit import eventually
 
-STEP = 1.004  # both prices move up 0.4 % per step …
+STEP = 1.0001  # both prices move up 0.01 % per step …
 STEP_EVERY_S = 0.4  # … this often: several steps per sampled return
 SAMPLE_S = 2.0
 WARMUP_RETURNS = 5
+VOLATILITY_FLOOR = MAX_VOLATILITY
+"""Above what the small steps estimate (~1 annualized): volatility stays at the floor, so M
+depends on the prices and ρ alone. Above its floor the EWMA volatility keeps decaying while
+prices stand still, and M (rounded to cents) would drift between two reads or a restart."""
 PAIR = "ETH/USD"
 
 
@@ -38,6 +43,8 @@ async def e2e(tmp_path: Path) -> AsyncIterator[World]:
 @contextlib.asynccontextmanager
 async def ewma_daemon(w: World) -> AsyncIterator[DaemonProcess]:
     config = w.config()
+    for asset in config["assets"]:
+        asset["volatility_floor"] = VOLATILITY_FLOOR
     config["margin"] = {
         "model": "portfolio",
         "portfolio": {
@@ -62,7 +69,7 @@ def requirement(rho: float, prices: dict[str, float], volatility: dict[str, floa
         correlations={("ETH", "USD"): rho},
         prices=prices,
         volatility=volatility,
-        floors={"ETH": 0.1, "USDC": 0.01},
+        floors={"ETH": VOLATILITY_FLOOR, "USDC": VOLATILITY_FLOOR},
         latency={"l1": 1.0, "l2": 1.0},
     )
     book = oracle.Book(
