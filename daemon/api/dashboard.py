@@ -106,11 +106,10 @@ class Dashboard:
         )
         points = params.integer(q, "points", default=DEFAULT_POINTS, low=2, high=MAX_POINTS)
         summary = await self.queries.summary(now=time.time(), window_s=window, points=points)
-        cycle = await self.queries.last_cycle()
-        return json_response(summary_document(summary, cycle_document(cycle)))
+        return json_response(summary_document(summary))
 
 
-def summary_document(summary: Summary, as_of: object) -> dict[str, object]:
+def summary_document(summary: Summary) -> dict[str, object]:
     """``GET /v1/summary``'s JSON document."""
     return {
         "accounts": summary.accounts,
@@ -123,5 +122,5 @@ def summary_document(summary: Summary, as_of: object) -> dict[str, object]:
         "health_unknown": summary.health_unknown,
         "latency_risk_by_chain": dict(summary.latency_risk_by_chain),
         "history": [{"at": round(p.at, 3), "flags": dict(p.flags)} for p in summary.history],
-        "as_of": as_of,
+        "as_of": cycle_document(summary.cycle),
     }

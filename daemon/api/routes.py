@@ -111,15 +111,16 @@ class KeeperRoutes:
             q, "limit", default=params.DEFAULT_LIMIT, low=1, high=params.MAX_LIMIT
         )
         offset = params.integer(q, "offset", default=0, low=0, high=params.MAX_OFFSET)
-        rows = await self.queries.accounts_with_flags(flags, limit=limit, offset=offset)
-        venues = await self.queries.venue_entries([h.account for h in rows])
+        page = await self.queries.accounts_with_flags(flags, limit=limit, offset=offset)
         return json_response(
             {
-                "accounts": [account_document(h, venues.get(h.account, [])) for h in rows],
+                "accounts": [
+                    account_document(h, page.venues.get(h.account, [])) for h in page.accounts
+                ],
                 "flags": flag_names(flags),
                 "limit": limit,
                 "offset": offset,
-                "as_of": cycle_document(await self.queries.last_cycle()),
+                "as_of": cycle_document(page.cycle),
             }
         )
 
@@ -127,10 +128,9 @@ class KeeperRoutes:
         """One account: current state and breakdown, raw balances, positions."""
         address = params.address(request.match_info["address"])
         record = await self.queries.account(address)
-        venues = (await self.queries.venue_entries([address])).get(address, [])
-        if record is None and not venues:
+        if record is None:
             raise ApiError(404, NOT_FOUND, f"no account {address} in the store", field="address")
-        return json_response(account_detail_document(address, record, venues))
+        return json_response(account_detail_document(address, record))
 
     # ---- the protocol ----------------------------------------------------------------------
 

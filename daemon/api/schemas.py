@@ -4,7 +4,7 @@ state itself is ``daemon.documents.account_document``, shared with MQTT and the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from daemon.documents import account_document, float_text
 from daemon.store.records import AccountRecord, StoredBalance, StoredCycle
@@ -56,19 +56,18 @@ def option_document(option: OptionPosition) -> dict[str, object]:
     }
 
 
-def account_detail_document(
-    address: str, record: AccountRecord | None, venues: Sequence[Mapping[str, object]] = ()
-) -> dict[str, object]:
+def account_detail_document(address: str, record: AccountRecord) -> dict[str, object]:
     """``/v1/accounts/{address}``: current state (null before any cycle, or for an account
     known to venues only), balances, perps (``positions``), option lines (``options``), and
     its venue entries (also in ``state``)."""
-    health = None if record is None else record.health
+    health = record.health
+    venues: list[Mapping[str, object]] = record.venues
     return {
         "account": address.lower(),
         "state": None if health is None else account_document(health, venues),
-        "balances": [] if record is None else [balance_line(b) for b in record.balances],
-        "positions": [] if record is None else [position_document(p) for p in record.positions],
-        "options": [] if record is None else [option_document(o) for o in record.options],
+        "balances": [balance_line(b) for b in record.balances],
+        "positions": [position_document(p) for p in record.positions],
+        "options": [option_document(o) for o in record.options],
         "venues": sorted(venues, key=lambda v: str(v.get("venue"))),
     }
 

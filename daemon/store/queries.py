@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +79,15 @@ class LiquidatablePage:
     venues: dict[str, list[Any]]  # the listed accounts' venue documents
     venue_positions: list[Any]
     venue_total: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlaggedPage:
+    """One page of ``GET /v1/accounts?flag=…`` read from one snapshot."""
+
+    accounts: list[StoredHealth]
+    cycle: StoredCycle | None
+    venues: dict[str, list[Any]]  # the listed accounts' venue documents
 
 
 class StoreQueries(AsyncResource):
@@ -149,7 +158,6 @@ class StoreQueries(AsyncResource):
         actionable_only: bool,
         min_shortfall: Decimal | None,
         chain: str | None,
-        without: Flag,
     ) -> list[sa.ColumnElement[bool]]:
         h = account_health.c
         where = [LISTED]
@@ -157,8 +165,6 @@ class StoreQueries(AsyncResource):
             where.append(h.actionable.is_(True))
         if min_shortfall is not None:
             where.append(h.shortfall >= min_shortfall)
-        if without:
-            where.append(h.flags.bitwise_and(int(without)) == 0)
         if chain is not None:
             held = sa.exists().where(
                 balances.c.account == h.account,
@@ -170,49 +176,6 @@ class StoreQueries(AsyncResource):
             where.append(sa.or_(held, posted))
         return where
 
-    async def liquidatable(
-        self,
-        *,
-        limit: int = DEFAULT_LIMIT,
-        offset: int = 0,
-        actionable_only: bool = False,
-        min_shortfall: Decimal | None = None,
-        chain: str | None = None,
-        without: Flag = Flag.NONE,
-    ) -> list[StoredHealth]:
-        """Liquidatable accounts and accounts whose health is unknown (``DEBT_UNKNOWN``: held,
-        never called healthy), largest shortfall first (ties by address); the shortfall of an
-        unknown account is what the balances read so far show, a lower bound.
-
-        ``chain`` keeps accounts holding a non-zero balance or a position there; ``without``
-        drops accounts carrying any of those flags.
-        """
-        where = self._liquidatable_filter(
-            actionable_only=actionable_only,
-            min_shortfall=min_shortfall,
-            chain=chain,
-            without=without,
-        )
-        rows = await self._rows(_ranked(where, limit=limit, offset=offset))
-        return [health_from_row(row, self._quantum) for row in rows]
-
-    async def count_liquidatable(
-        self,
-        *,
-        actionable_only: bool = False,
-        min_shortfall: Decimal | None = None,
-        chain: str | None = None,
-        without: Flag = Flag.NONE,
-    ) -> int:
-        """How many accounts ``liquidatable`` would list without a limit."""
-        where = self._liquidatable_filter(
-            actionable_only=actionable_only,
-            min_shortfall=min_shortfall,
-            chain=chain,
-            without=without,
-        )
-        return int((await self._rows(_counted(where)))[0][0])
-
     async def liquidatable_page(
         self,
         *,
@@ -223,15 +186,19 @@ class StoreQueries(AsyncResource):
         chain: str | None = None,
         venue: str | None = None,
     ) -> LiquidatablePage:
-        """``liquidatable`` and ``count_liquidatable`` with the same filters, the last cycle,
-        the listed accounts' venue documents and the liquidatable venue entries (``venue``:
-        of that venue only), all from one snapshot: a cycle committed while the page is read
-        shows in all of it or in none of it."""
+        """Liquidatable accounts and accounts whose health is unknown (``DEBT_UNKNOWN``: held,
+        never called healthy), largest shortfall first (ties by address), with how many match
+        the filters in all, the last cycle, the listed accounts' venue documents and the
+        liquidatable venue entries (``venue``: of that venue only), all from one snapshot: a
+        cycle committed while the page is read shows in all of it or in none of it.
+
+        The shortfall of an unknown account is what the balances read so far show, a lower
+        bound. ``chain`` keeps accounts holding a non-zero balance or a position there.
+        """
         where = self._liquidatable_filter(
             actionable_only=actionable_only,
             min_shortfall=min_shortfall,
             chain=chain,
-            without=Flag.NONE,
         )
         async with self._snapshot() as conn:
             ranked = (await conn.execute(_ranked(where, limit=limit, offset=offset))).all()
@@ -251,8 +218,9 @@ class StoreQueries(AsyncResource):
 
     async def accounts_with_flags(
         self, flags: Flag, *, limit: int = DEFAULT_LIMIT, offset: int = 0
-    ) -> list[StoredHealth]:
-        """Accounts carrying any of ``flags``, ordered by address."""
+    ) -> FlaggedPage:
+        """Accounts carrying any of ``flags``, ordered by address, with their venue documents
+        and the last cycle, from one snapshot."""
         query = (
             sa.select(account_health)
             .where(account_health.c.flags.bitwise_and(int(flags)) != 0)
@@ -260,7 +228,15 @@ class StoreQueries(AsyncResource):
             .limit(min(limit, MAX_LIMIT))
             .offset(offset)
         )
-        return [health_from_row(row, self._quantum) for row in await self._rows(query)]
+        async with self._snapshot() as conn:
+            rows = (await conn.execute(query)).all()
+            accounts = [health_from_row(row, self._quantum) for row in rows]
+            last = (await conn.execute(_last_cycle())).all()
+            return FlaggedPage(
+                accounts=accounts,
+                cycle=from_row(StoredCycle, last[0]) if last else None,
+                venues=await venue_store.entries_of(conn, [h.account for h in accounts]),
+            )
 
     async def health(self, address: str) -> StoredHealth | None:
         """One account's current health, or ``None`` if never written."""
@@ -269,9 +245,10 @@ class StoreQueries(AsyncResource):
         return health_from_row(rows[0], self._quantum) if rows else None
 
     async def account(self, address: str) -> AccountRecord | None:
-        """Health, balances and positions of one account (``None`` if the store has none)."""
+        """Health, balances, positions and venue documents of one account, from one snapshot
+        (``None`` if the store has none of them)."""
         address = address.lower()
-        async with self._reading(), self.engine.connect() as conn, conn.begin():
+        async with self._snapshot() as conn:
             health = (
                 await conn.execute(
                     sa.select(account_health).where(account_health.c.account == address)
@@ -292,7 +269,8 @@ class StoreQueries(AsyncResource):
                 )
             ).all()
             written = await read_options(conn, address)
-        if health is None and not held and not posted and not written:
+            venues = (await venue_store.entries_of(conn, [address])).get(address, [])
+        if health is None and not held and not posted and not written and not venues:
             return None
         return AccountRecord(
             account=address,
@@ -300,6 +278,7 @@ class StoreQueries(AsyncResource):
             balances=[from_row(StoredBalance, b) for b in held],
             positions=[position_from_row(p) for p in posted],
             options=written,
+            venues=venues,
         )
 
     async def health_flags(self) -> dict[str, Flag]:
@@ -419,7 +398,9 @@ class StoreQueries(AsyncResource):
         health histogram, latency-risky accounts by chain (``daemon.store.summary``), all from
         one snapshot of the database."""
         async with self._snapshot() as conn:  # the statements must agree with each other
-            return await read_summary(conn, now=now, window_s=window_s, points=points)
+            summary = await read_summary(conn, now=now, window_s=window_s, points=points)
+            last = (await conn.execute(_last_cycle())).all()
+        return replace(summary, cycle=from_row(StoredCycle, last[0]) if last else None)
 
     async def last_transition_id(self) -> int:
         """The highest transition id stored (0 when none): where a live event stream starts."""
@@ -530,11 +511,6 @@ class StoreQueries(AsyncResource):
         return versions
 
     # ---- venues ------------------------------------------------------------------------------
-
-    async def venue_entries(self, accounts: Sequence[str]) -> dict[str, list[Any]]:
-        """Account → its stored venue documents (by venue name)."""
-        async with self._reading(), self.engine.connect() as conn:
-            return await venue_store.entries_of(conn, accounts)
 
     async def venue_states(self) -> dict[tuple[str, str], bool]:
         """(venue, account) → stored liquidatable state."""

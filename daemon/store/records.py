@@ -226,13 +226,15 @@ def position_from_row(row: Row) -> Position:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountRecord:
-    """One account as the API shows it: current health, balances on every chain, positions."""
+    """One account as the API shows it: current health, balances on every chain, positions,
+    and its venue documents (by venue)."""
 
     account: str
     health: StoredHealth | None
     balances: list[StoredBalance]
     positions: list[Position]
     options: list[OptionPosition] = field(default_factory=list)
+    venues: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from daemon.store.records import StoredCycle
 from daemon.store.schema import account_health, balances, health_transitions, positions
 from daemon.store.types import Timestamp
 from margin.model import Flag
@@ -48,6 +49,7 @@ class Summary:
     health_unknown: int
     latency_risk_by_chain: Mapping[str, int]
     history: Sequence[HistoryPoint]
+    cycle: StoredCycle | None = None  # the last stored cycle: what the figures are as of
 
 
 def _has(column: sa.ColumnElement[int], flag: Flag) -> sa.ColumnElement[bool]:

@@ -138,7 +138,7 @@ async def test_a_cut_database_loses_nothing_and_stores_each_transition_once(
         stored = await store.queries.transitions()
         assert sorted(t.account for t in stored) == ACCOUNTS
         assert {(t.from_flags, t.to_flags) for t in stored} == {(Flag.NONE, Flag.LIQUIDATABLE)}
-        assert await store.queries.count_liquidatable() == len(ACCOUNTS)
+        assert (await store.queries.liquidatable_page()).total == len(ACCOUNTS)
         balances = (await store.queries.balances("l1"))["l1"]
         assert {r.block_number for r in balances.values()} == {11}
         eth = await store.queries.price_history("ETH")

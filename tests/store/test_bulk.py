@@ -80,7 +80,7 @@ async def test_one_write_after_an_outage_flips_every_account(store: HealthStore)
     assert {(e.from_flags, e.to_flags) for e in outbox[1:]} == {(Flag.NONE, Flag.LIQUIDATABLE)}
     assert {e.account for e in outbox[1:]} == {account_address(i) for i in range(1, ACCOUNTS)}
     assert await count(store, health_transitions) == ACCOUNTS  # each account once
-    assert await store.queries.count_liquidatable() == ACCOUNTS
+    assert (await store.queries.liquidatable_page()).total == ACCOUNTS
     assert await count(store, balances) == ACCOUNTS
     stored = (await store.queries.balances("eth"))["eth"]
     assert {r.raw for r in stored.values()} == {10**18 + 103}

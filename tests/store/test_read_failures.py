@@ -162,13 +162,16 @@ async def test_unknown_health_round_trips_and_is_listed_held(store: HealthStore)
     assert no_debt.health == math.inf  # NULL still means infinite without DEBT_UNKNOWN
     assert no_debt.health_known
 
-    listed = await store.queries.liquidatable()
-    assert [h.account for h in listed] == [A, B]  # held, listed, never called healthy
-    assert await store.queries.count_liquidatable() == 2
-    assert await store.queries.liquidatable(actionable_only=True) == [listed[0]]
+    listed = await store.queries.liquidatable_page()
+    assert [h.account for h in listed.accounts] == [A, B]  # held, listed, never called healthy
+    assert listed.total == 2
+    actionable = await store.queries.liquidatable_page(actionable_only=True)
+    assert actionable.accounts == [listed.accounts[0]]
     # On eth B holds only a debt never read: it may be anything, so B counts as holding there.
-    assert [h.account for h in await store.queries.liquidatable(chain="eth")] == [A, B]
-    assert [h.account for h in await store.queries.liquidatable(chain="arb")] == [B]
+    on_eth = await store.queries.liquidatable_page(chain="eth")
+    assert [h.account for h in on_eth.accounts] == [A, B]
+    on_arb = await store.queries.liquidatable_page(chain="arb")
+    assert [h.account for h in on_arb.accounts] == [B]
     transition = next(t for t in written if t.account == B)
     assert math.isnan(transition.health)
     assert transition.to_flags == Flag.READ_FAILED | Flag.DEBT_UNKNOWN
@@ -180,7 +183,7 @@ async def test_unknown_health_round_trips_and_is_listed_held(store: HealthStore)
     known = await store.queries.health(B)
     assert known is not None
     assert (known.health, known.flags) == (math.inf, Flag.NONE)
-    assert [h.account for h in await store.queries.liquidatable()] == [A]
+    assert [h.account for h in (await store.queries.liquidatable_page()).accounts] == [A]
 
 
 async def test_token_decimals_are_remembered(store: HealthStore) -> None:

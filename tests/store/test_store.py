@@ -7,9 +7,10 @@ import asyncio
 import concurrent.futures
 import math
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -323,7 +324,7 @@ async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
     written = await store.write_cycle(rows, context(1.0))
     elapsed = time.perf_counter() - started
     assert len(written) == 100
-    assert await store.queries.count_liquidatable() == 100
+    assert (await store.queries.liquidatable_page()).total == 100
     async with store.engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(account_health)) == 100_000
     print(f"{store.engine.dialect.name}: 100k health rows in {elapsed:.2f} s")
@@ -332,11 +333,13 @@ async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
 # ---- reads ----------------------------------------------------------------------------------
 
 
-async def test_a_listing_page_comes_from_one_snapshot(store: HealthStore) -> None:
-    """A cycle committed between the page's statements shows in none of them: the page, its
-    total and its ``as_of`` cycle agree (the write runs on its own connection and event loop,
-    started right after the page's first statement and finished before the next)."""
-    await store.write_cycle(book_rows(book(40, underwater_every=10)), context(1.0))
+T = TypeVar("T")
+
+
+async def read_while_a_cycle_commits(store: HealthStore, read: Callable[[], Awaitable[T]]) -> T:
+    """``read()`` with the next cycle (40 accounts, 8 liquidatable) committed on its own
+    connection and event loop right after the read's first ranked statement on
+    ``account_health``, and before its next statement."""
     url = store.engine.url.render_as_string(hide_password=False)
 
     async def next_cycle() -> None:
@@ -353,15 +356,38 @@ async def test_a_listing_page_comes_from_one_snapshot(store: HealthStore) -> Non
 
     sa.event.listen(store.engine.sync_engine, "after_cursor_execute", write_after_the_ranking)
     try:
-        page = await store.queries.liquidatable_page()
+        result = await read()
     finally:
         sa.event.remove(store.engine.sync_engine, "after_cursor_execute", write_after_the_ranking)
     assert written == [1]
+    return result
+
+
+async def test_a_listing_page_comes_from_one_snapshot(store: HealthStore) -> None:
+    """A cycle committed between the page's statements shows in none of them: the page, its
+    total and its ``as_of`` cycle agree."""
+    await store.write_cycle(book_rows(book(40, underwater_every=10)), context(1.0))
+    page = await read_while_a_cycle_commits(store, store.queries.liquidatable_page)
     assert (len(page.accounts), page.total) == (4, 4)
     assert page.cycle is not None
     assert page.cycle.at == 1.0
     after = await store.queries.liquidatable_page()  # the next page sees the new cycle whole
     assert (len(after.accounts), after.total) == (8, 8)
+    assert after.cycle is not None
+    assert after.cycle.at == 2.0
+
+
+async def test_a_flag_listing_comes_from_one_snapshot(store: HealthStore) -> None:
+    """``GET /v1/accounts?flag=``: the accounts and their ``as_of`` cycle agree."""
+    await store.write_cycle(book_rows(book(40, underwater_every=10)), context(1.0))
+    page = await read_while_a_cycle_commits(
+        store, lambda: store.queries.accounts_with_flags(Flag.LIQUIDATABLE)
+    )
+    assert len(page.accounts) == 4
+    assert page.cycle is not None
+    assert page.cycle.at == 1.0
+    after = await store.queries.accounts_with_flags(Flag.LIQUIDATABLE)
+    assert len(after.accounts) == 8
     assert after.cycle is not None
     assert after.cycle.at == 2.0
 
@@ -379,23 +405,29 @@ async def test_liquidatable_ranking_filters_and_pages(store: HealthStore) -> Non
     await store.write_cycle(rows, context(1.0))
     await store.apply_balance_update(update("arb", block(5), {(account_address(10), USDC_ARB): 1}))
     q = store.queries
-    ranked = await q.liquidatable()
+    ranked = (await q.liquidatable_page()).accounts
     assert [h.account for h in ranked] == [account_address(i) for i in (30, 20, 10, 0)]
     shortfalls = [Decimal(s) for s in ("140.00", "130.00", "120.00", "110.00")]
     assert [h.shortfall for h in ranked] == shortfalls
-    assert [h.account for h in await q.liquidatable(limit=2, offset=1)] == [
+    assert [h.account for h in (await q.liquidatable_page(limit=2, offset=1)).accounts] == [
         account_address(20),
         account_address(10),
     ]
-    actionable = await q.liquidatable(actionable_only=True)
-    assert account_address(20) not in [h.account for h in actionable]
-    assert len(await q.liquidatable(without=Flag.STALE_PRICE)) == 3
-    assert [h.account for h in await q.liquidatable(chain="arb")] == [account_address(10)]
-    assert len(await q.liquidatable(min_shortfall=Decimal("125"))) == 2
-    assert await q.count_liquidatable(actionable_only=True) == 3
+    actionable = await q.liquidatable_page(actionable_only=True)
+    assert [h.account for h in actionable.accounts] == [account_address(i) for i in (30, 10, 0)]
+    assert actionable.total == 3
+    on_arb = await q.liquidatable_page(chain="arb")
+    assert ([h.account for h in on_arb.accounts], on_arb.total) == ([account_address(10)], 1)
+    deep = await q.liquidatable_page(min_shortfall=Decimal("125"))
+    assert ([h.account for h in deep.accounts], deep.total) == (
+        [account_address(30), account_address(20)],
+        2,
+    )
     stale = await q.accounts_with_flags(Flag.STALE_PRICE | Flag.ORACLE_TRIPPED)
-    assert [h.account for h in stale] == [account_address(20)]
-    assert stale[0].held_reasons == Flag.STALE_PRICE
+    assert [h.account for h in stale.accounts] == [account_address(20)]
+    assert stale.accounts[0].held_reasons == Flag.STALE_PRICE
+    assert stale.cycle is not None
+    assert stale.cycle.accounts == 40
 
 
 async def test_account_prices_cursors_and_positions(store: HealthStore) -> None:

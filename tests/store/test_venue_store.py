@@ -56,8 +56,10 @@ async def test_entries_rank_and_announce_across_a_restart(
     assert page.venue_total == 4
     aave = await q.liquidatable_page(venue="aave", limit=2, offset=1)
     assert ([d["account"] for d in aave.venue_positions], aave.venue_total) == ([ALICE, CAROL], 3)
-    by_account = await q.venue_entries([ALICE, BOB])
-    assert [d["venue"] for d in by_account[ALICE]] == ["aave", "morpho"]
+    alice = await q.account(ALICE)  # known to venues only: a record all the same
+    assert alice is not None
+    assert alice.health is None
+    assert [d["venue"] for d in alice.venues] == ["aave", "morpho"]
 
     pending = await store.venue_announcements(100)
     assert {(a.venue, a.account, a.liquidatable) for a in pending} == {
