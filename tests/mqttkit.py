@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 import uuid
@@ -172,6 +173,7 @@ class Subscriber:
         self, port: int, topic: str, *, username: str | None = None, password: str | None = None
     ) -> None:
         self.messages: list[aiomqtt.Message] = []
+        self._values: dict[str, list[object]] = {}  # key → payload[key] of each message
         self._topic = topic
         self._client = aiomqtt.Client(
             "127.0.0.1",
@@ -185,6 +187,16 @@ class Subscriber:
     def payloads(self, topic: str) -> list[bytes]:
         """Payloads received on exactly ``topic``, in arrival order."""
         return [_payload(m) for m in self.messages if m.topic.value == topic]
+
+    def values(self, key: str) -> list[object]:
+        """``payload[key]`` of every message received so far (JSON objects), in arrival
+        order. Each message is decoded once, however often this is called: a wait that polls
+        every few ms must not decode thousands of messages each time (that starves the
+        subscriber's own reading on the same event loop)."""
+        values = self._values.setdefault(key, [])
+        for message in self.messages[len(values) :]:
+            values.append(json.loads(_payload(message))[key])
+        return values
 
     def latest(self) -> dict[str, bytes]:
         """The last payload per topic."""

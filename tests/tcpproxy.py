@@ -7,6 +7,7 @@ going away under a running daemon, without touching the real server.
         await proxy.restore()  # accepting and forwarding again
         proxy.pause()      # connections stay open but no byte moves (a black hole)
         proxy.resume()     # bytes flow again, nothing was lost
+        proxy.cut_after(200_000)  # cut once that many more bytes went client → server
 
 ``cut`` closes the listening socket, so a new connection gets ``ECONNREFUSED`` as from a
 stopped server; ``restore`` binds the same port again (``SO_REUSEADDR``). ``pause`` keeps
@@ -45,6 +46,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._cut_in: int | None = None  # bytes to the upstream left before an armed cut
 
     @property
     def connections(self) -> int:
@@ -87,6 +89,12 @@ class TcpProxy:
         if self._server is None:
             await self._listen()
 
+    def cut_after(self, upstream_bytes: int) -> None:
+        """``cut`` once ``upstream_bytes`` more bytes have been forwarded from clients to the
+        upstream (the chunk that crosses the mark is not forwarded): a cut at a point of a
+        transfer fixed by its size, not by the clock, so a fast client cannot finish first."""
+        self._cut_in = upstream_bytes
+
     def pause(self) -> None:
         """Stall every byte in both directions (open and new connections) until ``resume``."""
         self._flowing.clear()
@@ -115,14 +123,20 @@ class TcpProxy:
         self._links.add(link)
         try:
             await asyncio.gather(
-                self._pipe(client_r, upstream_w, link), self._pipe(upstream_r, client_w, link)
+                self._pipe(client_r, upstream_w, link, upstream=True),
+                self._pipe(upstream_r, client_w, link, upstream=False),
             )
         finally:
             self._links.discard(link)
             link.close()
 
     async def _pipe(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        upstream: bool,
     ) -> None:
         with contextlib.suppress(OSError):
             while not link.closed:
@@ -132,6 +146,12 @@ class TcpProxy:
                 await self._flowing.wait()
                 if link.closed:
                     break
+                if upstream and self._cut_in is not None:
+                    self._cut_in -= len(data)
+                    if self._cut_in <= 0:
+                        self._cut_in = None
+                        self.cut()
+                        break
                 sink.write(data)
                 await sink.drain()
         link.close()  # one side ended: end the other one too (half-open is not needed here)

@@ -258,16 +258,23 @@ async def test_a_proxy_cut_mid_delivery_loses_no_event_and_repeats_few(
         )
         async with MqttPublisher(settings) as publisher:
             await wait_until(lambda: publisher.connected)
-            delivery = asyncio.create_task(publisher.deliver(numbered(topic, count)))
-            await wait_until(lambda: publisher.stats().published > 1_000)
-            proxy.cut()  # both connections reset, reconnects refused
+            # Cut once a tenth of the events' topics and payloads went out (a cut fixed by
+            # bytes, not by the clock: the events' connection can send all 20,000 between two
+            # polls). Beyond the first 1,000 (the in-flight window) every PUBLISH needed a
+            # PUBACK first, so some were acknowledged before the cut and most were not.
+            messages = numbered(topic, count)
+            proxy.cut_after(sum(len(t) + len(p) for t, p in messages[: count // 10]))
+            delivery = asyncio.create_task(publisher.deliver(messages))
+            await wait_until(lambda: proxy.is_cut, what="the cut mid-delivery")
             await asyncio.sleep(0.2)  # a short look: delivery does NOT complete while cut
             assert not delivery.done()
+            assert 0 < publisher.stats().published < count
             await proxy.restore()
             await delivery
             assert publisher.stats().events == count
+            assert publisher.stats().reconnects >= 1
         await wait_until(
-            lambda: len(set(seqs(keeper, topic))) == count,
+            lambda: len(set(keeper.values("seq"))) == count,
             what=f"all {count} events at the keeper",
             seen=lambda: len(keeper.messages),
         )

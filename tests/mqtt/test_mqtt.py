@@ -35,6 +35,7 @@ from daemon.mqtt.topics import (
 )
 from margin.model import Flag
 from tests.mqttkit import Mosquitto, Subscriber, TcpGate, wait_until
+from tests.waitkit import WAIT_S
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "0xAbCdEf0000000000000000000000000000000001"
@@ -376,7 +377,7 @@ async def test_abrupt_death_publishes_the_last_will(broker: Mosquitto, prefix: s
         )
         try:
             assert child.stdout is not None
-            assert await asyncio.wait_for(child.stdout.readline(), 10) == b"online\n"
+            assert await asyncio.wait_for(child.stdout.readline(), WAIT_S) == b"online\n"
             await wait_until(lambda: watcher.payloads(status) == [b"online"])
         finally:
             child.kill()  # SIGKILL: no DISCONNECT, no offline of its own
@@ -417,48 +418,6 @@ async def test_broker_down_at_start_then_everything_is_delivered(
         assert keeper.payloads(topic) == [b'{"seq":%d}' % seq for seq in range(5)]
         assert publisher.stats().events == 5
     await gate.close()
-
-
-async def test_a_cut_mid_delivery_resends_what_was_not_acknowledged(
-    broker: Mosquitto, prefix: str
-) -> None:
-    gate = TcpGate(broker.port)
-    await gate.open()
-    count = 20_000
-    topics = Topics(prefix)
-    async with (
-        Subscriber(broker.port, f"{prefix}/events/#") as keeper,
-        MqttPublisher(config(gate.url, prefix, **FAST_RECONNECT)) as publisher,
-    ):
-        await wait_until(lambda: publisher.connected)
-        delivery = asyncio.create_task(publisher.deliver(events(topics, range(count))))
-        # Cut early: the events' connection delivers 20,000 in a fraction of a second, so a
-        # later cut can miss the delivery (seen once at load ~13 with count // 10).
-        await wait_until(lambda: publisher.stats().published > count // 100, timeout_s=30)
-        await gate.close()  # cut while events are in flight
-        assert not delivery.done()
-        await gate.open()
-        await asyncio.wait_for(delivery, 60)
-        assert publisher.stats().reconnects >= 1
-        received: set[int] = set()
-        read = 0  # messages decoded so far: each poll decodes only the new ones
-
-        def all_received() -> bool:
-            nonlocal read
-            for message in keeper.messages[read:]:
-                received.add(json.loads(message.payload or b"")["seq"])
-            read = len(keeper.messages)
-            return len(received) == count
-
-        await wait_until(
-            all_received,
-            what=f"all {count} events at the keeper",
-            seen=lambda: f"{len(received)} distinct of {len(keeper.messages)} received",
-        )
-    await gate.close()
-    # At least once: a few sent twice (their PUBACK was lost with the cut), none lost, and
-    # what was acknowledged before the cut is not sent again.
-    assert len(keeper.messages) - count < IN_FLIGHT_WINDOW
 
 
 async def test_broker_restart_republishes_retained_state(tmp_path: Path, prefix: str) -> None:
