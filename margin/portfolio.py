@@ -15,6 +15,7 @@ except the per-group figures and VaR/ES, which are USD. Pure: no I/O, no clock (
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -43,6 +44,9 @@ temporaries, about half a MB, stay in the processor's cache."""
 CACHED_CONTRACTS = 20_000
 """Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
 every line is its own contract and a dict of them would cost more than it saves)."""
+MIN_CHUNKS_PER_THREAD = 4
+"""Scan chunks per thread below which a scan stays on the calling thread (threads cost
+tens of µs to start; an incremental recompute scans one chunk or two)."""
 GAMMA_MOVE = 0.01
 """Gamma is reported as the change of dollar delta for a 1 % move; vega per vol point."""
 
@@ -151,9 +155,12 @@ def evaluate_portfolio(
     market: GroupMarket,
     *,
     with_risk: bool = True,
+    threads: int = 1,
 ) -> PortfolioResult:
     """Requirements and risk figures of ``n`` local accounts (without ``with_risk`` the
-    greeks, VaR and ES are left at zero: health does not need them)."""
+    greeks, VaR and ES are left at zero: health does not need them). ``threads`` > 1 scans
+    the option chunks on that many threads (numpy releases the GIL inside its loops); the
+    chunks are independent, so the results are the same bit for bit."""
     n_groups = len(market.ranges)
     pairs = n * n_groups
     e_pair = exposures.account * n_groups + exposures.group
@@ -179,7 +186,7 @@ def evaluate_portfolio(
     values = np.zeros(n)
     if len(options):
         line_values = _scan_options(
-            options, o_pair, linear, shock.ravel(), level, market, loss, loss_lat
+            options, o_pair, linear, shock.ravel(), level, market, loss, loss_lat, threads
         )
         values = _by_pair(options.account, line_values, n)
     if len(options) and with_risk:
@@ -265,6 +272,7 @@ def _scan_options(
     market: GroupMarket,
     loss: FloatArray,
     loss_lat: FloatArray,
+    threads: int = 1,
 ) -> FloatArray:
     """Rescan the pairs that hold options over the full grids; overwrite their losses; return
     each option row's signed market value in value units, rounded down (a held option counts
@@ -277,6 +285,7 @@ def _scan_options(
     lines are scanned a few thousand pairs at a time (``SCAN_CHUNK_PAIRS``), so that the
     (rows × scenarios) temporaries stay in the processor's cache. ``level`` is each pair's
     horizon level (``_horizon_levels``): with the contract it fixes the latency shock.
+    Chunks write disjoint pairs of ``loss`` and ``loss_lat``: ``threads`` may scan them at once.
     """
     layout = options.layout
     if layout is None:
@@ -328,7 +337,8 @@ def _scan_options(
     neg_weight = np.concatenate([-grid.weight, np.full(len(lat_moves), -1.0)])
     size = options.size[layout.order] * market.scale
     n_pairs, n_rows = len(layout.pair_ids), len(layout.order)
-    for p0 in range(0, n_pairs, SCAN_CHUNK_PAIRS):
+
+    def scan_chunk(p0: int) -> None:
         p1 = min(p0 + SCAN_CHUNK_PAIRS, n_pairs)
         r0 = int(layout.starts[p0])
         r1 = int(layout.starts[p1]) if p1 < n_pairs else n_rows
@@ -339,11 +349,31 @@ def _scan_options(
         total *= neg_weight  # −(w · P&L) on the grid, −P&L on the latency grid
         np.put(loss, pairs, np.maximum(total[:, :columns].max(axis=1), 0.0))
         np.put(loss_lat, pairs, np.maximum(total[:, columns:].max(axis=1), 0.0))
+
+    _run_chunks(scan_chunk, range(0, n_pairs, SCAN_CHUNK_PAIRS), threads)
     values = np.empty(n_rows)
     values[layout.order] = np.floor(
         options.size[layout.order] * priced[layout.contract_of, 0] * market.scale
     )
     return values
+
+
+def _run_chunks(scan: Callable[[int], None], starts: range, threads: int) -> None:
+    """``scan(start)`` for every start, on up to ``threads`` threads (each taking every
+    ``threads``-th chunk: multi-line pairs come last in the layout, so both get some)."""
+    threads = min(threads, len(starts) // MIN_CHUNKS_PER_THREAD)
+    if threads <= 1:
+        for start in starts:
+            scan(start)
+        return
+
+    def share(first: int) -> None:
+        for start in starts[first::threads]:
+            scan(start)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan") as pool:
+        for done in [pool.submit(share, i) for i in range(threads)]:
+            done.result()  # re-raises a worker's exception
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

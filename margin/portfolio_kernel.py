@@ -241,9 +241,10 @@ def evaluate_portfolio_accounts(
     now: float,
     *,
     with_risk: bool = False,
+    threads: int = 1,
 ) -> tuple[HealthTable, PortfolioResult]:
     """Results of ``n`` local accounts under the portfolio model, and (``with_risk``) their
-    greeks, VaR and ES."""
+    greeks, VaR and ES; ``threads``: see ``margin.portfolio.evaluate_portfolio``."""
     flags = np.zeros(n, dtype=FLAG_DTYPE)
     token = holdings.token
     units = floor_clip_array(market.token_scale[token] * holdings.amount)
@@ -280,6 +281,7 @@ def evaluate_portfolio_accounts(
         option_rows(options, market, vectors, now),
         vectors.market,
         with_risk=with_risk,
+        threads=threads,
     )
     maintenance = ceil_units_array(result.maintenance.copy())
     maintenance_lat = ceil_units_array(result.maintenance_latency.copy())
