@@ -128,7 +128,7 @@ class MarginEngine(OptionBook):
             mmr_tiers=self._mmr_tiers,
             current_table=None if stale else self.results.select(slice(0, n)),
             token_flags=dict(self._token_flags),
-            options=self._option_rows(None).copy(),
+            options=self._frozen_options(),
             portfolio=self.portfolio,
             now=self._now,
             pending=self._slice_rows(dirty) if len(dirty) and not stale else None,

@@ -172,15 +172,24 @@ def evaluate_portfolio(
         o_level = _horizon_levels(pairs, speed, o_pair, options.chain, options.size != 0)
         np.maximum(level, o_level, out=level)
     horizon = _level_latencies(market.chain_latency)[level].reshape(n, n_groups)
-    shock = market.z * market.sigma[None, :] * np.sqrt(horizon / YEAR_S)
+    root_t = horizon / YEAR_S
+    shock = np.multiply(market.z * market.sigma[None, :], np.sqrt(root_t, out=root_t), out=root_t)
     grid = market.grid
     weighted = grid.weight[None, :] * group_moves(market)  # (G, K): w_k · s_gk
     e = linear.reshape(n, n_groups)
-    # −w·E·s is linear in s: the worst column is the lowest or the highest w·s
-    loss = np.maximum(np.maximum(-e * weighted.min(axis=1), -e * weighted.max(axis=1)), 0.0)
+    # −w·E·s is linear in s: the worst column is the lowest or the highest w·s. In place:
+    # (n × G) temporaries cost more in fresh pages than in arithmetic at a million accounts.
+    neg_e = np.negative(e)
+    loss = neg_e * weighted.min(axis=1)
+    term = neg_e * weighted.max(axis=1)
+    np.maximum(np.maximum(loss, term, out=loss), 0.0, out=loss)
     lat_top = float(np.max(market.latency_moves))
-    up, down = shock * lat_top, np.maximum(-shock * lat_top, -1.0)
-    loss_lat = np.maximum(np.maximum(-e * down, -e * up), 0.0)
+    up = shock * lat_top
+    down = np.maximum(np.multiply(np.negative(shock, out=term), lat_top, out=term), -1.0, out=term)
+    loss_lat = np.multiply(neg_e, down, out=down)
+    np.maximum(
+        np.maximum(loss_lat, np.multiply(neg_e, up, out=up), out=loss_lat), 0.0, out=loss_lat
+    )
     delta = e / market.scale if with_risk else np.zeros((n, n_groups))
     gamma, vega = np.zeros((n, n_groups)), np.zeros((n, n_groups))
     values = np.zeros(n)

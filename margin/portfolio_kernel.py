@@ -267,14 +267,19 @@ def evaluate_portfolio_accounts(
     hit = np.flatnonzero((p_flags != 0) & (positions.size != 0))
     np.bitwise_or.at(flags, positions.account[hit], p_flags[hit])
     flags |= option_flags(n, options, market)
-    exposures = ExposureRows(
-        account=np.concatenate([holdings.key >> 1, positions.account]),
-        group=np.concatenate([vectors.token_group[token], vectors.asset_group[positions.asset]]),
-        chain=np.concatenate([vectors.token_chain[token], positions.chain]),
-        value=np.concatenate(
-            [units, np.where(priced, np.rint(positions.size * mark * scale), 0.0)]
-        ),
-    )
+    # holdings then positions, each column written in place (no concatenated copies)
+    h, rows = len(token), len(token) + len(positions.size)
+    account, group = np.empty(rows, dtype=np.intp), np.empty(rows, dtype=np.intp)
+    chain, exposure = np.empty(rows, dtype=np.intp), np.empty(rows)
+    np.right_shift(holdings.key, 1, out=account[:h])
+    np.take(vectors.token_group, token, out=group[:h])
+    np.take(vectors.token_chain, token, out=chain[:h])
+    exposure[:h] = units
+    account[h:] = positions.account
+    group[h:] = vectors.asset_group[positions.asset]
+    chain[h:] = positions.chain
+    exposure[h:] = np.where(priced, np.rint(positions.size * mark * scale), 0.0)
+    exposures = ExposureRows(account=account, group=group, chain=chain, value=exposure)
     result = evaluate_portfolio(
         n,
         exposures,

@@ -170,3 +170,27 @@ def test_chunks_run_once_each_on_two_threads_at_once() -> None:
     alone: list[int] = []
     portfolio._run_chunks(alone.append, range(0, 32 * MIN_CHUNKS_PER_THREAD, 32), 2)
     assert alone == list(range(0, 32 * MIN_CHUNKS_PER_THREAD, 32))  # too few: in order, here
+
+
+def test_snapshots_share_the_option_rows_until_a_line_changes() -> None:
+    """Snapshots reuse one copy of the option rows while no line changes: a snapshot taken
+    before a change still values the old lines, one taken after it the new ones."""
+    rng = random.Random(13)
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    owners = [account(i) for i in range(30)]
+    for owner in owners:
+        world.hold(owner, rng.choice(HOLDINGS), float(rng.randrange(100, 9_000)))
+        world.options(owner, [random_line(owner, rng, world, "ETH")])
+    first = world.engine.snapshot()
+    was = first.evaluate(first.prices).table.select(slice(None))
+    again = world.engine.snapshot()
+    assert again.options.size is first.options.size  # shared: nothing changed
+    world.options(owners[4], [random_line(owners[4], rng, world, "BTC")])
+    world.options(owners[9], [])
+    after = world.engine.snapshot()
+    now = world.engine.recompute_all()
+    for name, column in first.evaluate(first.prices).table.columns().items():
+        np.testing.assert_array_equal(column, getattr(was, name), err_msg=name)
+    for name, column in after.evaluate(after.prices).table.columns().items():
+        np.testing.assert_array_equal(column, getattr(now, name), err_msg=name)
+    assert not np.array_equal(now.unrealized_pnl, was.unrealized_pnl)
