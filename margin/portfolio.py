@@ -47,6 +47,9 @@ every line is its own contract and a dict of them would cost more than it saves)
 MIN_CHUNKS_PER_THREAD = 4
 """Scan chunks per thread below which a scan stays on the calling thread (threads cost
 tens of µs to start; an incremental recompute scans one chunk or two)."""
+BLOCK_ACCOUNTS = 16_384
+"""Accounts whose (accounts × groups) linear losses and aggregation are computed at once:
+temporaries of a few hundred kB that stay in the cache (and blocks for ``threads``)."""
 GAMMA_MOVE = 0.01
 """Gamma is reported as the change of dollar delta for a 1 % move; vega per vol point."""
 
@@ -172,23 +175,14 @@ def evaluate_portfolio(
         o_level = _horizon_levels(pairs, speed, o_pair, options.chain, options.size != 0)
         np.maximum(level, o_level, out=level)
     horizon = _level_latencies(market.chain_latency)[level].reshape(n, n_groups)
-    root_t = horizon / YEAR_S
-    shock = np.multiply(market.z * market.sigma[None, :], np.sqrt(root_t, out=root_t), out=root_t)
-    grid = market.grid
-    weighted = grid.weight[None, :] * group_moves(market)  # (G, K): w_k · s_gk
     e = linear.reshape(n, n_groups)
-    # −w·E·s is linear in s: the worst column is the lowest or the highest w·s. In place:
-    # (n × G) temporaries cost more in fresh pages than in arithmetic at a million accounts.
-    neg_e = np.negative(e)
-    loss = neg_e * weighted.min(axis=1)
-    term = neg_e * weighted.max(axis=1)
-    np.maximum(np.maximum(loss, term, out=loss), 0.0, out=loss)
-    lat_top = float(np.max(market.latency_moves))
-    up = shock * lat_top
-    down = np.maximum(np.multiply(np.negative(shock, out=term), lat_top, out=term), -1.0, out=term)
-    loss_lat = np.multiply(neg_e, down, out=down)
-    np.maximum(
-        np.maximum(loss_lat, np.multiply(neg_e, up, out=up), out=loss_lat), 0.0, out=loss_lat
+    shock, loss, loss_lat = (np.empty((n, n_groups)) for _ in range(3))
+    _run_chunks(
+        lambda a0: _linear_block(
+            slice(a0, a0 + BLOCK_ACCOUNTS), e, horizon, market, shock, loss, loss_lat
+        ),
+        range(0, n, BLOCK_ACCOUNTS),
+        threads,
     )
     delta = e / market.scale if with_risk else np.zeros((n, n_groups))
     gamma, vega = np.zeros((n, n_groups)), np.zeros((n, n_groups))
@@ -205,8 +199,14 @@ def evaluate_portfolio(
             n, n_groups
         )
         vega += _by_pair(o_pair, options.size * v * GAMMA_MOVE, pairs).reshape(n, n_groups)
-    maintenance = aggregate(loss, market.rho)
-    maintenance_lat = aggregate(loss_lat, market.rho)
+    maintenance, maintenance_lat = np.empty(n), np.empty(n)
+
+    def aggregate_block(a0: int) -> None:
+        rows = slice(a0, a0 + BLOCK_ACCOUNTS)
+        maintenance[rows] = aggregate(loss[rows], market.rho)
+        maintenance_lat[rows] = aggregate(loss_lat[rows], market.rho)
+
+    _run_chunks(aggregate_block, range(0, n, BLOCK_ACCOUNTS), threads)
     sigma_p = np.zeros(n)
     if with_risk:
         spread = delta * market.sigma[None, :]
@@ -226,6 +226,33 @@ def evaluate_portfolio(
         vega=vega,
         horizon=horizon,
     )
+
+
+def _linear_block(
+    rows: slice,
+    e: FloatArray,
+    horizon: FloatArray,
+    market: GroupMarket,
+    shock: FloatArray,
+    loss: FloatArray,
+    loss_lat: FloatArray,
+) -> None:
+    """``shock``, ``loss`` and ``loss_lat`` of the accounts ``rows`` from their linear
+    exposures ``e`` alone (pairs with options are rescanned later), written in place."""
+    weighted = market.grid.weight[None, :] * group_moves(market)  # (G, K): w_k · s_gk
+    s = shock[rows]
+    np.divide(horizon[rows], YEAR_S, out=s)
+    np.multiply(market.z * market.sigma[None, :], np.sqrt(s, out=s), out=s)
+    # −w·E·s is linear in s: the worst column is the lowest or the highest w·s
+    neg_e = np.negative(e[rows])
+    worst = np.multiply(neg_e, weighted.min(axis=1), out=loss[rows])
+    term = neg_e * weighted.max(axis=1)
+    np.maximum(np.maximum(worst, term, out=worst), 0.0, out=worst)
+    lat_top = float(np.max(market.latency_moves))
+    up = s * lat_top
+    down = np.maximum(np.multiply(np.negative(s, out=term), lat_top, out=term), -1.0, out=term)
+    worst = np.multiply(neg_e, down, out=loss_lat[rows])
+    np.maximum(np.maximum(worst, np.multiply(neg_e, up, out=up), out=worst), 0.0, out=worst)
 
 
 def group_moves(market: GroupMarket) -> FloatArray:
