@@ -30,10 +30,6 @@ from margin.portfolio_kernel import (
 from margin.scenarios import PortfolioParams
 from margin.tiers import FloatArray, IndexArray, TierTable
 
-STRESS_THREADS = 2
-"""Threads a stress pass scans options on (``margin.portfolio.evaluate_portfolio``): a
-stress request waits for its pass, and the machines it runs on have two cores or more."""
-
 
 @dataclass(frozen=True, slots=True)
 class ScenarioValues:
@@ -71,15 +67,20 @@ class ScenarioBook(Protocol):
         """Money in results is in units of ``10**-value_decimals`` USD."""
         ...
 
-    def current(self) -> ScenarioValues:
-        """Every account at the current prices."""
+    def current(self, *, threads: int = 1) -> ScenarioValues:
+        """Every account at the current prices (``threads``: as in ``evaluate``)."""
         ...
 
     def evaluate(
-        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+        self,
+        prices: Mapping[str, PriceInput],
+        vol_shocks: Mapping[str, float] | None = None,
+        *,
+        threads: int = 1,
     ) -> ScenarioValues:
         """Every account at ``prices`` (asset → price; an asset left out is unpriced), options'
-        implied vols multiplied by ``1 + vol_shocks[asset]``."""
+        implied vols multiplied by ``1 + vol_shocks[asset]``; ``threads`` the model may use
+        (the same results with any number)."""
         ...
 
 
@@ -131,13 +132,13 @@ class BookSnapshot:
         """Money in results is in units of ``10**-value_decimals`` USD."""
         return self.params.value_decimals
 
-    def current(self) -> ScenarioValues:
+    def current(self, *, threads: int = 1) -> ScenarioValues:
         """Every account at the current prices: the engine's results, with the accounts that
         were dirty (``pending``) re-valued from their rows, or a full pass when the engine
         gave no results."""
         table = self.current_table
         if table is None:
-            return self.evaluate(self.prices)
+            return self.evaluate(self.prices, threads=threads)
         pending = self.pending
         if pending is not None and len(pending.index):
             fresh = self._evaluate_rows(
@@ -147,6 +148,7 @@ class BookSnapshot:
                 pending.options,
                 self.prices,
                 None,
+                threads,
             )
             # current_table is this snapshot's own copy and the values are always the same:
             # writing them in place makes a second call redo the work, not change the answer
@@ -155,15 +157,19 @@ class BookSnapshot:
         return ScenarioValues(table, np.zeros(self.n))
 
     def evaluate(
-        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+        self,
+        prices: Mapping[str, PriceInput],
+        vol_shocks: Mapping[str, float] | None = None,
+        *,
+        threads: int = 1,
     ) -> ScenarioValues:
         """Every account at ``prices``, options' implied vols multiplied by ``1 +
         vol_shocks[asset]``, with the engine's kernel and market vectors (the portfolio
-        kernel under ``margin.model: portfolio``). Options' market value is part of
-        ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros (adding
-        it again would count it twice)."""
+        kernel under ``margin.model: portfolio``, on ``threads`` threads). Options' market
+        value is part of ``unrealized_pnl`` in every model, so ``options_value`` is reported
+        as zeros (adding it again would count it twice)."""
         table = self._evaluate_rows(
-            self.n, self.holdings, self.positions, self.options, prices, vol_shocks
+            self.n, self.holdings, self.positions, self.options, prices, vol_shocks, threads
         )
         return ScenarioValues(table, np.zeros(self.n))
 
@@ -175,6 +181,7 @@ class BookSnapshot:
         options: OptionInputRows,
         prices: Mapping[str, PriceInput],
         vol_shocks: Mapping[str, float] | None,
+        threads: int,
     ) -> HealthTable:
         """The results of ``n`` local accounts given by their rows, at ``prices``."""
         market = build_market(
@@ -198,7 +205,7 @@ class BookSnapshot:
         )
         if self.params.model is MarginModel.PORTFOLIO:
             table, _ = evaluate_portfolio_accounts(
-                n, holdings, positions, options, market, vectors, self.now, threads=STRESS_THREADS
+                n, holdings, positions, options, market, vectors, self.now, threads=threads
             )
             return table
         charge = option_charges(n, options, market, vectors, self.now)

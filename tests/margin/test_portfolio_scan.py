@@ -15,7 +15,7 @@ from margin import portfolio
 from margin.model import PriceInput
 from margin.options import OptionPosition, Right
 from margin.portfolio import MAX_RANK_SWEEPS, MIN_CHUNKS_PER_THREAD, SCAN_CHUNK_PAIRS
-from margin.scenario import STRESS_THREADS
+from margin.stress import STRESS_THREADS
 from tests.margin.portfolio_kit import CHAINS, World, option
 
 CENT = 0.01
@@ -122,10 +122,12 @@ def test_a_full_pass_after_the_options_change_equals_a_fresh_book() -> None:
 def test_a_stress_pass_on_two_threads_equals_the_engines_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The stress pass scans option chunks on ``STRESS_THREADS`` threads, the engine on one:
-    with small chunks (many of them, pairs of one line and of many) both give the same
-    results bit for bit, at the current prices and after a move."""
+    """The stress pass scans option chunks and computes linear losses on ``STRESS_THREADS``
+    threads, the engine on one: with small chunks and blocks (many of them, pairs of one line
+    and of many) both give the same results bit for bit, at the current prices and after a
+    move."""
     monkeypatch.setattr(portfolio, "SCAN_CHUNK_PAIRS", 16)
+    monkeypatch.setattr(portfolio, "BLOCK_ACCOUNTS", 16)  # linear blocks on threads too
     rng = random.Random(12)
     world = World(volatility={"ETH": 0.9, "BTC": 0.6})
     for i in range(400):
@@ -143,7 +145,7 @@ def test_a_stress_pass_on_two_threads_equals_the_engines_own(
         )
         single = world.engine.recompute_all()
         snapshot = world.engine.snapshot()
-        threaded = snapshot.evaluate(snapshot.prices).table
+        threaded = snapshot.evaluate(snapshot.prices, threads=STRESS_THREADS).table
         for name, column in single.columns().items():
             np.testing.assert_array_equal(getattr(threaded, name), column, err_msg=name)
 
