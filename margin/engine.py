@@ -39,7 +39,7 @@ from margin.portfolio_kernel import (
 )
 from margin.risk import AccountRisk, account_risk
 from margin.rows import gather, walk
-from margin.scenario import BookSnapshot
+from margin.scenario import BookSnapshot, PendingAccounts
 from margin.tiers import IndexArray
 
 FULL_RECOMPUTE_FRACTION = 0.1
@@ -103,12 +103,16 @@ class MarginEngine(OptionBook):
         evaluates at shocked prices, in any thread, while this engine keeps changing.
 
         Only what changes in place is copied (amounts, read flags, positions); row keys and
-        buckets are written once when a row is appended and shared. The engine's current
-        results come along when no account is dirty (they are then exactly a fresh pass's).
+        buckets are written once when a row is appended and shared. A copy of the engine's
+        current results comes along, with the rows of the dirty accounts (``pending``: the
+        snapshot re-values them as ``recompute_dirty`` would), unless more than
+        ``FULL_RECOMPUTE_FRACTION`` of the accounts are dirty (then a stress pass values
+        every account twice, as ``recompute_dirty`` would do one full pass).
         """
         holdings, positions = self._all_rows(frozen=True)
         n = len(self._accounts)
-        clean = len(self.dirty_accounts()) == 0
+        dirty = self.dirty_accounts()
+        stale = len(dirty) > FULL_RECOMPUTE_FRACTION * n
         return BookSnapshot(
             accounts=self._accounts.ids,
             n=n,
@@ -122,11 +126,12 @@ class MarginEngine(OptionBook):
             positions=positions,
             collateral_tiers=self._collateral_tiers,
             mmr_tiers=self._mmr_tiers,
-            current_table=self.results.select(slice(0, n)) if clean else None,
+            current_table=None if stale else self.results.select(slice(0, n)),
             token_flags=dict(self._token_flags),
-            options=self._option_rows(None).copy(),
+            options=self._frozen_options(),
             portfolio=self.portfolio,
             now=self._now,
+            pending=self._slice_rows(dirty) if len(dirty) and not stale else None,
         )
 
     def _all_rows(self, *, frozen: bool) -> tuple[HoldingRows, PositionRows]:
@@ -183,6 +188,13 @@ class MarginEngine(OptionBook):
         self, accts: IndexArray, *, portfolio: bool = False
     ) -> tuple[HealthTable, PortfolioResult | None]:
         """Results of the sorted accounts ``accts`` (local order), nothing stored."""
+        pending = self._slice_rows(accts)
+        return self._evaluate(
+            len(accts), pending.holdings, pending.positions, pending.options, portfolio=portfolio
+        )
+
+    def _slice_rows(self, accts: IndexArray) -> PendingAccounts:
+        """The rows of the sorted accounts ``accts``, local order (copies: fancy indexing)."""
         h_rows, h_local = gather(accts, self._accounts.head, self._holdings.next)
         rows = self._holdings
         token = rows.token[h_rows]
@@ -204,7 +216,7 @@ class MarginEngine(OptionBook):
         p_rows, p_local = gather(accts, self._accounts.position_head, self._positions.next)
         positions = self._positions.select(p_rows, p_local)
         options = self._option_rows(accts)
-        return self._evaluate(len(accts), holdings, positions, options, portfolio=portfolio)
+        return PendingAccounts(index=accts, holdings=holdings, positions=positions, options=options)
 
     def recompute_dirty(self, *, full_fraction: float = FULL_RECOMPUTE_FRACTION) -> IndexArray:
         """Evaluate the dirty accounts (all of them, in one full pass, above

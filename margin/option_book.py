@@ -44,6 +44,7 @@ class OptionBook(MarginBook):
         self._vol_shocks: dict[str, float] = {}
         self._option_version = 0  # moves whenever an option row changes
         self._layout: tuple[tuple[int, tuple[str, ...]], OptionLayout] | None = None
+        self._frozen: tuple[int, OptionInputRows] | None = None
         super().__init__(tokens=list(tokens), chains=chains, params=params)
 
     @property
@@ -196,6 +197,17 @@ class OptionBook(MarginBook):
             vol=table.vol[rows],
             contract=table.contract[rows],
         )
+
+    def _frozen_options(self) -> OptionInputRows:
+        """A copy of every option row for snapshots, shared by the snapshots taken until an
+        option row changes (only ``set_options`` writes them, and it moves the version): a
+        stress request at a million accounts then copies no option column on the event
+        loop. The price: one copy of the option columns kept between requests."""
+        kept = self._frozen
+        if kept is None or kept[0] != self._option_version:
+            kept = (self._option_version, self._option_rows(None).copy())
+            self._frozen = kept
+        return dataclasses.replace(kept[1], layout=self._whole_layout())
 
     def _whole_layout(self) -> OptionLayout | None:
         """``option_layout`` of every option row, kept until a row or the groups change (a

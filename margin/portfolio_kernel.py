@@ -241,9 +241,10 @@ def evaluate_portfolio_accounts(
     now: float,
     *,
     with_risk: bool = False,
+    threads: int = 1,
 ) -> tuple[HealthTable, PortfolioResult]:
     """Results of ``n`` local accounts under the portfolio model, and (``with_risk``) their
-    greeks, VaR and ES."""
+    greeks, VaR and ES; ``threads``: see ``margin.portfolio.evaluate_portfolio``."""
     flags = np.zeros(n, dtype=FLAG_DTYPE)
     token = holdings.token
     units = floor_clip_array(market.token_scale[token] * holdings.amount)
@@ -266,20 +267,26 @@ def evaluate_portfolio_accounts(
     hit = np.flatnonzero((p_flags != 0) & (positions.size != 0))
     np.bitwise_or.at(flags, positions.account[hit], p_flags[hit])
     flags |= option_flags(n, options, market)
-    exposures = ExposureRows(
-        account=np.concatenate([holdings.key >> 1, positions.account]),
-        group=np.concatenate([vectors.token_group[token], vectors.asset_group[positions.asset]]),
-        chain=np.concatenate([vectors.token_chain[token], positions.chain]),
-        value=np.concatenate(
-            [units, np.where(priced, np.rint(positions.size * mark * scale), 0.0)]
-        ),
-    )
+    # holdings then positions, each column written in place (no concatenated copies)
+    h, rows = len(token), len(token) + len(positions.size)
+    account, group = np.empty(rows, dtype=np.intp), np.empty(rows, dtype=np.intp)
+    chain, exposure = np.empty(rows, dtype=np.intp), np.empty(rows)
+    np.right_shift(holdings.key, 1, out=account[:h])
+    np.take(vectors.token_group, token, out=group[:h])
+    np.take(vectors.token_chain, token, out=chain[:h])
+    exposure[:h] = units
+    account[h:] = positions.account
+    group[h:] = vectors.asset_group[positions.asset]
+    chain[h:] = positions.chain
+    exposure[h:] = np.where(priced, np.rint(positions.size * mark * scale), 0.0)
+    exposures = ExposureRows(account=account, group=group, chain=chain, value=exposure)
     result = evaluate_portfolio(
         n,
         exposures,
         option_rows(options, market, vectors, now),
         vectors.market,
         with_risk=with_risk,
+        threads=threads,
     )
     maintenance = ceil_units_array(result.maintenance.copy())
     maintenance_lat = ceil_units_array(result.maintenance_latency.copy())

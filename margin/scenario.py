@@ -67,16 +67,32 @@ class ScenarioBook(Protocol):
         """Money in results is in units of ``10**-value_decimals`` USD."""
         ...
 
-    def current(self) -> ScenarioValues:
-        """Every account at the current prices."""
+    def current(self, *, threads: int = 1) -> ScenarioValues:
+        """Every account at the current prices (``threads``: as in ``evaluate``)."""
         ...
 
     def evaluate(
-        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+        self,
+        prices: Mapping[str, PriceInput],
+        vol_shocks: Mapping[str, float] | None = None,
+        *,
+        threads: int = 1,
     ) -> ScenarioValues:
         """Every account at ``prices`` (asset → price; an asset left out is unpriced), options'
-        implied vols multiplied by ``1 + vol_shocks[asset]``."""
+        implied vols multiplied by ``1 + vol_shocks[asset]``; ``threads`` the model may use
+        (the same results with any number)."""
         ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingAccounts:
+    """Accounts whose engine results were stale when a snapshot was taken (dirty), with
+    their rows as the engine's incremental recompute gathers them (local indices, copies)."""
+
+    index: IndexArray  # sorted account indices
+    holdings: HoldingRows
+    positions: PositionRows
+    options: OptionInputRows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,8 +100,9 @@ class BookSnapshot:
     """The engine's inputs at one moment (see ``MarginEngine.snapshot``).
 
     ``accounts`` may be the engine's own growing list: only its first ``n`` ids belong to the
-    snapshot. ``current_table`` is the engine's results when they were up to date, else
-    ``None`` (``current()`` then evaluates the current prices).
+    snapshot. ``current_table`` is a copy of the engine's results, stale for the accounts of
+    ``pending`` (``current()`` re-values those), or ``None`` when too many were stale
+    (``current()`` then evaluates every account at the current prices).
     """
 
     accounts: Sequence[str]
@@ -108,26 +125,65 @@ class BookSnapshot:
     now: float = 0.0
     """Options (frozen copies), the portfolio model's parameters and the time options are
     valued at: every model values options; ``margin.model: portfolio`` evaluates the grid."""
+    pending: PendingAccounts | None = None
 
     @property
     def value_decimals(self) -> int:
         """Money in results is in units of ``10**-value_decimals`` USD."""
         return self.params.value_decimals
 
-    def current(self) -> ScenarioValues:
-        """Every account at the current prices (the engine's results when they were clean)."""
-        if self.current_table is not None:
-            return ScenarioValues(self.current_table, np.zeros(self.n))
-        return self.evaluate(self.prices)
+    def current(self, *, threads: int = 1) -> ScenarioValues:
+        """Every account at the current prices: the engine's results, with the accounts that
+        were dirty (``pending``) re-valued from their rows, or a full pass when the engine
+        gave no results."""
+        table = self.current_table
+        if table is None:
+            return self.evaluate(self.prices, threads=threads)
+        pending = self.pending
+        if pending is not None and len(pending.index):
+            fresh = self._evaluate_rows(
+                len(pending.index),
+                pending.holdings,
+                pending.positions,
+                pending.options,
+                self.prices,
+                None,
+                threads,
+            )
+            # current_table is this snapshot's own copy and the values are always the same:
+            # writing them in place makes a second call redo the work, not change the answer
+            for name, column in table.columns().items():
+                column[pending.index] = getattr(fresh, name)
+        return ScenarioValues(table, np.zeros(self.n))
 
     def evaluate(
-        self, prices: Mapping[str, PriceInput], vol_shocks: Mapping[str, float] | None = None
+        self,
+        prices: Mapping[str, PriceInput],
+        vol_shocks: Mapping[str, float] | None = None,
+        *,
+        threads: int = 1,
     ) -> ScenarioValues:
         """Every account at ``prices``, options' implied vols multiplied by ``1 +
         vol_shocks[asset]``, with the engine's kernel and market vectors (the portfolio
-        kernel under ``margin.model: portfolio``). Options' market value is part of
-        ``unrealized_pnl`` in every model, so ``options_value`` is reported as zeros (adding
-        it again would count it twice)."""
+        kernel under ``margin.model: portfolio``, on ``threads`` threads). Options' market
+        value is part of ``unrealized_pnl`` in every model, so ``options_value`` is reported
+        as zeros (adding it again would count it twice)."""
+        table = self._evaluate_rows(
+            self.n, self.holdings, self.positions, self.options, prices, vol_shocks, threads
+        )
+        return ScenarioValues(table, np.zeros(self.n))
+
+    def _evaluate_rows(
+        self,
+        n: int,
+        holdings: HoldingRows,
+        positions: PositionRows,
+        options: OptionInputRows,
+        prices: Mapping[str, PriceInput],
+        vol_shocks: Mapping[str, float] | None,
+        threads: int,
+    ) -> HealthTable:
+        """The results of ``n`` local accounts given by their rows, at ``prices``."""
         market = build_market(
             params=self.params,
             assets=self.assets,
@@ -149,14 +205,14 @@ class BookSnapshot:
         )
         if self.params.model is MarginModel.PORTFOLIO:
             table, _ = evaluate_portfolio_accounts(
-                self.n, self.holdings, self.positions, self.options, market, vectors, self.now
+                n, holdings, positions, options, market, vectors, self.now, threads=threads
             )
-            return ScenarioValues(table, np.zeros(self.n))
-        charge = option_charges(self.n, self.options, market, vectors, self.now)
-        table = evaluate(
-            self.n,
-            self.holdings,
-            self.positions,
+            return table
+        charge = option_charges(n, options, market, vectors, self.now)
+        return evaluate(
+            n,
+            holdings,
+            positions,
             market,
             self.collateral_tiers,
             self.mmr_tiers,
@@ -164,4 +220,3 @@ class BookSnapshot:
             extra_maintenance=charge.maintenance,
             extra_flags=charge.flags,
         )
-        return ScenarioValues(table, np.zeros(self.n))

@@ -42,6 +42,10 @@ MIN_SHOCK = -0.99
 """A price can fall by 99 % at most (a price of zero is no price)."""
 MAX_SHOCK = 10.0
 """… and rise elevenfold; the same bounds hold for volatility shocks."""
+STRESS_THREADS = 2
+"""Threads a stress pass may use (the portfolio model's option scan and linear losses): a
+stress request waits for its two passes. A grid report (21 passes in the background) keeps
+to one, so that the daemon keeps a core meanwhile."""
 TOP_ACCOUNTS = 100
 """Newly liquidatable accounts listed, largest shortfall first."""
 GRID_STEP_PERCENT = 5
@@ -167,8 +171,8 @@ def run_stress(book: ScenarioBook, shocks: Shocks, *, top: int = TOP_ACCOUNTS) -
     """Value every account of ``book`` now and under ``shocks``. A shocked asset the book
     has no price for moves nothing: callers check names against the configuration
     (``Shocks.check_assets``)."""
-    before = book.current()
-    after = book.evaluate(shocked_prices(book.prices, shocks), shocks.vol)
+    before = book.current(threads=STRESS_THREADS)
+    after = book.evaluate(shocked_prices(book.prices, shocks), shocks.vol, threads=STRESS_THREADS)
     was, now = _liquidatable(before), _liquidatable(after)
     newly = np.flatnonzero(now & ~was)
     shortfall = after.table.shortfall

@@ -1,16 +1,21 @@
 """The option scan over a book larger than one scan chunk (``SCAN_CHUNK_PAIRS``), with pairs
 deeper than the rank sweeps (``MAX_RANK_SWEEPS``): a full pass equals each account evaluated
-alone, bit for bit, and the independent implementation within the cents of rounding."""
+alone, bit for bit, and the independent implementation within the cents of rounding; chunks
+scanned on two threads (stress passes) give the same results as on one."""
 
 from __future__ import annotations
 
 import random
+import threading
 
 import numpy as np
 import pytest
 
+from margin import portfolio
+from margin.model import PriceInput
 from margin.options import OptionPosition, Right
-from margin.portfolio import MAX_RANK_SWEEPS, SCAN_CHUNK_PAIRS
+from margin.portfolio import MAX_RANK_SWEEPS, MIN_CHUNKS_PER_THREAD, SCAN_CHUNK_PAIRS
+from margin.stress import STRESS_THREADS
 from tests.margin.portfolio_kit import CHAINS, World, option
 
 CENT = 0.01
@@ -112,3 +117,82 @@ def test_a_full_pass_after_the_options_change_equals_a_fresh_book() -> None:
     check(sol=False)
     world.perp(owners[1], "SOL", "main", 3.0, 100.0)  # a new group; no option line changes
     check(sol=True)
+
+
+def test_a_stress_pass_on_two_threads_equals_the_engines_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stress pass scans option chunks and computes linear losses on ``STRESS_THREADS``
+    threads, the engine on one: with small chunks and blocks (many of them, pairs of one line
+    and of many) both give the same results bit for bit, at the current prices and after a
+    move."""
+    monkeypatch.setattr(portfolio, "SCAN_CHUNK_PAIRS", 16)
+    monkeypatch.setattr(portfolio, "BLOCK_ACCOUNTS", 16)  # linear blocks on threads too
+    rng = random.Random(12)
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    for i in range(400):
+        owner = account(i)
+        for token in rng.sample(HOLDINGS, 3):
+            world.hold(owner, token, float(rng.randrange(100, 50_000)))
+        lines = [random_line(owner, rng, world, "ETH") for _ in range(1 + i % 3)]
+        if i % 5 == 0:
+            lines.append(random_line(owner, rng, world, "BTC"))
+        world.options(owner, lines)
+    assert STRESS_THREADS > 1
+    for move in (1.0, 0.8):
+        world.engine.set_prices(
+            [PriceInput(asset="ETH", price=world.prices["ETH"] * move, volatility=0.9)]
+        )
+        single = world.engine.recompute_all()
+        snapshot = world.engine.snapshot()
+        threaded = snapshot.evaluate(snapshot.prices, threads=STRESS_THREADS).table
+        for name, column in single.columns().items():
+            np.testing.assert_array_equal(getattr(threaded, name), column, err_msg=name)
+
+
+def test_chunks_run_once_each_on_two_threads_at_once() -> None:
+    """``_run_chunks`` hands every chunk to exactly one of the threads, which run together
+    (each waits at a barrier for the other: one thread alone would time out there)."""
+    starts = range(0, 64 * MIN_CHUNKS_PER_THREAD, 32)
+    together = threading.Barrier(2, timeout=60)
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def scan(start: int) -> None:
+        me = threading.get_ident()
+        with lock:
+            first = all(ident != me for _, ident in seen)
+            seen.append((start, me))
+        if first:
+            together.wait()
+
+    portfolio._run_chunks(scan, starts, 2)
+    assert sorted(start for start, _ in seen) == list(starts)
+    assert len({ident for _, ident in seen}) == 2
+    alone: list[int] = []
+    portfolio._run_chunks(alone.append, range(0, 32 * MIN_CHUNKS_PER_THREAD, 32), 2)
+    assert alone == list(range(0, 32 * MIN_CHUNKS_PER_THREAD, 32))  # too few: in order, here
+
+
+def test_snapshots_share_the_option_rows_until_a_line_changes() -> None:
+    """Snapshots reuse one copy of the option rows while no line changes: a snapshot taken
+    before a change still values the old lines, one taken after it the new ones."""
+    rng = random.Random(13)
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    owners = [account(i) for i in range(30)]
+    for owner in owners:
+        world.hold(owner, rng.choice(HOLDINGS), float(rng.randrange(100, 9_000)))
+        world.options(owner, [random_line(owner, rng, world, "ETH")])
+    first = world.engine.snapshot()
+    was = first.evaluate(first.prices).table.select(slice(None))
+    again = world.engine.snapshot()
+    assert again.options.size is first.options.size  # shared: nothing changed
+    world.options(owners[4], [random_line(owners[4], rng, world, "BTC")])
+    world.options(owners[9], [])
+    after = world.engine.snapshot()
+    now = world.engine.recompute_all()
+    for name, column in first.evaluate(first.prices).table.columns().items():
+        np.testing.assert_array_equal(column, getattr(was, name), err_msg=name)
+    for name, column in after.evaluate(after.prices).table.columns().items():
+        np.testing.assert_array_equal(column, getattr(now, name), err_msg=name)
+    assert not np.array_equal(now.unrealized_pnl, was.unrealized_pnl)

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from core.domain import Role
-from margin.engine import MarginEngine
+from margin.engine import FULL_RECOMPUTE_FRACTION, MarginEngine
 from margin.model import (
     ChainInput,
     EngineParams,
@@ -327,17 +327,12 @@ def test_a_fresh_pass_at_current_prices_is_the_engines_results(model: MarginMode
         np.testing.assert_array_equal(getattr(fresh, name), column, err_msg=name)
 
 
-@pytest.mark.parametrize("model", list(MarginModel))
-@pytest.mark.parametrize("shocks", [{"ETH": -0.37}, {"ETH": 0.21, "USDC": -0.05}, {"USDC": 2.5}])
-def test_a_stress_is_what_the_engine_says_once_prices_move(
-    model: MarginModel, shocks: dict[str, float]
-) -> None:
-    """On a random book: the stress pass equals the engine itself after ``set_prices`` at the
-    shocked prices and a recompute — the pass is the live model, not a copy of it."""
-    rng = np.random.default_rng(zlib.crc32(repr((model.value, shocks)).encode()))
+def random_book(model: MarginModel, seed: int, accounts: int = 300) -> MarginEngine:
+    """Accounts with ETH on two chains, USDC and USDC debt; every fourth an ETH perp."""
+    rng = np.random.default_rng(seed)
     engine = MarginEngine(tokens=tokens(ARB_TIERS), chains=CHAINS, params=EngineParams(model=model))
     engine.set_prices(PRICES)
-    for i in range(300):
+    for i in range(accounts):
         account = f"0x{i:040x}"
         engine.set_balance(account, "eth", "weth", int(rng.uniform(0, 3) * ETH), 1)
         engine.set_balance(account, "arb", "weth", int(rng.uniform(0, 3) * ETH), 1)
@@ -354,6 +349,17 @@ def test_a_stress_is_what_the_engine_says_once_prices_move(
                     mmr_tiers=(Tier(0.05),),
                 )
             )
+    return engine
+
+
+@pytest.mark.parametrize("model", list(MarginModel))
+@pytest.mark.parametrize("shocks", [{"ETH": -0.37}, {"ETH": 0.21, "USDC": -0.05}, {"USDC": 2.5}])
+def test_a_stress_is_what_the_engine_says_once_prices_move(
+    model: MarginModel, shocks: dict[str, float]
+) -> None:
+    """On a random book: the stress pass equals the engine itself after ``set_prices`` at the
+    shocked prices and a recompute — the pass is the live model, not a copy of it."""
+    engine = random_book(model, zlib.crc32(repr((model.value, shocks)).encode()))
     engine.recompute_all()
     snapshot = engine.snapshot()
     report = run_stress(snapshot, Shocks(price=shocks), top=1_000)
@@ -368,3 +374,54 @@ def test_a_stress_is_what_the_engine_says_once_prices_move(
     bad = np.maximum(after.liability_value - (after.collateral_value + after.unrealized_pnl), 0.0)
     assert report.bad_debt_after == Decimal(int(bad.sum())) / 100
     assert report.liquidatable_after != report.liquidatable_before  # the shock does something
+
+
+@pytest.mark.parametrize("model", list(MarginModel))
+def test_a_few_dirty_accounts_are_revalued_alone(model: MarginModel) -> None:
+    """A snapshot of an engine with a few dirty accounts carries the engine's results and the
+    dirty accounts' rows: "before" re-values those alone (not a second full pass) and equals a
+    full recompute bit for bit, even after the engine changes them again."""
+    engine = random_book(model, 41)
+    engine.recompute_all()
+    engine.set_balance(f"0x{3:040x}", "eth", "dusdc", 30_000 * USD, 2)  # under water now
+    engine.set_balance(f"0x{50:040x}", "arb", "weth", 0, 2)
+    engine.set_position(
+        Position(
+            account=f"0x{297:040x}",
+            asset="ETH",
+            chain="eth",
+            size=-2.0,
+            entry_price=1_500.0,
+            mmr_tiers=(Tier(0.05),),
+        )
+    )
+    engine.set_balance("0x" + "e" * 40, "eth", "weth", ETH, 2)  # a new account
+    dirty = engine.dirty_accounts()
+    snapshot = engine.snapshot()
+    assert snapshot.pending is not None
+    np.testing.assert_array_equal(snapshot.pending.index, dirty)
+    engine.set_balance(f"0x{3:040x}", "eth", "dusdc", 0, 3)  # after the snapshot: not seen
+    before = snapshot.current().table
+    fresh = snapshot.evaluate(snapshot.prices).table
+    engine.set_balance(f"0x{3:040x}", "eth", "dusdc", 30_000 * USD, 4)  # back as snapshotted
+    full = engine.recompute_all()
+    assert len(before) == len(full) == 301
+    for name, column in full.columns().items():
+        np.testing.assert_array_equal(getattr(before, name), column, err_msg=name)
+        np.testing.assert_array_equal(getattr(fresh, name), column, err_msg=name)
+    assert before.health[engine.account_index(f"0x{3:040x}")] < 1  # the change counted
+
+
+def test_many_dirty_accounts_are_valued_in_a_full_pass() -> None:
+    """Above ``FULL_RECOMPUTE_FRACTION`` of dirty accounts the snapshot carries no results:
+    "before" is a full pass, as ``recompute_dirty`` would do."""
+    engine = random_book(MarginModel.PORTFOLIO, 43)
+    engine.recompute_all()
+    engine.set_prices([PriceInput(asset="ETH", price=1_900.0, volatility=0.6)])
+    assert len(engine.dirty_accounts()) > FULL_RECOMPUTE_FRACTION * len(engine.accounts)
+    snapshot = engine.snapshot()
+    assert snapshot.current_table is None
+    assert snapshot.pending is None
+    before = snapshot.current().table
+    for name, column in engine.recompute_all().columns().items():
+        np.testing.assert_array_equal(getattr(before, name), column, err_msg=name)
