@@ -147,6 +147,7 @@ def feed(answer: int, updated_at: int, max_age_s: float = HOUR_S) -> SourceQuote
         (feed(300_000_000_000, 0), "no_timestamp"),
         (http(at=None), "no_timestamp"),
         (http(at=math.nan), "no_timestamp"),
+        (http(at=1.0, max_age_s=NOW), None),  # any positive timestamp is one (> 0, not > 1)
         (http(at=NOW + 5), None),  # within the clock-skew tolerance
         (http(at=NOW + 5.001), "future_timestamp"),
         (feed(300_000_000_000, int(NOW - HOUR_S)), None),  # exactly max_age_s old

@@ -27,3 +27,16 @@ def test_any_positive_interval_is_accepted(interval_s: float) -> None:
     vol = EwmaVolatility(lambda_=0.9, interval_s=interval_s)
     vol.update(100.0, T0)
     assert vol.update(100.0, T0 + 1) == 0.0
+
+
+def test_a_floor_seeds_the_variance_that_the_first_return_is_weighed_against() -> None:
+    """With a floor the recursion starts from ``floor² / year``, so one large first return is
+    damped by λ instead of becoming the whole estimate (DESIGN: the estimate starts from the
+    floor)."""
+    vol = EwmaVolatility(lambda_=0.94, floor=0.2)
+    vol.update(100.0, T0)
+    got = vol.update(105.0, T0 + 86_400)
+    # a day at λ = 0.94: σ² = 0.94 · 0.2² + 0.06 · ln(1.05)² · 365 = 0.0376 + 0.0521… → 0.2996
+    expected = math.sqrt(0.94 * 0.2**2 + 0.06 * math.log(1.05) ** 2 * 365)
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert 0.29 < got < 0.31  # not ln(1.05) · √365 = 0.932 (the unseeded estimate)
