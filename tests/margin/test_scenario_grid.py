@@ -130,3 +130,15 @@ def test_the_correlation_matrix_is_symmetric_with_the_first_listed_pair_winning(
             assert matrix[i, j] == params.correlation(g, h)
     assert correlation_matrix(params, []).shape == (0, 0)
     assert np.array_equal(correlation_matrix(PortfolioParams(), ["A", "B"]), np.ones((2, 2)))
+
+
+def test_an_asset_named_like_a_group_it_is_not_listed_in_joins_that_group() -> None:
+    # Group "ETH" lists only WETH; the asset "ETH" is in no group, so its group is its own name:
+    # "ETH", the configured group. Its σ counts for the group: σ = max(1.0, 0.5) = 1.0, floor
+    # max(0, 0.5) = 0.5 → R = 0.15 · 2 = 0.30 (not 0.15 from WETH alone).
+    weth = RiskGroup(name="ETH", assets=("WETH",), scan_range=0.15)
+    params = PortfolioParams(groups=(weth,), volatility_floors=(("WETH", 0.5),))
+    assert params.group_of("ETH") == "ETH"
+    ranges, sigmas = scan_ranges(params, ["ETH"], {"WETH": 0.5, "ETH": 1.0})
+    assert ranges.tolist() == pytest.approx([0.30], rel=1e-12)
+    assert sigmas.tolist() == [1.0]
