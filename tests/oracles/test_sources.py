@@ -141,6 +141,7 @@ def feed(answer: int, updated_at: int, max_age_s: float = HOUR_S) -> SourceQuote
         (http("1E-999999"), "malformed"),  # exact arithmetic on it would never finish
         (http("1E+41"), "malformed"),
         (http("1." + "1" * 80), "malformed"),
+        (http("1." + "1" * 79), None),  # exactly MAX_PRICE_DIGITS (80) digits is sane
         (http("1E-40"), "out_of_bounds"),  # sane in size, below min_price
         (feed(0, int(NOW)), "zero_or_negative"),
         (feed(-1, int(NOW)), "zero_or_negative"),
