@@ -1,0 +1,41 @@
+"""Flags under the portfolio model: a stale chain flags only the accounts holding a non-zero
+balance there, and a failed read flags only its own account (DESIGN §3 flags, as under the
+other models).
+
+Added for the third mutation pass (issue 15): the portfolio tables and the independent
+portfolio oracle compare values, not flags, so mutants of ``evaluate_portfolio_accounts``'
+flag lines survived them.
+"""
+
+from __future__ import annotations
+
+from margin.model import ChainInput, Flag
+from tests.margin.portfolio_kit import CHAINS, World
+
+STALE = "0x00000000000000000000000000000000000000b1"  # ETH on arb (stale), USDC debt on main
+ELSEWHERE = "0x00000000000000000000000000000000000000b2"  # ETH on main only
+EMPTY = "0x00000000000000000000000000000000000000b3"  # a zero balance on arb, ETH on main
+FAILED = "0x00000000000000000000000000000000000000b4"  # its USDC debt read failed
+FLAGS = Flag.STALE_CHAIN | Flag.READ_FAILED | Flag.DEBT_UNKNOWN
+
+
+def test_a_stale_chain_and_a_failed_read_flag_only_their_own_accounts() -> None:
+    w = World()
+    w.hold(STALE, "eth-arb", 20_000)
+    w.hold(STALE, "usdc-debt", 5_000)
+    w.hold(ELSEWHERE, "eth-main", 20_000)
+    w.engine.set_balance(EMPTY, "arb", "eth-arb", 0, 1)
+    w.hold(EMPTY, "eth-main", 20_000)
+    w.hold(FAILED, "eth-main", 20_000)
+    w.engine.set_read_failed(FAILED, "main", "usdc-debt", 2)
+    w.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    w.engine.recompute_all()
+    seen = {a: w.engine.account_health(a).flags & FLAGS for a in (STALE, ELSEWHERE, EMPTY, FAILED)}
+    assert seen == {
+        STALE: Flag.STALE_CHAIN,
+        ELSEWHERE: Flag.NONE,
+        EMPTY: Flag.NONE,  # a zero balance is no exposure to the stale chain
+        FAILED: Flag.READ_FAILED | Flag.DEBT_UNKNOWN,  # a debt never read is unknown
+    }
