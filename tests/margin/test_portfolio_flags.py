@@ -16,26 +16,33 @@ STALE = "0x00000000000000000000000000000000000000b1"  # ETH on arb (stale), USDC
 ELSEWHERE = "0x00000000000000000000000000000000000000b2"  # ETH on main only
 EMPTY = "0x00000000000000000000000000000000000000b3"  # a zero balance on arb, ETH on main
 FAILED = "0x00000000000000000000000000000000000000b4"  # its USDC debt read failed
+SMALL = "0x00000000000000000000000000000000000000b5"  # half an ETH on arb
 FLAGS = Flag.STALE_CHAIN | Flag.READ_FAILED | Flag.DEBT_UNKNOWN
 
 
 def test_a_stale_chain_and_a_failed_read_flag_only_their_own_accounts() -> None:
     w = World()
+    # STALE is not the engine's first account: a flag sent to the wrong row shows
+    w.hold(ELSEWHERE, "eth-main", 20_000)
     w.hold(STALE, "eth-arb", 20_000)
     w.hold(STALE, "usdc-debt", 5_000)
-    w.hold(ELSEWHERE, "eth-main", 20_000)
     w.engine.set_balance(EMPTY, "arb", "eth-arb", 0, 1)
     w.hold(EMPTY, "eth-main", 20_000)
     w.hold(FAILED, "eth-main", 20_000)
     w.engine.set_read_failed(FAILED, "main", "usdc-debt", 2)
+    w.hold(SMALL, "eth-arb", 1_000)  # 0.5 ETH: any non-zero amount is exposure
     w.engine.set_chain_status(
         [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
     )
     w.engine.recompute_all()
-    seen = {a: w.engine.account_health(a).flags & FLAGS for a in (STALE, ELSEWHERE, EMPTY, FAILED)}
+    seen = {
+        a: w.engine.account_health(a).flags & FLAGS
+        for a in (STALE, ELSEWHERE, EMPTY, FAILED, SMALL)
+    }
     assert seen == {
         STALE: Flag.STALE_CHAIN,
         ELSEWHERE: Flag.NONE,
         EMPTY: Flag.NONE,  # a zero balance is no exposure to the stale chain
         FAILED: Flag.READ_FAILED | Flag.DEBT_UNKNOWN,  # a debt never read is unknown
+        SMALL: Flag.STALE_CHAIN,
     }
