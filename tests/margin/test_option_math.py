@@ -87,6 +87,30 @@ def test_vectorised_greeks_equal_the_scalar_ones_on_a_mixed_batch() -> None:
         assert (float(d[i]), float(g[i]), float(v[i])) == pytest.approx(want, rel=1e-9), row
 
 
+def test_vectorised_prices_equal_the_oracles_on_a_mixed_batch() -> None:
+    """Black–Scholes value row by row against the independent one: live rows (a spot below
+    1 USD among them), expired at exactly τ = 0 (at the money too: intrinsic 0, not 0/0),
+    expired long ago, and a price of zero."""
+    rows = [
+        *LIVE,
+        (True, 0.8, 0.8, 0.9, 0.5),  # below 1 USD, at the money: ≈ 0.8 · (2Φ(0.318) − 1)
+        (True, 2000.0, 2000.0, 0.6, 0.0),
+        (False, 2000.0, 2000.0, 0.6, 0.0),
+        (True, 2000.0, 1800.0, 0.6, 0.0),
+        (False, 2000.0, 2200.0, 0.6, -0.1),
+        (True, 0.0, 1800.0, 0.6, 0.5),
+        (False, 0.0, 1800.0, 0.6, 0.5),
+    ]
+    call, spot, strike, vol, tau = (np.array(c) for c in zip(*rows, strict=True))
+    got = price(call, spot, strike, vol, tau)
+    for i, (c, s, k, v, t) in enumerate(rows):
+        want = oracle.black_scholes("call" if c else "put", s, k, v, t)
+        # Φ is interpolated to 1e-11: a value is as close as that times spot and strike
+        assert float(got[i]) == pytest.approx(want, rel=0, abs=1e-10 * (s + k) + 1e-15), rows[i]
+    assert float(got[len(LIVE)]) == pytest.approx(0.8 * (2 * _phi(0.45 * math.sqrt(0.5)) - 1))
+    assert got[len(LIVE) + 1 : len(LIVE) + 3].tolist() == [0.0, 0.0]
+
+
 # (call, spot, strike, tau, delta): expired (τ ≤ 0) or priced at zero; gamma and vega are 0.
 EXPIRED = [
     (True, 2100.0, 2000.0, 0.0, 1.0),  # call in the money

@@ -141,12 +141,14 @@ def feed(answer: int, updated_at: int, max_age_s: float = HOUR_S) -> SourceQuote
         (http("1E-999999"), "malformed"),  # exact arithmetic on it would never finish
         (http("1E+41"), "malformed"),
         (http("1." + "1" * 80), "malformed"),
+        (http("1." + "1" * 79), None),  # exactly MAX_PRICE_DIGITS (80) digits is sane
         (http("1E-40"), "out_of_bounds"),  # sane in size, below min_price
         (feed(0, int(NOW)), "zero_or_negative"),
         (feed(-1, int(NOW)), "zero_or_negative"),
         (feed(300_000_000_000, 0), "no_timestamp"),
         (http(at=None), "no_timestamp"),
         (http(at=math.nan), "no_timestamp"),
+        (http(at=1.0, max_age_s=NOW), None),  # any positive timestamp is one (> 0, not > 1)
         (http(at=NOW + 5), None),  # within the clock-skew tolerance
         (http(at=NOW + 5.001), "future_timestamp"),
         (feed(300_000_000_000, int(NOW - HOUR_S)), None),  # exactly max_age_s old
