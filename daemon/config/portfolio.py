@@ -146,6 +146,14 @@ def portfolio_reference_problem(
                 key = f"margin.portfolio.groups.{name}.assets[{i}]"
                 return key, "names no configured asset", asset
     grouped = {a for g in portfolio.groups.values() for a in g.assets}
+    for name in portfolio.groups:
+        if name in known and name not in grouped:
+            # A lone asset is a group of its own under its own name: two groups of one name.
+            problem = (
+                f"asset {name} is in no group, so it is a group of its own named {name}: "
+                "list it in this group or rename the group"
+            )
+            return f"margin.portfolio.groups.{name}", problem, name
     groups = set(portfolio.groups) | (known - grouped)
     for pair in portfolio.correlations:
         for side in pair.split("/"):

@@ -128,6 +128,12 @@ def test_defaults_are_the_issues() -> None:
             "margin.portfolio.groups.USD.assets[1]: asset already in group ETH",
         ),
         (
+            "assets: [ETH, stETH]",
+            "assets: [stETH]",
+            "margin.portfolio.groups.ETH: asset ETH is in no group, so it is a group of its own "
+            "named ETH: list it in this group or rename the group (got 'ETH')",
+        ),
+        (
             '{"BTC/ETH": 0.8}',
             '{"BTC/ETH": 1.2}',
             "margin.portfolio.correlations.BTC/ETH: Input should be less than or equal to 1",
