@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
@@ -43,7 +43,7 @@ from daemon.config.model import MqttConfig
 from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, LinkLost
 from daemon.mqtt.event_link import EventLink
 from daemon.mqtt.event_session import EventSession
-from daemon.mqtt.outbox import Message, Outbox
+from daemon.mqtt.outbox import Message, Outbox, PayloadRows
 from daemon.mqtt.session import (
     BrokerAddress,
     consume_disconnect,
@@ -183,15 +183,15 @@ class MqttPublisher(AsyncResource):
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
         self._retain(self._topics.account_key(address), encode_json(payload))
 
-    def set_account_state_later(
-        self, address: str, build: Callable[[], Mapping[str, object]]
+    def set_account_states_later(
+        self, addresses: Sequence[str], rows: Sequence[int], source: PayloadRows
     ) -> None:
-        """Retain ``build()`` as the state of ``address``, called only when it is published
-        (after events in flight): the engine stays free during a market-wide move."""
-        if self.enabled and not self._closing.is_set():
-            self._outbox.retain_built(
-                self._topics.account_key(address), lambda: encode_json(build())
-            )
+        """Retain ``source.payload(rows[n])`` as the state of ``addresses[n]``, built only
+        when it is published (after events in flight): the engine stays free during a
+        market-wide move, and a state replaced before it went out is never built."""
+        if self.enabled and not self._closing.is_set() and addresses:
+            key = self._topics.account_key
+            self._outbox.retain_rows([key(a) for a in addresses], rows, source)
             self._wake.set()
 
     def clear_account(self, address: str) -> None:
