@@ -65,6 +65,7 @@ POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer i
 PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
 # needs a turn of the event loop per write of PUBLISH packets while a market-wide move is marked)
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
+_BREAKDOWN_BITS = int(_WITH_BREAKDOWN)  # a plain int: ``Flag.__and__`` is slow per account
 _BUCKETS = list(HealthBucket)
 _NEVER_PUBLISHED = -1  # bucket code of an account whose state was never published
 _BUCKET_CODES = {bucket: code for code, bucket in enumerate(_BUCKETS)}
@@ -530,7 +531,7 @@ class _AccountStates:
         account = loop.engine.accounts[row]
         # Only while the account still has a flag a breakdown is built for: a rebound's
         # healthy state never shows the crash's breakdown.
-        breakdown = self.breakdowns.get(row) if flags & _WITH_BREAKDOWN else None
+        breakdown = self.breakdowns.get(row) if flags & _BREAKDOWN_BITS else None
         venues = loop.venues.ledger.venues_of(account)
         if breakdown is None and not venues:
             return account_state_json(

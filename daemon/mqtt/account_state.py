@@ -21,6 +21,8 @@ from margin.kernel import HealthTable
 from margin.model import HELD_REASONS, Flag
 
 _COMPACT = (",", ":")  # encode_json's separators
+_DEBT_UNKNOWN = int(Flag.DEBT_UNKNOWN)  # plain ints: ``Flag.__and__`` costs ~10 µs a document
+_HELD_REASONS = int(HELD_REASONS)
 
 
 def account_state_json(
@@ -40,9 +42,9 @@ def account_state_json(
         f'"breakdown":null,"bucket":"{health_bucket(health).value}",'
         f'"collateral_value":"{money("collateral_value")}","cycle_id":null,'
         f'"flags":{_flag_list(flags)},"health":{_number(health)},'
-        f'"health_known":{"false" if flags & Flag.DEBT_UNKNOWN else "true"},'
+        f'"health_known":{"false" if flags & _DEBT_UNKNOWN else "true"},'
         f'"health_latency":{_number(float(table.health_latency[i]))},'
-        f'"held_reasons":{_flag_list(flags & HELD_REASONS)},'
+        f'"held_reasons":{_flag_list(flags & _HELD_REASONS)},'
         f'"liability_value":"{money("liability_value")}",'
         f'"maintenance":"{money("maintenance")}","risk":null,'
         f'"shortfall":"{money("shortfall")}",'
