@@ -277,6 +277,9 @@ async def listing(session: aiohttp.ClientSession, api: str, limit: int) -> dict[
         return body
 
 
+LISTING_RETRY_S = 0.2  # after an error answer to a listing page
+
+
 async def full_listing(session: aiohttp.ClientSession, api: str) -> set[str]:
     """Every listed account, page by page (1,000 per page, the API's maximum)."""
     seen: set[str] = set()
@@ -284,7 +287,11 @@ async def full_listing(session: aiohttp.ClientSession, api: str) -> set[str]:
     while True:
         url = f"{api}/v1/liquidatable?limit=1000&offset={offset}"
         async with session.get(url) as response:
-            page = (await response.json())["accounts"]
+            body = await response.json()
+        if "accounts" not in body:  # an error answer (503 under load): ask again
+            await asyncio.sleep(LISTING_RETRY_S)
+            continue
+        page = body["accounts"]
         seen.update(a["account"] for a in page)
         if len(page) < 1000:
             return seen
