@@ -277,6 +277,9 @@ async def listing(session: aiohttp.ClientSession, api: str, limit: int) -> dict[
         return body
 
 
+LISTING_RETRY_S = 0.2  # after an error answer to a listing page
+
+
 async def full_listing(session: aiohttp.ClientSession, api: str) -> set[str]:
     """Every listed account, page by page (1,000 per page, the API's maximum)."""
     seen: set[str] = set()
@@ -284,7 +287,11 @@ async def full_listing(session: aiohttp.ClientSession, api: str) -> set[str]:
     while True:
         url = f"{api}/v1/liquidatable?limit=1000&offset={offset}"
         async with session.get(url) as response:
-            page = (await response.json())["accounts"]
+            body = await response.json()
+        if "accounts" not in body:  # an error answer (503 under load): ask again
+            await asyncio.sleep(LISTING_RETRY_S)
+            continue
+        page = body["accounts"]
         seen.update(a["account"] for a in page)
         if len(page) < 1000:
             return seen
@@ -306,6 +313,7 @@ class Move:
     t_event: float = math.nan  # the last expected event arrived
     t_api: float = math.nan  # the listing's total first complete
     t0_wall: float = math.nan
+    api_errors: int = 0  # listing answers without a listing (an error status) while polled
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -331,7 +339,10 @@ async def run_move(
             if math.isnan(move.t_api):
                 limit = 10 if sentinel_only else 1
                 body = await listing(session, api, limit)
-                if sentinel_only:
+                if "accounts" not in body:  # an error answer (e.g. 503 under load): poll again
+                    move.api_errors += 1
+                    done = False
+                elif sentinel_only:
                     done = (w.accounts[0] in {a["account"] for a in body["accounts"]}) == (
                         move.kind == "liquidatable"
                     )
@@ -512,7 +523,10 @@ async def session(args: argparse.Namespace, w: World, workdir: Path) -> int:
                         move = Move(f"{name} #{n + 1}", price, crashed, kind, total)
                         await run_move(w, keeper, api, move, poll, sentinel_only=False)
                         moves.append(move)
-                        print(f"  {move.name}: complete in {move.complete:.2f}s")
+                        print(
+                            f"  {move.name}: complete in {move.complete:.2f}s"
+                            f" (listing error answers while polled: {move.api_errors})"
+                        )
                 await daemon.stop(STOP_TIMEOUT_S)
                 warm_at, warm_s = await start_daemon(daemon, api)
                 await settle(log, warm_at)

@@ -25,14 +25,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
-from daemon.documents import account_document, engine_state, health_bucket
+from daemon.documents import (
+    CRITICAL_HEALTH,
+    WARNING_HEALTH,
+    HealthBucket,
+    account_document,
+    engine_state,
+    health_bucket,
+)
 from daemon.metrics import Metrics
+from daemon.mqtt.account_state import account_state_json
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
-from daemon.mqtt.topics import AccountSignal, account_signal, should_publish_state
+from daemon.mqtt.topics import encode_json
 from daemon.risk_inputs import holdings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
@@ -53,9 +62,14 @@ WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
-PUBLISH_CHUNK = 500  # accounts marked for retained state between two yields (~5 ms: the relay
+PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
 # needs a turn of the event loop per write of PUBLISH packets while a market-wide move is marked)
 _WITH_BREAKDOWN = Flag.LIQUIDATABLE | Flag.LATENCY_RISK
+_BREAKDOWN_BITS = int(_WITH_BREAKDOWN)  # a plain int: ``Flag.__and__`` is slow per account
+_BUCKETS = list(HealthBucket)
+_NEVER_PUBLISHED = -1  # bucket code of an account whose state was never published
+_BUCKET_CODES = {bucket: code for code, bucket in enumerate(_BUCKETS)}
+_NO_DEBT = _BUCKET_CODES[HealthBucket.NO_DEBT]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +156,12 @@ class EngineLoop:
         self.blocks: dict[str, int] = {}
         self.prices: dict[str, AssetPrice] = {}
         self._boot = uuid.uuid4().hex[:12]
-        self._signals: dict[str, AccountSignal] = {}
+        # What the retained state of each account (by engine index) last said: its flags and
+        # health bucket (code in ``_BUCKETS``); republished when either moves. Arrays, not a
+        # dict of signals: a market-wide move compares 100,000 accounts at once.
+        self._published_flags = np.zeros(0, dtype=np.uint16)
+        self._published_bucket = np.zeros(0, dtype=np.int8)
+        self._seeds: dict[str, int] = {}  # stored flags of accounts the arrays do not cover yet
         # Stored-form breakdowns the last written rows carried, by engine index: published too.
         self._breakdowns: dict[int, dict[str, Any]] = {}
         self._positions: dict[str, dict[str, Position]] = {}
@@ -161,8 +180,8 @@ class EngineLoop:
 
     def seed_signals(self, flags: Mapping[str, Flag]) -> None:
         """Stored flags of a previous run: the first cycle publishes only real changes."""
-        for account, stored in flags.items():
-            self._signals[account] = account_signal(int(stored), health_bucket(None))
+        self._seeds.update((account, int(stored)) for account, stored in flags.items())
+        self._cover_accounts(len(self.engine.accounts), seeded=True)
 
     async def run(self) -> None:
         """Consume events forever, one coalesced cycle at a time; the writer's retries run
@@ -348,14 +367,16 @@ class EngineLoop:
     async def _publish_venue_accounts(self, now: float) -> None:
         """Retained state of the accounts whose venue entries moved (those the engine knows:
         an account holding only unmapped assets has no unified state to carry them)."""
-        table = self.engine.results
+        accounts: list[str] = []
+        rows: list[int] = []
         for account in self.venues.touched():
             try:
-                i = self.engine.account_index(account)
+                rows.append(self.engine.account_index(account))
             except MarginInputError:  # holds nothing the engine values
                 continue
-            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
-            self.publisher.set_account_state_later(account, document)
+            accounts.append(account)
+        states = _AccountStates(self, self.engine.results, now, self._breakdowns)
+        self.publisher.set_account_states_later(accounts, rows, states)
 
     def seed_positions(self, positions: Sequence[Position]) -> None:
         """Positions of a previous run (already set in the engine by the caller)."""
@@ -421,65 +442,121 @@ class EngineLoop:
     async def _publish(self, changed: IndexArray, now: float) -> None:
         """Retained state of the changed accounts whose flags or health bucket moved.
 
-        A market-wide move changes most accounts: the loop yields every ``PUBLISH_CHUNK``
-        so the event relay (woken just before) gets the event loop in between, and the JSON
-        is built by the publisher when it carries it.
+        Compared in bulk (numpy); a market-wide move hands the publisher most accounts, a
+        ``PUBLISH_CHUNK`` at a time with a yield in between so the event relay (woken just
+        before) gets the event loop, and the JSON is built by the publisher when it carries
+        it (``_AccountStates``).
         """
         table = self.engine.results
+        self._cover_accounts(len(self.engine.accounts))
+        flags = table.flags[changed]
+        buckets = _bucket_codes(table.health[changed])
+        moved = (self._published_flags[changed] != flags) | (
+            self._published_bucket[changed] != buckets
+        )
+        rows = changed[moved]
+        self._published_flags[rows] = flags[moved]
+        self._published_bucket[rows] = buckets[moved]
         accounts = self.engine.accounts
-        indices = changed.tolist()
-        all_flags = table.flags[changed].tolist()
-        all_health = table.health[changed].tolist()
-        for n, (i, flag_bits, health) in enumerate(
-            zip(indices, all_flags, all_health, strict=True)
-        ):
-            if n and n % PUBLISH_CHUNK == 0:
+        # Built when published: the values of the latest recompute by then (retained state
+        # is latest-wins), and the engine is not held up by 50,000 JSON documents.
+        states = _AccountStates(self, table, now, self._breakdowns)
+        for start in range(0, len(rows), PUBLISH_CHUNK):
+            if start:
                 await asyncio.sleep(0)
-            account = accounts[i]
-            signal = account_signal(flag_bits, health_bucket(health))
-            if not should_publish_state(self._signals.get(account), signal):
-                continue
-            self._signals[account] = signal
-            # Built when published: the values of the latest recompute by then (retained
-            # state is latest-wins), and the engine is not held up by 50,000 JSON documents.
-            document = _AccountDocument(self, account, table, i, now, self._breakdowns.get(i))
-            self.publisher.set_account_state_later(account, document)
+            chunk = rows[start : start + PUBLISH_CHUNK].tolist()
+            self.publisher.set_account_states_later([accounts[i] for i in chunk], chunk, states)
+
+    def sent_signal(self, row: int, flags: int, health: float) -> None:
+        """The retained state of account ``row`` was built with these ``flags`` and
+        ``health`` (``_AccountStates``)."""
+        if row < len(self._published_flags):
+            self._published_flags[row] = flags
+            self._published_bucket[row] = _BUCKET_CODES[health_bucket(health)]
+
+    def _cover_accounts(self, n: int, *, seeded: bool = False) -> None:
+        """Grow the published-state arrays to ``n`` accounts; a new account starts as never
+        published, or as its stored flags (``seed_signals``) with no debt. Seeds are looked
+        at only when accounts were added (or ``seeded``)."""
+        old = len(self._published_flags)
+        if n > old:
+            self._published_flags = np.resize(self._published_flags, n)
+            self._published_bucket = np.resize(self._published_bucket, n)
+            self._published_flags[old:] = 0
+            self._published_bucket[old:] = _NEVER_PUBLISHED
+        if not self._seeds or (n <= old and not seeded):
+            return
+        index = self.engine.account_index
+        for account in list(self._seeds):
+            try:
+                i = index(account)
+            except MarginInputError:
+                continue  # not in the engine yet: seeded once it is
+            if i < len(self._published_flags):
+                self._published_flags[i] = self._seeds.pop(account)
+                self._published_bucket[i] = _NO_DEBT
 
 
-class _AccountDocument:
-    """The retained ``Account`` document of row ``i`` of ``table`` with the account's venue
-    entries, built when called (by the publisher, when it carries it). One small object per
-    account waiting to be published: at start-up that is every account (a partial and two
-    closures were ~500 bytes each, half a gigabyte at a million accounts)."""
+class _AccountStates:
+    """The retained ``Account`` documents of rows of ``table`` (the engine's results), with
+    each account's breakdown of the last write and its venue entries, built when the
+    publisher carries them (``daemon.mqtt.outbox.PayloadRows``): one object per publish, a
+    row number per account waiting."""
 
-    __slots__ = ("account", "at", "breakdown", "i", "loop", "table")
+    __slots__ = ("at", "breakdowns", "loop", "table")
 
     def __init__(
         self,
         loop: EngineLoop,
-        account: str,
         table: HealthTable,
-        i: int,
         at: float,
-        breakdown: Mapping[str, Any] | None,
+        breakdowns: Mapping[int, Mapping[str, Any]],
     ) -> None:
         self.loop = loop
-        self.account = account
         self.table = table
-        self.i = i
         self.at = at
-        self.breakdown = breakdown
+        self.breakdowns = breakdowns
 
-    def __call__(self) -> dict[str, object]:
+    def payload(self, row: int) -> bytes:
+        """The JSON of account ``row`` (directly formatted when it has no breakdown and no
+        venue entry: most accounts)."""
+        loop = self.loop
+        table = self.table
+        # The document shows the values of the table now (it is updated in place by every
+        # recompute), which may be newer than those the account was marked for: what the
+        # broker will hold is what later moves are compared with. (Recording the marked
+        # values left a crash's state retained after a rebound that came before it was sent.)
+        flags = int(table.flags[row])
+        loop.sent_signal(row, flags, float(table.health[row]))
+        account = loop.engine.accounts[row]
+        # Only while the account still has a flag a breakdown is built for: a rebound's
+        # healthy state never shows the crash's breakdown.
+        breakdown = self.breakdowns.get(row) if flags & _BREAKDOWN_BITS else None
+        venues = loop.venues.ledger.venues_of(account)
+        if breakdown is None and not venues:
+            return account_state_json(
+                account, table, row, value_decimals=loop.value_decimals, at=self.at
+            )
         state = engine_state(
-            self.account,
-            self.table,
-            self.i,
-            value_decimals=self.loop.value_decimals,
+            account,
+            table,
+            row,
+            value_decimals=loop.value_decimals,
             at=self.at,
-            breakdown=self.breakdown,
+            breakdown=breakdown,
         )
-        return account_document(state, self.loop.venues.ledger.venues_of(self.account))
+        return encode_json(account_document(state, venues))
+
+
+def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
+    """``health_bucket`` of each value, as its index in ``_BUCKETS``."""
+    codes = np.full(len(health), _BUCKETS.index(HealthBucket.HEALTHY), dtype=np.int8)
+    codes[health < WARNING_HEALTH] = _BUCKETS.index(HealthBucket.WARNING)
+    codes[health < CRITICAL_HEALTH] = _BUCKETS.index(HealthBucket.CRITICAL)
+    codes[health < 1] = _BUCKETS.index(HealthBucket.LIQUIDATABLE)
+    codes[health == np.inf] = _NO_DEBT
+    codes[np.isnan(health)] = _BUCKETS.index(HealthBucket.UNKNOWN)
+    return codes
 
 
 def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:

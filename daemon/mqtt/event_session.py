@@ -1,9 +1,11 @@
 """The events' dedicated broker connection, kept up: connect, reconnect with backoff, hand the
-current ``EventLink`` to whoever delivers events (``MqttPublisher.deliver``).
+current ``EventLink`` to whoever publishes on it (``MqttPublisher``: events, then retained
+state).
 
-Events (QoS 1, not retained) go over this connection; retained state, ``status`` and the last
-will stay on aiomqtt's connection (``daemon.mqtt.publisher``). Its client id is the daemon's
-with ``-events`` appended, so the broker sees two clients per daemon.
+Events (QoS 1, not retained) and the retained account, oracle and chain state go over this
+connection; ``status`` and the last will stay on aiomqtt's connection
+(``daemon.mqtt.publisher``). Its client id is the daemon's with ``-events`` appended, so the
+broker sees two clients per daemon.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 
 from core.lifecycle import wait_event
 from core.redaction import scrub
@@ -39,8 +42,10 @@ class EventSession:
         reconnect_min_s: float,
         reconnect_max_s: float,
         shown_url: str,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self._broker = broker
+        self._on_connected = on_connected  # called on every new link, before it is handed out
         self._client_id = client_id + EVENTS_CLIENT_SUFFIX
         self._keepalive_s = keepalive_s
         self._tls_context = tls_context
@@ -143,6 +148,8 @@ class EventSession:
             self._client_id,
             self.reconnects,
         )
+        if self._on_connected is not None:
+            self._on_connected()
         self._link = link
         self._link_up.set()
         try:

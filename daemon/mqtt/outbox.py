@@ -2,9 +2,11 @@
 
 A dict keyed by topic: the latest payload wins and nothing is ever dropped; all of it is
 republished on every reconnect, since a restarted broker may have lost it. A payload may also
-be given as a function that builds it, called only when the topic is taken out to be
-published (a market-wide move changes the state of tens of thousands of accounts at once:
-their JSON is built as the connection carries it, not all at once by the engine). No I/O: the
+be given as a function that builds it, or as a row of a ``PayloadRows`` source shared by many
+topics (the engine's results: one small tuple per account), built only when the topic is
+taken out to be published (a market-wide move changes the state of tens of thousands of
+accounts at once: their JSON is built as the connection carries it, not all at once by the
+engine). No I/O: the
 publisher (``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
 failed. Events are not kept here: they live in the database until the broker acknowledged
 them (``daemon.mqtt.relay``).
@@ -19,11 +21,23 @@ never has one (``daemon.mqtt.topics``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 Message = tuple[str, bytes]
 """(topic, payload)"""
 PayloadBuilder = Callable[[], bytes]
+
+
+class PayloadRows(Protocol):
+    """Builds the payloads of many retained topics by row, when they are taken out."""
+
+    def payload(self, row: int) -> bytes:
+        """The latest payload of ``row``."""
+        ...
+
+
+_Payload = bytes | PayloadBuilder | tuple[PayloadRows, int]
 
 
 class Outbox:
@@ -34,7 +48,7 @@ class Outbox:
 
     def __init__(self, account_prefix: str = "") -> None:
         self._account_prefix = account_prefix
-        self._retained: dict[str, bytes | PayloadBuilder] = {}
+        self._retained: dict[str, _Payload] = {}
         # Retained topics the connection has yet to carry, oldest first. An OrderedDict: taking
         # from the front of a plain dict rescans the deleted slots (quadratic at 100k topics).
         self._dirty: OrderedDict[str, None] = OrderedDict()
@@ -63,6 +77,14 @@ class Outbox:
         self._retained[key] = build
         self._dirty[key] = None
 
+    def retain_rows(self, keys: Sequence[str], rows: Sequence[int], source: PayloadRows) -> None:
+        """Record that each ``keys[n]``'s latest payload is ``source.payload(rows[n])`` when
+        the topic is taken out (replacing any earlier payload, built or not)."""
+        retained, dirty = self._retained, self._dirty
+        for key, row in zip(keys, rows, strict=True):
+            retained[key] = (source, row)
+            dirty[key] = None
+
     def connected(self) -> None:
         """A new connection: every retained topic must be published on it again."""
         self._dirty = OrderedDict.fromkeys(self._retained)
@@ -73,7 +95,10 @@ class Outbox:
         while self._dirty and len(taken) < limit:
             key, _ = self._dirty.popitem(last=False)
             payload = self._retained[key]
-            if not isinstance(payload, bytes):
+            if isinstance(payload, tuple):
+                source, row = payload
+                payload = self._retained[key] = source.payload(row)
+            elif not isinstance(payload, bytes):
                 payload = self._retained[key] = payload()
             taken.append((key if "/" in key else self._account_prefix + key, payload))
         return taken

@@ -2,11 +2,13 @@
 
 The daemon never waits for the broker to publish retained state: ``set_*`` methods only record
 what the broker should hold in an ``Outbox`` (``daemon.mqtt.outbox``: latest payload per
-topic, never dropped) and wake one background task, which owns the connection. On every
-(re)connect that task publishes ``{prefix}/status`` = ``online``, then ALL retained state (a
-restarted broker may have lost it), pipelined in batches, and keeps going until the connection
-drops (reconnect with jittered exponential backoff) or ``close()``. A last will sets
-``status`` to ``offline`` when the daemon dies; ``close()`` sets it itself.
+topic, never dropped) and wake one background task (the *carrier*), which publishes it over
+the events' lean connection (below): on every (re)connect of that connection ALL retained
+state again (a restarted broker may have lost it), then whatever changes, in pipelined
+batches, until ``close()`` (which flushes what is due within its grace). The main connection
+(aiomqtt, reconnecting with jittered exponential backoff) carries only ``{prefix}/status``:
+``online`` on every connect, and a last will that sets it to ``offline`` when the daemon
+dies; ``close()`` sets it itself once retained state is flushed.
 
 Events are not queued here: ``deliver`` publishes a batch the caller holds (the event relay
 reads them from the database) and returns only once the broker acknowledged every message
@@ -14,7 +16,11 @@ reads them from the database) and returns only once the broker acknowledged ever
 least once: a PUBACK lost with the connection means the message is sent again. Events travel
 on a connection of their own (``daemon.mqtt.event_session``: client id ``<client_id>-events``,
 a lean QoS 1 publisher ~10× cheaper per message than paho), so a burst of tens of thousands
-neither waits behind retained state nor pays paho's per-message cost.
+does not pay paho's per-message cost. Retained state shares that connection and yields to
+events: while events are relayed (``events_first``) the carrier waits, and it publishes in
+small batches (``RETAINED_BATCH``, built ``RETAINED_BUILD_CHUNK`` at a time between turns of
+the event loop), so a burst waits behind at most one small retained batch and the engine
+behind at most one chunk of payloads built.
 
 Topics and payloads are described in ``daemon.mqtt.topics``. URLs carry credentials, so only
 ``redact_url`` forms are ever logged or shown.
@@ -26,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
@@ -34,9 +40,10 @@ import aiomqtt
 from core.lifecycle import AsyncResource, wait_event
 from core.redaction import redact_url, scrub
 from daemon.config.model import MqttConfig
-from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, Link, LinkLost
+from daemon.mqtt.acks import QOS_AT_LEAST_ONCE, LinkLost
+from daemon.mqtt.event_link import EventLink
 from daemon.mqtt.event_session import EventSession
-from daemon.mqtt.outbox import Message, Outbox
+from daemon.mqtt.outbox import Message, Outbox, PayloadRows
 from daemon.mqtt.session import (
     BrokerAddress,
     consume_disconnect,
@@ -51,7 +58,10 @@ CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnec
 OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
 CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
 IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
-RETAINED_BATCH = 1000  # retained topics taken from the outbox per pipelined publish
+RETAINED_BATCH = 500  # retained topics per pipelined publish: a burst of events waits behind
+# at most this many (one write, then their PUBACKs: a few ms)
+RETAINED_BUILD_CHUNK = 100  # retained payloads built between two turns of the event loop
+# (a lazily built account document costs ~10-50 µs: ≤ ~5 ms per turn)
 RETAINED_YIELD_S = 1.0  # while events are being relayed, retained batches wait up to this
 
 log = logging.getLogger(__name__)
@@ -106,6 +116,7 @@ class MqttPublisher(AsyncResource):
                 reconnect_min_s=config.reconnect_min_s,
                 reconnect_max_s=config.reconnect_max_s,
                 shown_url=self._shown_url,
+                on_connected=self._events_connected,
             )
         )
         self._outbox = Outbox(account_prefix=self._topics.accounts_prefix)
@@ -113,7 +124,8 @@ class MqttPublisher(AsyncResource):
         self._closing = asyncio.Event()
         self._flush_deadline = float("inf")
         self._task: asyncio.Task[None] | None = None
-        self._link: Link | None = None  # the current connection, once status is online
+        self._carrier: asyncio.Task[None] | None = None  # retained state, on the events' link
+        self._status_up = False  # the main connection is up and said ``online``
         self._event_passes = 0  # events being relayed (``events_first``) right now
         self._no_events = asyncio.Event()
         self._no_events.set()
@@ -133,11 +145,9 @@ class MqttPublisher(AsyncResource):
 
     @property
     def connected(self) -> bool:
-        """True while both broker connections (retained state and events) are up."""
+        """True while both broker connections (status; events and retained state) are up."""
         events = self._event_session
-        return (
-            self._link is not None and self._link.alive and events is not None and events.connected
-        )
+        return self._status_up and events is not None and events.connected
 
     @property
     def topics(self) -> Topics:
@@ -146,12 +156,11 @@ class MqttPublisher(AsyncResource):
 
     def stats(self) -> MqttStats:
         """A snapshot of the counters."""
-        live = 0 if self._link is None else self._link.acknowledged
         events = self._event_session
         return MqttStats(
             enabled=self.enabled,
             connected=self.connected,
-            published=self._published + live + (0 if events is None else events.acknowledged),
+            published=self._published + (0 if events is None else events.acknowledged),
             events=self._events,
             reconnects=self._reconnects + (0 if events is None else events.reconnects),
             retained_topics=self._outbox.retained_topics,
@@ -167,20 +176,22 @@ class MqttPublisher(AsyncResource):
             self._task.add_done_callback(_log_crash)
         if self._event_session is not None:
             self._event_session.start()
+            self._carrier = asyncio.create_task(self._carry_retained(), name="mqtt-retained")
+            self._carrier.add_done_callback(_log_crash)
 
     def set_account_state(self, address: str, payload: Mapping[str, object]) -> None:
         """Retain ``payload`` as the state of ``address`` (topic uses the lower-case address)."""
         self._retain(self._topics.account_key(address), encode_json(payload))
 
-    def set_account_state_later(
-        self, address: str, build: Callable[[], Mapping[str, object]]
+    def set_account_states_later(
+        self, addresses: Sequence[str], rows: Sequence[int], source: PayloadRows
     ) -> None:
-        """Retain ``build()`` as the state of ``address``, called only when it is published
-        (after events in flight): the engine stays free during a market-wide move."""
-        if self.enabled and not self._closing.is_set():
-            self._outbox.retain_built(
-                self._topics.account_key(address), lambda: encode_json(build())
-            )
+        """Retain ``source.payload(rows[n])`` as the state of ``addresses[n]``, built only
+        when it is published (after events in flight): the engine stays free during a
+        market-wide move, and a state replaced before it went out is never built."""
+        if self.enabled and not self._closing.is_set() and addresses:
+            key = self._topics.account_key
+            self._outbox.retain_rows([key(a) for a in addresses], rows, source)
             self._wake.set()
 
     def clear_account(self, address: str) -> None:
@@ -238,6 +249,8 @@ class MqttPublisher(AsyncResource):
             log.warning("mqtt_close_timeout grace_s=%s", self._close_grace_s)
             task.cancel()
             await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        # The main connection was down (nothing waited for the flush): give it what is left.
+        await self._end_carrier(self._flush_deadline - loop.time())
         if self._event_session is not None:
             await self._event_session.close()
         log.info(
@@ -287,24 +300,19 @@ class MqttPublisher(AsyncResource):
     async def _session(self) -> bool:
         """One connection, until it fails or close() completes; True if it got connected."""
         connected = False
-        link: Link | None = None
         client = self._client()
         try:
             async with client:
                 connected = True
-                link = Link(client, window=IN_FLIGHT_WINDOW, ack_timeout_s=BROKER_TIMEOUT_S)
                 self._on_connected()
                 async with asyncio.TaskGroup() as group:
                     watch = group.create_task(watch_connection(client), name="mqtt-watch")
-                    await self._drain(client, link)
+                    await self._hold_status(client)
                     watch.cancel()
-        except* (aiomqtt.MqttError, LinkLost) as failure:
+        except* aiomqtt.MqttError as failure:
             self._last_error = self._describe(failure.exceptions[0])
         finally:
-            self._link = None
-            if link is not None:
-                link.fail(self._last_error or "connection closed")
-                self._published += link.acknowledged
+            self._status_up = False
             consume_disconnect(client)
         return connected
 
@@ -341,34 +349,65 @@ class MqttPublisher(AsyncResource):
             self._reconnects,
         )
 
-    async def _drain(self, client: aiomqtt.Client, link: Link) -> None:
-        """Publish status, then all retained state (in pipelined batches) as it changes;
-        return on close. Events are published by ``deliver`` on the same link meanwhile."""
-        outbox = self._outbox
+    async def _hold_status(self, client: aiomqtt.Client) -> None:
+        """Publish ``online``; on close, once retained state is flushed (or the grace is
+        spent), ``offline``, and return."""
         await client.publish(self._topics.status, STATUS_ONLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
         self._published += 1
-        outbox.connected()  # the broker may have lost any retained state: all of it again
-        self._link = link
-        loop = asyncio.get_running_loop()
-        while True:
-            if not link.alive:  # a publish gave up on this connection (no PUBACK)
-                raise LinkLost(link.failure or "link failed")
-            flushing = loop.time() < self._flush_deadline
-            if flushing and outbox.due and self._event_passes and not self._closing.is_set():
-                await wait_event(self._no_events, RETAINED_YIELD_S)  # events first
-            if flushing and (batch := outbox.take_retained(RETAINED_BATCH)):
-                await self._publish_retained(link, batch)
-            elif self._closing.is_set():
-                await client.publish(
-                    self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
-                )
-                self._published += 1
-                return
-            else:
-                self._wake.clear()
-                await self._wake.wait()
+        self._status_up = True
+        await self._closing.wait()
+        await self._end_carrier(self._flush_deadline - asyncio.get_running_loop().time())
+        await client.publish(
+            self._topics.status, STATUS_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
+        )
+        self._published += 1
 
-    async def _publish_retained(self, link: Link, batch: list[Message]) -> None:
+    async def _end_carrier(self, within_s: float) -> None:
+        """Let the carrier finish flushing for up to ``within_s``, then stop it."""
+        carrier = self._carrier
+        if carrier is None or carrier.done():
+            return
+        done, _ = await asyncio.wait({carrier}, timeout=max(0.0, within_s))
+        if not done:
+            carrier.cancel()
+            await asyncio.wait({carrier}, timeout=CANCEL_WAIT_S)
+
+    def _events_connected(self) -> None:
+        """A new events connection (the broker may have lost any retained state): all of it
+        is due again."""
+        self._outbox.connected()
+        self._wake.set()
+
+    async def _carry_retained(self) -> None:
+        """Publish due retained state over the events' connection, events first, until
+        ``close()`` and the flush are done (or the grace is spent: ``_end_carrier``)."""
+        session = self._event_session
+        assert session is not None  # started only when enabled
+        outbox = self._outbox
+        while True:
+            if not outbox.due:
+                if self._closing.is_set():
+                    return
+                self._wake.clear()
+                await self._wake.wait()  # a setter, a new events connection, or close()
+                continue
+            if self._event_passes and not self._closing.is_set():
+                await wait_event(self._no_events, RETAINED_YIELD_S)  # events first
+            try:
+                link = await session.current_link()
+            except LinkLost:
+                return  # the events' session has ended (close)
+            batch: list[Message] = []
+            while len(batch) < RETAINED_BATCH and outbox.due:
+                if batch:
+                    await asyncio.sleep(0)  # building payloads must not hold the loop long
+                batch += outbox.take_retained(
+                    min(RETAINED_BUILD_CHUNK, RETAINED_BATCH - len(batch))
+                )
+            with contextlib.suppress(LinkLost):  # the session reconnects; all is due again
+                await self._publish_retained(link, batch)
+
+    async def _publish_retained(self, link: EventLink, batch: list[Message]) -> None:
         try:
             await link.publish(batch, retain=True)
         except LinkLost as lost:
