@@ -33,7 +33,7 @@ from daemon.metrics import Metrics
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import AccountSignal, account_signal, should_publish_state
-from daemon.risk_inputs import holdings, price_inputs
+from daemon.risk_inputs import apply_readings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
@@ -50,6 +50,9 @@ from venues.model import VenueResult
 log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
+WARMUP_PAIR_ALLOWANCE_S = 50e-6  # ... plus this per watched pair: a first sweep is not a dead
+# chain (2,000,000 pairs took 40-60 s to read at start-up; timing out first valued every
+# account STALE_CHAIN and back: two extra writes of every account and its transitions)
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
@@ -118,6 +121,7 @@ class EngineLoop:
         required_assets: Collection[str] = (),
         status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
+        watched_pairs: int = 0,
         events: EventRelay | None = None,
         shard_of: Callable[[str], int] | None = None,
         fence: Fence | None = None,
@@ -132,7 +136,9 @@ class EngineLoop:
         self._status_chains = set(status_chains)
         self._chains_seen: set[str] = set()
         self._status_seen: set[str] = set()
-        self._warmup_deadline = time.monotonic() + warmup_timeout_s
+        self._warmup_deadline = (
+            time.monotonic() + warmup_timeout_s + watched_pairs * WARMUP_PAIR_ALLOWANCE_S
+        )
         self._warm = False
         self.store = store
         self.publisher = publisher
@@ -196,7 +202,9 @@ class EngineLoop:
 
         Until then cycles only apply their inputs: valuing an account whose debt chain was
         read before its collateral chain would publish a false ``liquidatable`` (and then a
-        ``recovered``) for every such account on a cold start.
+        ``recovered``) for every such account on a cold start. The warm-up lasts
+        ``warmup_timeout_s`` plus ``WARMUP_PAIR_ALLOWANCE_S`` per watched pair (a million
+        accounts' first sweep is a minute of reading, not a dead chain).
         """
         if self._warm:
             return True
@@ -262,14 +270,17 @@ class EngineLoop:
             # stored, but nothing is valued or published yet.
             await self.writer.write()
             return
-        before = self.engine.results.select(slice(None))
-        evaluated = self.engine.recompute_dirty()
-        changed = _changed(before, self.engine.results, evaluated)
-        if not self._valued:
+        if self._valued:
+            before = self.engine.results.select(slice(None))
+            evaluated = self.engine.recompute_dirty()
+            changed = _changed(before, self.engine.results, evaluated)
+        else:
             # The first valuation: every account's stored row is compared with what memory
             # says now (not with the state seeded before any price), so a restart with
             # nothing changed writes no transition and a stale stored row is corrected.
+            # (No copy of the results to compare with: every account is written anyway.)
             self._valued = True
+            self.engine.recompute_dirty()
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
         if await self.writer.write() and self._inputs_complete():
@@ -322,8 +333,11 @@ class EngineLoop:
                     # A failed read keeps the engine's last good value, unless a reorg
                     # orphaned the block that value came from. The first sweep of a chain
                     # goes in vectorized, like a restart's stored balances (``load_holdings``).
-                    self.engine.load_holdings(
-                        holdings(event.chain, event.readings), orphaned_above=event.dropped_above
+                    apply_readings(
+                        self.engine,
+                        event.chain,
+                        event.readings,
+                        orphaned_above=event.dropped_above,
                     )
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
