@@ -271,9 +271,13 @@ class EngineLoop:
             await self.writer.write()
             return
         if self._valued:
-            before = self.engine.results.select(slice(None))
-            evaluated = self.engine.recompute_dirty()
-            changed = _changed(before, self.engine.results, evaluated)
+            # Only dirty accounts can change (an account's results are a function of its
+            # inputs): copying every result per cycle cost ~100 MB and ~3 % of the loop's time
+            # at 200,000 accounts, for cycles that mostly change nothing.
+            dirty = self.engine.dirty_accounts()
+            before = self.engine.results.select(dirty)
+            self.engine.recompute_dirty()
+            changed = _changed(dirty, before, self.engine.results)
         else:
             # The first valuation: every account's stored row is compared with what memory
             # says now (not with the state seeded before any price), so a restart with
@@ -496,19 +500,16 @@ class _AccountDocument:
         return account_document(state, self.loop.venues.ledger.venues_of(self.account))
 
 
-def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
-    """Indices among ``evaluated`` whose results differ from ``before`` (or are new)."""
-    old = len(before.health)
-    new_accounts = evaluated[evaluated >= old]
-    seen = evaluated[evaluated < old]
-    differs = np.zeros(len(seen), dtype=bool)
+def _changed(rows: IndexArray, before: HealthTable, after: HealthTable) -> IndexArray:
+    """Those of ``rows`` whose results in ``after`` differ from ``before`` (their copy)."""
+    differs = np.zeros(len(rows), dtype=bool)
     previous = before.columns()
     for name, column in after.columns().items():
-        prev = previous[name][seen]
-        cur = column[seen]
+        prev = previous[name]
+        cur = column[rows]
         if column.dtype.kind == "f":
             differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
         else:
             differs |= prev != cur
-    result: IndexArray = np.concatenate([seen[differs], new_accounts])
+    result: IndexArray = rows[differs]
     return result
