@@ -75,10 +75,7 @@ def test_apply_readings_gives_the_engine_state_of_load_holdings(small_raws: bool
     sweeps = [first_sweep(), later_update()]
     if small_raws:  # every raw below 2**64: the vectorized uint64 path
         sweeps = [
-            {
-                p: r if r.raw is None else dataclasses.replace(r, raw=r.raw % 2**60)
-                for p, r in s.items()
-            }
+            {p: r if r.raw is None else r._replace(raw=r.raw % 2**60) for p, r in s.items()}
             for s in sweeps
         ]
     by_holdings, by_columns = engine(), engine()
