@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
 from daemon.cycle_writer import CycleWriter
@@ -156,6 +157,9 @@ class EngineLoop:
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
         self._valuation_stored = False  # ... and the store has that valuation
+        # The accounts of the first valuation made with every input whose rows are not stored
+        # yet (``None``: no such valuation yet); empty means the valuation is stored.
+        self._unstored: npt.NDArray[np.bool_] | None = None
         self._writes = 0
         self.writer = CycleWriter(
             store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
@@ -287,8 +291,15 @@ class EngineLoop:
             self.engine.recompute_dirty()
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
-        if await self.writer.write() and self._inputs_complete():
-            self._valuation_stored = True
+        if self._unstored is None and self._inputs_complete():
+            # The first complete valuation: every account is valued with every input now;
+            # those whose rows are pending or being written must reach the store (the others'
+            # stored rows are that valuation already). Accounts changed later by price rounds
+            # do not hold readiness back.
+            self._unstored = np.zeros(len(self.engine.accounts), dtype=bool)
+            self._unstored[self.writer.unstored()] = True
+            self._count_stored(np.zeros(0, dtype=np.intp))
+        await self.writer.write()
         await self._publish_venue_accounts(time.time())
         self.stats.cycles += 1
         self.stats.last_cycle_s = time.perf_counter() - started
@@ -316,11 +327,7 @@ class EngineLoop:
         """After a successful write: wake the event relay for the new transitions (how many
         the write stored) and publish the retained state of the written accounts."""
         self.stats.transitions += transitions
-        # The valuation went with this write when no account is left pending: price rounds
-        # and balances staged meanwhile do not make it incomplete (at a million accounts the
-        # loop, busy publishing retained state, kept some pending for two minutes).
-        if self._valued and not self.writer.pending.accounts and self._inputs_complete():
-            self._valuation_stored = True
+        self._count_stored(accounts)
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         if transitions:
@@ -328,6 +335,19 @@ class EngineLoop:
                 listener()
         if len(accounts):
             await self._publish(accounts, time.time())
+
+    def _count_stored(self, accounts: IndexArray) -> None:
+        """``accounts`` were written: the first complete valuation is stored once none of
+        its accounts is left (at a million accounts the loop, busy publishing retained state
+        while price rounds kept changing some accounts, never had *none* pending for two
+        minutes)."""
+        unstored = self._unstored
+        if unstored is None or self._valuation_stored:
+            return
+        unstored[accounts[accounts < len(unstored)]] = False
+        if not unstored.any():
+            self._valuation_stored = True
+            self._unstored = np.zeros(0, dtype=bool)  # not kept: a byte per account
 
     async def _apply(self, events: Sequence[EngineEvent]) -> float | None:
         oldest: float | None = None
