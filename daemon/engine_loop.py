@@ -51,9 +51,9 @@ from venues.model import VenueResult
 log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
-WARMUP_PAIR_ALLOWANCE_S = 50e-6  # ... plus this per watched pair: a first sweep is not a dead
-# chain (2,000,000 pairs took 40-60 s to read at start-up; timing out first valued every
-# account STALE_CHAIN and back: two extra writes of every account and its transitions)
+WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first sweep is not a dead
+# chain (2,000,000 pairs took 40-133 s to read at start-up, by load; timing out first valued
+# every account STALE_CHAIN and back: two extra writes of every account and its transitions)
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later

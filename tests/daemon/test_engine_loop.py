@@ -160,7 +160,7 @@ async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
             required_chains=["l1"],
             required_assets=["ETH", "USDC"],
             warmup_timeout_s=0.0,
-            watched_pairs=10_000_000,  # 500 s of allowance
+            watched_pairs=10_000_000,  # 1,000 s of allowance
         )
         await loop.cycle([prices()])
         assert not loop.warm()  # l1 is still being read: not timed out
