@@ -201,8 +201,9 @@ class CycleWriter:
 
     def unstored(self) -> IndexArray:
         """Engine rows whose current health the store does not have yet: pending or in the
-        write in flight."""
-        return np.union1d(self.pending.account_indices(), self.in_flight)
+        write in flight (unsorted; a row may appear twice: a million accounts are not sorted
+        on the event loop for a mask)."""
+        return np.concatenate([self.pending.account_indices(), self.in_flight])
 
     async def _attempt(self) -> bool:
         batch = self.pending.take()
