@@ -269,6 +269,7 @@ class ChainWatcher:
         readings: dict[Pair, Reading] = {}
         number, block_hash = block.number, block.hash
         failing = self._failing
+        reading = tuple.__new__  # Reading(...) without the named tuple's Python-level __new__
         # One pass per pair, kept tight: a first sweep is every pair (2,000,000 at a million
         # accounts), and this loop was ~8 us per pair with a call and a frozen object each.
         for pair, raw, had, before in self.holdings.record(pairs, values, block):
@@ -279,7 +280,7 @@ class ChainWatcher:
                 if failed:
                     failed.discard(pair[0])
             if not had or before != raw:
-                readings[pair] = Reading(raw, number, block_hash)
+                readings[pair] = reading(Reading, (raw, number, block_hash))
         self.stats.reads += len(pairs)
         return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
 
