@@ -43,10 +43,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import numpy as np
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from core.errors import RetryableError
-from daemon.pending_writes import PendingWrites
+from daemon.pending_writes import PendingBatch, PendingWrites
 from daemon.store.engine import is_unavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows
@@ -131,6 +132,8 @@ class CycleWriter:
         self._background: asyncio.Task[bool] | None = None
         self.fence = fence
         self._on_fenced = on_fenced
+        self.in_flight: IndexArray = np.zeros(0, dtype=np.intp)
+        """Engine rows of the write in flight (empty when none is)."""
 
     @property
     def failing(self) -> bool:
@@ -196,8 +199,21 @@ class CycleWriter:
                 self.stats.writing_since = None
                 self.stats.writing_rows = 0
 
+    def unstored(self) -> IndexArray:
+        """Engine rows whose current health the store does not have yet: pending or in the
+        write in flight (unsorted; a row may appear twice: a million accounts are not sorted
+        on the event loop for a mask)."""
+        return np.concatenate([self.pending.account_indices(), self.in_flight])
+
     async def _attempt(self) -> bool:
         batch = self.pending.take()
+        self.in_flight = batch.accounts
+        try:
+            return await self._attempt_batch(batch)
+        finally:
+            self.in_flight = np.zeros(0, dtype=np.intp)
+
+    async def _attempt_batch(self, batch: PendingBatch) -> bool:
         try:
             rows, context = self._build(batch.accounts)
         except BaseException:

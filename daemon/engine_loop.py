@@ -42,7 +42,7 @@ from daemon.mqtt.account_state import account_state_json
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import encode_json
-from daemon.risk_inputs import holdings, price_inputs
+from daemon.risk_inputs import apply_readings, price_inputs
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
@@ -59,6 +59,9 @@ from venues.model import VenueResult
 log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset is still missing
+WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first sweep is not a dead
+# chain (2,000,000 pairs took 40-133 s to read at start-up, by load; timing out first valued
+# every account STALE_CHAIN and back: two extra writes of every account and its transitions)
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
@@ -132,6 +135,7 @@ class EngineLoop:
         required_assets: Collection[str] = (),
         status_chains: Collection[str] = (),
         warmup_timeout_s: float = WARMUP_TIMEOUT_S,
+        watched_pairs: int = 0,
         events: EventRelay | None = None,
         shard_of: Callable[[str], int] | None = None,
         fence: Fence | None = None,
@@ -146,7 +150,9 @@ class EngineLoop:
         self._status_chains = set(status_chains)
         self._chains_seen: set[str] = set()
         self._status_seen: set[str] = set()
-        self._warmup_deadline = time.monotonic() + warmup_timeout_s
+        self._warmup_deadline = (
+            time.monotonic() + warmup_timeout_s + watched_pairs * WARMUP_PAIR_ALLOWANCE_S
+        )
         self._warm = False
         self.store = store
         self.publisher = publisher
@@ -169,6 +175,9 @@ class EngineLoop:
         self._positions_unread: set[str] = set()
         self._valued = False  # a warm cycle has valued every account once
         self._valuation_stored = False  # ... and the store has that valuation
+        # The accounts of the first valuation made with every input whose rows are not stored
+        # yet (``None``: no such valuation yet); empty means the valuation is stored.
+        self._unstored: npt.NDArray[np.bool_] | None = None
         self._writes = 0
         self.writer = CycleWriter(
             store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
@@ -215,7 +224,9 @@ class EngineLoop:
 
         Until then cycles only apply their inputs: valuing an account whose debt chain was
         read before its collateral chain would publish a false ``liquidatable`` (and then a
-        ``recovered``) for every such account on a cold start.
+        ``recovered``) for every such account on a cold start. The warm-up lasts
+        ``warmup_timeout_s`` plus ``WARMUP_PAIR_ALLOWANCE_S`` per watched pair (a million
+        accounts' first sweep is a minute of reading, not a dead chain).
         """
         if self._warm:
             return True
@@ -281,18 +292,32 @@ class EngineLoop:
             # stored, but nothing is valued or published yet.
             await self.writer.write()
             return
-        before = self.engine.results.select(slice(None))
-        evaluated = self.engine.recompute_dirty()
-        changed = _changed(before, self.engine.results, evaluated)
-        if not self._valued:
+        if self._valued:
+            # Only dirty accounts can change (an account's results are a function of its
+            # inputs): copying every result per cycle cost ~100 MB and ~3 % of the loop's time
+            # at 200,000 accounts, for cycles that mostly change nothing.
+            dirty = self.engine.dirty_accounts()
+            before = self.engine.results.select(dirty)
+            self.engine.recompute_dirty()
+            changed = _changed(dirty, before, self.engine.results)
+        else:
             # The first valuation: every account's stored row is compared with what memory
             # says now (not with the state seeded before any price), so a restart with
             # nothing changed writes no transition and a stale stored row is corrected.
+            # (No copy of the results to compare with: every account is written anyway.)
             self._valued = True
+            self.engine.recompute_dirty()
             changed = np.arange(len(self.engine.accounts), dtype=np.intp)
         pending.add_accounts(changed)
-        if await self.writer.write() and self._inputs_complete():
-            self._valuation_stored = True
+        if self._unstored is None and self._inputs_complete():
+            # The first complete valuation: every account is valued with every input now;
+            # those whose rows are pending or being written must reach the store (the others'
+            # stored rows are that valuation already). Accounts changed later by price rounds
+            # do not hold readiness back.
+            self._unstored = np.zeros(len(self.engine.accounts), dtype=bool)
+            self._unstored[self.writer.unstored()] = True
+            self._count_stored(np.zeros(0, dtype=np.intp))
+        await self.writer.write()
         await self._publish_venue_accounts(time.time())
         self.stats.cycles += 1
         self.stats.last_cycle_s = time.perf_counter() - started
@@ -320,11 +345,7 @@ class EngineLoop:
         """After a successful write: wake the event relay for the new transitions (how many
         the write stored) and publish the retained state of the written accounts."""
         self.stats.transitions += transitions
-        # The valuation went with this write when no account is left pending: price rounds
-        # and balances staged meanwhile do not make it incomplete (at a million accounts the
-        # loop, busy publishing retained state, kept some pending for two minutes).
-        if self._valued and not self.writer.pending.accounts and self._inputs_complete():
-            self._valuation_stored = True
+        self._count_stored(accounts)
         if transitions and self.events is not None:
             self.events.wake()  # the relay publishes them from the store, marked on PUBACK
         if transitions:
@@ -332,6 +353,19 @@ class EngineLoop:
                 listener()
         if len(accounts):
             await self._publish(accounts, time.time())
+
+    def _count_stored(self, accounts: IndexArray) -> None:
+        """``accounts`` were written: the first complete valuation is stored once none of
+        its accounts is left (at a million accounts the loop, busy publishing retained state
+        while price rounds kept changing some accounts, never had *none* pending for two
+        minutes)."""
+        unstored = self._unstored
+        if unstored is None or self._valuation_stored:
+            return
+        unstored[accounts[accounts < len(unstored)]] = False
+        if not unstored.any():
+            self._valuation_stored = True
+            self._unstored = np.zeros(0, dtype=bool)  # not kept: a byte per account
 
     async def _apply(self, events: Sequence[EngineEvent]) -> float | None:
         oldest: float | None = None
@@ -341,8 +375,11 @@ class EngineLoop:
                     # A failed read keeps the engine's last good value, unless a reorg
                     # orphaned the block that value came from. The first sweep of a chain
                     # goes in vectorized, like a restart's stored balances (``load_holdings``).
-                    self.engine.load_holdings(
-                        holdings(event.chain, event.readings), orphaned_above=event.dropped_above
+                    apply_readings(
+                        self.engine,
+                        event.chain,
+                        event.readings,
+                        orphaned_above=event.dropped_above,
                     )
                     self.blocks[event.chain] = event.block.number
                     self._chains_seen.add(event.chain)
@@ -559,19 +596,16 @@ def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
     return codes
 
 
-def _changed(before: HealthTable, after: HealthTable, evaluated: IndexArray) -> IndexArray:
-    """Indices among ``evaluated`` whose results differ from ``before`` (or are new)."""
-    old = len(before.health)
-    new_accounts = evaluated[evaluated >= old]
-    seen = evaluated[evaluated < old]
-    differs = np.zeros(len(seen), dtype=bool)
+def _changed(rows: IndexArray, before: HealthTable, after: HealthTable) -> IndexArray:
+    """Those of ``rows`` whose results in ``after`` differ from ``before`` (their copy)."""
+    differs = np.zeros(len(rows), dtype=bool)
     previous = before.columns()
     for name, column in after.columns().items():
-        prev = previous[name][seen]
-        cur = column[seen]
+        prev = previous[name]
+        cur = column[rows]
         if column.dtype.kind == "f":
             differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
         else:
             differs |= prev != cur
-    result: IndexArray = np.concatenate([seen[differs], new_accounts])
+    result: IndexArray = rows[differs]
     return result

@@ -88,6 +88,10 @@ class PendingWrites:
         """Accounts whose stored health row is out of date."""
         return int(np.count_nonzero(self._accounts))
 
+    def account_indices(self) -> IndexArray:
+        """The engine rows of those accounts, ascending."""
+        return np.flatnonzero(self._accounts)
+
     @property
     def balances(self) -> int:
         """Readings waiting to be stored."""

@@ -391,6 +391,7 @@ class Daemon:
             # Chains start stale until their status is known: valuing before that would
             # store (and publish) STALE_CHAIN and back for every account on each start.
             status_chains=[c.name for c in config.chains],
+            watched_pairs=sum(len(w.accounts) * len(w.tokens) for w in self.watchers.values()),
             events=events,
             shard_of=None if self.member is None else self.shard_map.shard,
             fence=None if self.member is None else self.member.fence(),

@@ -13,8 +13,6 @@ the last good value forgets the failure only: the value was read on the survivin
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,13 +64,12 @@ def _in_scope(conn: AsyncConnection, scope: frozenset[str] | None) -> list[sa.Co
 async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:
     if not update.readings:
         return
-    postgres = conn.dialect.name == "postgresql"
     records = [
         (
             update.chain,
             token,
             account,
-            None if r.raw is None else (Decimal(r.raw) if postgres else str(r.raw)),
+            None if r.raw is None else str(r.raw),
             r.block_number,
             r.block_hash,
             r.block_number if r.raw is None else None,
@@ -81,11 +78,13 @@ async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: fl
     ]
     await load_stage(conn, balance_stage, records)
     s = balance_stage.c
+    # The stage holds the raw as decimal text (cheap to load): NUMERIC(78, 0) on PostgreSQL.
+    raw = s.raw if conn.dialect.name != "postgresql" else sa.cast(s.raw, sa.Numeric(78, 0))
     source = sa.select(
         s.chain,
         s.token,
         s.account,
-        s.raw,
+        raw,
         s.block_number,
         s.block_hash,
         s.failed_block_number,

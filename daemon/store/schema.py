@@ -299,7 +299,9 @@ balance_stage = sa.Table(
     sa.Column("chain", NAME),
     sa.Column("token", ADDRESS),
     sa.Column("account", ADDRESS),
-    sa.Column("raw", sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql")),
+    # Decimal text on both dialects, cast to NUMERIC by the upsert on PostgreSQL: asyncpg's
+    # binary COPY of a Decimal costs ~7x the text (1.85 s vs 0.27 s of CPU for 400,000 rows).
+    sa.Column("raw", sa.String(78)),
     sa.Column("block_number", sa.BigInteger()),
     sa.Column("block_hash", HASH),
     sa.Column("failed_block_number", sa.BigInteger()),

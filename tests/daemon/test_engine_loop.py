@@ -133,3 +133,36 @@ async def test_a_timed_out_warm_up_is_not_a_stored_valuation(tmp_path: Path) -> 
         health = await store.queries.health(ACCOUNTS[0])
         assert health is not None
         assert health.flags == Flag.NONE
+
+
+async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
+    """A first sweep of millions of pairs is not a dead chain: the warm-up's deadline grows
+    with the watched pairs, so the first valuation waits for it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+            ),
+        ],
+        chains=[ChainInput(name="l1", liquidation_latency_s=1)],
+    )
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1"],
+            required_assets=["ETH", "USDC"],
+            warmup_timeout_s=0.0,
+            watched_pairs=10_000_000,  # 1,000 s of allowance
+        )
+        await loop.cycle([prices()])
+        assert not loop.warm()  # l1 is still being read: not timed out
+        await loop.cycle([update("l1", WETH, 10**18, 20)])
+        assert loop.warm()

@@ -233,3 +233,45 @@ async def test_the_first_valuation_counts_once_its_accounts_are_stored_whatever_
         assert loop.valuation_stored
         assert loop.writer.pending.accounts == 0
         assert (await store.queries.health(ACCOUNTS[0])) is not None
+
+
+async def test_accounts_changed_after_the_first_valuation_do_not_hold_readiness_back(
+    proxied: tuple[HealthStore, TcpProxy],
+) -> None:
+    """While the first valuation's write stalls, a price round changes every account: once
+    that write lands the valuation is stored (the daemon may say it is ready), although the
+    accounts the round changed are still pending (at a million accounts they kept readiness
+    back for minutes)."""
+    store, proxy = proxied
+    async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
+        loop = EngineLoop(
+            engine=engine(),
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        proxy.pause()
+        try:
+            await loop.cycle(
+                [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
+            )  # waits WRITE_WAIT_S, then the write goes on in the background
+            await loop.cycle([prices(1800)])  # 0.8 x 1,800 < 1,500: every account changes
+            assert loop.writer.pending.accounts == len(ACCOUNTS)
+            assert not loop.valuation_stored
+        finally:
+            proxy.resume()
+        deadline = time.monotonic() + WAIT_S
+        while loop.writer.stats.writes < 1:
+            assert time.monotonic() < deadline, f"valuation not written: {loop.writer.stats}"
+            await asyncio.sleep(0)
+        # The round's accounts are being written now, after the valuation's write.
+        assert loop.writer.stats.writes == 1
+        assert loop.valuation_stored
+        while loop.writer.stats.writes < 2:
+            assert time.monotonic() < deadline, f"round not written: {loop.writer.stats}"
+            await asyncio.sleep(0)
+        stored = await store.queries.health(ACCOUNTS[0])
+        assert stored is not None
+        assert stored.flags & Flag.LIQUIDATABLE

@@ -1,0 +1,87 @@
+"""``apply_readings`` (a watcher update into the engine, columns instead of ``Holding``s) leaves
+the engine exactly as ``load_holdings(holdings(…))`` does: first sweeps, later sweeps, failed
+reads, raws beyond 64 bits, reorgs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chains.watcher import Reading
+from core.domain import Role
+from daemon.risk_inputs import apply_readings, holdings
+from margin.engine import MarginEngine
+from margin.model import ChainInput, PriceInput, TokenRisk
+
+WETH = "0x" + "e7" * 20
+USDC = "0x" + "d5" * 20
+ODD = "0x" + "0d" * 20  # decimals unknown: every read counts as failed
+ACCOUNTS = [f"0x{i:040x}" for i in range(1, 41)]
+
+Readings = dict[tuple[str, str], Reading]
+
+
+def engine() -> MarginEngine:
+    tokens = [
+        TokenRisk(
+            chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+        ),
+        TokenRisk(
+            chain="l1", token=USDC, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
+        ),
+        TokenRisk(
+            chain="l1", token=ODD, asset="ETH", role=Role.COLLATERAL, weight=0.5, decimals=None
+        ),
+    ]
+    book = MarginEngine(tokens=tokens, chains=[ChainInput(name="l1", liquidation_latency_s=1)])
+    book.set_prices([PriceInput(asset="ETH", price=2000.0), PriceInput(asset="USDC", price=1.0)])
+    return book
+
+
+def reading(raw: int | None, block: int) -> Reading:
+    return Reading(raw, block, f"0x{block:064x}")
+
+
+def first_sweep() -> Readings:
+    """Every pair at block 10: raws small and beyond 2**64, a few failed reads."""
+    readings: Readings = {}
+    for i, account in enumerate(ACCOUNTS):
+        weth = None if i % 13 == 5 else (i + 1) * 10**18 + i  # 10**19 and up: beyond 2**64
+        readings[(account, WETH)] = reading(weth, 10)
+        readings[(account, USDC)] = reading(None if i % 11 == 3 else i * 10**6 + 7, 10)
+        readings[(account, ODD)] = reading(i, 10)
+    return readings
+
+
+def later_update() -> Readings:
+    """A later cycle on rows that exist: changed and unchanged values, new failures, mixed
+    blocks (a merged pending update), and an account never seen before."""
+    readings: Readings = {}
+    for i, account in enumerate(ACCOUNTS[::3]):
+        readings[(account, WETH)] = reading(None if i % 4 == 1 else i * 10**17, 11 + i % 2)
+        readings[(account, USDC)] = reading(i * 10**6 + 7, 12)
+    readings[("0x" + "ab" * 20, WETH)] = reading(5 * 10**17, 12)
+    return readings
+
+
+def state(book: MarginEngine) -> list[object]:
+    book.recompute_all()
+    return [dataclasses.asdict(book.account_health(a)) for a in book.accounts]
+
+
+@pytest.mark.parametrize("small_raws", [False, True])
+def test_apply_readings_gives_the_engine_state_of_load_holdings(small_raws: bool) -> None:
+    sweeps = [first_sweep(), later_update()]
+    if small_raws:  # every raw below 2**64: the vectorized uint64 path
+        sweeps = [
+            {p: r if r.raw is None else r._replace(raw=r.raw % 2**60) for p, r in s.items()}
+            for s in sweeps
+        ]
+    by_holdings, by_columns = engine(), engine()
+    for readings, orphaned in zip(sweeps, [None, 10], strict=True):
+        by_holdings.load_holdings(holdings("l1", readings), orphaned_above=orphaned)
+        apply_readings(by_columns, "l1", readings, orphaned_above=orphaned)
+        assert list(by_columns.accounts) == list(by_holdings.accounts)
+        assert state(by_columns) == state(by_holdings)
+    assert by_columns.read_failures() == by_holdings.read_failures() > 0
