@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
@@ -17,7 +17,7 @@ from chains.watcher import BalanceUpdate, Reading
 from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.cycle_writer import CycleWriter
-from daemon.engine_loop import EngineLoop, PositionsChanged, PricesChanged
+from daemon.engine_loop import EngineEvent, EngineLoop, PositionsChanged, PricesChanged
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
@@ -200,6 +200,41 @@ async def test_a_write_counts_as_unanswered_only_beyond_its_rows_allowance(
     assert {r.block_number for r in balances.values()} == {10}
 
 
+def readiness_loop(store: HealthStore, publisher: MqttPublisher) -> EngineLoop:
+    """An engine loop that needs both chains and both assets for a complete valuation."""
+    return EngineLoop(
+        engine=engine(),
+        store=store,
+        publisher=publisher,
+        value_decimals=2,
+        required_chains=["l1", "l2"],
+        required_assets=["ETH", "USDC"],
+    )
+
+
+async def first_valuation_under_a_stall(
+    loop: EngineLoop, proxy: TcpProxy, then: Sequence[EngineEvent]
+) -> None:
+    """The first complete valuation, its write stalled by the paused proxy, then the cycle
+    ``then`` while it still stalls; the proxy is resumed before returning."""
+    proxy.pause()
+    try:
+        await loop.cycle(
+            [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
+        )  # waits WRITE_WAIT_S, then the write goes on in the background
+        assert not loop.valuation_stored
+        await loop.cycle(then)
+    finally:
+        proxy.resume()
+
+
+async def writes_done(loop: EngineLoop, writes: int, deadline: float) -> None:
+    """Wait until the loop's writer completed ``writes`` writes (fail at ``deadline``)."""
+    while loop.writer.stats.writes < writes:
+        assert time.monotonic() < deadline, f"{writes} writes not done: {loop.writer.stats}"
+        await asyncio.sleep(0)
+
+
 async def test_the_first_valuation_counts_once_its_accounts_are_stored_whatever_else_waits(
     proxied: tuple[HealthStore, TcpProxy],
 ) -> None:
@@ -208,28 +243,11 @@ async def test_the_first_valuation_counts_once_its_accounts_are_stored_whatever_
     rounds staged meanwhile are still to be written."""
     store, proxy = proxied
     async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
-        loop = EngineLoop(
-            engine=engine(),
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-        )
-        proxy.pause()
-        try:
-            await loop.cycle(
-                [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
-            )  # waits WRITE_WAIT_S, then the write goes on in the background
-            assert not loop.valuation_stored
-            await loop.cycle([prices(2000)])  # staged: the write in flight holds the lock
-            assert loop.writer.pending.rounds == 2
-        finally:
-            proxy.resume()
-        deadline = time.monotonic() + WAIT_S
-        while loop.writer.stats.writes < 1:  # the valuation's write, not yet the rounds'
-            assert time.monotonic() < deadline, f"valuation not written: {loop.writer.stats}"
-            await asyncio.sleep(0)
+        loop = readiness_loop(store, publisher)
+        # The round is staged: the write in flight holds the lock.
+        await first_valuation_under_a_stall(loop, proxy, [prices(2000)])
+        assert loop.writer.pending.rounds == 2
+        await writes_done(loop, 1, time.monotonic() + WAIT_S)  # the valuation's, not the rounds'
         assert loop.valuation_stored
         assert loop.writer.pending.accounts == 0
         assert (await store.queries.health(ACCOUNTS[0])) is not None
@@ -244,34 +262,17 @@ async def test_accounts_changed_after_the_first_valuation_do_not_hold_readiness_
     back for minutes)."""
     store, proxy = proxied
     async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
-        loop = EngineLoop(
-            engine=engine(),
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-        )
-        proxy.pause()
-        try:
-            await loop.cycle(
-                [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
-            )  # waits WRITE_WAIT_S, then the write goes on in the background
-            await loop.cycle([prices(1800)])  # 0.8 x 1,800 < 1,500: every account changes
-            assert loop.writer.pending.accounts == len(ACCOUNTS)
-            assert not loop.valuation_stored
-        finally:
-            proxy.resume()
+        loop = readiness_loop(store, publisher)
+        # 0.8 x 1,800 < 1,500: the round changes every account.
+        await first_valuation_under_a_stall(loop, proxy, [prices(1800)])
+        assert loop.writer.pending.accounts == len(ACCOUNTS)
+        assert not loop.valuation_stored
         deadline = time.monotonic() + WAIT_S
-        while loop.writer.stats.writes < 1:
-            assert time.monotonic() < deadline, f"valuation not written: {loop.writer.stats}"
-            await asyncio.sleep(0)
+        await writes_done(loop, 1, deadline)
         # The round's accounts are being written now, after the valuation's write.
         assert loop.writer.stats.writes == 1
         assert loop.valuation_stored
-        while loop.writer.stats.writes < 2:
-            assert time.monotonic() < deadline, f"round not written: {loop.writer.stats}"
-            await asyncio.sleep(0)
+        await writes_done(loop, 2, deadline)
         stored = await store.queries.health(ACCOUNTS[0])
         assert stored is not None
         assert stored.flags & Flag.LIQUIDATABLE
