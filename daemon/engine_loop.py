@@ -470,8 +470,10 @@ class EngineLoop:
             rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
         flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
         self._breakdowns = {}
-        for i in flagged.tolist():
-            record = breakdown_record(self.engine.account_health(names[i]))
+        chosen = flagged.tolist()
+        healths = self.engine.account_healths([names[i] for i in chosen])
+        for i, health in zip(chosen, healths, strict=True):
+            record = breakdown_record(health)
             self._breakdowns[int(changed[i])] = record
             rows.breakdowns[i] = json.dumps(record)
         return rows

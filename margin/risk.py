@@ -41,27 +41,31 @@ class AccountRisk:
 
 
 def account_risk(
-    model: MarginModel, vectors: PortfolioVectors, result: PortfolioResult, value_decimals: int
+    model: MarginModel,
+    vectors: PortfolioVectors,
+    result: PortfolioResult,
+    value_decimals: int,
+    row: int = 0,
 ) -> AccountRisk:
-    """Row 0 of ``result`` as an ``AccountRisk`` (groups with an exposure, a loss or a
+    """Row ``row`` of ``result`` as an ``AccountRisk`` (groups with an exposure, a loss or a
     horizon only)."""
     groups: dict[str, GroupRisk] = {}
     for g, name in enumerate(vectors.groups):
         figures = GroupRisk(
             scan_range=float(vectors.market.ranges[g]),
-            loss=float(result.loss[0, g]),
-            loss_latency=float(result.loss_latency[0, g]),
-            delta=float(result.delta[0, g]),
-            gamma=float(result.gamma[0, g]),
-            vega=float(result.vega[0, g]),
-            horizon_s=float(result.horizon[0, g]),
+            loss=float(result.loss[row, g]),
+            loss_latency=float(result.loss_latency[row, g]),
+            delta=float(result.delta[row, g]),
+            gamma=float(result.gamma[row, g]),
+            vega=float(result.vega[row, g]),
+            horizon_s=float(result.horizon[row, g]),
         )
         if figures.loss or figures.delta or figures.horizon_s or figures.vega:
             groups[name] = figures
     return AccountRisk(
         model=model,
-        var_99=float(result.var_99[0]),
-        es_975=float(result.es_975[0]),
-        options_value=scaled(int(result.options_value[0]), value_decimals),
+        var_99=float(result.var_99[row]),
+        es_975=float(result.es_975[row]),
+        options_value=scaled(int(result.options_value[row]), value_decimals),
         groups=groups,
     )

@@ -301,3 +301,30 @@ def test_a_group_with_a_loss_but_no_delta_horizon_or_vega_is_reported() -> None:
     eth = world.engine.account_risk(A).groups["ETH"]
     assert (eth.delta, eth.vega, eth.horizon_s) == (0.0, 0.0, 0.0)
     assert eth.loss == pytest.approx(200.0)
+
+
+def test_many_accounts_valued_at_once_equal_each_valued_alone() -> None:
+    """``account_healths`` (one vectorised pass for the breakdowns of a market-wide move)
+    gives each account exactly what ``account_health`` gives it alone: rows taken in sorted
+    order are handed back in the order asked, a repeat included, a dirty account recomputed."""
+    world = World(volatility={"ETH": 0.7, "BTC": 0.5})
+    for account, scale in ((A, 1), (B, 3), (C, 7)):
+        world.hold(account, "usdc", 20_000 * scale)
+        world.hold(account, "usdc-debt", 4_000 * scale)
+        world.options(
+            account,
+            [
+                option(account, size=-scale, right=Right.CALL, strike=2000 + 100 * scale),
+                option(account, size=scale, right=Right.PUT, strike=30_000, asset="BTC"),
+            ],
+        )
+    world.engine.recompute_all()
+    world.hold(B, "usdc-debt", 50_000)  # B is dirty when asked
+    asked = [C, A, B, C]
+    batch = world.engine.account_healths(asked)
+    alone = [world.engine.account_health(a) for a in asked]
+    assert [h.account for h in batch] == asked
+    assert batch == alone
+    assert [h.risk for h in batch] == [world.engine.account_risk(a) for a in asked]
+    assert batch[2].liability_value > batch[0].liability_value  # B's 50,000 > C's 28,000
+    assert world.engine.account_healths([]) == []
