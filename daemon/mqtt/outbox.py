@@ -2,12 +2,11 @@
 
 A dict keyed by topic: the latest payload wins and nothing is ever dropped; all of it is
 republished on every reconnect, since a restarted broker may have lost it. A payload may also
-be given as a function that builds it, or as a row of a ``PayloadRows`` source shared by many
-topics (the engine's results: one small tuple per account), built only when the topic is
-taken out to be published (a market-wide move changes the state of tens of thousands of
-accounts at once: their JSON is built as the connection carries it, not all at once by the
-engine). No I/O: the
-publisher (``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
+be given as a row of a ``PayloadRows`` source shared by many topics (the engine's results:
+one small tuple per account), built only when the topic is taken out to be published (a
+market-wide move changes the state of tens of thousands of accounts at once: their JSON is
+built as the connection carries it, not all at once by the engine). No I/O: the publisher
+(``daemon.mqtt.publisher``) takes topics out, publishes them and hands back the ones that
 failed. Events are not kept here: they live in the database until the broker acknowledged
 them (``daemon.mqtt.relay``).
 
@@ -21,12 +20,11 @@ never has one (``daemon.mqtt.topics``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 Message = tuple[str, bytes]
 """(topic, payload)"""
-PayloadBuilder = Callable[[], bytes]
 
 
 class PayloadRows(Protocol):
@@ -37,7 +35,7 @@ class PayloadRows(Protocol):
         ...
 
 
-_Payload = bytes | PayloadBuilder | tuple[PayloadRows, int]
+_Payload = bytes | tuple[PayloadRows, int]
 
 
 class Outbox:
@@ -71,12 +69,6 @@ class Outbox:
         self._dirty[key] = None
         return True
 
-    def retain_built(self, key: str, build: PayloadBuilder) -> None:
-        """Record that ``key``'s latest payload is what ``build()`` returns when the topic is
-        taken out (it replaces any earlier payload, built or not)."""
-        self._retained[key] = build
-        self._dirty[key] = None
-
     def retain_rows(self, keys: Sequence[str], rows: Sequence[int], source: PayloadRows) -> None:
         """Record that each ``keys[n]``'s latest payload is ``source.payload(rows[n])`` when
         the topic is taken out (replacing any earlier payload, built or not)."""
@@ -98,8 +90,6 @@ class Outbox:
             if isinstance(payload, tuple):
                 source, row = payload
                 payload = self._retained[key] = source.payload(row)
-            elif not isinstance(payload, bytes):
-                payload = self._retained[key] = payload()
             taken.append((key if "/" in key else self._account_prefix + key, payload))
         return taken
 

@@ -225,7 +225,7 @@ def test_outbox_keeps_accounts_under_their_address_and_publishes_their_topic() -
     outbox = Outbox(account_prefix=topics.accounts_prefix)
     alice, bob = "0x" + "a1" * 20, "0x" + "b0" * 20
     assert outbox.retain(topics.account_key(alice), b"1")
-    outbox.retain_built(topics.account_key(bob.upper().replace("0X", "0x")), lambda: b"2")
+    outbox.retain_rows([topics.account_key(bob.upper().replace("0X", "0x"))], [2], Rows())
     assert outbox.retain("p/oracle/ETH", b"3")
     assert outbox.take_retained(10) == [
         (topics.account(alice), b"1"),
@@ -244,21 +244,27 @@ def test_outbox_keeps_accounts_under_their_address_and_publishes_their_topic() -
     assert outbox.take_retained(10) == [(topics.account(bob), b"2"), ("p/oracle/ETH", b"3")]
 
 
+class Rows:
+    """A ``PayloadRows`` source whose payload of row n is ``b"n"``; records what it built."""
+
+    def __init__(self) -> None:
+        self.built: list[int] = []
+
+    def payload(self, row: int) -> bytes:
+        self.built.append(row)
+        return b"%d" % row
+
+
 def test_outbox_builds_a_lazy_payload_once_when_it_is_taken() -> None:
     outbox = Outbox()
-    built: list[int] = []
-
-    def build(n: int) -> bytes:
-        built.append(n)
-        return b"%d" % n
-
-    outbox.retain_built("p/a", lambda: build(1))
-    outbox.retain_built("p/a", lambda: build(2))  # replaced before it was published
-    assert built == []
+    rows = Rows()
+    outbox.retain_rows(["p/a"], [1], rows)
+    outbox.retain_rows(["p/a"], [2], rows)  # replaced before it was published
+    assert rows.built == []
     assert outbox.take_retained(10) == [("p/a", b"2")]
     outbox.connected()
     assert outbox.take_retained(10) == [("p/a", b"2")]  # republished as built, not rebuilt
-    assert built == [2]
+    assert rows.built == [2]
     assert not outbox.retain("p/a", b"2")
 
 
