@@ -121,9 +121,9 @@ def apply_readings(
     *,
     orphaned_above: int | None = None,
 ) -> None:
-    """Record one watcher update in the engine: the same state as
-    ``engine.load_holdings(holdings(chain, readings), orphaned_above=…)``, without a
-    ``Holding`` per reading.
+    """Record one watcher update in the engine: the same state as ``engine.load_holdings`` of
+    one ``Holding`` per reading (a failed read: ``raw`` None, ``read_failed``), without
+    building them.
 
     A chain's first sweep is every pair (2,000,000 at a million accounts): built as objects
     and valued row by row it held the event loop ~12 s at 200,000 accounts. Here successful
@@ -175,22 +175,6 @@ def _raw_column(raws: list[int]) -> list[int] | npt.NDArray[np.uint64]:
     if raws and max(raws) < UINT64_LIMIT and min(raws) >= 0:
         return np.array(raws, dtype=np.uint64)
     return raws
-
-
-def holdings(chain: str, readings: Mapping[tuple[str, str], Reading]) -> list[Holding]:
-    """Watcher readings as engine holdings. A failed read (``raw is None``) becomes a failed
-    holding without a value: the engine keeps the last good value it has, flagged."""
-    return [
-        Holding(
-            account=account,
-            chain=chain,
-            token=token,
-            raw=r.raw,
-            block=r.block_number,
-            read_failed=r.raw is None,
-        )
-        for (account, token), r in readings.items()
-    ]
 
 
 def stored_holdings(state: StoredState, tokens: Iterable[TokenRisk]) -> list[Holding]:

@@ -24,9 +24,9 @@ from daemon.commands.venue_reads import read_venues
 from daemon.config.model import Config
 from daemon.documents import account_document, engine_state
 from daemon.risk_inputs import (
+    apply_readings,
     chain_input,
     engine_params,
-    holdings,
     portfolio,
     price_inputs,
     token_risks,
@@ -90,7 +90,7 @@ def build_engine(
     engine.set_prices(price_inputs(prices.values()))
     # Failed reads go in too: the account is then held (READ_FAILED), or unknown for a debt.
     for watcher in watchers:  # a watcher reads only configured tokens
-        engine.load_holdings(holdings(watcher.chain.name, watcher.holdings))
+        apply_readings(engine, watcher.chain.name, watcher.holdings)
     ledger = VenueLedger()
     for result in venues:
         feed = ledger.apply(result).feed

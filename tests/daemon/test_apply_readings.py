@@ -10,9 +10,9 @@ import pytest
 
 from chains.watcher import Reading
 from core.domain import Role
-from daemon.risk_inputs import apply_readings, holdings
+from daemon.risk_inputs import apply_readings
 from margin.engine import MarginEngine
-from margin.model import ChainInput, PriceInput, TokenRisk
+from margin.model import ChainInput, Holding, PriceInput, TokenRisk
 
 WETH = "0x" + "e7" * 20
 USDC = "0x" + "d5" * 20
@@ -20,6 +20,21 @@ ODD = "0x" + "0d" * 20  # decimals unknown: every read counts as failed
 ACCOUNTS = [f"0x{i:040x}" for i in range(1, 41)]
 
 Readings = dict[tuple[str, str], Reading]
+
+
+def holdings(chain: str, readings: Readings) -> list[Holding]:
+    """The readings as one ``Holding`` each: the path ``apply_readings`` must equal."""
+    return [
+        Holding(
+            account=account,
+            chain=chain,
+            token=token,
+            raw=r.raw,
+            block=r.block_number,
+            read_failed=r.raw is None,
+        )
+        for (account, token), r in readings.items()
+    ]
 
 
 def engine() -> MarginEngine:
