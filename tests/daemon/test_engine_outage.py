@@ -82,19 +82,25 @@ async def proxied() -> AsyncIterator[tuple[HealthStore, TcpProxy]]:
                 yield store, proxy
 
 
+def readiness_loop(store: HealthStore, publisher: MqttPublisher) -> EngineLoop:
+    """An engine loop on ``engine()`` that needs both chains and both assets for a complete
+    valuation."""
+    return EngineLoop(
+        engine=engine(),
+        store=store,
+        publisher=publisher,
+        value_decimals=2,
+        required_chains=["l1", "l2"],
+        required_assets=["ETH", "USDC"],
+    )
+
+
 async def test_a_cut_database_loses_nothing_and_stores_each_transition_once(
     proxied: tuple[HealthStore, TcpProxy],
 ) -> None:
     store, proxy = proxied
     async with MqttPublisher(MqttConfig()) as publisher:  # MQTT off
-        loop = EngineLoop(
-            engine=engine(),
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-        )
+        loop = readiness_loop(store, publisher)
         # 1 WETH x 2000 x 0.8 = 1600 against 1500: healthy, stored, silent.
         await loop.cycle(
             [prices(2000), update("l1", WETH, 10**18, 10), update("l2", DEBT, 1500 * 10**6, 10)]
@@ -198,18 +204,6 @@ async def test_a_write_counts_as_unanswered_only_beyond_its_rows_allowance(
     assert writer.stats.writing_rows == 0
     balances = (await store.queries.balances("l1"))["l1"]
     assert {r.block_number for r in balances.values()} == {10}
-
-
-def readiness_loop(store: HealthStore, publisher: MqttPublisher) -> EngineLoop:
-    """An engine loop that needs both chains and both assets for a complete valuation."""
-    return EngineLoop(
-        engine=engine(),
-        store=store,
-        publisher=publisher,
-        value_decimals=2,
-        required_chains=["l1", "l2"],
-        required_assets=["ETH", "USDC"],
-    )
 
 
 async def first_valuation_under_a_stall(
