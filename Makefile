@@ -5,6 +5,11 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
+# Two pytest workers by default (pytest-xdist), a test file per worker at a time: most of the
+# suite waits on Anvil, PostgreSQL, Mosquitto and daemon processes, and every test isolates
+# itself (own database, topic prefix, ports), so two files run side by side on two cores.
+# `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test check lint typecheck install python-env node-env services test-tools contracts bench mutate clean
 
@@ -12,7 +17,7 @@ demo: install
 	$(UV) run crossmargin demo
 
 test: install services test-tools check
-	$(UV) run pytest $(PYTEST_ARGS)
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: lint typecheck
 
