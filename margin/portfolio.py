@@ -41,6 +41,9 @@ MAX_RANK_SWEEPS = 8
 SCAN_CHUNK_PAIRS = 2_048
 """(Account, group) pairs with options scanned at once: their (lines × scenarios)
 temporaries, about half a MB, stay in the processor's cache."""
+FEW_LINES = 2_048
+"""Option lines up to which a scan takes the short way (``_scan_few``: an incremental
+recompute's few hundred lines), without the layout that keeps a full pass in the cache."""
 CACHED_CONTRACTS = 20_000
 """Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
 every line is its own contract and a dict of them would cost more than it saves)."""
@@ -417,6 +420,8 @@ def _scan_options(
     Chunks write disjoint pairs of ``loss`` and ``loss_lat``: ``threads`` may scan them at once.
     """
     layout = options.layout
+    if layout is None and len(options) <= FEW_LINES:
+        return _scan_few(options, o_pair, linear, shock, level, market, loss, loss_lat)
     if layout is None:
         layout = option_layout(o_pair, options.contract)
     grid, lat_moves = market.grid, market.latency_moves
@@ -496,6 +501,70 @@ def _scan_options(
         options.size[layout.order] * priced[layout.contract_of, 0] * market.scale
     )
     return values
+
+
+def _scan_few(
+    options: OptionRows,
+    o_pair: IndexArray,
+    linear: FloatArray,
+    shock: FloatArray,
+    level: npt.NDArray[np.integer[Any]],
+    market: GroupMarket,
+    loss: FloatArray,
+    loss_lat: FloatArray,
+) -> FloatArray:
+    """``_scan_options`` for a few lines (an incremental recompute): no layout, no contract
+    numbering. Each line takes its contract's unit P&L rows from the market's cache (keyed as
+    the full scan keys them, computed from the line itself on a miss: equal contract ids
+    have equal inputs), and the lines' rounded P&Ls are added per pair (``np.add.reduceat``):
+    whole value units, so the sums equal the full scan's in any order. The same arithmetic
+    otherwise, operation for operation: the results are the full scan's bit for bit."""
+    grid, lat_moves = market.grid, market.latency_moves
+    n_levels = len(market.chain_latency) + 1
+
+    def keys(at: IndexArray) -> FloatArray:
+        """(group, spot, call, strike, vol, τ) of the lines at ``at``."""
+        return np.column_stack(
+            [
+                options.group[at].astype(np.float64),
+                options.spot[at],
+                options.call[at],
+                options.strike[at],
+                options.vol[at],
+                options.tau[at],
+            ]
+        )
+
+    def scan_units(at: IndexArray) -> FloatArray:
+        c = keys(at)
+        moves = market.moves[c[:, 0].astype(np.intp)]
+        return _unit_pnl(c, moves, grid.vol[None, :], with_price=True)
+
+    def latency_units(at: IndexArray) -> FloatArray:
+        c = np.column_stack([keys(at), shock[o_pair[at]]])
+        return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
+
+    priced = _cached(options.contract, market.units.grid, scan_units)
+    lat_key = options.contract * n_levels + level[o_pair]
+    unit_lat = _cached(lat_key, market.units.latency, latency_units)
+    both = np.concatenate([priced[:, 1:], unit_lat], axis=1)
+    both *= (options.size * market.scale)[:, None]
+    np.rint(both, out=both)
+    order = np.argsort(o_pair, kind="stable")
+    pairs, starts = np.unique(o_pair[order], return_index=True)
+    scan = np.add.reduceat(both[order], starts, axis=0)
+    groups = len(market.ranges)
+    moves = np.concatenate(
+        [market.moves[pairs % groups], latency_grid(shock[pairs], lat_moves)], axis=1
+    )
+    total = linear[pairs][:, None] * moves
+    total += scan
+    worst = np.multiply(total.T, market.neg_weight[:, None], out=np.empty(total.shape[::-1]))
+    columns = len(grid)
+    np.put(loss, pairs, np.maximum(worst[:columns].max(axis=0), 0.0))
+    np.put(loss_lat, pairs, np.maximum(worst[columns:].max(axis=0), 0.0))
+    out: FloatArray = np.floor(options.size * priced[:, 0] * market.scale)
+    return out
 
 
 def _run_chunks(scan: Callable[[int], None], starts: range, threads: int) -> None:
