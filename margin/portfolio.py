@@ -553,7 +553,9 @@ def _scan_few(
     both *= (options.size * market.scale)[:, None]
     np.rint(both, out=both)
     order = np.argsort(o_pair, kind="stable")
-    pairs, starts = np.unique(o_pair[order], return_index=True)
+    sorted_pair = o_pair[order]
+    starts = _run_starts(sorted_pair)
+    pairs = sorted_pair[starts]
     scan = np.add.reduceat(both[order], starts, axis=0)
     groups = len(market.ranges)
     moves = np.concatenate(
@@ -631,11 +633,16 @@ def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
 
 def _runs(sorted_pair: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
     """``sorted_pair`` (equal values adjacent), the start of each run and its length."""
+    starts = _run_starts(sorted_pair)
+    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
+
+
+def _run_starts(sorted_pair: IndexArray) -> IndexArray:
+    """The start of each run of equal values of ``sorted_pair`` (equal values adjacent)."""
     boundary = np.empty(len(sorted_pair), dtype=np.bool_)
     boundary[:1] = True
     np.not_equal(sorted_pair[1:], sorted_pair[:-1], out=boundary[1:])
-    starts = np.flatnonzero(boundary)
-    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
+    return np.flatnonzero(boundary)
 
 
 def _dense_unique(ids: IndexArray, top: int) -> tuple[IndexArray, IndexArray]:

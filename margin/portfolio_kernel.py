@@ -185,6 +185,8 @@ def option_rows(
 def option_flags(n: int, options: OptionInputRows, market: MarketVectors) -> np.ndarray:
     """Flags the options' prices and chains put on their accounts."""
     flags = np.zeros(n, dtype=FLAG_DTYPE)
+    if not (market.asset_flags.any() or market.chain_flags.any()):
+        return flags  # every price and chain fine (most of the time)
     row_flags = market.asset_flags[options.asset] | market.chain_flags[options.chain]
     hit = np.flatnonzero((row_flags != 0) & (options.size != 0))
     np.bitwise_or.at(flags, options.account[hit], row_flags[hit])
