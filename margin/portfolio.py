@@ -97,13 +97,15 @@ class OptionRows:
 
 class UnitTable:
     """Rows of unit P&L by integer key (a contract id, or a contract id and horizon level),
-    kept in one growing array: a lookup is one dict probe per key and one gather, not an
-    array per row stacked again (that was most of an incremental recompute's fixed cost)."""
+    kept in one growing array and found by a binary search of the sorted keys: a lookup is
+    a few vectorised calls, not a dict probe per key and an array per row stacked again
+    (that was most of an incremental recompute's fixed cost)."""
 
-    __slots__ = ("_n", "_rows", "_slot")
+    __slots__ = ("_keys", "_n", "_rows", "_slots")
 
     def __init__(self) -> None:
-        self._slot: dict[int, int] = {}
+        self._keys: IndexArray = np.zeros(0, dtype=np.intp)  # sorted
+        self._slots: IndexArray = np.zeros(0, dtype=np.intp)  # row of each key
         self._rows: FloatArray = np.empty((0, 0))
         self._n = 0
 
@@ -112,34 +114,41 @@ class UnitTable:
 
     def clear(self) -> None:
         """Forget every row."""
-        self._slot.clear()
+        self._keys = self._slots = np.zeros(0, dtype=np.intp)
         self._n = 0
 
-    def rows(self, keys: list[int], compute: Callable[[IndexArray], FloatArray]) -> FloatArray:
-        """The row of each of ``keys`` (distinct); ``compute(positions)`` gives the rows of
-        the keys at ``positions`` that are not kept yet. Beyond ``4 · CACHED_CONTRACTS`` rows
-        the table starts again empty."""
-        get = self._slot.get
-        slots = np.fromiter((get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
-        missing = np.flatnonzero(slots < 0)
-        if len(missing):
-            if self._n + len(missing) > 4 * CACHED_CONTRACTS:
-                self.clear()
-                slots[:] = -1
-                missing = np.arange(len(keys), dtype=np.intp)
-            fresh = compute(missing)
-            first, end = self._n, self._n + len(missing)
-            if end > len(self._rows) or fresh.shape[1] != self._rows.shape[1]:
-                grown = np.empty((max(2 * end, 256), fresh.shape[1]))
-                if first:  # a table's width never changes once it holds rows
-                    grown[:first] = self._rows[:first]
-                self._rows = grown
-            self._rows[first:end] = fresh
-            self._n = end
-            slots[missing] = np.arange(first, end, dtype=np.intp)
-            fresh_keys = [keys[i] for i in missing.tolist()]
-            self._slot.update(zip(fresh_keys, range(first, end), strict=True))
-        out: FloatArray = self._rows[slots]
+    def rows(self, keys: IndexArray, compute: Callable[[IndexArray], FloatArray]) -> FloatArray:
+        """The row of each of ``keys``; ``compute(positions)`` gives the rows of the keys at
+        ``positions`` (one position per distinct key) that are not kept yet. Beyond
+        ``4 · CACHED_CONTRACTS`` rows the table starts again empty."""
+        known = len(self._keys)
+        at = np.searchsorted(self._keys, keys)
+        if known:
+            found = self._keys[np.minimum(at, known - 1)] == keys
+            if found.all():
+                hit: FloatArray = self._rows[self._slots[at]]
+                return hit
+            missing = np.flatnonzero(~found)
+        else:
+            missing = np.arange(len(keys), dtype=np.intp)
+        fresh_keys, first = np.unique(keys[missing], return_index=True)
+        if self._n + len(fresh_keys) > 4 * CACHED_CONTRACTS:
+            self.clear()
+            fresh_keys, first = np.unique(keys, return_index=True)
+            missing = np.arange(len(keys), dtype=np.intp)
+        fresh = compute(missing[first])
+        start, end = self._n, self._n + len(fresh_keys)
+        if end > len(self._rows) or fresh.shape[1] != self._rows.shape[1]:
+            grown = np.empty((max(2 * end, 256), fresh.shape[1]))
+            if start:  # a table's width never changes once it holds rows
+                grown[:start] = self._rows[:start]
+            self._rows = grown
+        self._rows[start:end] = fresh
+        self._n = end
+        place = np.searchsorted(self._keys, fresh_keys)
+        self._keys = np.insert(self._keys, place, fresh_keys)
+        self._slots = np.insert(self._slots, place, np.arange(start, end, dtype=np.intp))
+        out: FloatArray = self._rows[self._slots[np.searchsorted(self._keys, keys)]]
         return out
 
 
@@ -518,7 +527,7 @@ def _scan_few(
     """``_scan_options`` for a few lines (an incremental recompute): no layout, no contract
     numbering. Each line takes its contract's unit P&L rows from the market's cache (keyed as
     the full scan keys them, computed from the line itself on a miss: equal contract ids
-    have equal inputs), and the lines' rounded P&Ls are added per pair (``np.add.reduceat``):
+    have equal inputs), and the lines' rounded P&Ls are added per pair with one ``np.bincount``:
     whole value units, so the sums equal the full scan's in any order. The same arithmetic
     otherwise, operation for operation: the results are the full scan's bit for bit."""
     grid, lat_moves = market.grid, market.latency_moves
@@ -552,11 +561,14 @@ def _scan_few(
     both = np.concatenate([priced[:, 1:], unit_lat], axis=1)
     both *= (options.size * market.scale)[:, None]
     np.rint(both, out=both)
-    order = np.argsort(o_pair, kind="stable")
-    sorted_pair = o_pair[order]
-    starts = _run_starts(sorted_pair)
-    pairs = sorted_pair[starts]
-    scan = np.add.reduceat(both[order], starts, axis=0)
+    # per pair, column by column: one bincount over (pair, column) cells, in row order
+    width, cells = both.shape[1], len(linear) * both.shape[1]
+    cell = (o_pair * width)[:, None] + np.arange(width)
+    sums = np.bincount(cell.ravel(), weights=both.ravel(), minlength=cells)
+    held = np.zeros(len(linear), dtype=np.bool_)
+    held[o_pair] = True
+    pairs = np.flatnonzero(held)
+    scan = sums.reshape(len(linear), width)[pairs]
     groups = len(market.ranges)
     moves = np.concatenate(
         [market.moves[pairs % groups], latency_grid(shock[pairs], lat_moves)], axis=1
@@ -633,16 +645,11 @@ def option_layout(o_pair: IndexArray, contract: IndexArray) -> OptionLayout:
 
 def _runs(sorted_pair: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
     """``sorted_pair`` (equal values adjacent), the start of each run and its length."""
-    starts = _run_starts(sorted_pair)
-    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
-
-
-def _run_starts(sorted_pair: IndexArray) -> IndexArray:
-    """The start of each run of equal values of ``sorted_pair`` (equal values adjacent)."""
     boundary = np.empty(len(sorted_pair), dtype=np.bool_)
     boundary[:1] = True
     np.not_equal(sorted_pair[1:], sorted_pair[:-1], out=boundary[1:])
-    return np.flatnonzero(boundary)
+    starts = np.flatnonzero(boundary)
+    return sorted_pair, starts, np.diff(starts, append=len(sorted_pair))
 
 
 def _dense_unique(ids: IndexArray, top: int) -> tuple[IndexArray, IndexArray]:
@@ -696,7 +703,7 @@ def _cached(
     contract and keeping them would cost more than it saves)."""
     if len(keys) > CACHED_CONTRACTS:
         return compute(np.arange(len(keys), dtype=np.intp))
-    return table.rows(keys.tolist(), compute)
+    return table.rows(keys, compute)
 
 
 def _unit_pnl(
