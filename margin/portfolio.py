@@ -43,10 +43,12 @@ SCAN_CHUNK_PAIRS = 2_048
 temporaries, about half a MB, stay in the processor's cache."""
 FEW_LINES = 2_048
 """Option lines up to which a scan takes the short way (``_scan_few``: an incremental
-recompute's few hundred lines), without the layout that keeps a full pass in the cache."""
+recompute's few hundred lines), without the layout that keeps a full pass in the cache;
+among at most ``4 · FEW_LINES`` (account, group) pairs, as its per-pair sums are laid out
+over every pair (a few MB at most)."""
 CACHED_CONTRACTS = 20_000
 """Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
-every line is its own contract and a dict of them would cost more than it saves)."""
+every line is its own contract and keeping them would cost more than it saves)."""
 MIN_CHUNKS_PER_THREAD = 4
 """Scan chunks per thread below which a scan stays on the calling thread (threads cost
 tens of µs to start; an incremental recompute scans one chunk or two)."""
@@ -431,7 +433,7 @@ def _scan_options(
     Chunks write disjoint pairs of ``loss`` and ``loss_lat``: ``threads`` may scan them at once.
     """
     layout = options.layout
-    if layout is None and len(options) <= FEW_LINES:
+    if layout is None and len(options) <= FEW_LINES and len(linear) <= 4 * FEW_LINES:
         return _scan_few(options, o_pair, linear, shock, level, market, loss, loss_lat)
     if layout is None:
         layout = option_layout(o_pair, options.contract)
