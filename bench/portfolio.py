@@ -22,7 +22,9 @@ Peers measured in the same run, because these machines are noisy:
 - with ``--baseline FILE``, another version of ``margin/portfolio.py`` (its
   ``evaluate_portfolio`` plugged into the same engine): full recomputes alternate between the
   two after the same moves, then 100-changed batches run with each; the results of both are
-  checked equal bit for bit.
+  checked equal bit for bit. The file must know this tree's ``GroupMarket`` (from commit
+  744a133 on the market's unit cache is a ``UnitCache``, no longer a dict): older kernels
+  are compared by running their whole tree, alternating (bench/RESULTS.md).
 """
 
 from __future__ import annotations

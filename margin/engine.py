@@ -201,19 +201,28 @@ class MarginEngine(OptionBook):
         # Buckets laid out densely as (local account, tiered group): a few accounts need no
         # remapping of the global bucket ids, and exact sums make both layouts agree.
         groups = self._collateral_tiers.count
-        group = self._token_group[token]
-        tiered = np.flatnonzero(group >= 0) if groups else empty_index()
+        if groups:
+            group = self._token_group[token]
+            tiered = np.flatnonzero(group >= 0)
+            bucket = h_local[tiered] * groups + group[tiered]
+            bucket_account = np.repeat(np.arange(len(accts), dtype=np.intp), groups)
+            bucket_schedule = np.tile(np.arange(groups, dtype=np.intp), len(accts))
+        else:  # no tiered collateral: no buckets
+            tiered = bucket = bucket_account = bucket_schedule = empty_index()
         holdings = HoldingRows(
             key=2 * h_local + (rows.key[h_rows] & 1),
             token=token,
             amount=rows.amount[h_rows],
             flags=rows.flags[h_rows],
             tiered=tiered,
-            bucket=h_local[tiered] * groups + group[tiered],
-            bucket_account=np.repeat(np.arange(len(accts), dtype=np.intp), groups),
-            bucket_schedule=np.tile(np.arange(groups, dtype=np.intp), len(accts)),
+            bucket=bucket,
+            bucket_account=bucket_account,
+            bucket_schedule=bucket_schedule,
         )
-        p_rows, p_local = gather(accts, self._accounts.position_head, self._positions.next)
+        if self._positions.n:
+            p_rows, p_local = gather(accts, self._accounts.position_head, self._positions.next)
+        else:  # no account ever held a position
+            p_rows = p_local = empty_index()
         positions = self._positions.select(p_rows, p_local)
         options = self._option_rows(accts)
         return PendingAccounts(index=accts, holdings=holdings, positions=positions, options=options)

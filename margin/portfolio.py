@@ -41,9 +41,14 @@ MAX_RANK_SWEEPS = 8
 SCAN_CHUNK_PAIRS = 2_048
 """(Account, group) pairs with options scanned at once: their (lines × scenarios)
 temporaries, about half a MB, stay in the processor's cache."""
+FEW_LINES = 2_048
+"""Option lines up to which a scan takes the short way (``_scan_few``: an incremental
+recompute's few hundred lines), without the layout that keeps a full pass in the cache;
+among at most ``4 · FEW_LINES`` (account, group) pairs, as its per-pair sums are laid out
+over every pair (a few MB at most)."""
 CACHED_CONTRACTS = 20_000
 """Distinct contracts per scan up to which unit P&Ls go through the market's cache (beyond,
-every line is its own contract and a dict of them would cost more than it saves)."""
+every line is its own contract and keeping them would cost more than it saves)."""
 MIN_CHUNKS_PER_THREAD = 4
 """Scan chunks per thread below which a scan stays on the calling thread (threads cost
 tens of µs to start; an incremental recompute scans one chunk or two)."""
@@ -92,6 +97,82 @@ class OptionRows:
         )
 
 
+class UnitTable:
+    """Rows of unit P&L by integer key (a contract id, or a contract id and horizon level),
+    kept in one growing array and found by a binary search of the sorted keys: a lookup is
+    a few vectorised calls, not a dict probe per key and an array per row stacked again
+    (that was most of an incremental recompute's fixed cost)."""
+
+    __slots__ = ("_keys", "_n", "_rows", "_slots")
+
+    def __init__(self) -> None:
+        self._keys: IndexArray = np.zeros(0, dtype=np.intp)  # sorted
+        self._slots: IndexArray = np.zeros(0, dtype=np.intp)  # row of each key
+        self._rows: FloatArray = np.empty((0, 0))
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def clear(self) -> None:
+        """Forget every row."""
+        self._keys = self._slots = np.zeros(0, dtype=np.intp)
+        self._n = 0
+
+    def rows(self, keys: IndexArray, compute: Callable[[IndexArray], FloatArray]) -> FloatArray:
+        """The row of each of ``keys``; ``compute(positions)`` gives the rows of the keys at
+        ``positions`` (one position per distinct key) that are not kept yet. Beyond
+        ``4 · CACHED_CONTRACTS`` rows the table starts again empty."""
+        known = len(self._keys)
+        at = np.searchsorted(self._keys, keys)
+        if known:
+            found = self._keys[np.minimum(at, known - 1)] == keys
+            if found.all():
+                hit: FloatArray = self._rows[self._slots[at]]
+                return hit
+            missing = np.flatnonzero(~found)
+        else:
+            missing = np.arange(len(keys), dtype=np.intp)
+        fresh_keys, first = np.unique(keys[missing], return_index=True)
+        if self._n + len(fresh_keys) > 4 * CACHED_CONTRACTS:
+            self.clear()
+            fresh_keys, first = np.unique(keys, return_index=True)
+            missing = np.arange(len(keys), dtype=np.intp)
+        fresh = compute(missing[first])
+        start, end = self._n, self._n + len(fresh_keys)
+        if end > len(self._rows) or fresh.shape[1] != self._rows.shape[1]:
+            grown = np.empty((max(2 * end, 256), fresh.shape[1]))
+            if start:  # a table's width never changes once it holds rows
+                grown[:start] = self._rows[:start]
+            self._rows = grown
+        self._rows[start:end] = fresh
+        self._n = end
+        place = np.searchsorted(self._keys, fresh_keys)
+        self._keys = np.insert(self._keys, place, fresh_keys)
+        self._slots = np.insert(self._slots, place, np.arange(start, end, dtype=np.intp))
+        out: FloatArray = self._rows[self._slots[np.searchsorted(self._keys, keys)]]
+        return out
+
+
+class UnitCache:
+    """A market's unit P&Ls: over the grid (with the price first) by contract id, over the
+    latency grid by (contract id, horizon level)."""
+
+    __slots__ = ("grid", "latency")
+
+    def __init__(self) -> None:
+        self.grid = UnitTable()
+        self.latency = UnitTable()
+
+    def __len__(self) -> int:
+        return len(self.grid) + len(self.latency)
+
+    def clear(self) -> None:
+        """Forget every unit P&L (the clock moved: τ changed)."""
+        self.grid.clear()
+        self.latency.clear()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupMarket:
     """Per group: scan range, volatility, correlations; per chain: latency; the grid.
@@ -101,7 +182,8 @@ class GroupMarket:
     every price or status change and emptied when the clock moves (``OptionBook.set_clock``),
     so an incremental recompute after a balance change runs no Black–Scholes at all. Contract
     ids must therefore name the same contract for the market's lifetime (``OptionBook``
-    interns them).
+    interns them). The other fields after ``units`` are derived once from the first ones
+    (an incremental recompute would otherwise rebuild them on every call).
     """
 
     ranges: FloatArray
@@ -112,7 +194,33 @@ class GroupMarket:
     scale: float  # value units per USD
     grid: Grid
     latency_moves: FloatArray
-    units: dict[Any, FloatArray] = field(default_factory=dict)
+    units: UnitCache = field(default_factory=UnitCache)
+    moves: FloatArray = field(init=False)  # group_moves: s_gk (G × K)
+    weighted_low: FloatArray = field(init=False)  # per group: min over k of w_k · s_gk
+    weighted_high: FloatArray = field(init=False)  # max over k
+    latency_top: float = field(init=False)  # largest latency move
+    shock_factor: FloatArray = field(init=False)  # per group: z · σ_g
+    ranks: npt.NDArray[np.integer[Any]] = field(init=False)  # _latency_ranks
+    level_latency: FloatArray = field(init=False)  # _level_latencies
+    neg_weight: FloatArray = field(init=False)  # −w_k, then −1 per latency move
+
+    def __post_init__(self) -> None:
+        moves = group_moves(self)
+        weighted = self.grid.weight[None, :] * moves
+        derived = {
+            "moves": moves,
+            "weighted_low": weighted.min(axis=1),
+            "weighted_high": weighted.max(axis=1),
+            "latency_top": float(np.max(self.latency_moves)),
+            "shock_factor": self.z * self.sigma,
+            "ranks": _latency_ranks(self.chain_latency),
+            "level_latency": _level_latencies(self.chain_latency),
+            "neg_weight": np.concatenate(
+                [-self.grid.weight, np.full(len(self.latency_moves), -1.0)]
+            ),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,12 +277,12 @@ def evaluate_portfolio(
     e_pair = exposures.account * n_groups + exposures.group
     o_pair = options.account * n_groups + options.group
     linear = _by_pair(e_pair, exposures.value, pairs)
-    speed = _latency_ranks(market.chain_latency)
+    speed = market.ranks
     level = _horizon_levels(pairs, speed, e_pair, exposures.chain, exposures.value != 0)
     if len(options):
         o_level = _horizon_levels(pairs, speed, o_pair, options.chain, options.size != 0)
         np.maximum(level, o_level, out=level)
-    horizon = _level_latencies(market.chain_latency)[level].reshape(n, n_groups)
+    horizon = market.level_latency[level].reshape(n, n_groups)
     e = linear.reshape(n, n_groups)
     shock, loss, loss_lat = (np.empty((n, n_groups)) for _ in range(3))
     _run_chunks(
@@ -203,8 +311,10 @@ def evaluate_portfolio(
 
     def aggregate_block(a0: int) -> None:
         rows = slice(a0, a0 + BLOCK_ACCOUNTS)
-        maintenance[rows] = aggregate(loss[rows], market.rho)
-        maintenance_lat[rows] = aggregate(loss_lat[rows], market.rho)
+        # both grids' losses in one call (row by row: the same figures as two calls)
+        both = aggregate(np.concatenate([loss[rows], loss_lat[rows]]), market.rho)
+        half = len(both) // 2
+        maintenance[rows], maintenance_lat[rows] = both[:half], both[half:]
 
     _run_chunks(aggregate_block, range(0, n, BLOCK_ACCOUNTS), threads)
     sigma_p = np.zeros(n)
@@ -239,16 +349,15 @@ def _linear_block(
 ) -> None:
     """``shock``, ``loss`` and ``loss_lat`` of the accounts ``rows`` from their linear
     exposures ``e`` alone (pairs with options are rescanned later), written in place."""
-    weighted = market.grid.weight[None, :] * group_moves(market)  # (G, K): w_k · s_gk
     s = shock[rows]
     np.divide(horizon[rows], YEAR_S, out=s)
-    np.multiply(market.z * market.sigma[None, :], np.sqrt(s, out=s), out=s)
+    np.multiply(market.shock_factor[None, :], np.sqrt(s, out=s), out=s)
     # −w·E·s is linear in s: the worst column is the lowest or the highest w·s
     neg_e = np.negative(e[rows])
-    worst = np.multiply(neg_e, weighted.min(axis=1), out=loss[rows])
-    term = neg_e * weighted.max(axis=1)
+    worst = np.multiply(neg_e, market.weighted_low, out=loss[rows])
+    term = neg_e * market.weighted_high
     np.maximum(np.maximum(worst, term, out=worst), 0.0, out=worst)
-    lat_top = float(np.max(market.latency_moves))
+    lat_top = market.latency_top
     up = s * lat_top
     down = np.maximum(np.multiply(np.negative(s, out=term), lat_top, out=term), -1.0, out=term)
     worst = np.multiply(neg_e, down, out=loss_lat[rows])
@@ -324,42 +433,51 @@ def _scan_options(
     Chunks write disjoint pairs of ``loss`` and ``loss_lat``: ``threads`` may scan them at once.
     """
     layout = options.layout
+    if layout is None and len(options) <= FEW_LINES and len(linear) <= 4 * FEW_LINES:
+        return _scan_few(options, o_pair, linear, shock, level, market, loss, loss_lat)
     if layout is None:
         layout = option_layout(o_pair, options.contract)
     grid, lat_moves = market.grid, market.latency_moves
-    moves_g = group_moves(market)
+    moves_g = market.moves
     rep = layout.order[layout.contract_row]  # a row (original order) of each contract
-    keys = np.column_stack(
-        [
-            options.group[rep].astype(np.float64),
-            options.spot[rep],
-            options.call[rep],
-            options.strike[rep],
-            options.vol[rep],
-            options.tau[rep],
-        ]
-    )
 
-    def scan_units(c: FloatArray) -> FloatArray:
+    def keys(at: IndexArray) -> FloatArray:
+        """(group, spot, call, strike, vol, τ) of the contracts at ``at``."""
+        r = rep[at]
+        return np.column_stack(
+            [
+                options.group[r].astype(np.float64),
+                options.spot[r],
+                options.call[r],
+                options.strike[r],
+                options.vol[r],
+                options.tau[r],
+            ]
+        )
+
+    def scan_units(at: IndexArray) -> FloatArray:
+        c = keys(at)
         return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :], with_price=True)
 
     ids = options.contract[rep]
-    priced = _cached(keys, ids.tolist(), market.units, scan_units)
+    priced = _cached(ids, market.units.grid, scan_units)
     unit = priced[:, 1:]
-    # latency shocks: one per (group, horizon level); the contract fixes the group
+    # latency shocks: one per (group, horizon level); the contract fixes the group, and the
+    # (group, level) the shock for the market's lifetime: (contract id, level) is the key
     n_levels = len(market.chain_latency) + 1
     row_pair = layout.pair_ids[layout.pair_of]  # per sorted row: its pair
     lat_id = layout.contract_of * n_levels + level[row_pair]
     lat_first, lat_of = _dense_unique(lat_id, len(ids) * n_levels)
     lat_contract = layout.contract_of[lat_first]
-    lat_shock = shock[row_pair[lat_first]]
-    lat_keys = np.column_stack([keys[lat_contract], lat_shock])
+    lat_row_pair = row_pair[lat_first]
 
-    def latency_units(c: FloatArray) -> FloatArray:
+    def latency_units(at: IndexArray) -> FloatArray:
+        lat_shock = shock[lat_row_pair[at]]
+        c = np.column_stack([keys(lat_contract[at]), lat_shock])
         return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
 
-    lat_ids = list(zip(ids[lat_contract].tolist(), lat_shock.tolist(), strict=True))
-    unit_lat = _cached(lat_keys, lat_ids, market.units, latency_units)
+    lat_key = ids[lat_contract] * n_levels + level[lat_row_pair]
+    unit_lat = _cached(lat_key, market.units.latency, latency_units)
     # one row per (contract, horizon level): the grid's unit P&L, then the latency grid's
     both = np.concatenate([unit[lat_contract], unit_lat], axis=1)
     # per (group, horizon level): the moves of both grids, that multiply the linear exposure
@@ -370,7 +488,7 @@ def _scan_options(
     moves = np.concatenate(
         [moves_g[gl_pair % groups], latency_grid(shock[gl_pair], lat_moves)], axis=1
     )
-    neg_weight = np.concatenate([-grid.weight, np.full(len(lat_moves), -1.0)])
+    neg_weight = market.neg_weight
     size = options.size[layout.order] * market.scale
     n_pairs, n_rows = len(layout.pair_ids), len(layout.order)
 
@@ -396,6 +514,75 @@ def _scan_options(
         options.size[layout.order] * priced[layout.contract_of, 0] * market.scale
     )
     return values
+
+
+def _scan_few(
+    options: OptionRows,
+    o_pair: IndexArray,
+    linear: FloatArray,
+    shock: FloatArray,
+    level: npt.NDArray[np.integer[Any]],
+    market: GroupMarket,
+    loss: FloatArray,
+    loss_lat: FloatArray,
+) -> FloatArray:
+    """``_scan_options`` for a few lines (an incremental recompute): no layout, no contract
+    numbering. Each line takes its contract's unit P&L rows from the market's cache (keyed as
+    the full scan keys them, computed from the line itself on a miss: equal contract ids
+    have equal inputs), and the lines' rounded P&Ls are added per pair with one ``np.bincount``:
+    whole value units, so the sums equal the full scan's in any order. The same arithmetic
+    otherwise, operation for operation: the results are the full scan's bit for bit."""
+    grid, lat_moves = market.grid, market.latency_moves
+    n_levels = len(market.chain_latency) + 1
+
+    def keys(at: IndexArray) -> FloatArray:
+        """(group, spot, call, strike, vol, τ) of the lines at ``at``."""
+        return np.column_stack(
+            [
+                options.group[at].astype(np.float64),
+                options.spot[at],
+                options.call[at],
+                options.strike[at],
+                options.vol[at],
+                options.tau[at],
+            ]
+        )
+
+    def scan_units(at: IndexArray) -> FloatArray:
+        c = keys(at)
+        moves = market.moves[c[:, 0].astype(np.intp)]
+        return _unit_pnl(c, moves, grid.vol[None, :], with_price=True)
+
+    def latency_units(at: IndexArray) -> FloatArray:
+        c = np.column_stack([keys(at), shock[o_pair[at]]])
+        return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
+
+    priced = _cached(options.contract, market.units.grid, scan_units)
+    lat_key = options.contract * n_levels + level[o_pair]
+    unit_lat = _cached(lat_key, market.units.latency, latency_units)
+    both = np.concatenate([priced[:, 1:], unit_lat], axis=1)
+    both *= (options.size * market.scale)[:, None]
+    np.rint(both, out=both)
+    # per pair, column by column: one bincount over (pair, column) cells, in row order
+    width, cells = both.shape[1], len(linear) * both.shape[1]
+    cell = (o_pair * width)[:, None] + np.arange(width)
+    sums = np.bincount(cell.ravel(), weights=both.ravel(), minlength=cells)
+    held = np.zeros(len(linear), dtype=np.bool_)
+    held[o_pair] = True
+    pairs = np.flatnonzero(held)
+    scan = sums.reshape(len(linear), width)[pairs]
+    groups = len(market.ranges)
+    moves = np.concatenate(
+        [market.moves[pairs % groups], latency_grid(shock[pairs], lat_moves)], axis=1
+    )
+    total = linear[pairs][:, None] * moves
+    total += scan
+    worst = np.multiply(total.T, market.neg_weight[:, None], out=np.empty(total.shape[::-1]))
+    columns = len(grid)
+    np.put(loss, pairs, np.maximum(worst[:columns].max(axis=0), 0.0))
+    np.put(loss_lat, pairs, np.maximum(worst[columns:].max(axis=0), 0.0))
+    out: FloatArray = np.floor(options.size * priced[:, 0] * market.scale)
+    return out
 
 
 def _run_chunks(scan: Callable[[int], None], starts: range, threads: int) -> None:
@@ -511,23 +698,14 @@ class _PairSums:
 
 
 def _cached(
-    contracts: FloatArray,
-    keys: list[Any],
-    cache: dict[Any, FloatArray],
-    compute: Callable[[FloatArray], FloatArray],
+    keys: IndexArray, table: UnitTable, compute: Callable[[IndexArray], FloatArray]
 ) -> FloatArray:
-    """``compute(contracts)``, through ``cache`` (by ``keys``: contract ids, or (id, latency
-    shock)) while there are few distinct contracts."""
-    if len(contracts) > CACHED_CONTRACTS:
-        return compute(contracts)
-    found = [cache.get(key) for key in keys]
-    missing = [i for i, row in enumerate(found) if row is None]
-    if missing:
-        if len(cache) > 4 * CACHED_CONTRACTS:
-            cache.clear()
-        for i, row in zip(missing, compute(contracts[missing]), strict=True):
-            cache[keys[i]] = found[i] = row
-    return np.array(found).reshape(len(keys), -1)
+    """``compute`` of every key (the positions of ``keys`` it is given), through ``table``
+    while there are few distinct contracts (beyond ``CACHED_CONTRACTS`` every line is its own
+    contract and keeping them would cost more than it saves)."""
+    if len(keys) > CACHED_CONTRACTS:
+        return compute(np.arange(len(keys), dtype=np.intp))
+    return table.rows(keys, compute)
 
 
 def _unit_pnl(

@@ -185,6 +185,8 @@ def option_rows(
 def option_flags(n: int, options: OptionInputRows, market: MarketVectors) -> np.ndarray:
     """Flags the options' prices and chains put on their accounts."""
     flags = np.zeros(n, dtype=FLAG_DTYPE)
+    if not (market.asset_flags.any() or market.chain_flags.any()):
+        return flags  # every price and chain fine (most of the time)
     row_flags = market.asset_flags[options.asset] | market.chain_flags[options.chain]
     hit = np.flatnonzero((row_flags != 0) & (options.size != 0))
     np.bitwise_or.at(flags, options.account[hit], row_flags[hit])
@@ -257,15 +259,18 @@ def evaluate_portfolio_accounts(
     failed = np.flatnonzero(holdings.flags)
     if len(failed):
         np.bitwise_or.at(flags, holdings.key[failed] >> 1, holdings.flags[failed])
-    long = positions.size > 0
-    mark = np.where(long, market.asset_low[positions.asset], market.asset_high[positions.asset])
-    priced = market.asset_priced[positions.asset]
-    scale = market.scale
-    pnl_rows = floor_clip_array((positions.size * (mark - positions.entry)) * scale)
-    pnl = _sum(positions.account, np.where(priced, pnl_rows, 0.0), n)
-    p_flags = market.asset_flags[positions.asset] | market.chain_flags[positions.chain]
-    hit = np.flatnonzero((p_flags != 0) & (positions.size != 0))
-    np.bitwise_or.at(flags, positions.account[hit], p_flags[hit])
+    if len(positions.size):
+        long = positions.size > 0
+        mark = np.where(long, market.asset_low[positions.asset], market.asset_high[positions.asset])
+        priced = market.asset_priced[positions.asset]
+        pnl_rows = floor_clip_array((positions.size * (mark - positions.entry)) * market.scale)
+        pnl = _sum(positions.account, np.where(priced, pnl_rows, 0.0), n)
+        p_flags = market.asset_flags[positions.asset] | market.chain_flags[positions.chain]
+        hit = np.flatnonzero((p_flags != 0) & (positions.size != 0))
+        np.bitwise_or.at(flags, positions.account[hit], p_flags[hit])
+        p_exposure = np.where(priced, np.rint(positions.size * mark * market.scale), 0.0)
+    else:  # no perps: nothing to mark (most incremental batches)
+        pnl, p_exposure = np.zeros(n), np.zeros(0)
     flags |= option_flags(n, options, market)
     # holdings then positions, each column written in place (no concatenated copies)
     h, rows = len(token), len(token) + len(positions.size)
@@ -278,7 +283,7 @@ def evaluate_portfolio_accounts(
     account[h:] = positions.account
     group[h:] = vectors.asset_group[positions.asset]
     chain[h:] = positions.chain
-    exposure[h:] = np.where(priced, np.rint(positions.size * mark * scale), 0.0)
+    exposure[h:] = p_exposure
     exposures = ExposureRows(account=account, group=group, chain=chain, value=exposure)
     result = evaluate_portfolio(
         n,

@@ -60,21 +60,22 @@ def gather(
 ) -> tuple[IndexArray, IndexArray]:
     """Rows of ``accts`` with each row's position in ``accts``, walking all their lists one
     link at a time (vectorized: as many steps as the longest list)."""
-    rows: list[IndexArray] = []
+    rows: list[npt.NDArray[np.int32]] = []
     owners: list[IndexArray] = []
-    current = heads[accts].astype(np.intp)
+    current = heads[accts]
     owner = np.arange(len(accts), dtype=np.intp)
-    while True:
+    while len(current):
         live = current >= 0
-        current, owner = current[live], owner[live]
-        if not len(current):
-            break
+        if not live.all():  # a list ended: drop it (most lists of a batch are equally long)
+            current, owner = current[live], owner[live]
+            if not len(current):
+                break
         rows.append(current)
         owners.append(owner)
-        current = links[current].astype(np.intp)
+        current = links[current]
     if not rows:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    return np.concatenate(rows), np.concatenate(owners)
+    return np.concatenate(rows).astype(np.intp), np.concatenate(owners)
 
 
 class AccountTable:
