@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from chains.discovery import ZERO_ADDRESS, TransferScanner
 from chains.heads import HeadTracker
 from chains.holdings import Holdings
 from chains.holdings import Reading as Reading  # the watcher's readings, imported from here
+from chains.readings import ReadColumns, TokenReads
 from chains.reads import BalanceReader, Pair
 from core.addresses import lower_address
 from core.errors import DecimalsMismatch, RetryableError
@@ -80,7 +81,8 @@ class BalanceUpdate:
 
     chain: str
     block: BlockRef
-    readings: dict[Pair, Reading]
+    readings: Mapping[Pair, Reading]
+    """The readings that are new or changed (the watcher's: ``ReadColumns``)."""
     dropped_above: int | None = None
     scope: frozenset[str] | None = None
     """The accounts ``dropped_above`` applies to (cluster mode: this replica's accounts; the
@@ -173,6 +175,7 @@ class ChainWatcher:
         # per token: accounts whose latest read failed (kept as they change: status is asked
         # several times a second; the pairs with a reading are counted by ``holdings``)
         self._failing: dict[str, set[str]] = {}
+        self._sorted: list[str] = []  # ``accounts`` sorted (``sorted_accounts``)
 
     def owns(self, account: str) -> bool:
         """True when ``account`` (lower-case) is this watcher's to read."""
@@ -210,8 +213,16 @@ class ChainWatcher:
 
     def pairs(self) -> list[Pair]:
         """Every watched (account, token) pair, tokens in config order, accounts sorted."""
-        accounts = sorted(self.accounts)
+        accounts = self.sorted_accounts()
         return [(account, token) for token in self.tokens for account in accounts]
+
+    def sorted_accounts(self) -> list[str]:
+        """``accounts`` sorted, kept between sweeps (sorting a million addresses took ~5 % of
+        a million-account start-up). Accounts are only ever added, so a count that moved is a
+        change; the list is shared: callers must not modify it."""
+        if len(self._sorted) != len(self.accounts):
+            self._sorted = sorted(self.accounts)
+        return self._sorted
 
     async def target(self, head: BlockRef) -> BlockRef:
         """The block reads are pinned to: ``head - confirmations`` (from the ring if known)."""
@@ -229,7 +240,8 @@ class ChainWatcher:
         self.scanner.cursor = max(self.scanner.cursor, block.number)
         self._last_sweep = time.monotonic()
         self._unread.clear()
-        return await self._read(self.pairs(), block)
+        accounts = self.sorted_accounts()
+        return await self._read_columns(dict.fromkeys(self.tokens, accounts), block)
 
     async def cycle(self, block: BlockRef, dropped_above: int | None = None) -> BalanceUpdate:
         """Bring every pair up to date at ``block``: dirty and new pairs, or all on a sweep."""
@@ -238,7 +250,10 @@ class ChainWatcher:
         else:
             dirty = await self._discover(block) | self._unread
             self._unread = set()
-            update = await self._read(sorted(dirty), block)
+            by_token: dict[str, list[str]] = {}
+            for account, token in sorted(dirty):
+                by_token.setdefault(token, []).append(account)
+            update = await self._read_columns(by_token, block)
         self.last_read = block
         if dropped_above is not None:
             update = BalanceUpdate(
@@ -264,25 +279,42 @@ class ChainWatcher:
                     dirty.add((account, seen.token))
         return dirty
 
-    async def _read(self, pairs: Sequence[Pair], block: BlockRef) -> BalanceUpdate:
+    async def _read_columns(
+        self, accounts: Mapping[str, Sequence[str]], block: BlockRef
+    ) -> BalanceUpdate:
+        """Read ``accounts`` of each token at ``block``; the update carries the readings that
+        are new or changed, as columns (``ReadColumns``: a first sweep is every pair, and a
+        ``Reading`` per pair was 2,000,000 objects at a million accounts)."""
+        pairs = [(account, token) for token, listed in accounts.items() for account in listed]
         values = await self.reader.balances(pairs, block)
-        readings: dict[Pair, Reading] = {}
-        number, block_hash = block.number, block.hash
-        failing = self._failing
-        reading = tuple.__new__  # Reading(...) without the named tuple's Python-level __new__
-        # One pass per pair, kept tight: a first sweep is every pair (2,000,000 at a million
-        # accounts), and this loop was ~8 us per pair with a call and a frozen object each.
-        for pair, raw, had, before in self.holdings.record(pairs, values, block):
-            if raw is None:
-                failing.setdefault(pair[1], set()).add(pair[0])
-            elif failing:
-                failed = failing.get(pair[1])
-                if failed:
-                    failed.discard(pair[0])
-            if not had or before != raw:
-                readings[pair] = reading(Reading, (raw, number, block_hash))
-        self.stats.reads += len(pairs)
+        del pairs
+        changed: dict[str, TokenReads] = {}
+        start = 0
+        for token, listed in accounts.items():
+            raws = values[start : start + len(listed)]
+            start += len(listed)
+            column = changed[token] = TokenReads()
+            self.holdings.record_token(token, listed, raws, block, column)
+            self._track_failures(token, column)
+        self.stats.reads += start
+        readings = ReadColumns(block.number, block.hash, changed)
         return BalanceUpdate(chain=self.chain.name, block=block, readings=readings)
+
+    def _track_failures(self, token: str, changed: TokenReads) -> None:
+        """Keep ``_failing`` (accounts whose latest read of ``token`` failed) up to date with
+        the readings that changed (an unchanged failure is in it already)."""
+        failed = self._failing.get(token)
+        if not changed.failed:
+            if failed:
+                failed.difference_update(changed.accounts)
+            return
+        reads = zip(changed.accounts, changed.raws, strict=True)
+        now_failing = [account for account, raw in reads if raw is None]
+        if failed:
+            failed.difference_update(changed.accounts)
+            failed.update(now_failing)
+        else:
+            self._failing[token] = set(now_failing)
 
     def roll_back(self, reorg: Reorg) -> int:
         """Drop readings from blocks the reorg orphaned; return the last surviving block."""

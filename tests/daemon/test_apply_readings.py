@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from chains.readings import ReadColumns, TokenReads
 from chains.watcher import Reading
 from core.domain import Role
 from daemon.risk_inputs import apply_readings
@@ -97,6 +98,38 @@ def test_apply_readings_gives_the_engine_state_of_load_holdings(small_raws: bool
     for readings, orphaned in zip(sweeps, [None, 10], strict=True):
         by_holdings.load_holdings(holdings("l1", readings), orphaned_above=orphaned)
         apply_readings(by_columns, "l1", readings, orphaned_above=orphaned)
+        assert list(by_columns.accounts) == list(by_holdings.accounts)
+        assert state(by_columns) == state(by_holdings)
+    assert by_columns.read_failures() == by_holdings.read_failures() > 0
+
+
+def columns(readings: Readings) -> ReadColumns:
+    """The same readings as the watcher hands them over (one block per update)."""
+    (block,) = {r.block_number for r in readings.values()}
+    tokens: dict[str, TokenReads] = {}
+    for (account, token), r in readings.items():
+        column = tokens.setdefault(token, TokenReads())
+        column.accounts.append(account)
+        column.raws.append(r.raw)
+        column.failed += r.raw is None
+    return ReadColumns(block, f"0x{block:064x}", tokens)
+
+
+@pytest.mark.parametrize("small_raws", [False, True])
+def test_the_watchers_columns_give_the_engine_state_of_load_holdings(small_raws: bool) -> None:
+    later = {p: reading(r.raw, 12) for p, r in later_update().items()}
+    sweeps = [first_sweep(), later]
+    if small_raws:
+        sweeps = [
+            {p: r if r.raw is None else r._replace(raw=r.raw % 2**60) for p, r in s.items()}
+            for s in sweeps
+        ]
+    by_holdings, by_columns = engine(), engine()
+    for readings, orphaned in zip(sweeps, [None, 10], strict=True):
+        update = columns(readings)
+        assert update == readings  # the same mapping
+        by_holdings.load_holdings(holdings("l1", readings), orphaned_above=orphaned)
+        apply_readings(by_columns, "l1", update, orphaned_above=orphaned)
         assert list(by_columns.accounts) == list(by_holdings.accounts)
         assert state(by_columns) == state(by_holdings)
     assert by_columns.read_failures() == by_holdings.read_failures() > 0
