@@ -62,6 +62,25 @@ class ReadColumns(Mapping[Pair, Reading]):
             raise KeyError(pair)
         return Reading(self.tokens[token].raws[row], self.block_number, self.block_hash)
 
+    def joined(self, other: ReadColumns) -> ReadColumns:
+        """These readings and ``other``'s, of other pairs at the same block (the parts of one
+        sweep), as one."""
+        if (other.block_number, other.block_hash) != (self.block_number, self.block_hash):
+            raise ValueError("ReadColumns.joined: readings of two blocks")
+        tokens = dict(self.tokens)
+        for token, column in other.tokens.items():
+            mine = tokens.get(token)
+            tokens[token] = (
+                column
+                if mine is None
+                else TokenReads(
+                    accounts=mine.accounts + column.accounts,
+                    raws=mine.raws + column.raws,
+                    failed=mine.failed + column.failed,
+                )
+            )
+        return ReadColumns(self.block_number, self.block_hash, tokens)
+
     def items(self) -> ItemsView[Pair, Reading]:
         """Every (pair, reading), token by token, straight from the columns."""
         return _Items(self)

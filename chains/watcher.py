@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from chains.blocks import BlockRef, NewBlock, Reorg
@@ -27,6 +27,9 @@ from core.errors import DecimalsMismatch, RetryableError
 from core.requester import Requester
 
 log = logging.getLogger(__name__)
+
+SWEEP_PART_PAIRS = 100_000
+"""A sweep is handed over in parts of about this many pairs (``sweep_parts``)."""
 
 
 class ChainSettings(Protocol):
@@ -87,6 +90,9 @@ class BalanceUpdate:
     scope: frozenset[str] | None = None
     """The accounts ``dropped_above`` applies to (cluster mode: this replica's accounts; the
     other shards' stored balances belong to their owners). ``None``: every account."""
+    partial: bool = False
+    """One part of a sweep (``ChainWatcher.sweep_parts``): more parts at the same block
+    follow, each with other pairs; the chain is read once the last part (not partial) is in."""
 
 
 @dataclass(slots=True)
@@ -234,18 +240,45 @@ class ChainWatcher:
         return BlockRef.from_rpc(block)
 
     async def sweep(self, block: BlockRef) -> BalanceUpdate:
-        """Read every pair at ``block`` (the snapshot command and the periodic sweep)."""
+        """Read every pair at ``block`` in one update (the snapshot command)."""
+        accounts = await self._begin_sweep(block)
+        return await self._read_columns(dict.fromkeys(self.tokens, accounts), block)
+
+    async def sweep_parts(self, block: BlockRef) -> AsyncIterator[BalanceUpdate]:
+        """Read every pair at ``block``, handing the readings over in parts of about
+        ``SWEEP_PART_PAIRS`` pairs (every token of a run of accounts), each as soon as it is
+        read: all but the last are ``partial``. A first sweep of a million accounts took 38 s
+        to read and its 2,000,000 balances were then stored in one write after it; in parts,
+        the store writes part k while part k + 1 is read. Sets ``last_read`` before the last
+        part."""
+        accounts = await self._begin_sweep(block)
+        step = max(1, SWEEP_PART_PAIRS // max(1, len(self.tokens)))
+        for start in range(0, max(1, len(accounts)), step):
+            part = accounts[start : start + step]
+            update = await self._read_columns(dict.fromkeys(self.tokens, part), block)
+            if start + step < len(accounts):
+                yield replace(update, partial=True)
+            else:
+                self.last_read = block
+                yield update
+            del update
+
+    def sweep_due(self) -> bool:
+        """True when the next cycle reads every pair (``sweep_interval_s`` since the last)."""
+        return time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s
+
+    async def _begin_sweep(self, block: BlockRef) -> list[str]:
+        """Discover up to ``block``, mark the sweep begun; the accounts to read, sorted."""
         if self.discover:
             await self._discover(block)
         self.scanner.cursor = max(self.scanner.cursor, block.number)
         self._last_sweep = time.monotonic()
         self._unread.clear()
-        accounts = self.sorted_accounts()
-        return await self._read_columns(dict.fromkeys(self.tokens, accounts), block)
+        return self.sorted_accounts()
 
     async def cycle(self, block: BlockRef, dropped_above: int | None = None) -> BalanceUpdate:
         """Bring every pair up to date at ``block``: dirty and new pairs, or all on a sweep."""
-        if time.monotonic() - self._last_sweep >= self.chain.sweep_interval_s:
+        if self.sweep_due():
             update = await self.sweep(block)
         else:
             dirty = await self._discover(block) | self._unread
@@ -378,6 +411,12 @@ class ChainWatcher:
                     and target.hash == self.last_read.hash
                     and dropped_above is None  # a rollback to the ancestor: re-read there
                 ):
+                    continue
+                if dropped_above is None and self.sweep_due():
+                    # In parts (a reorg's update stays whole: its roll-back goes first).
+                    async for part in self.sweep_parts(target):
+                        yield part
+                        del part
                     continue
                 update = await self.cycle(target, dropped_above)
             except RetryableError as exc:

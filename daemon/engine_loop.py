@@ -382,7 +382,8 @@ class EngineLoop:
                         orphaned_above=event.dropped_above,
                     )
                     self.blocks[event.chain] = event.block.number
-                    self._chains_seen.add(event.chain)
+                    if not event.partial:  # a sweep's first parts: the chain is not read yet
+                        self._chains_seen.add(event.chain)
                     if event.readings:
                         ts = float(event.block.timestamp)
                         oldest = ts if oldest is None else min(oldest, ts)

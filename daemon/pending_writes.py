@@ -41,23 +41,37 @@ class _ChainBalances:
     block: BlockRef
     readings: Mapping[Pair, Reading] = field(default_factory=dict)
     dropped_above: int | None = None
+    sweeping: bool = False
+    """The last update absorbed was a part of a sweep (``BalanceUpdate.partial``): the next
+    update of the chain is the sweep's next part, other pairs at the same block."""
 
     def absorb(self, update: BalanceUpdate) -> None:
         """Merge a newer update: its reorg orphans older pending readings; its readings win.
 
         The watcher's columns (``ReadColumns``, immutable) are kept as they are while nothing
-        else is pending: a first sweep (2,000,000 readings at a million accounts) reaches the
-        store without a ``Reading`` or a dict entry per pair."""
+        else is pending, and a sweep's parts are joined: a first sweep (2,000,000 readings at
+        a million accounts) reaches the store without a ``Reading`` or a dict entry per pair."""
         if update.dropped_above is not None:
             cut = update.dropped_above
             self.readings = {k: r for k, r in self.readings.items() if r.block_number <= cut}
             self.dropped_above = cut if self.dropped_above is None else min(cut, self.dropped_above)
-        if not self.readings and isinstance(update.readings, ReadColumns):
-            self.readings = update.readings
+        new = update.readings
+        if not self.readings and isinstance(new, ReadColumns):
+            self.readings = new
+        elif (
+            self.sweeping
+            and isinstance(self.readings, ReadColumns)
+            and isinstance(new, ReadColumns)
+            and new.block_hash == self.readings.block_hash
+        ):
+            # The sweep's next part while the last is still pending (the store is slower
+            # than the node): columns joined, still no object per pair.
+            self.readings = self.readings.joined(new)
         else:
             merged = self.readings if isinstance(self.readings, dict) else dict(self.readings)
-            merged.update(update.readings)
+            merged.update(new)
             self.readings = merged
+        self.sweeping = update.partial
         self.block = update.block
 
     def update(self, chain: str) -> BalanceUpdate:

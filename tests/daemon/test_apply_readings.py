@@ -133,3 +133,19 @@ def test_the_watchers_columns_give_the_engine_state_of_load_holdings(small_raws:
         assert list(by_columns.accounts) == list(by_holdings.accounts)
         assert state(by_columns) == state(by_holdings)
     assert by_columns.read_failures() == by_holdings.read_failures() > 0
+
+
+def test_a_sweep_in_parts_gives_the_engine_state_of_the_whole_sweep() -> None:
+    """``ChainWatcher.sweep_parts``: runs of accounts, every token each, applied one after
+    the other (the later parts go in vectorized beside the rows the first ones made)."""
+    sweep = first_sweep()
+    whole, in_parts = engine(), engine()
+    whole.load_holdings(holdings("l1", sweep))
+    runs = [ACCOUNTS[:7], ACCOUNTS[7:25], ACCOUNTS[25:]]
+    for run in runs:
+        apply_readings(in_parts, "l1", columns({p: r for p, r in sweep.items() if p[0] in run}))
+    # (accounts may be numbered in another order: a failed read registers its account later)
+    assert sorted(in_parts.accounts) == sorted(whole.accounts)
+    by_account = dict(zip(in_parts.accounts, state(in_parts), strict=True))
+    assert by_account == dict(zip(whole.accounts, state(whole), strict=True))
+    assert in_parts.read_failures() == whole.read_failures() > 0
