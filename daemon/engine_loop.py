@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
-from daemon.cycle_writer import CycleWriter
+from daemon.cycle_writer import WRITE_CHUNK_ACCOUNTS, CycleWriter
 from daemon.documents import (
     CRITICAL_HEALTH,
     WARNING_HEALTH,
@@ -140,6 +140,7 @@ class EngineLoop:
         shard_of: Callable[[str], int] | None = None,
         fence: Fence | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
+        write_chunk_accounts: int = WRITE_CHUNK_ACCOUNTS,
     ) -> None:
         self.engine = engine
         self._shard_of = shard_of
@@ -180,7 +181,12 @@ class EngineLoop:
         self._unstored: npt.NDArray[np.bool_] | None = None
         self._writes = 0
         self.writer = CycleWriter(
-            store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
+            store,
+            build=self._batch,
+            written=self._stored,
+            fence=fence,
+            on_fenced=on_fenced,
+            chunk_accounts=write_chunk_accounts,
         )
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),

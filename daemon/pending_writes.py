@@ -154,16 +154,23 @@ class PendingWrites:
             self._accounts = grown
         self._accounts[indices] = True
 
-    def take(self) -> PendingBatch:
-        """Everything pending, which is then empty (``put_back`` it if the write fails)."""
+    def take(self, max_accounts: int | None = None) -> PendingBatch:
+        """Everything pending, which is then empty (``put_back`` it if the write fails) — or,
+        with ``max_accounts``, the balances, the rounds and at most that many accounts (the
+        lowest rows); the other accounts stay pending."""
+        accounts = np.flatnonzero(self._accounts)
+        if max_accounts is not None and len(accounts) > max_accounts:
+            accounts = accounts[:max_accounts]
+            self._accounts[accounts] = False
+        else:
+            self._accounts[:] = False
         batch = PendingBatch(
             balances=[c.update(chain) for chain, c in self._balances.items()],
             rounds=[p for queue in self._rounds.values() for p in queue],
-            accounts=np.flatnonzero(self._accounts),
+            accounts=accounts,
         )
         self._balances = {}
         self._rounds = {}
-        self._accounts[:] = False
         return batch
 
     def put_back(self, batch: PendingBatch) -> None:

@@ -133,3 +133,16 @@ def test_a_sweeps_parts_are_joined_as_columns_and_a_later_update_still_wins() ->
     pending.add_balances([*parts, columns(11, {A: 5}, partial=False)])
     (merged,) = pending.take().balances
     assert raw_of(merged) == {A: (5, 11), B: (None, 10)}
+
+
+def test_a_bounded_take_leaves_the_other_accounts_pending() -> None:
+    pending = PendingWrites()
+    pending.add_balances([update(10, {A: 1})])
+    pending.add_accounts(np.array([7, 3, 11, 5], dtype=np.intp))
+    first = pending.take(max_accounts=3)
+    assert first.accounts.tolist() == [3, 5, 7]
+    assert len(first.balances) == 1  # balances and rounds go with the first part
+    assert pending.accounts == 1
+    rest = pending.take(max_accounts=3)
+    assert (rest.accounts.tolist(), rest.balances) == ([11], [])
+    assert not pending
