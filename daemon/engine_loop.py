@@ -179,6 +179,10 @@ class EngineLoop:
         # The accounts of the first valuation made with every input whose rows are not stored
         # yet (``None``: no such valuation yet); empty means the valuation is stored.
         self._unstored: npt.NDArray[np.bool_] | None = None
+        # Rows of that valuation already written, whose retained state waits for its last
+        # chunk: published at once, each chunk's publishing (the daemon's and the broker's
+        # CPU) slowed the next chunk's write and so readiness (``_stored``).
+        self._held_back: list[IndexArray] = []
         self._writes = 0
         self.writer = CycleWriter(
             store,
@@ -349,7 +353,8 @@ class EngineLoop:
 
     async def _stored(self, accounts: IndexArray, transitions: int) -> None:
         """After a successful write: wake the event relay for the new transitions (how many
-        the write stored) and publish the retained state of the written accounts."""
+        the write stored) and publish the retained state of the written accounts (those of
+        the first valuation once all of it is stored: it is written in chunks)."""
         self.stats.transitions += transitions
         self._count_stored(accounts)
         if transitions and self.events is not None:
@@ -357,8 +362,15 @@ class EngineLoop:
         if transitions:
             for listener in self.transition_listeners:
                 listener()
-        if len(accounts):
-            await self._publish(accounts, time.time())
+        if not len(accounts):
+            return
+        if self._unstored is not None and not self._valuation_stored:
+            self._held_back.append(accounts)  # a chunk of the first valuation: not yet
+            return
+        if self._held_back:
+            accounts = np.unique(np.concatenate([*self._held_back, accounts]))
+            self._held_back = []
+        await self._publish(accounts, time.time())
 
     def _count_stored(self, accounts: IndexArray) -> None:
         """``accounts`` were written: the first complete valuation is stored once none of
