@@ -397,8 +397,11 @@ def log_times(path: Path, since: float) -> list[tuple[float, str, str]]:
     return out
 
 
-async def start_daemon(daemon: DaemonProcess, api: str) -> tuple[float, float]:
-    """Start it and wait for /readyz 200: (start wall time, seconds to ready)."""
+async def start_daemon(
+    daemon: DaemonProcess, api: str, poll_s: float = 0.05
+) -> tuple[float, float]:
+    """Start it and wait for /readyz 200, asked every ``poll_s``: (start wall time, seconds
+    to ready)."""
     started = now()
     await daemon.start()
     async with aiohttp.ClientSession() as session:
@@ -409,7 +412,7 @@ async def start_daemon(daemon: DaemonProcess, api: str) -> tuple[float, float]:
                 async with session.get(f"{api}/readyz") as response:
                     if response.status == 200:
                         return started, now() - started
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(poll_s)
     raise RuntimeError(f"daemon not ready within {STARTUP_TIMEOUT_S}s:\n{daemon.log()}")
 
 

@@ -10,10 +10,13 @@ holding. ``Reading``s are built when asked for; the mapping reads like the dict 
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from chains.blocks import BlockRef
 from chains.reads import Pair
+
+if TYPE_CHECKING:
+    from chains.readings import TokenReads
 
 
 class Reading(NamedTuple):
@@ -132,6 +135,48 @@ class Holdings(Mapping[Pair, Reading]):
             column.raws[row] = raw
             column.blocks[row] = block
             yield pair, raw, had, before
+
+    def record_token(
+        self,
+        token: str,
+        accounts: Sequence[str],
+        raws: Sequence[int | None],
+        block: BlockRef,
+        changed: TokenReads,
+    ) -> None:
+        """Store ``token``'s ``raws`` of ``accounts`` read at ``block``, appending to ``changed``
+        the readings that are new or differ from the stored ones (``failed`` counts every
+        failed read among them). ``record`` per token, without a tuple per pair: a first sweep
+        goes through here 2,000,000 times at a million accounts."""
+        rows, all_accounts = self._rows, self._accounts
+        column = self._columns.get(token)
+        if column is None:
+            column = self._columns[token] = _Column()
+        col_raws, col_blocks = column.raws, column.blocks
+        size = len(col_raws)
+        out_accounts, out_raws = changed.accounts, changed.raws
+        new = failed = 0
+        for account, raw in zip(accounts, raws, strict=True):
+            row = rows.get(account)
+            if row is None:
+                row = rows[account] = len(all_accounts)
+                all_accounts.append(account)
+            if row >= size:
+                column.grow(max(len(all_accounts), 2 * size))
+                size = len(col_raws)
+            if col_blocks[row] is None:
+                new += 1
+            elif col_raws[row] == raw:
+                col_blocks[row] = block
+                continue
+            col_raws[row] = raw
+            col_blocks[row] = block
+            out_accounts.append(account)
+            out_raws.append(raw)
+            if raw is None:
+                failed += 1
+        column.count += new
+        changed.failed += failed
 
     def pop(self, pair: Pair) -> Reading:
         """Remove and return the reading of ``pair`` (``KeyError`` when it has none)."""

@@ -61,6 +61,13 @@ WRITE_WAIT_S = 5.0  # an engine cycle waits this long for its write; then it goe
 RETRY_MIN_S = 0.5  # first retry after a failed write
 RETRY_MAX_S = 5.0  # cap of the doubling delay: a database back is used within this
 WRITE_ROW_ALLOWANCE_S = 100e-6  # per row written: ~10× its unloaded cost (bench/RESULTS.md)
+WRITE_CHUNK_ACCOUNTS = 500_000
+"""Accounts' health rows per transaction: more pending (a start-up's first valuation of a
+million accounts, a market-wide move) are written in several, one after the other, each
+with its transitions. The rows of a million accounts built at once as Python lists were
+the start-up's memory peak, and one step of the event loop. Not smaller: each chunk joins
+against the rows the previous ones stored (at 1M accounts, chunks of 200,000 took 6, 8 and
+10 s as the table grew, ~40 s in all against ~25 s for one write, on the loaded machine)."""
 
 
 Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
@@ -114,6 +121,7 @@ class CycleWriter:
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
         row_allowance_s: float = WRITE_ROW_ALLOWANCE_S,
+        chunk_accounts: int = WRITE_CHUNK_ACCOUNTS,
         fence: Fence | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
     ) -> None:
@@ -127,6 +135,7 @@ class CycleWriter:
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
         self._row_allowance_s = row_allowance_s
+        self._chunk_accounts = chunk_accounts
         self._lock = asyncio.Lock()  # one write at a time, batches taken in order
         self._failed = asyncio.Event()
         self._background: asyncio.Task[bool] | None = None
@@ -206,7 +215,7 @@ class CycleWriter:
         return np.concatenate([self.pending.account_indices(), self.in_flight])
 
     async def _attempt(self) -> bool:
-        batch = self.pending.take()
+        batch = self.pending.take(self._chunk_accounts)
         self.in_flight = batch.accounts
         try:
             return await self._attempt_batch(batch)

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
-from daemon.cycle_writer import CycleWriter
+from daemon.cycle_writer import WRITE_CHUNK_ACCOUNTS, CycleWriter
 from daemon.documents import (
     CRITICAL_HEALTH,
     WARNING_HEALTH,
@@ -140,6 +140,7 @@ class EngineLoop:
         shard_of: Callable[[str], int] | None = None,
         fence: Fence | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
+        write_chunk_accounts: int = WRITE_CHUNK_ACCOUNTS,
     ) -> None:
         self.engine = engine
         self._shard_of = shard_of
@@ -178,9 +179,18 @@ class EngineLoop:
         # The accounts of the first valuation made with every input whose rows are not stored
         # yet (``None``: no such valuation yet); empty means the valuation is stored.
         self._unstored: npt.NDArray[np.bool_] | None = None
+        # Rows of that valuation already written, whose retained state waits for its last
+        # chunk: published at once, each chunk's publishing (the daemon's and the broker's
+        # CPU) slowed the next chunk's write and so readiness (``_stored``).
+        self._held_back: list[IndexArray] = []
         self._writes = 0
         self.writer = CycleWriter(
-            store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
+            store,
+            build=self._batch,
+            written=self._stored,
+            fence=fence,
+            on_fenced=on_fenced,
+            chunk_accounts=write_chunk_accounts,
         )
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
@@ -343,7 +353,8 @@ class EngineLoop:
 
     async def _stored(self, accounts: IndexArray, transitions: int) -> None:
         """After a successful write: wake the event relay for the new transitions (how many
-        the write stored) and publish the retained state of the written accounts."""
+        the write stored) and publish the retained state of the written accounts (those of
+        the first valuation once all of it is stored: it is written in chunks)."""
         self.stats.transitions += transitions
         self._count_stored(accounts)
         if transitions and self.events is not None:
@@ -351,8 +362,15 @@ class EngineLoop:
         if transitions:
             for listener in self.transition_listeners:
                 listener()
-        if len(accounts):
-            await self._publish(accounts, time.time())
+        if not len(accounts):
+            return
+        if self._unstored is not None and not self._valuation_stored:
+            self._held_back.append(accounts)  # a chunk of the first valuation: not yet
+            return
+        if self._held_back:
+            accounts = np.unique(np.concatenate([*self._held_back, accounts]))
+            self._held_back = []
+        await self._publish(accounts, time.time())
 
     def _count_stored(self, accounts: IndexArray) -> None:
         """``accounts`` were written: the first complete valuation is stored once none of
@@ -382,7 +400,8 @@ class EngineLoop:
                         orphaned_above=event.dropped_above,
                     )
                     self.blocks[event.chain] = event.block.number
-                    self._chains_seen.add(event.chain)
+                    if not event.partial:  # a sweep's first parts: the chain is not read yet
+                        self._chains_seen.add(event.chain)
                     if event.readings:
                         ts = float(event.block.timestamp)
                         oldest = ts if oldest is None else min(oldest, ts)

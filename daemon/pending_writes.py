@@ -18,12 +18,13 @@ arrived meanwhile, so nothing is lost and nothing grows without bound:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from chains.blocks import BlockRef
+from chains.readings import ReadColumns
 from chains.reads import Pair
 from chains.watcher import BalanceUpdate, Reading
 from margin.tiers import IndexArray
@@ -38,16 +39,39 @@ class _ChainBalances:
     """Pending balance updates of one chain, merged."""
 
     block: BlockRef
-    readings: dict[Pair, Reading] = field(default_factory=dict)
+    readings: Mapping[Pair, Reading] = field(default_factory=dict)
     dropped_above: int | None = None
+    sweeping: bool = False
+    """The last update absorbed was a part of a sweep (``BalanceUpdate.partial``): the next
+    update of the chain is the sweep's next part, other pairs at the same block."""
 
     def absorb(self, update: BalanceUpdate) -> None:
-        """Merge a newer update: its reorg orphans older pending readings; its readings win."""
+        """Merge a newer update: its reorg orphans older pending readings; its readings win.
+
+        The watcher's columns (``ReadColumns``, immutable) are kept as they are while nothing
+        else is pending, and a sweep's parts are joined: a first sweep (2,000,000 readings at
+        a million accounts) reaches the store without a ``Reading`` or a dict entry per pair."""
         if update.dropped_above is not None:
             cut = update.dropped_above
             self.readings = {k: r for k, r in self.readings.items() if r.block_number <= cut}
             self.dropped_above = cut if self.dropped_above is None else min(cut, self.dropped_above)
-        self.readings.update(update.readings)
+        new = update.readings
+        if not self.readings and isinstance(new, ReadColumns):
+            self.readings = new
+        elif (
+            self.sweeping
+            and isinstance(self.readings, ReadColumns)
+            and isinstance(new, ReadColumns)
+            and new.block_hash == self.readings.block_hash
+        ):
+            # The sweep's next part while the last is still pending (the store is slower
+            # than the node): columns joined, still no object per pair.
+            self.readings = self.readings.joined(new)
+        else:
+            merged = self.readings if isinstance(self.readings, dict) else dict(self.readings)
+            merged.update(new)
+            self.readings = merged
+        self.sweeping = update.partial
         self.block = update.block
 
     def update(self, chain: str) -> BalanceUpdate:
@@ -130,16 +154,23 @@ class PendingWrites:
             self._accounts = grown
         self._accounts[indices] = True
 
-    def take(self) -> PendingBatch:
-        """Everything pending, which is then empty (``put_back`` it if the write fails)."""
+    def take(self, max_accounts: int | None = None) -> PendingBatch:
+        """Everything pending, which is then empty (``put_back`` it if the write fails) — or,
+        with ``max_accounts``, the balances, the rounds and at most that many accounts (the
+        lowest rows); the other accounts stay pending."""
+        accounts = np.flatnonzero(self._accounts)
+        if max_accounts is not None and len(accounts) > max_accounts:
+            accounts = accounts[:max_accounts]
+            self._accounts[accounts] = False
+        else:
+            self._accounts[:] = False
         batch = PendingBatch(
             balances=[c.update(chain) for chain, c in self._balances.items()],
             rounds=[p for queue in self._rounds.values() for p in queue],
-            accounts=np.flatnonzero(self._accounts),
+            accounts=accounts,
         )
         self._balances = {}
         self._rounds = {}
-        self._accounts[:] = False
         return batch
 
     def put_back(self, batch: PendingBatch) -> None:

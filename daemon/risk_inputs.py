@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
+from chains.readings import ReadColumns
 from chains.watcher import ChainWatcher, Reading, TokenInfo
 from core.domain import PriceStatus, Role
 from core.domain import Role as MarginRole
@@ -131,6 +133,9 @@ def apply_readings(
     fits in 64 bits (vectorized for a token without rows yet; row by row otherwise, as
     ``set_holding`` would). Failed reads keep the holding path (they carry ``orphaned_above``).
     """
+    if isinstance(readings, ReadColumns):  # the watcher's: no per-pair object at all
+        _apply_columns(engine, chain, readings, orphaned_above)
+        return
     by_token: dict[str, _TokenReadings] = {}
     for (account, token), r in readings.items():
         group = by_token.get(token)
@@ -158,6 +163,33 @@ def apply_readings(
             engine.load_balances(chain, token, group.accounts, _raw_column(group.raws), block)
         if group.failed:
             engine.load_holdings(group.failed, orphaned_above=orphaned_above)
+
+
+def _apply_columns(
+    engine: MarginBook, chain: str, readings: ReadColumns, orphaned_above: int | None
+) -> None:
+    """``apply_readings`` of the watcher's columns: each token's successful reads go to
+    ``load_balances`` as they are (at the update's one block), failed ones as holdings."""
+    block = readings.block_number
+    for token, column in readings.tokens.items():
+        accounts, raws = column.accounts, column.raws
+        failed: list[Holding] = []
+        if column.failed:
+            failed = [
+                Holding(
+                    account=a, chain=chain, token=token, raw=None, block=block, read_failed=True
+                )
+                for a, raw in zip(accounts, raws, strict=True)
+                if raw is None
+            ]
+            kept = [(a, raw) for a, raw in zip(accounts, raws, strict=True) if raw is not None]
+            accounts = [a for a, _ in kept]
+            raws = [raw for _, raw in kept]
+        if accounts:
+            good = cast(list[int], raws)  # no None left
+            engine.load_balances(chain, token, accounts, _raw_column(good), block)
+        if failed:
+            engine.load_holdings(failed, orphaned_above=orphaned_above)
 
 
 @dataclass(slots=True)

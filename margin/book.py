@@ -226,7 +226,9 @@ class MarginBook:
         """Record many accounts' successful reads of one token at once, at one ``block`` or
         one block each.
 
-        Vectorized while the token has no rows yet, row by row otherwise.
+        Vectorized for the accounts without a row of the token yet (all of them while the
+        token has none; a first sweep's later parts, ``chains.watcher.ChainWatcher.
+        sweep_parts``), row by row for those that have one.
         """
         tok = self._token_id(chain, token)
         if len(raws) != len(accounts):
@@ -235,11 +237,25 @@ class MarginBook:
         blocks = [block] * len(accounts) if isinstance(block, int) else list(block)
         if len(blocks) != len(accounts):
             raise MarginInputError("load_balances: accounts and blocks differ in length")
-        if self._token_rows[tok] or decimals is None:
+        if decimals is None:  # every read counts as failed (``set_balance``)
             for account, raw, at in zip(accounts, raws, blocks, strict=True):
                 self.set_balance(account, chain, token, int(raw), at)
             return
         accts = self._accounts.ensure_many(accounts)
+        if self._token_rows[tok]:
+            rows = self._holdings
+            holders = rows.key[: rows.n][rows.token[: rows.n] == tok] // 2
+            held = np.isin(accts, holders)
+            if held.any():  # those hold a row of the token already: row by row
+                for i in np.flatnonzero(held).tolist():
+                    self.set_balance(accounts[i], chain, token, int(raws[i]), blocks[i])
+                fresh = np.flatnonzero(~held)
+                kept = fresh.tolist()
+                accts = accts[fresh]
+                raws = raws[fresh] if isinstance(raws, np.ndarray) else [raws[i] for i in kept]
+                blocks = [blocks[i] for i in kept]
+                if not len(accts):
+                    return
         if len(accts) and np.bincount(accts).max() > 1:
             raise MarginInputError("load_balances: an account appears twice")
         rows = self._holdings
@@ -256,7 +272,7 @@ class MarginBook:
             for row, raw in zip(new.tolist(), ints, strict=True):
                 rows.set_raw(row, raw)
         rows.amount[new] = amounts
-        rows.block[new] = blocks
+        rows.block[new] = block if isinstance(block, int) else blocks
         rows.valued[new] = True
         self._accounts.mark_many(accts)
 

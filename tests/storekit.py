@@ -16,7 +16,8 @@ from pathlib import Path
 import asyncpg
 
 from chains.blocks import BlockRef
-from chains.watcher import BalanceUpdate, Reading
+from chains.readings import ReadColumns, TokenReads
+from chains.watcher import BalanceUpdate
 from core.domain import PriceStatus, Role
 from daemon.store.rows import HealthRows
 from margin.engine import MarginEngine
@@ -86,8 +87,15 @@ def block(number: int, tag: str = "a") -> BlockRef:
 def update(
     chain: str, at: BlockRef, values: dict[tuple[str, str], int | None], dropped: int | None = None
 ) -> BalanceUpdate:
-    """A watcher's update: ``values`` by (account, token), read at ``at`` (``None``: failed)."""
-    readings = {pair: Reading(raw, at.number, at.hash) for pair, raw in values.items()}
+    """A watcher's update: ``values`` by (account, token), read at ``at`` (``None``: failed),
+    in the watcher's columns (``tests/store/test_bulk.py`` stores plain dicts)."""
+    tokens: dict[str, TokenReads] = {}
+    for (account, token), raw in values.items():
+        column = tokens.setdefault(token, TokenReads())
+        column.accounts.append(account)
+        column.raws.append(raw)
+        column.failed += raw is None
+    readings = ReadColumns(at.number, at.hash, tokens)
     return BalanceUpdate(chain=chain, block=at, readings=readings, dropped_above=dropped)
 
 

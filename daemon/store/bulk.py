@@ -9,7 +9,7 @@ them into place. Set-based SQL also lets the database itself compare new and sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,16 +62,27 @@ def select_all(select: sa.Select[Any]) -> sa.Select[Any]:
 
 
 async def load_stage(
-    conn: AsyncConnection, stage: sa.Table, rows: Sequence[tuple[Any, ...]]
+    conn: AsyncConnection,
+    stage: sa.Table,
+    rows: Sequence[tuple[Any, ...]] | Iterator[tuple[Any, ...]],
+    *,
+    count: int | None = None,
 ) -> None:
     """Create ``stage`` for this connection if needed, empty it, and fill it with ``rows``
-    (tuples in column order). Must run inside the caller's transaction."""
+    (tuples in column order). Must run inside the caller's transaction.
+
+    ``rows`` may be an iterator (with its ``count``): PostgreSQL's COPY then encodes each
+    tuple as it is made, and 2,000,000 staged balances are never all held at once."""
+    if count is None:
+        if not isinstance(rows, Sequence):
+            raise TypeError("load_stage: an iterator of rows needs its count")
+        count = len(rows)
     # Executing through SQLAlchemy first also makes sure asyncpg's transaction has started
     # before the raw COPY below runs on the same connection.
     await conn.execute(CreateTable(stage, if_not_exists=True))
     if conn.dialect.name != "postgresql":
         await conn.execute(sa.delete(stage))
-    if not rows:
+    if not count:
         return
     if conn.dialect.name == "postgresql":
         raw = await conn.get_raw_connection()
@@ -79,7 +90,7 @@ async def load_stage(
         await driver.copy_records_to_table(
             stage.name, records=rows, columns=[c.name for c in stage.columns]
         )
-        if len(rows) <= ANALYZE_STAGE_MAX_ROWS:
+        if count <= ANALYZE_STAGE_MAX_ROWS:
             # A never-analysed temp table makes the planner hash-join the whole target table
             # for a one-row stage; statistics turn that into primary-key probes (bench/e2e.py:
             # a one-row health cycle 46-52 ms -> 29-32 ms). Large stages gain nothing from it.

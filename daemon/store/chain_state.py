@@ -13,10 +13,15 @@ the last good value forgets the failure only: the value was read on the survivin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import repeat
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chains.readings import ReadColumns
 from chains.watcher import BalanceUpdate
 from daemon.store.bulk import insert_for, load_stage, on_conflict_update, select_all
 from daemon.store.schema import balance_stage, balances, chain_cursors
@@ -62,21 +67,10 @@ def _in_scope(conn: AsyncConnection, scope: frozenset[str] | None) -> list[sa.Co
 
 
 async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:
-    if not update.readings:
+    count = len(update.readings)
+    if not count:
         return
-    records = [
-        (
-            update.chain,
-            token,
-            account,
-            None if r.raw is None else str(r.raw),
-            r.block_number,
-            r.block_hash,
-            r.block_number if r.raw is None else None,
-        )
-        for (account, token), r in update.readings.items()
-    ]
-    await load_stage(conn, balance_stage, records)
+    await load_stage(conn, balance_stage, _balance_records(update), count=count)
     s = balance_stage.c
     # The stage holds the raw as decimal text (cheap to load): NUMERIC(78, 0) on PostgreSQL.
     raw = s.raw if conn.dialect.name != "postgresql" else sa.cast(s.raw, sa.Numeric(78, 0))
@@ -112,6 +106,51 @@ async def _upsert_balances(conn: AsyncConnection, update: BalanceUpdate, now: fl
         ),
     )
     await conn.execute(stmt)
+
+
+def _balance_records(update: BalanceUpdate) -> Iterator[tuple[Any, ...]]:
+    """``balance_stage`` rows of ``update``, made as the stage is loaded. The watcher's columns
+    (``ReadColumns``) go token by token, zipped at C speed: a first sweep is 2,000,000 rows."""
+    readings, chain = update.readings, update.chain
+    if not isinstance(readings, ReadColumns):
+        for (account, token), r in readings.items():
+            failed = r.raw is None
+            text = None if failed else str(r.raw)
+            yield (
+                chain,
+                token,
+                account,
+                text,
+                r.block_number,
+                r.block_hash,
+                (r.block_number if failed else None),
+            )
+        return
+    number, block_hash = readings.block_number, readings.block_hash
+    for token, column in readings.tokens.items():
+        if not column.failed:
+            yield from zip(
+                repeat(chain),
+                repeat(token),
+                column.accounts,
+                map(str, column.raws),
+                repeat(number),
+                repeat(block_hash),
+                repeat(None),
+                strict=False,  # the repeats are endless; the columns are as long as each other
+            )
+            continue
+        for account, raw in zip(column.accounts, column.raws, strict=True):
+            failed = raw is None
+            yield (
+                chain,
+                token,
+                account,
+                None if failed else str(raw),
+                number,
+                block_hash,
+                (number if failed else None),
+            )
 
 
 async def _move_cursor(conn: AsyncConnection, update: BalanceUpdate, now: float) -> None:

@@ -71,7 +71,7 @@ async def write_health_cycle(
     cycle_id = await _new_cycle(conn, context, len(rows))
     if cycle_id is None:
         return None, 0, []
-    await load_stage(conn, health_stage, list(rows.records()))
+    await load_stage(conn, health_stage, rows.records(), count=len(rows))  # streamed to COPY
     count, appended = await _append_transitions(
         conn, cycle_id, context.at, rows.value_decimals, returning=returning
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import chains.watcher
 from chains.watcher import BalanceUpdate
 from core.errors import DecimalsMismatch
 from daemon.commands.snapshot import json_lines, snapshot_rows, take_snapshot
@@ -404,3 +405,30 @@ async def test_snapshot_command_prints_json_lines_and_fails_on_an_unreachable_ch
     assert "no healthy RPC endpoint" in rows[1]["error"] or "rpc" in rows[1]["error"]
     assert b"chain down unreachable" in stderr
     assert b"SECRETKEY" not in stdout + stderr
+
+
+async def test_a_large_sweep_is_handed_over_in_parts_that_add_up_to_every_pair(
+    dev_a: DevChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sweep_parts``: runs of accounts at one block, all partial but the last, which alone
+    marks the chain read (``last_read``); together exactly every pair, as one sweep reads."""
+    monkeypatch.setattr(chains.watcher, "SWEEP_PART_PAIRS", 4)  # 1 token: 4 accounts a part
+    token = await deploy_token(dev_a, 6, "USDC")
+    accounts = fresh_accounts(10, salt=11)
+    for i, account in enumerate(accounts):
+        if i % 4:  # a few zero balances: a first read of zero is a reading too
+            await dev_a.transact(token, "MintableERC20", "mint", account, 1_000 * i + 3)
+    config = single_chain(dev_a, token, accounts)
+    async with running_watcher(config, config.chains[0]) as running:
+        parts = [await running.next_update() for _ in range(3)]
+        block = parts[0].block
+        assert [p.partial for p in parts] == [True, True, False]
+        assert {p.block for p in parts} == {block}
+        assert running.watcher.last_read == block
+        assert [len(p.readings) for p in parts] == [4, 4, 2]
+        read = {pair: r for p in parts for pair, r in p.readings.items()}
+        assert {account for account, _ in read} == set(accounts)
+        for account in accounts:
+            assert read[(account, token)].raw == await balance_of(dev_a, token, account)
+        whole = await running.watcher.sweep(block)
+        assert not whole.readings  # read again at the same block: nothing changed

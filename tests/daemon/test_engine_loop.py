@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -71,6 +72,7 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
             value_decimals=2,
             required_chains=["l1", "l2"],
             required_assets=["ETH", "USDC"],
+            write_chunk_accounts=2,  # the first valuation's 5 accounts in 3 transactions
         )
         # The debt chain and the prices arrive first: 1,500 of debt and no collateral yet.
         await loop.cycle([prices(), update("l2", DEBT, 1500 * 10**6, 10)])
@@ -83,8 +85,23 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
         assert set(await store.queries.latest_prices()) == {"ETH", "USDC"}
 
         # The collateral chain: 1 WETH x 2000 x 0.8 = 1600 against 1500. Healthy, no event.
-        await loop.cycle([update("l1", WETH, 10**18, 20)])
+        # A large sweep comes in parts (``sweep_parts``): the chain is read after the last.
+        whole = update("l1", WETH, 10**18, 20)
+        first, rest = ACCOUNTS[:2], ACCOUNTS[2:]
+        part = {p: r for p, r in whole.readings.items() if p[0] in first}
+        await loop.cycle([dataclasses.replace(whole, readings=part, partial=True)])
+        assert not loop.warm()
+        assert await store.queries.health(ACCOUNTS[0]) is None
+        stored = await store.queries.balances("l1")
+        assert (ACCOUNTS[0], WETH) in stored["l1"]
+        last = {p: r for p, r in whole.readings.items() if p[0] in rest}
+        writes = loop.writer.stats.writes
+        await loop.cycle([dataclasses.replace(whole, readings=last)])
         assert loop.warm()
+        assert loop.valuation_stored  # every chunk of the first valuation is in
+        assert loop.writer.stats.writes - writes == 3  # 2 + 2 + 1 accounts
+        for account in ACCOUNTS:
+            assert await store.queries.health(account) is not None
         health = await store.queries.health(ACCOUNTS[0])
         assert health is not None
         assert health.flags == Flag.NONE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from chains.blocks import BlockRef
+from chains.readings import ReadColumns, TokenReads
 from chains.watcher import BalanceUpdate, Reading
 from daemon.pending_writes import PendingWrites
 from tests.storekit import asset_price
@@ -108,4 +109,40 @@ def test_accounts_are_a_set_of_engine_rows() -> None:
     assert pending.accounts == 3
     assert pending.take().accounts.tolist() == [1, 3, 100_000]
     assert pending.accounts == 0
+    assert not pending
+
+
+def columns(number: int, values: dict[str, int | None], *, partial: bool) -> BalanceUpdate:
+    """The watcher's form of ``update``: columns, a part of a sweep when ``partial``."""
+    at = block(number)
+    reads = TokenReads(accounts=list(values), raws=list(values.values()))
+    reads.failed = sum(raw is None for raw in reads.raws)
+    readings = ReadColumns(at.number, at.hash, {TOKEN: reads})
+    return BalanceUpdate(chain="l1", block=at, readings=readings, partial=partial)
+
+
+def test_a_sweeps_parts_are_joined_as_columns_and_a_later_update_still_wins() -> None:
+    pending = PendingWrites()
+    parts = [columns(10, {A: 1}, partial=True), columns(10, {B: None}, partial=False)]
+    pending.add_balances(parts)
+    assert pending.balances == 2
+    (joined,) = pending.take().balances
+    assert isinstance(joined.readings, ReadColumns)  # no Reading per pair was built
+    assert raw_of(joined) == {A: (1, 10), B: (None, 10)}
+    # After the sweep, a part-free update merges as before (latest wins).
+    pending.add_balances([*parts, columns(11, {A: 5}, partial=False)])
+    (merged,) = pending.take().balances
+    assert raw_of(merged) == {A: (5, 11), B: (None, 10)}
+
+
+def test_a_bounded_take_leaves_the_other_accounts_pending() -> None:
+    pending = PendingWrites()
+    pending.add_balances([update(10, {A: 1})])
+    pending.add_accounts(np.array([7, 3, 11, 5], dtype=np.intp))
+    first = pending.take(max_accounts=3)
+    assert first.accounts.tolist() == [3, 5, 7]
+    assert len(first.balances) == 1  # balances and rounds go with the first part
+    assert pending.accounts == 1
+    rest = pending.take(max_accounts=3)
+    assert (rest.accounts.tolist(), rest.balances) == ([11], [])
     assert not pending
