@@ -62,7 +62,8 @@ WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset
 WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first sweep is not a dead
 # chain (2,000,000 pairs took 40-133 s to read at start-up, by load; timing out first valued
 # every account STALE_CHAIN and back: two extra writes of every account and its transitions)
-BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown (the
+# largest shortfalls first: those are the liquidations keepers go for)
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
@@ -179,6 +180,8 @@ class EngineLoop:
         # yet (``None``: no such valuation yet); empty means the valuation is stored.
         self._unstored: npt.NDArray[np.bool_] | None = None
         self._writes = 0
+        self.breakdown_limit = BREAKDOWN_LIMIT
+        """Flagged accounts per write whose stored row carries a full breakdown."""
         self.writer = CycleWriter(
             store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
         )
@@ -468,9 +471,9 @@ class EngineLoop:
         rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
         if self._shard_of is not None:  # cluster mode: each transition names its shard
             rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
-        flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
+        flagged = np.flatnonzero(subset.flags & _BREAKDOWN_BITS)
         self._breakdowns = {}
-        chosen = flagged.tolist()
+        chosen = largest_shortfalls(flagged, subset.shortfall, self.breakdown_limit).tolist()
         healths = self.engine.account_healths([names[i] for i in chosen])
         for i, health in zip(chosen, healths, strict=True):
             record = breakdown_record(health)
@@ -585,6 +588,21 @@ class _AccountStates:
             breakdown=breakdown,
         )
         return encode_json(account_document(state, venues))
+
+
+def largest_shortfalls(
+    rows: IndexArray, shortfall: npt.NDArray[np.float64], limit: int
+) -> IndexArray:
+    """The ``limit`` of ``rows`` with the largest ``shortfall[row]`` (all of them when there
+    are not more), in ascending row order; ties go to the lower row."""
+    if len(rows) <= limit:
+        return rows
+    if limit <= 0:
+        return rows[:0]
+    # A stable sort on the negated shortfall: the largest first, ties in row order.
+    order = np.argsort(-shortfall[rows], kind="stable")[:limit]
+    picked: IndexArray = np.sort(rows[order])
+    return picked
 
 
 def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
