@@ -183,7 +183,12 @@ class EngineLoop:
         self.breakdown_limit = BREAKDOWN_LIMIT
         """Flagged accounts per write whose stored row carries a full breakdown."""
         self.writer = CycleWriter(
-            store, build=self._batch, written=self._stored, fence=fence, on_fenced=on_fenced
+            store,
+            build=self._batch,
+            written=self._stored,
+            committed=self._committed,
+            fence=fence,
+            on_fenced=on_fenced,
         )
         self.transition_listeners: list[Callable[[], None]] = []
         """Called after a write that stored transitions (e.g. the HTTP event stream's hub),
@@ -344,16 +349,21 @@ class EngineLoop:
         )
         return self._rows(accounts), context
 
-    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
-        """After a successful write: wake the event relay for the new transitions (how many
-        the write stored) and publish the retained state of the written accounts."""
+    def _committed(self, transitions: int) -> None:
+        """A write's transitions are committed (how many): wake the event relay, which
+        publishes them from the store and marks them on PUBACK, while a large write's other
+        rows are still being stored."""
         self.stats.transitions += transitions
-        self._count_stored(accounts)
         if transitions and self.events is not None:
-            self.events.wake()  # the relay publishes them from the store, marked on PUBACK
+            self.events.wake()
         if transitions:
             for listener in self.transition_listeners:
                 listener()
+
+    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
+        """After a successful write (its transitions went to ``_committed`` already): publish
+        the retained state of the written accounts."""
+        self._count_stored(accounts)
         if len(accounts):
             await self._publish(accounts, time.time())
 

@@ -65,12 +65,15 @@ async def load_stage(
     conn: AsyncConnection, stage: sa.Table, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Create ``stage`` for this connection if needed, empty it, and fill it with ``rows``
-    (tuples in column order). Must run inside the caller's transaction."""
+    (tuples in column order). Must run inside the caller's transaction. (A PostgreSQL stage
+    is emptied at commit, unless it is ``ON COMMIT PRESERVE ROWS``: then here.)"""
     # Executing through SQLAlchemy first also makes sure asyncpg's transaction has started
     # before the raw COPY below runs on the same connection.
     await conn.execute(CreateTable(stage, if_not_exists=True))
     if conn.dialect.name != "postgresql":
         await conn.execute(sa.delete(stage))
+    elif stage.dialect_options["postgresql"]["on_commit"] == "PRESERVE ROWS":
+        await conn.exec_driver_sql(f"TRUNCATE {stage.name}")
     if not rows:
         return
     if conn.dialect.name == "postgresql":

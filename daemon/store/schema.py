@@ -290,7 +290,9 @@ health_stage = sa.Table(
     sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
     sa.Column("shard", sa.Integer()),
     prefixes=["TEMPORARY"],
-    postgresql_on_commit="DELETE ROWS",
+    # Kept past the commit: a large cycle updates its remaining rows from it in a second
+    # transaction on the same connection (``daemon.store.cycle``); emptied at every load.
+    postgresql_on_commit="PRESERVE ROWS",
 )
 
 balance_stage = sa.Table(
