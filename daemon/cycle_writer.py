@@ -48,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from core.errors import RetryableError
 from daemon.pending_writes import PendingBatch, PendingWrites
+from daemon.store.cycle import LateBreakdowns
 from daemon.store.engine import is_unavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows
@@ -112,6 +113,7 @@ class CycleWriter:
         build: Build,
         written: Written,
         committed: Committed | None = None,
+        breakdowns: LateBreakdowns | None = None,
         pending: PendingWrites | None = None,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         write_wait_s: float = WRITE_WAIT_S,
@@ -127,6 +129,7 @@ class CycleWriter:
         self._build = build
         self._written = written
         self._committed = committed
+        self._breakdowns = breakdowns  # of the rows ``build`` returned last
         self._write_timeout_s = write_timeout_s
         self._write_wait_s = write_wait_s
         self._retry_min_s = retry_min_s
@@ -238,6 +241,7 @@ class CycleWriter:
                     context=context,
                     fence=self.fence,
                     on_committed=self._committed,
+                    breakdowns=self._breakdowns,
                 )
         except LeaseLost as exc:
             # Not this replica's to write any more: dropped, not retried (the new owner

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
+from core.addresses import lower_address
 from daemon.cycle_writer import CycleWriter
 from daemon.documents import (
     CRITICAL_HEALTH,
@@ -171,6 +172,8 @@ class EngineLoop:
         self._seeds: dict[str, int] = {}  # stored flags of accounts the arrays do not cover yet
         # Stored-form breakdowns the last written rows carried, by engine index: published too.
         self._breakdowns: dict[int, dict[str, Any]] = {}
+        # Accounts (names, engine indices) of the rows being written whose breakdowns are due.
+        self._breakdowns_due: tuple[list[str], list[int]] = ([], [])
         self._positions: dict[str, dict[str, Position]] = {}
         self._options: dict[str, list[OptionPosition]] = {}
         self._positions_unread: set[str] = set()
@@ -187,6 +190,7 @@ class EngineLoop:
             build=self._batch,
             written=self._stored,
             committed=self._committed,
+            breakdowns=self._build_breakdowns,
             fence=fence,
             on_fenced=on_fenced,
         )
@@ -483,13 +487,26 @@ class EngineLoop:
             rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
         flagged = np.flatnonzero(subset.flags & _BREAKDOWN_BITS)
         self._breakdowns = {}
-        chosen = largest_shortfalls(flagged, subset.shortfall, self.breakdown_limit).tolist()
-        healths = self.engine.account_healths([names[i] for i in chosen])
-        for i, health in zip(chosen, healths, strict=True):
-            record = breakdown_record(health)
-            self._breakdowns[int(changed[i])] = record
-            rows.breakdowns[i] = json.dumps(record)
+        chosen = largest_shortfalls(flagged, subset.shortfall, self.breakdown_limit)
+        # Built once the transitions are stored (``_build_breakdowns``): valuing up to 2,000
+        # breakdowns takes ~0.5-1 s, which a market-wide move's events need not wait for.
+        self._breakdowns_due = ([names[i] for i in chosen.tolist()], changed[chosen].tolist())
         return rows
+
+    def _build_breakdowns(self) -> list[tuple[str, str]]:
+        """The breakdowns of the rows being written (``_rows``), as the store takes them;
+        kept for their retained state too. Valued from the engine's current results: those
+        written, unless a write outlasted ``WRITE_WAIT_S`` and the engine moved on."""
+        names, indices = self._breakdowns_due
+        self._breakdowns_due = ([], [])
+        out = []
+        for name, index, health in zip(
+            names, indices, self.engine.account_healths(names), strict=True
+        ):
+            record = breakdown_record(health)
+            self._breakdowns[index] = record
+            out.append((lower_address(name), json.dumps(record)))
+        return out
 
     async def _publish(self, changed: IndexArray, now: float) -> None:
         """Retained state of the changed accounts whose flags or health bucket moved.

@@ -9,11 +9,12 @@ their replacement cannot interleave with another cycle:
    flags (a new account counts as stored with no flags, so a healthy newcomer is silent);
 3. ``account_health``: the rows whose flags moved are updated and new accounts inserted, in
    the same transaction as their transitions (``write_health_cycle``);
-4. the other rows that differ (same flags, other figures: after a price move, most of them)
-   are updated by ``update_health_rest`` — in the same transaction, or, for a large cycle, in
-   the next one on the same connection, so that the transitions and the listing are committed
-   (and their events relayed) without waiting for the bulk of the health rows. Flags only ever
-   change in the transaction that appends their transition.
+4. the breakdowns, built by the caller only now (``LateBreakdowns``), go onto their staged
+   rows, and the other rows that differ (same flags, other figures: after a price move, most
+   of them) are updated by ``update_health_rest`` — in the same transaction, or, for a large
+   cycle, in the next one on the same connection, so that the transitions and the listing are
+   committed (and their events relayed) without waiting for the breakdowns and the bulk of
+   the health rows. Flags only ever change in the transaction that appends their transition.
 
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
@@ -21,6 +22,7 @@ PostgreSQL), so no ``Decimal`` is built per row in Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,11 +38,18 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
     MONEY_COLUMNS,
     account_health,
+    breakdown_stage,
     cycles,
     health_stage,
     health_transitions,
 )
 from daemon.store.types import Timestamp
+
+Breakdowns = Sequence[tuple[str, str]]
+"""(account, breakdown JSON) of some of a cycle's staged accounts."""
+LateBreakdowns = Callable[[], Breakdowns]
+"""Builds a cycle's breakdowns once its transitions are stored (a few milliseconds each: at
+a market-wide move, up to a second of work that events and the listing need not wait for)."""
 
 CYCLE_LOCK_KEY = 0x63_72_6F_73_73_6D_61_72
 """PostgreSQL advisory lock (transaction-scoped) serializing cycle writers ("crossmar")."""
@@ -67,14 +76,16 @@ async def write_health_cycle(
     *,
     returning: bool = True,
     rest: bool = True,
+    breakdowns: LateBreakdowns | None = None,
 ) -> tuple[int | None, int, list[sa.Row[Any]]]:
     """Apply one cycle; return its id (``None`` if it was stored before, then nothing is
     written), how many ``health_transitions`` rows it appended and, with ``returning``, those
     rows. The engine loop needs only the count (the relay reads the outbox): a market-wide
     move appends 50,000 rows, and bringing them back costs ~0.5 s of Python.
 
-    ``rest=False`` leaves the rows whose flags did not move for ``update_health_rest`` with
-    the returned id, in a later transaction on the same connection (the stage is kept)."""
+    ``rest=False`` leaves the rows whose flags did not move, and ``breakdowns``, for
+    ``update_health_rest`` with the returned id, in a later transaction on the same connection
+    (the stage is kept); otherwise ``breakdowns`` is called here, after the transitions."""
     await _lock_cycles(conn)
     cycle_id = await _new_cycle(conn, context, len(rows))
     if cycle_id is None:
@@ -86,18 +97,30 @@ async def write_health_cycle(
     await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
     await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
-        await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=False)
+        late = () if breakdowns is None else breakdowns()
+        await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
     return cycle_id, count, appended
 
 
 async def update_health_rest(
-    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+    conn: AsyncConnection,
+    cycle_id: int,
+    at: float,
+    value_decimals: int,
+    breakdowns: Breakdowns = (),
 ) -> int:
-    """The rest of cycle ``cycle_id`` (``write_health_cycle(..., rest=False)`` on this
-    connection, committed): update the stored rows whose flags equal the staged ones and whose
-    other figures differ. A row whose flags moved meanwhile is left alone (its change needs a
-    transition: the next cycle that stages it appends one). Return how many rows changed."""
+    """The rest of cycle ``cycle_id`` (staged by ``write_health_cycle`` on this connection):
+    set ``breakdowns`` on their staged rows, then update the stored rows whose flags equal the
+    staged ones and whose other figures (breakdown included) differ. A row whose flags moved
+    meanwhile is left alone (its change needs a transition: the next cycle that stages it
+    appends one). Return how many rows changed."""
     await _lock_cycles(conn)
+    if breakdowns:
+        await load_stage(conn, breakdown_stage, list(breakdowns))
+        s, b = health_stage.c, breakdown_stage.c
+        await conn.execute(
+            sa.update(health_stage).where(s.account == b.account).values(breakdown=b.breakdown)
+        )
     return await _update_health(conn, cycle_id, at, value_decimals, flags_moved=False)
 
 

@@ -295,6 +295,16 @@ health_stage = sa.Table(
     postgresql_on_commit="PRESERVE ROWS",
 )
 
+breakdown_stage = sa.Table(
+    "breakdown_stage",
+    stage_metadata,
+    sa.Column("account", ADDRESS),
+    sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
+"""Breakdowns built after a cycle's transitions were committed (``daemon.store.cycle``)."""
+
 balance_stage = sa.Table(
     "balance_stage",
     stage_metadata,

@@ -35,7 +35,7 @@ from daemon.store import migrate
 from daemon.store import venues as venue_store
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
 from daemon.store.chain_state import store_balance_update
-from daemon.store.cycle import update_health_rest, write_health_cycle
+from daemon.store.cycle import LateBreakdowns, update_health_rest, write_health_cycle
 from daemon.store.engine import (
     check_reachable,
     create_store_engine,
@@ -173,6 +173,7 @@ class HealthStore(AsyncResource):
         context: CycleContext | None,
         fence: Fence | None = None,
         on_committed: Callable[[int], None] | None = None,
+        breakdowns: LateBreakdowns | None = None,
     ) -> int:
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
@@ -185,7 +186,9 @@ class HealthStore(AsyncResource):
         called with the count as soon as the transitions are committed, before it. If that
         second transaction fails, this raises like any failed write, and writing the same
         inputs again is harmless (no transition is appended twice, no newer balance or round
-        is replaced).
+        is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
+        stored, and its breakdowns are stored with the other rows: building them (up to a
+        second at a market-wide move) does not hold the events and the listing back.
 
         With a ``fence`` (cluster mode) each transaction first checks that every shard's lease
         is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
@@ -198,6 +201,7 @@ class HealthStore(AsyncResource):
             returning=False,
             fence=fence,
             on_committed=on_committed,
+            breakdowns=breakdowns,
         )
         return count
 
@@ -211,6 +215,7 @@ class HealthStore(AsyncResource):
         returning: bool,
         fence: Fence | None = None,
         on_committed: Callable[[int], None] | None = None,
+        breakdowns: LateBreakdowns | None = None,
     ) -> tuple[int, Sequence[Any]]:
         if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
@@ -234,18 +239,24 @@ class HealthStore(AsyncResource):
                     await _insert_prices(conn, rounds)
                 if rows is not None and context is not None:
                     cycle_id, count, appended = await write_health_cycle(
-                        conn, rows, context, returning=returning, rest=not split
+                        conn,
+                        rows,
+                        context,
+                        returning=returning,
+                        rest=not split,
+                        breakdowns=breakdowns,
                     )
             committed_s = time.perf_counter() - started
             if cycle_id is not None and on_committed is not None:
                 on_committed(count)
             if split and cycle_id is not None and rows is not None and context is not None:
-                # The rows whose flags did not move: nothing waits for them but readers of
-                # their figures (/v1/accounts), a moment later.
+                # The rows whose flags did not move, and the breakdowns: nothing waits for them
+                # but readers of their figures (/v1/accounts), a moment later.
+                late = () if breakdowns is None else breakdowns()
                 async with conn.begin():
                     if fence is not None:
                         await check_fence(conn, fence)
-                    await update_health_rest(conn, cycle_id, context.at, rows.value_decimals)
+                    await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
         if rows is None or context is None:
             return 0, ()
         if cycle_id is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -322,7 +323,8 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
 ) -> None:
     """A market-wide move rewrites every account; its events and listing need only the
     accounts whose flags moved. Those rows and their transitions are committed first (a
-    reader sees all of them, and none of the other rows' new figures yet), then the rest."""
+    reader sees all of them, and none of the other rows' new figures yet); the breakdowns are
+    built after that, and stored with the rest."""
     n = max(2_000, SPLIT_CYCLE_ROWS)
     engine = book(n, eth_price=2_500.0, underwater_every=4)  # all healthy at 2,500
     await store.write_cycle(book_rows(engine), context(1.0))
@@ -331,7 +333,7 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
     t, h = health_transitions.c, account_health.c
     flipped = sa.case((h.flags != 0, "flipped"), else_="other")
 
-    async def look() -> tuple[int, int, dict[tuple[str, Decimal], int]]:
+    async def look() -> dict[str, Any]:
         async with await HealthStore.open(url) as other, other.engine.connect() as conn:
             appended = await conn.scalar(
                 sa.select(sa.func.count()).select_from(health_transitions).where(t.at == 2.0)
@@ -341,15 +343,28 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
                     flipped, h.collateral_value
                 )
             )
-            listed = (await other.queries.liquidatable_page()).total
-            return int(appended or 0), listed, {(k, v): c for k, v, c in collateral}
+            with_breakdown = await conn.execute(
+                sa.select(h.account).where(h.breakdown.is_not(None)).order_by(h.account)
+            )
+            return {
+                "appended": appended,
+                "listed": (await other.queries.liquidatable_page()).total,
+                "collateral": {(k, v): c for k, v, c in collateral},
+                "breakdowns": list(with_breakdown.scalars()),
+            }
 
-    seen: list[tuple[int, int, dict[tuple[str, Decimal], int]]] = []
+    calls: list[tuple[str, int | dict[str, Any]]] = []
 
     def committed(count: int) -> None:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            seen.append(pool.submit(asyncio.run, look()).result())
-        seen.append((count, -1, {}))
+            calls.append(("committed", pool.submit(asyncio.run, look()).result()))
+        calls.append(("count", count))
+
+    breakdown = {"holdings": [], "positions": []}
+
+    def breakdowns() -> list[tuple[str, str]]:
+        calls.append(("breakdowns", len(calls)))
+        return [(account_address(i), json.dumps(breakdown)) for i in (0, 4)]
 
     count = await store.write_engine_cycle(
         balances=(),
@@ -357,21 +372,33 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
         rows=book_rows(engine),
         context=context(2.0),
         on_committed=committed,
+        breakdowns=breakdowns,
     )
     sinking = n // 4
     assert count == sinking
     before, after = Decimal(2600), Decimal(2100)  # 1 ETH + 100 USDC, ETH 2,500 → 2,000
-    assert seen[0] == (
-        sinking,
-        sinking,
-        {("flipped", after): sinking, ("other", before): n - sinking},
-    )
-    assert seen[1] == (sinking, -1, {})
-    assert await look() == (
-        sinking,
-        sinking,
-        {("flipped", after): sinking, ("other", after): n - sinking},
-    )
+    assert calls == [
+        (
+            "committed",
+            {
+                "appended": sinking,
+                "listed": sinking,
+                "collateral": {("flipped", after): sinking, ("other", before): n - sinking},
+                "breakdowns": [],
+            },
+        ),
+        ("count", sinking),
+        ("breakdowns", 2),
+    ]
+    assert await look() == {
+        "appended": sinking,
+        "listed": sinking,
+        "collateral": {("flipped", after): sinking, ("other", after): n - sinking},
+        "breakdowns": [account_address(0), account_address(4)],
+    }
+    stored = await store.queries.health(account_address(4))
+    assert stored is not None
+    assert stored.breakdown == breakdown
 
 
 async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
