@@ -65,6 +65,7 @@ WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first swee
 # every account STALE_CHAIN and back: two extra writes of every account and its transitions)
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown (the
 # largest shortfalls first: those are the liquidations keepers go for)
+BREAKDOWN_CHUNK = 250  # breakdowns valued between two turns of the event loop (~0.1 s)
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
@@ -493,19 +494,26 @@ class EngineLoop:
         self._breakdowns_due = ([names[i] for i in chosen.tolist()], changed[chosen].tolist())
         return rows
 
-    def _build_breakdowns(self) -> list[tuple[str, str]]:
+    async def _build_breakdowns(self) -> list[tuple[str, str]]:
         """The breakdowns of the rows being written (``_rows``), as the store takes them;
         kept for their retained state too. Valued from the engine's current results: those
-        written, unless a write outlasted ``WRITE_WAIT_S`` and the engine moved on."""
+        written, unless a write outlasted ``WRITE_WAIT_S`` and the engine moved on. Built
+        ``BREAKDOWN_CHUNK`` at a time, with a turn of the event loop in between: the event
+        relay, woken as the transitions were committed, reads and sends meanwhile."""
         names, indices = self._breakdowns_due
         self._breakdowns_due = ([], [])
         out = []
-        for name, index, health in zip(
-            names, indices, self.engine.account_healths(names), strict=True
-        ):
-            record = breakdown_record(health)
-            self._breakdowns[index] = record
-            out.append((lower_address(name), json.dumps(record)))
+        for start in range(0, len(names), BREAKDOWN_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            chunk = names[start : start + BREAKDOWN_CHUNK]
+            healths = self.engine.account_healths(chunk)
+            for name, index, health in zip(
+                chunk, indices[start : start + BREAKDOWN_CHUNK], healths, strict=True
+            ):
+                record = breakdown_record(health)
+                self._breakdowns[index] = record
+                out.append((lower_address(name), json.dumps(record)))
         return out
 
     async def _publish(self, changed: IndexArray, now: float) -> None:

@@ -22,7 +22,7 @@ PostgreSQL), so no ``Decimal`` is built per row in Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,9 +47,10 @@ from daemon.store.types import Timestamp
 
 Breakdowns = Sequence[tuple[str, str]]
 """(account, breakdown JSON) of some of a cycle's staged accounts."""
-LateBreakdowns = Callable[[], Breakdowns]
-"""Builds a cycle's breakdowns once its transitions are stored (a few milliseconds each: at
-a market-wide move, up to a second of work that events and the listing need not wait for)."""
+LateBreakdowns = Callable[[], Awaitable[Breakdowns]]
+"""Builds a cycle's breakdowns once its transitions are stored (a fraction of a millisecond
+each: at a market-wide move, up to a second of work that events and the listing need not wait
+for; the builder yields to the event loop in between, so the event relay runs meanwhile)."""
 
 CYCLE_LOCK_KEY = 0x63_72_6F_73_73_6D_61_72
 """PostgreSQL advisory lock (transaction-scoped) serializing cycle writers ("crossmar")."""
@@ -97,7 +98,7 @@ async def write_health_cycle(
     await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
     await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
-        late = () if breakdowns is None else breakdowns()
+        late = () if breakdowns is None else await breakdowns()
         await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
     return cycle_id, count, appended
 

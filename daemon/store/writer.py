@@ -252,7 +252,7 @@ class HealthStore(AsyncResource):
             if split and cycle_id is not None and rows is not None and context is not None:
                 # The rows whose flags did not move, and the breakdowns: nothing waits for them
                 # but readers of their figures (/v1/accounts), a moment later.
-                late = () if breakdowns is None else breakdowns()
+                late = () if breakdowns is None else await breakdowns()
                 async with conn.begin():
                     if fence is not None:
                         await check_fence(conn, fence)

@@ -360,9 +360,9 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
             calls.append(("committed", pool.submit(asyncio.run, look()).result()))
         calls.append(("count", count))
 
-    breakdown = {"holdings": [], "positions": []}
+    breakdown: dict[str, list[object]] = {"holdings": [], "positions": []}
 
-    def breakdowns() -> list[tuple[str, str]]:
+    async def breakdowns() -> list[tuple[str, str]]:
         calls.append(("breakdowns", len(calls)))
         return [(account_address(i), json.dumps(breakdown)) for i in (0, 4)]
 
