@@ -64,9 +64,11 @@ from oracles.resume import state_to_json
 log = logging.getLogger(__name__)
 
 SPLIT_CYCLE_ROWS = 1_000
-"""A health cycle of at least this many rows commits its transitions (with the rows whose
-flags moved) first and updates its other rows in a second transaction: a market-wide move
-rewrites every account, and its events and listing need only the flipped ones."""
+"""On PostgreSQL, a health cycle of at least this many rows commits its transitions (with the
+rows whose flags moved) first and updates its other rows in a second transaction: a market-wide
+move rewrites every account, and its events and listing need only the flipped ones. (SQLite
+runs in the daemon's process: there the second transaction only competed with the event relay
+for the same CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
 
 
 class HealthStore(AsyncResource):
@@ -181,9 +183,10 @@ class HealthStore(AsyncResource):
         of the accounts whose flags it moved. Return how many transitions it stored (the
         event relay reads them from the outbox).
 
-        A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose flags did not move
-        in a second transaction right after (``daemon.store.cycle``): ``on_committed`` is
-        called with the count as soon as the transitions are committed, before it. If that
+        On PostgreSQL a cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
+        flags did not move in a second transaction right after (``daemon.store.cycle``):
+        ``on_committed`` is called with the count as soon as the transitions are committed,
+        before it (otherwise once the one transaction is). If that
         second transaction fails, this raises like any failed write, and writing the same
         inputs again is harmless (no transition is appended twice, no newer balance or round
         is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
@@ -227,7 +230,11 @@ class HealthStore(AsyncResource):
         cycle_id: int | None = None
         count = 0
         appended: Sequence[Any] = ()
-        split = rows is not None and len(rows) >= SPLIT_CYCLE_ROWS
+        split = (
+            rows is not None
+            and len(rows) >= SPLIT_CYCLE_ROWS
+            and self.engine.dialect.name == "postgresql"
+        )
         async with write_connection(self.engine) as conn:
             async with conn.begin():
                 if fence is not None:
