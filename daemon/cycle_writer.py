@@ -48,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from core.errors import RetryableError
 from daemon.pending_writes import PendingBatch, PendingWrites
+from daemon.store.cycle import LateBreakdowns
 from daemon.store.engine import is_unavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows
@@ -74,6 +75,9 @@ Build = Callable[[IndexArray], tuple[HealthRows | None, CycleContext | None]]
 """Health rows and cycle context for the given engine rows (``None, None`` when empty)."""
 Written = Callable[[IndexArray, int], Awaitable[None]]
 """Called after a successful write with the rows written and how many transitions it stored."""
+Committed = Callable[[int], None]
+"""Called as soon as a write's transitions are committed, with how many (before a large
+write's remaining rows are: ``HealthStore.write_engine_cycle``); cheap, never awaited."""
 
 
 @dataclass(slots=True)
@@ -115,6 +119,8 @@ class CycleWriter:
         *,
         build: Build,
         written: Written,
+        committed: Committed | None = None,
+        breakdowns: LateBreakdowns | None = None,
         pending: PendingWrites | None = None,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         write_wait_s: float = WRITE_WAIT_S,
@@ -130,6 +136,8 @@ class CycleWriter:
         self.stats = WriterStats(started_at=time.time())
         self._build = build
         self._written = written
+        self._committed = committed
+        self._breakdowns = breakdowns  # of the rows ``build`` returned last
         self._write_timeout_s = write_timeout_s
         self._write_wait_s = write_wait_s
         self._retry_min_s = retry_min_s
@@ -241,6 +249,8 @@ class CycleWriter:
                     rows=rows,
                     context=context,
                     fence=self.fence,
+                    on_committed=self._committed,
+                    breakdowns=self._breakdowns,
                 )
         except LeaseLost as exc:
             # Not this replica's to write any more: dropped, not retried (the new owner

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chains.watcher import BalanceUpdate
+from core.addresses import lower_address
 from daemon.cycle_writer import WRITE_CHUNK_ACCOUNTS, CycleWriter
 from daemon.documents import (
     CRITICAL_HEALTH,
@@ -62,7 +63,9 @@ WARMUP_TIMEOUT_S = 30.0  # publish anyway after this long if a chain or an asset
 WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first sweep is not a dead
 # chain (2,000,000 pairs took 40-133 s to read at start-up, by load; timing out first valued
 # every account STALE_CHAIN and back: two extra writes of every account and its transitions)
-BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown
+BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown (the
+# largest shortfalls first: those are the liquidations keepers go for)
+BREAKDOWN_CHUNK = 250  # breakdowns valued between two turns of the event loop (~0.1 s)
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
@@ -171,6 +174,8 @@ class EngineLoop:
         self._seeds: dict[str, int] = {}  # stored flags of accounts the arrays do not cover yet
         # Stored-form breakdowns the last written rows carried, by engine index: published too.
         self._breakdowns: dict[int, dict[str, Any]] = {}
+        # Accounts (names, engine indices) of the rows being written whose breakdowns are due.
+        self._breakdowns_due: tuple[list[str], list[int]] = ([], [])
         self._positions: dict[str, dict[str, Position]] = {}
         self._options: dict[str, list[OptionPosition]] = {}
         self._positions_unread: set[str] = set()
@@ -184,10 +189,14 @@ class EngineLoop:
         # CPU) slowed the next chunk's write and so readiness (``_stored``).
         self._held_back: list[IndexArray] = []
         self._writes = 0
+        self.breakdown_limit = BREAKDOWN_LIMIT
+        """Flagged accounts per write whose stored row carries a full breakdown."""
         self.writer = CycleWriter(
             store,
             build=self._batch,
             written=self._stored,
+            committed=self._committed,
+            breakdowns=self._build_breakdowns,
             fence=fence,
             on_fenced=on_fenced,
             chunk_accounts=write_chunk_accounts,
@@ -351,17 +360,22 @@ class EngineLoop:
         )
         return self._rows(accounts), context
 
-    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
-        """After a successful write: wake the event relay for the new transitions (how many
-        the write stored) and publish the retained state of the written accounts (those of
-        the first valuation once all of it is stored: it is written in chunks)."""
+    def _committed(self, transitions: int) -> None:
+        """A write's transitions are committed (how many): wake the event relay, which
+        publishes them from the store and marks them on PUBACK, while a large write's other
+        rows are still being stored."""
         self.stats.transitions += transitions
-        self._count_stored(accounts)
         if transitions and self.events is not None:
-            self.events.wake()  # the relay publishes them from the store, marked on PUBACK
+            self.events.wake()
         if transitions:
             for listener in self.transition_listeners:
                 listener()
+
+    async def _stored(self, accounts: IndexArray, transitions: int) -> None:
+        """After a successful write (its transitions went to ``_committed`` already): publish
+        the retained state of the written accounts (those of the first valuation once all of
+        it is stored: it is written in chunks)."""
+        self._count_stored(accounts)
         if not len(accounts):
             return
         if self._unstored is not None and not self._valuation_stored:
@@ -487,15 +501,35 @@ class EngineLoop:
         rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
         if self._shard_of is not None:  # cluster mode: each transition names its shard
             rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
-        flagged = np.flatnonzero(subset.flags & int(_WITH_BREAKDOWN))[:BREAKDOWN_LIMIT]
+        flagged = np.flatnonzero(subset.flags & _BREAKDOWN_BITS)
         self._breakdowns = {}
-        chosen = flagged.tolist()
-        healths = self.engine.account_healths([names[i] for i in chosen])
-        for i, health in zip(chosen, healths, strict=True):
-            record = breakdown_record(health)
-            self._breakdowns[int(changed[i])] = record
-            rows.breakdowns[i] = json.dumps(record)
+        chosen = largest_shortfalls(flagged, subset.shortfall, self.breakdown_limit)
+        # Built once the transitions are stored (``_build_breakdowns``): valuing up to 2,000
+        # breakdowns takes ~0.5-1 s, which a market-wide move's events need not wait for.
+        self._breakdowns_due = ([names[i] for i in chosen.tolist()], changed[chosen].tolist())
         return rows
+
+    async def _build_breakdowns(self) -> list[tuple[str, str]]:
+        """The breakdowns of the rows being written (``_rows``), as the store takes them;
+        kept for their retained state too. Valued from the engine's current results: those
+        written, unless a write outlasted ``WRITE_WAIT_S`` and the engine moved on. Built
+        ``BREAKDOWN_CHUNK`` at a time, with a turn of the event loop in between: the event
+        relay, woken as the transitions were committed, reads and sends meanwhile."""
+        names, indices = self._breakdowns_due
+        self._breakdowns_due = ([], [])
+        out = []
+        for start in range(0, len(names), BREAKDOWN_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            chunk = names[start : start + BREAKDOWN_CHUNK]
+            healths = self.engine.account_healths(chunk)
+            for name, index, health in zip(
+                chunk, indices[start : start + BREAKDOWN_CHUNK], healths, strict=True
+            ):
+                record = breakdown_record(health)
+                self._breakdowns[index] = record
+                out.append((lower_address(name), json.dumps(record)))
+        return out
 
     async def _publish(self, changed: IndexArray, now: float) -> None:
         """Retained state of the changed accounts whose flags or health bucket moved.
@@ -604,6 +638,21 @@ class _AccountStates:
             breakdown=breakdown,
         )
         return encode_json(account_document(state, venues))
+
+
+def largest_shortfalls(
+    rows: IndexArray, shortfall: npt.NDArray[np.float64], limit: int
+) -> IndexArray:
+    """The ``limit`` of ``rows`` with the largest ``shortfall[row]`` (all of them when there
+    are not more), in ascending row order; ties go to the lower row."""
+    if len(rows) <= limit:
+        return rows
+    if limit <= 0:
+        return rows[:0]
+    # A stable sort on the negated shortfall: the largest first, ties in row order.
+    order = np.argsort(-shortfall[rows], kind="stable")[:limit]
+    picked: IndexArray = np.sort(rows[order])
+    return picked
 
 
 def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:

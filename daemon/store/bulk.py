@@ -69,7 +69,8 @@ async def load_stage(
     count: int | None = None,
 ) -> None:
     """Create ``stage`` for this connection if needed, empty it, and fill it with ``rows``
-    (tuples in column order). Must run inside the caller's transaction.
+    (tuples in column order). Must run inside the caller's transaction. (A PostgreSQL stage
+    is emptied at commit, unless it is ``ON COMMIT PRESERVE ROWS``: then here.)
 
     ``rows`` may be an iterator (with its ``count``): PostgreSQL's COPY then encodes each
     tuple as it is made, and 2,000,000 staged balances are never all held at once."""
@@ -82,6 +83,8 @@ async def load_stage(
     await conn.execute(CreateTable(stage, if_not_exists=True))
     if conn.dialect.name != "postgresql":
         await conn.execute(sa.delete(stage))
+    elif stage.dialect_options["postgresql"]["on_commit"] == "PRESERVE ROWS":
+        await conn.exec_driver_sql(f"TRUNCATE {stage.name}")
     if not count:
         return
     if conn.dialect.name == "postgresql":

@@ -1,13 +1,20 @@
 """One engine cycle in SQL: record it, append flag transitions, upsert current health.
 
-All three run inside the caller's transaction, set-based over the staged rows, with other
-cycle writers kept out (advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so the
-comparison with the stored flags and their replacement cannot interleave with another cycle:
+All of it runs set-based over the staged rows, with other cycle writers kept out (advisory
+lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so the comparison with the stored flags and
+their replacement cannot interleave with another cycle:
 
 1. ``cycles`` gets the cycle (``ON CONFLICT (key) DO NOTHING``: a stored cycle is skipped);
 2. ``health_transitions`` gets one row per account whose staged flags differ from its stored
    flags (a new account counts as stored with no flags, so a healthy newcomer is silent);
-3. ``account_health``: stored rows that differ are updated, new accounts inserted.
+3. ``account_health``: the rows whose flags moved are updated and new accounts inserted, in
+   the same transaction as their transitions (``write_health_cycle``);
+4. the breakdowns, built by the caller only now (``LateBreakdowns``), go onto their staged
+   rows, and the other rows that differ (same flags, other figures: after a price move, most
+   of them) are updated by ``update_health_rest`` — in the same transaction, or, for a large
+   cycle, in the next one on the same connection, so that the transitions and the listing are
+   committed (and their events relayed) without waiting for the breakdowns and the bulk of
+   the health rows. Flags only ever change in the transaction that appends their transition.
 
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
@@ -15,6 +22,7 @@ PostgreSQL), so no ``Decimal`` is built per row in Python.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,11 +38,19 @@ from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
     MONEY_COLUMNS,
     account_health,
+    breakdown_stage,
     cycles,
     health_stage,
     health_transitions,
 )
 from daemon.store.types import Timestamp
+
+Breakdowns = Sequence[tuple[str, str]]
+"""(account, breakdown JSON) of some of a cycle's staged accounts."""
+LateBreakdowns = Callable[[], Awaitable[Breakdowns]]
+"""Builds a cycle's breakdowns once its transitions are stored (a fraction of a millisecond
+each: at a market-wide move, up to a second of work that events and the listing need not wait
+for; the builder yields to the event loop in between, so the event relay runs meanwhile)."""
 
 CYCLE_LOCK_KEY = 0x63_72_6F_73_73_6D_61_72
 """PostgreSQL advisory lock (transaction-scoped) serializing cycle writers ("crossmar")."""
@@ -55,19 +71,23 @@ _TRANSITION_COLUMNS = [
 
 
 async def write_health_cycle(
-    conn: AsyncConnection, rows: HealthRows, context: CycleContext, *, returning: bool = True
+    conn: AsyncConnection,
+    rows: HealthRows,
+    context: CycleContext,
+    *,
+    returning: bool = True,
+    rest: bool = True,
+    breakdowns: LateBreakdowns | None = None,
 ) -> tuple[int | None, int, list[sa.Row[Any]]]:
     """Apply one cycle; return its id (``None`` if it was stored before, then nothing is
     written), how many ``health_transitions`` rows it appended and, with ``returning``, those
     rows. The engine loop needs only the count (the relay reads the outbox): a market-wide
-    move appends 50,000 rows, and bringing them back costs ~0.5 s of Python."""
-    if conn.dialect.name == "postgresql":
-        # One cycle writer at a time: two overlapping cycles would both compare against the
-        # same stored flags and report the same change twice. (SQLite: BEGIN IMMEDIATE.)
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CYCLE_LOCK_KEY)))
-        # Hash joins of 100k staged rows against account_health fit in memory this way
-        # (the default 4MB spills them to temporary files).
-        await conn.execute(sa.text(f"SET LOCAL work_mem = '{PG_CYCLE_WORK_MEM}'"))
+    move appends 50,000 rows, and bringing them back costs ~0.5 s of Python.
+
+    ``rest=False`` leaves the rows whose flags did not move, and ``breakdowns``, for
+    ``update_health_rest`` with the returned id, in a later transaction on the same connection
+    (the stage is kept); otherwise ``breakdowns`` is called here, after the transitions."""
+    await _lock_cycles(conn)
     cycle_id = await _new_cycle(conn, context, len(rows))
     if cycle_id is None:
         return None, 0, []
@@ -75,8 +95,44 @@ async def write_health_cycle(
     count, appended = await _append_transitions(
         conn, cycle_id, context.at, rows.value_decimals, returning=returning
     )
-    await _upsert_health(conn, cycle_id, context.at, rows.value_decimals)
+    await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
+    await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
+    if rest:
+        late = () if breakdowns is None else await breakdowns()
+        await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
     return cycle_id, count, appended
+
+
+async def update_health_rest(
+    conn: AsyncConnection,
+    cycle_id: int,
+    at: float,
+    value_decimals: int,
+    breakdowns: Breakdowns = (),
+) -> int:
+    """The rest of cycle ``cycle_id`` (staged by ``write_health_cycle`` on this connection):
+    set ``breakdowns`` on their staged rows, then update the stored rows whose flags equal the
+    staged ones and whose other figures (breakdown included) differ. A row whose flags moved
+    meanwhile is left alone (its change needs a transition: the next cycle that stages it
+    appends one). Return how many rows changed."""
+    await _lock_cycles(conn)
+    if breakdowns:
+        await load_stage(conn, breakdown_stage, list(breakdowns))
+        s, b = health_stage.c, breakdown_stage.c
+        await conn.execute(
+            sa.update(health_stage).where(s.account == b.account).values(breakdown=b.breakdown)
+        )
+    return await _update_health(conn, cycle_id, at, value_decimals, flags_moved=False)
+
+
+async def _lock_cycles(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "postgresql":
+        # One cycle writer at a time: two overlapping cycles would both compare against the
+        # same stored flags and report the same change twice. (SQLite: BEGIN IMMEDIATE.)
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CYCLE_LOCK_KEY)))
+        # Hash joins of 100k staged rows against account_health fit in memory this way
+        # (the default 4MB spills them to temporary files).
+        await conn.execute(sa.text(f"SET LOCAL work_mem = '{PG_CYCLE_WORK_MEM}'"))
 
 
 async def _new_cycle(conn: AsyncConnection, context: CycleContext, accounts: int) -> int | None:
@@ -135,11 +191,9 @@ async def _append_transitions(
     return int(result.rowcount), []
 
 
-async def _upsert_health(
-    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
-) -> None:
-    s, h = health_stage.c, account_health.c
-    staged = sa.select(
+def _staged_health(conn: AsyncConnection, value_decimals: int) -> sa.Subquery:
+    s = health_stage.c
+    return sa.select(
         s.account,
         s.health,
         s.health_latency,
@@ -148,22 +202,47 @@ async def _upsert_health(
         s.actionable,
         s.breakdown,
     ).subquery("staged")  # money converted once per row, not once per use
-    values = {c.name: c for c in staged.c if c.name != "account"}
-    cycle = {
+
+
+def _cycle_values(cycle_id: int, at: float) -> dict[str, sa.ColumnElement[Any]]:
+    return {
         "cycle_id": sa.literal(cycle_id, sa.BigInteger()),
         "updated_at": sa.literal(at, Timestamp()),
     }
-    # Existing accounts: one UPDATE … FROM (a hash join; cheaper than ON CONFLICT's
-    # per-row speculative insert). An unchanged row is not even locked: no write, no WAL,
-    # and it keeps the cycle_id of the cycle that last changed it.
-    changed = sa.or_(*(h[name].is_distinct_from(value) for name, value in values.items()))
-    await conn.execute(
+
+
+async def _update_health(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int, *, flags_moved: bool
+) -> int:
+    """Update the stored rows whose flags differ from the staged ones (``flags_moved``), or
+    those whose flags are equal and whose other figures differ."""
+    h = account_health.c
+    staged = _staged_health(conn, value_decimals)
+    values = {c.name: c for c in staged.c if c.name != "account"}
+    if flags_moved:
+        which = h.flags != staged.c.flags
+    else:
+        differs = (h[n].is_distinct_from(v) for n, v in values.items() if n != "flags")
+        which = sa.and_(h.flags == staged.c.flags, sa.or_(*differs))
+    # One UPDATE … FROM (a hash join; cheaper than ON CONFLICT's per-row speculative
+    # insert). An unchanged row is not even locked: no write, no WAL, and it keeps the
+    # cycle_id of the cycle that last changed it.
+    result = await conn.execute(
         sa.update(account_health)
-        .where(h.account == staged.c.account, changed)
-        .values(**values, **cycle)
+        .where(h.account == staged.c.account, which)
+        .values(**values, **_cycle_values(cycle_id, at))
     )
-    # New accounts. The conflict clause only matters if a second writer slipped in, which
-    # the cycle lock rules out.
+    return int(result.rowcount or 0)
+
+
+async def _insert_health(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+) -> None:
+    """Insert the staged accounts not stored yet. The conflict clause only matters if a
+    second writer slipped in, which the cycle lock rules out."""
+    h = account_health.c
+    staged = _staged_health(conn, value_decimals)
+    cycle = _cycle_values(cycle_id, at)
     fresh = sa.select(*staged.c, *cycle.values()).where(
         ~sa.exists().where(h.account == staged.c.account)
     )

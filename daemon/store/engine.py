@@ -128,11 +128,19 @@ def _tune_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One write transaction: committed when the block exits, rolled back on an exception.
     ``StoreUnavailable`` when the database cannot answer."""
+    async with write_connection(engine) as conn, conn.begin():
+        yield conn
+
+
+@asynccontextmanager
+async def write_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection for write transactions one after the other (``async with
+    conn.begin():`` each, ``BEGIN IMMEDIATE`` on SQLite), e.g. to share a staging table.
+    ``StoreUnavailable`` when the database cannot answer."""
     async with reporting_unavailable(engine), engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             await conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-        async with conn.begin():
-            yield conn
+        yield conn
 
 
 def is_unavailable(exc: BaseException) -> bool:

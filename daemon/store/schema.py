@@ -290,8 +290,20 @@ health_stage = sa.Table(
     sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
     sa.Column("shard", sa.Integer()),
     prefixes=["TEMPORARY"],
+    # Kept past the commit: a large cycle updates its remaining rows from it in a second
+    # transaction on the same connection (``daemon.store.cycle``); emptied at every load.
+    postgresql_on_commit="PRESERVE ROWS",
+)
+
+breakdown_stage = sa.Table(
+    "breakdown_stage",
+    stage_metadata,
+    sa.Column("account", ADDRESS),
+    sa.Column("breakdown", sa.Text().with_variant(postgresql.JSONB(), "postgresql")),
+    prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
+"""Breakdowns built after a cycle's transitions were committed (``daemon.store.cycle``)."""
 
 balance_stage = sa.Table(
     "balance_stage",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,8 +35,13 @@ from daemon.store import migrate
 from daemon.store import venues as venue_store
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
 from daemon.store.chain_state import store_balance_update
-from daemon.store.cycle import write_health_cycle
-from daemon.store.engine import check_reachable, create_store_engine, write_transaction
+from daemon.store.cycle import LateBreakdowns, update_health_rest, write_health_cycle
+from daemon.store.engine import (
+    check_reachable,
+    create_store_engine,
+    write_connection,
+    write_transaction,
+)
 from daemon.store.fencing import Fence, check_fence
 from daemon.store.options import replace_options
 from daemon.store.outbox import mark_published
@@ -57,6 +62,13 @@ from oracles.model import AssetPrice
 from oracles.resume import state_to_json
 
 log = logging.getLogger(__name__)
+
+SPLIT_CYCLE_ROWS = 1_000
+"""On PostgreSQL, a health cycle of at least this many rows commits its transitions (with the
+rows whose flags moved) first and updates its other rows in a second transaction: a market-wide
+move rewrites every account, and its events and listing need only the flipped ones. (SQLite
+runs in the daemon's process: there the second transaction only competed with the event relay
+for the same CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
 
 
 class HealthStore(AsyncResource):
@@ -162,13 +174,26 @@ class HealthStore(AsyncResource):
         rows: HealthRows | None,
         context: CycleContext | None,
         fence: Fence | None = None,
+        on_committed: Callable[[int], None] | None = None,
+        breakdowns: LateBreakdowns | None = None,
     ) -> int:
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
-        cycle (see ``write_cycle``). Readers never see balances of a cycle without its health.
-        Return how many transitions it stored (the event relay reads them from the outbox).
+        cycle (see ``write_cycle``). Readers never see balances of a cycle without the health
+        of the accounts whose flags it moved. Return how many transitions it stored (the
+        event relay reads them from the outbox).
 
-        With a ``fence`` (cluster mode) the transaction first checks that every shard's lease
+        On PostgreSQL a cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
+        flags did not move in a second transaction right after (``daemon.store.cycle``):
+        ``on_committed`` is called with the count as soon as the transitions are committed,
+        before it (otherwise once the one transaction is). If that
+        second transaction fails, this raises like any failed write, and writing the same
+        inputs again is harmless (no transition is appended twice, no newer balance or round
+        is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
+        stored, and its breakdowns are stored with the other rows: building them (up to a
+        second at a market-wide move) does not hold the events and the listing back.
+
+        With a ``fence`` (cluster mode) each transaction first checks that every shard's lease
         is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
         """
         count, _ = await self._write(
@@ -178,6 +203,8 @@ class HealthStore(AsyncResource):
             context=context,
             returning=False,
             fence=fence,
+            on_committed=on_committed,
+            breakdowns=breakdowns,
         )
         return count
 
@@ -190,6 +217,8 @@ class HealthStore(AsyncResource):
         context: CycleContext | None,
         returning: bool,
         fence: Fence | None = None,
+        on_committed: Callable[[int], None] | None = None,
+        breakdowns: LateBreakdowns | None = None,
     ) -> tuple[int, Sequence[Any]]:
         if rows is not None and rows.value_decimals != self.value_decimals:
             raise ValueError(
@@ -201,18 +230,40 @@ class HealthStore(AsyncResource):
         cycle_id: int | None = None
         count = 0
         appended: Sequence[Any] = ()
-        async with write_transaction(self.engine) as conn:
-            if fence is not None:
-                await check_fence(conn, fence)
-            now = time.time()
-            for update in balances:
-                await store_balance_update(conn, update, now)
-            if rounds:
-                await _insert_prices(conn, rounds)
-            if rows is not None and context is not None:
-                cycle_id, count, appended = await write_health_cycle(
-                    conn, rows, context, returning=returning
-                )
+        split = (
+            rows is not None
+            and len(rows) >= SPLIT_CYCLE_ROWS
+            and self.engine.dialect.name == "postgresql"
+        )
+        async with write_connection(self.engine) as conn:
+            async with conn.begin():
+                if fence is not None:
+                    await check_fence(conn, fence)
+                now = time.time()
+                for update in balances:
+                    await store_balance_update(conn, update, now)
+                if rounds:
+                    await _insert_prices(conn, rounds)
+                if rows is not None and context is not None:
+                    cycle_id, count, appended = await write_health_cycle(
+                        conn,
+                        rows,
+                        context,
+                        returning=returning,
+                        rest=not split,
+                        breakdowns=breakdowns,
+                    )
+            committed_s = time.perf_counter() - started
+            if cycle_id is not None and on_committed is not None:
+                on_committed(count)
+            if split and cycle_id is not None and rows is not None and context is not None:
+                # The rows whose flags did not move, and the breakdowns: nothing waits for them
+                # but readers of their figures (/v1/accounts), a moment later.
+                late = () if breakdowns is None else await breakdowns()
+                async with conn.begin():
+                    if fence is not None:
+                        await check_fence(conn, fence)
+                    await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
         if rows is None or context is None:
             return 0, ()
         if cycle_id is None:
@@ -220,11 +271,12 @@ class HealthStore(AsyncResource):
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return 0, ()
         log.info(
-            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f",
+            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f committed_s=%.3f",
             cycle_id,
             len(rows),
             count,
             time.perf_counter() - started,
+            committed_s,
         )
         return count, appended
 

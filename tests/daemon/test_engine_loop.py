@@ -6,11 +6,13 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
+
 from chains.blocks import BlockRef
 from chains.watcher import BalanceUpdate, Reading
 from core.domain import Role
 from daemon.config.model import MqttConfig
-from daemon.engine_loop import EngineLoop, PricesChanged
+from daemon.engine_loop import EngineLoop, PricesChanged, largest_shortfalls
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
@@ -183,3 +185,60 @@ async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
         assert not loop.warm()  # l1 is still being read: not timed out
         await loop.cycle([update("l1", WETH, 10**18, 20)])
         assert loop.warm()
+
+
+async def test_breakdowns_go_to_the_largest_shortfalls(tmp_path: Path) -> None:
+    """More accounts flagged in one write than get a breakdown: the stored breakdowns are
+    those of the largest shortfalls (what keepers go for), not of the first accounts."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+    await migrate(url)
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
+            ),
+            TokenRisk(
+                chain="l2", token=DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
+            ),
+        ],
+        chains=[
+            ChainInput(name="l1", liquidation_latency_s=1),
+            ChainInput(name="l2", liquidation_latency_s=1),
+        ],
+    )
+    # 1 WETH x 2,000 x 0.8 = 1,600 against debts of 1,700 … 2,100: all liquidatable, the
+    # shortfall growing with the debt. The largest debts are not the first accounts.
+    debts = dict(zip(ACCOUNTS, (2_000, 1_700, 2_100, 1_800, 1_900), strict=True))
+    block = BlockRef(number=10, hash=f"0x{10:064x}", parent_hash="0x0", timestamp=0)
+    debt_update = BalanceUpdate(
+        chain="l2",
+        block=block,
+        readings={(a, DEBT): Reading(d * 10**6, 10, block.hash) for a, d in debts.items()},
+    )
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        loop.breakdown_limit = 2
+        await loop.cycle([prices(), debt_update, update("l1", WETH, 10**18, 20)])
+        stored = {a: await store.queries.health(a) for a in ACCOUNTS}
+        assert all(h is not None and Flag.LIQUIDATABLE in h.flags for h in stored.values())
+        with_breakdown = {a for a, h in stored.items() if h is not None and h.breakdown}
+        assert with_breakdown == {ACCOUNTS[0], ACCOUNTS[2]}  # debts 2,000 and 2,100
+
+
+def test_largest_shortfalls_keeps_row_order_and_breaks_ties_by_row() -> None:
+    rows = np.array([1, 3, 4, 7, 9], dtype=np.intp)
+    shortfall = np.zeros(10)
+    shortfall[[1, 3, 4, 7, 9]] = [5.0, 9.0, 5.0, 1.0, 9.0]
+    assert largest_shortfalls(rows, shortfall, 3).tolist() == [1, 3, 9]
+    assert largest_shortfalls(rows, shortfall, 5).tolist() == [1, 3, 4, 7, 9]
+    assert largest_shortfalls(rows, shortfall, 0).tolist() == []

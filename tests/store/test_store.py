@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, balances, health_transitions
-from daemon.store.writer import HealthStore
+from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
 from margin.model import Flag, Position, PriceInput, Tier
 from tests.storekit import (
     DUSDC,
@@ -315,6 +316,88 @@ async def test_reader_never_sees_half_a_cycle(store: HealthStore) -> None:
     whole_cycles = [{}, *({Decimal(k).scaleb(-2): n} for k in range(1, cycles + 1))]
     assert all(counts in whole_cycles for counts in seen)
     assert await snapshot() == {Decimal(cycles).scaleb(-2): n}
+
+
+async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
+    store: HealthStore,
+) -> None:
+    """A market-wide move rewrites every account; its events and listing need only the
+    accounts whose flags moved. On PostgreSQL those rows and their transitions are committed
+    first (a reader sees all of them, and none of the other rows' new figures yet); the
+    breakdowns are built after that, and stored with the rest. SQLite writes it all in one
+    transaction (the breakdowns built after the transitions are appended)."""
+    n = max(2_000, SPLIT_CYCLE_ROWS)
+    engine = book(n, eth_price=2_500.0, underwater_every=4)  # all healthy at 2,500
+    await store.write_cycle(book_rows(engine), context(1.0))
+    engine.set_prices([PriceInput(asset="ETH", price=2_000.0)])  # every 4th sinks
+    url = store.engine.url.render_as_string(hide_password=False)
+    t, h = health_transitions.c, account_health.c
+    flipped = sa.case((h.flags != 0, "flipped"), else_="other")
+
+    async def look() -> dict[str, Any]:
+        async with await HealthStore.open(url) as other, other.engine.connect() as conn:
+            appended = await conn.scalar(
+                sa.select(sa.func.count()).select_from(health_transitions).where(t.at == 2.0)
+            )
+            collateral = await conn.execute(
+                sa.select(flipped, h.collateral_value, sa.func.count()).group_by(
+                    flipped, h.collateral_value
+                )
+            )
+            with_breakdown = await conn.execute(
+                sa.select(h.account).where(h.breakdown.is_not(None)).order_by(h.account)
+            )
+            return {
+                "appended": appended,
+                "listed": (await other.queries.liquidatable_page()).total,
+                "collateral": {(k, v): c for k, v, c in collateral},
+                "breakdowns": list(with_breakdown.scalars()),
+            }
+
+    calls: list[tuple[str, int | dict[str, Any]]] = []
+
+    def committed(count: int) -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            calls.append(("committed", pool.submit(asyncio.run, look()).result()))
+        calls.append(("count", count))
+
+    breakdown: dict[str, list[object]] = {"holdings": [], "positions": []}
+
+    async def breakdowns() -> list[tuple[str, str]]:
+        calls.append(("breakdowns", len(calls)))
+        return [(account_address(i), json.dumps(breakdown)) for i in (0, 4)]
+
+    count = await store.write_engine_cycle(
+        balances=(),
+        prices=(),
+        rows=book_rows(engine),
+        context=context(2.0),
+        on_committed=committed,
+        breakdowns=breakdowns,
+    )
+    sinking = n // 4
+    assert count == sinking
+    before, after = Decimal(2600), Decimal(2100)  # 1 ETH + 100 USDC, ETH 2,500 → 2,000
+    whole = {
+        "appended": sinking,
+        "listed": sinking,
+        "collateral": {("flipped", after): sinking, ("other", after): n - sinking},
+        "breakdowns": [account_address(0), account_address(4)],
+    }
+    if store.engine.dialect.name == "postgresql":
+        first = {
+            "appended": sinking,
+            "listed": sinking,
+            "collateral": {("flipped", after): sinking, ("other", before): n - sinking},
+            "breakdowns": [],
+        }
+        assert calls == [("committed", first), ("count", sinking), ("breakdowns", 2)]
+    else:
+        assert calls == [("breakdowns", 0), ("committed", whole), ("count", sinking)]
+    assert await look() == whole
+    stored = await store.queries.health(account_address(4))
+    assert stored is not None
+    assert stored.breakdown == breakdown
 
 
 async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
