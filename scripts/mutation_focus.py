@@ -46,7 +46,9 @@ def main() -> int:
     os.environ["CROSSMARGIN_MUTATION"] = "1"
     import pytest  # after sys.path points at the mutated tree
 
-    pytest_args = ["-q", "-x", "-p", "no:cacheprovider", *tests]
+    # --tb=no: a killed mutant's run otherwise spends most of its time formatting the
+    # failure's traceback (numpy arrays in the locals): ~3 CPU-s a kill instead of ~0.3 s
+    pytest_args = ["-q", "-x", "--tb=no", "-p", "no:cacheprovider", *tests]
 
     def passes(mutant: str) -> bool:
         pid = os.fork()
