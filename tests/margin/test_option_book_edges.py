@@ -3,22 +3,29 @@
 
 Each case was added for a mutant that survived the fourth mutation pass (bench/RESULTS.md,
 "Fourth pass"): the clock a book starts with, a correlation set to the value it already had
-by default, …
+by default, a closed option line on a stale chain, which accounts a
+chain or price change touches when some hold options, a written call charged under
+``weighted``, …
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
 from core.domain import Role
 from margin.engine import MarginEngine
-from margin.model import ChainInput, EngineParams, MarginModel, PriceInput, TokenRisk
+from margin.model import ChainInput, EngineParams, Flag, MarginModel, PriceInput, TokenRisk
 from margin.options import OptionPosition, Right
 from margin.scenarios import PortfolioParams
+from margin.tiers import IndexArray
 from tests.margin import portfolio_oracle as oracle
-from tests.margin.portfolio_kit import World, eth_usd_groups
+from tests.margin.portfolio_kit import CHAINS, World, eth_usd_groups, option
 
 A = "0x" + "a" * 40
+B = "0x" + "b" * 40
+C = "0x" + "c" * 40
 YEAR = 31_536_000.0
 
 
@@ -28,9 +35,15 @@ def test_a_book_without_a_clock_values_options_at_time_zero() -> None:
     # 14.20 for 100 (rounded down to a cent). A clock at 1 s would value it expired: 0.
     engine = MarginEngine(
         tokens=[
-            TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=1.0,
-                      decimals=6),
-        ],  # fmt: skip
+            TokenRisk(
+                chain="main",
+                token="usdc",
+                asset="USDC",
+                role=Role.COLLATERAL,
+                weight=1.0,
+                decimals=6,
+            ),
+        ],
         chains=[ChainInput(name="main", liquidation_latency_s=60.0)],
         params=EngineParams(model=MarginModel.PORTFOLIO),
         portfolio=PortfolioParams(),
@@ -40,9 +53,17 @@ def test_a_book_without_a_clock_values_options_at_time_zero() -> None:
     engine.set_options(
         A,
         [
-            OptionPosition(account=A, asset="ETH", chain="main", size=100.0, right=Right.CALL,
-                           strike=2000.0, expiry=1, implied_vol=1.0),
-        ],  # fmt: skip
+            OptionPosition(
+                account=A,
+                asset="ETH",
+                chain="main",
+                size=100.0,
+                right=Right.CALL,
+                strike=2000.0,
+                expiry=1,
+                implied_vol=1.0,
+            ),
+        ],
     )
     want = 100 * oracle.black_scholes("call", 2000.0, 2000.0, 1.0, 1 / YEAR)
     assert want == pytest.approx(14.208, abs=5e-4)
@@ -59,3 +80,86 @@ def test_setting_a_pair_to_the_default_correlation_it_already_has_changes_nothin
     assert len(world.engine.set_correlations({("ETH", "BTC"): 1.0})) == 0
     assert world.engine.portfolio == before
     assert len(world.engine.dirty_accounts()) == 0
+
+
+@pytest.mark.parametrize("model", [MarginModel.PORTFOLIO, MarginModel.WEIGHTED])
+def test_only_open_option_lines_carry_their_chains_flags(model: MarginModel) -> None:
+    # A closed its option on arb (its row stays, at size 0); B still holds one (of size 1:
+    # any size but 0 is exposure). Both hold USDC on main only. arb goes stale: B is
+    # flagged, A is not (no exposure there).
+    world = World(model=model)
+    for account in (A, B):
+        world.hold(account, "usdc", 10_000)
+        world.options(account, [option(account, size=1, chain="arb")])
+    world.options(A, [])
+    world.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    world.engine.recompute_all()
+    assert world.engine.account_health(A).flags & Flag.STALE_CHAIN == Flag.NONE
+    assert world.engine.account_health(B).flags & Flag.STALE_CHAIN == Flag.STALE_CHAIN
+
+
+def test_a_chain_or_price_change_touches_the_option_holders_too() -> None:
+    # A: ETH held on arb (no option). B: a call on ETH settled on arb, USDC on main.
+    # C: a put on BTC on slow, USDC on main. Each change must mark exactly its accounts.
+    world = World()
+    world.hold(A, "eth-arb", 20_000)
+    world.hold(B, "usdc", 10_000)
+    world.options(B, [option(B, size=1, chain="arb")])
+    world.hold(C, "usdc", 10_000)
+    world.options(
+        C, [option(C, size=-1, right=Right.PUT, strike=38_000, asset="BTC", chain="slow")]
+    )
+    world.engine.recompute_all()
+
+    def marked(found: IndexArray) -> set[str]:
+        return {world.engine.accounts[i] for i in found.tolist()}
+
+    stale = ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)
+    assert marked(world.engine.set_chain_status([stale])) == {A, B}
+    world.engine.recompute_dirty()
+    slow = ChainInput(name="slow", liquidation_latency_s=7_200.0)
+    assert marked(world.engine.set_chain_status([slow])) == {C}
+    world.engine.recompute_dirty()
+    assert marked(world.engine.set_prices([PriceInput(asset="BTC", price=41_000.0)])) == {C}
+    world.engine.recompute_dirty()
+    assert marked(world.engine.set_prices([PriceInput(asset="ETH", price=2_010.0)])) == {A, B}
+
+
+def test_a_written_call_is_charged_its_value_after_a_rise_under_the_weighted_model() -> None:
+    # weighted: a written call is charged its value after ETH's base range (15 %) up:
+    # BS(call, 2,300, 2,200, σ 0.5, 60 days) = 235.99… (a put there, 135.99…, would be
+    # charged instead if the right were lost: the call is 100 in the money).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.options(A, [option(A, size=-1, right=Right.CALL, strike=2200, days=60, vol=0.5)])
+    tau = 60 * 86_400 / YEAR
+    charge = oracle.black_scholes("call", 2300, 2200, 0.5, tau)
+    assert charge - oracle.black_scholes("put", 2300, 2200, 0.5, tau) == pytest.approx(100)
+    health = world.engine.account_health(A)
+    assert float(health.maintenance) == pytest.approx(math.ceil(charge * 100) / 100, abs=1e-9)
+
+
+def test_perps_flag_their_accounts_and_an_unpriced_one_counts_nothing() -> None:
+    # Under the portfolio model. ON_ARB: a 1 ETH perp settled on arb, which goes stale.
+    # CLOSED: its ETH perp on arb closed (size 0). UNPRICED: a perp on SOL, which has no price:
+    # its PnL counts 0 (not a cent) and its account is flagged STALE_PRICE; both the asset's
+    # and the chain's flags reach the account.
+    on_arb, closed, unpriced = A, B, C
+    world = World()
+    for account in (on_arb, closed, unpriced):
+        world.hold(account, "usdc", 10_000)
+    world.perp(on_arb, "ETH", "arb", 1, 1900)
+    world.perp(closed, "ETH", "arb", 0, 1900)
+    world.perp(unpriced, "SOL", "main", 10, 150)
+    world.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    world.engine.recompute_all()
+    flags = {a: world.engine.account_health(a).flags for a in (on_arb, closed, unpriced)}
+    assert flags[on_arb] & Flag.STALE_CHAIN == Flag.STALE_CHAIN
+    assert flags[closed] & (Flag.STALE_CHAIN | Flag.STALE_PRICE) == Flag.NONE
+    assert flags[unpriced] & (Flag.STALE_CHAIN | Flag.STALE_PRICE) == Flag.STALE_PRICE
+    assert world.engine.account_health(unpriced).unrealized_pnl == 0
+    assert world.engine.account_health(on_arb).unrealized_pnl == 100  # 1 · (2,000 − 1,900)
