@@ -163,3 +163,20 @@ def test_perps_flag_their_accounts_and_an_unpriced_one_counts_nothing() -> None:
     assert flags[unpriced] & (Flag.STALE_CHAIN | Flag.STALE_PRICE) == Flag.STALE_PRICE
     assert world.engine.account_health(unpriced).unrealized_pnl == 0
     assert world.engine.account_health(on_arb).unrealized_pnl == 100  # 1 · (2,000 − 1,900)
+    risk = world.engine.account_risk(unpriced)
+    assert "SOL" not in risk.groups  # no exposure, no loss: not even a value unit's worth
+
+
+def test_the_latency_equity_counts_perps_and_options_as_worth() -> None:
+    # health_latency = max(0, C + U + O − M_lat) / (L + M): a perp's gain and an option's
+    # value add to the equity, as the oracle has it (DESIGN §3).
+    world = World(volatility={"ETH": 0.8})
+    world.hold(A, "usdc", 10_000)
+    world.hold(A, "usdc-debt", 4_000)
+    world.perp(A, "ETH", "slow", 2, 1900)  # U = 200
+    world.options(A, [option(A, size=3, right=Right.PUT, strike=1900, chain="slow")])
+    health = world.engine.account_health(A)
+    want = world.expected(A)
+    assert want.pnl + want.options_value > 300
+    assert health.health_latency == pytest.approx(want.health_latency, rel=1e-5)
+    assert health.health == pytest.approx(want.health, rel=1e-5)
