@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +62,16 @@ def main() -> int:
         if pid == 0:
             os.environ["MUTANT_UNDER_TEST"] = mutant
             sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the child exits
-            signal.alarm(args.timeout)  # SIGALRM's default action ends the child
             os._exit(int(pytest.main(pytest_args)))
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
-            return "TIMEOUT"
-        return "PASSED" if os.waitstatus_to_exitcode(status) == 0 else "KILLED"
+        # Polled from here: pytest cancels an alarm set in the child (signal.alarm(0)).
+        deadline = time.monotonic() + args.timeout
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "TIMEOUT"
+            time.sleep(0.05)
+        return "PASSED" if os.waitstatus_to_exitcode(done[1]) == 0 else "KILLED"
 
     # Collect once here, so that every forked run finds pytest's plugins, the conftests, the
     # test modules and the code already imported (~15 s of imports a run otherwise).
