@@ -180,3 +180,20 @@ def test_the_latency_equity_counts_perps_and_options_as_worth() -> None:
     assert want.pnl + want.options_value > 300
     assert health.health_latency == pytest.approx(want.health_latency, rel=1e-5)
     assert health.health == pytest.approx(want.health, rel=1e-5)
+
+
+def test_each_account_of_a_batch_has_var_over_its_own_horizon() -> None:
+    # Breakdowns of several accounts come from one vectorised pass: A's VaR is over its own
+    # horizon (ETH on "fast", 10 s), not over B's (ETH on "slow", an hour), as the oracle
+    # computes it for A alone.
+    world = World(volatility={"ETH": 0.8})
+    world.hold(A, "eth-fast", 20_000)
+    world.hold(B, "eth-slow", 20_000)
+    a, b = world.engine.account_healths([A, B])
+    for got, account in ((a, A), (b, B)):
+        want = world.expected(account).var_99
+        assert got.risk is not None
+        assert got.risk.var_99 == pytest.approx(want, rel=1e-6)
+    assert a.risk is not None
+    assert b.risk is not None
+    assert b.risk.var_99 > 10 * a.risk.var_99  # √(3,600 / 10) = 19
