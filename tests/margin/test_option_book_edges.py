@@ -197,3 +197,19 @@ def test_each_account_of_a_batch_has_var_over_its_own_horizon() -> None:
     assert a.risk is not None
     assert b.risk is not None
     assert b.risk.var_99 > 10 * a.risk.var_99  # √(3,600 / 10) = 19
+
+
+def test_var_is_zero_without_a_horizon_or_without_a_net_delta() -> None:
+    # A: 20,000 of ETH on a chain liquidated at once (latency 0): no horizon, VaR 0 (not
+    # over one second: 2.3263 · 20,000 · 0.8 · √(1 s / year) = 6.63). B: 20,000 of ETH on
+    # "slow" hedged by a 10 ETH perp short: net delta 0, VaR 0 (not 2.3263 · √(1 h / year)).
+    world = World(volatility={"ETH": 0.8})
+    world.engine.set_chain_status([ChainInput(name="fast", liquidation_latency_s=0.0)])
+    world.hold(A, "eth-fast", 20_000)
+    world.hold(B, "eth-slow", 20_000)
+    world.perp(B, "ETH", "slow", -10, 2000)
+    for account in (A, B):
+        assert world.engine.account_risk(account).var_99 == pytest.approx(0.0, abs=1e-12)
+    world.engine.set_chain_status([ChainInput(name="fast", liquidation_latency_s=1.0)])
+    one_second = 2.3263 * 20_000 * 0.8 * math.sqrt(1 / YEAR)
+    assert world.engine.account_risk(A).var_99 == pytest.approx(one_second, rel=1e-6)
