@@ -213,3 +213,28 @@ def test_var_is_zero_without_a_horizon_or_without_a_net_delta() -> None:
     world.engine.set_chain_status([ChainInput(name="fast", liquidation_latency_s=1.0)])
     one_second = 2.3263 * 20_000 * 0.8 * math.sqrt(1 / YEAR)
     assert world.engine.account_risk(A).var_99 == pytest.approx(one_second, rel=1e-6)
+
+
+def test_an_account_holding_a_late_contract_of_a_large_book_is_valued_alone() -> None:
+    # A holds 4,200 distinct contracts, so B's two lines get contract ids 4,200 and 4,201:
+    # valuing B alone numbers two rows against ids up to 4,201 (the sparse path of the
+    # contract numbering). B's figures are the oracle's all the same.
+    world = World(volatility={"ETH": 0.7})
+    world.hold(A, "usdc", 1_000_000)
+    world.options(A, [option(A, size=1, strike=1000 + 0.5 * i) for i in range(4_200)])
+    world.hold(B, "usdc", 10_000)
+    world.options(
+        B,
+        [
+            option(B, size=-2, right=Right.CALL, strike=2_150, days=45),
+            option(B, size=3, right=Right.PUT, strike=1_850, days=20),
+        ],
+    )
+    health, risk, want = (
+        world.engine.account_health(B),
+        world.engine.account_risk(B),
+        world.expected(B),
+    )
+    assert float(risk.options_value) == pytest.approx(want.options_value, abs=0.02)
+    assert float(health.maintenance) == pytest.approx(want.maintenance, abs=0.03)
+    assert risk.groups["ETH"].loss_latency == pytest.approx(want.loss_latency["ETH"], abs=0.03)
