@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from core.domain import Role
@@ -238,3 +239,31 @@ def test_an_account_holding_a_late_contract_of_a_large_book_is_valued_alone() ->
     assert float(risk.options_value) == pytest.approx(want.options_value, abs=0.02)
     assert float(health.maintenance) == pytest.approx(want.maintenance, abs=0.03)
     assert risk.groups["ETH"].loss_latency == pytest.approx(want.loss_latency["ETH"], abs=0.03)
+
+
+def test_a_latency_shock_beyond_100_percent_loses_a_linear_holding_once() -> None:
+    # "slow" liquidates a year after the fact: shock = 2.33 · 0.8 · √1 = 1.864 > 100 %.
+    # A price stops at 0, so 20,000 of ETH (no options) loses at most 20,000 (not 37,280).
+    world = World(volatility={"ETH": 0.8})
+    world.engine.set_chain_status([ChainInput(name="slow", liquidation_latency_s=YEAR)])
+    world.hold(A, "eth-slow", 20_000)
+    eth = world.engine.account_risk(A).groups["ETH"]
+    assert eth.loss_latency == pytest.approx(20_000, abs=0.01)
+
+
+def test_a_second_scan_chunk_of_three_line_pairs_is_summed_per_pair() -> None:
+    # 2,048 accounts with one option line, then 2,048 with three: the full pass scans two
+    # chunks of 2,048 pairs (one-line pairs first), the second holding 6,144 lines. Each
+    # account's M is the one it has when valued alone (a slice of one account).
+    world = World(volatility={"ETH": 0.7})
+    accounts = [f"0x{i:040x}" for i in range(4_096)]
+    for i, account in enumerate(accounts):
+        world.engine.set_balance(account, "main", "usdc", 10_000 * 10**6, 1)
+        sizes = [-1.0] if i < 2_048 else [-1.0, 2.0, -3.0]
+        lines = [option(account, size=s, strike=1_900 + 100 * k) for k, s in enumerate(sizes)]
+        world.engine.set_options(account, lines)
+    full = world.engine.recompute_all().maintenance.copy()
+    picked = np.array([0, 2_047, 2_048, 3_000, 4_095])
+    world.engine.recompute(picked)
+    assert np.array_equal(world.engine.results.maintenance[picked], full[picked])
+    assert full[2_048] > full[0] > 0
