@@ -19,7 +19,7 @@ from core.domain import Role
 from margin.engine import MarginEngine
 from margin.model import ChainInput, EngineParams, Flag, MarginModel, PriceInput, TokenRisk
 from margin.options import OptionPosition, Right
-from margin.scenarios import PortfolioParams
+from margin.scenarios import PortfolioParams, RiskGroup
 from margin.tiers import IndexArray
 from tests.margin import portfolio_oracle as oracle
 from tests.margin.portfolio_kit import CHAINS, World, eth_usd_groups, option
@@ -267,3 +267,58 @@ def test_a_second_scan_chunk_of_three_line_pairs_is_summed_per_pair() -> None:
     world.engine.recompute(picked)
     assert np.array_equal(world.engine.results.maintenance[picked], full[picked])
     assert full[2_048] > full[0] > 0
+
+
+def test_a_group_of_zero_balances_has_no_horizon_and_is_not_reported() -> None:
+    # A zero ETH balance on "slow" is no exposure: no horizon (0 s, not 1 s), so the ETH
+    # group has nothing to report; USD (1,000 on main) does.
+    world = World()
+    world.hold(A, "eth-slow", 0)
+    world.hold(A, "usdc", 1_000)
+    groups = world.engine.account_risk(A).groups
+    assert set(groups) == {"USD"}
+    assert groups["USD"].horizon_s == 60
+
+
+def test_an_extreme_move_beyond_minus_100_percent_stops_at_a_price_of_zero() -> None:
+    # ETH's range 0.4 with extremes at 3 · 0.4 = 120 % weighted fully: the fall stops at
+    # −100 %, so 20,000 of ETH loses 20,000 (not 24,000), as the oracle has it.
+    params = eth_usd_groups(
+        groups=(
+            RiskGroup(name="ETH", assets=("ETH", "stETH"), scan_range=0.4),
+            RiskGroup(name="USD", assets=("USDC",), scan_range=0.03),
+        ),
+        extreme_multiple=3.0,
+        extreme_weight=1.0,
+    )
+    world = World(params=params)
+    world.hold(A, "eth-main", 20_000)
+    assert world.expected(A).loss["ETH"] == pytest.approx(20_000)
+    assert world.engine.account_risk(A).groups["ETH"].loss == pytest.approx(20_000, abs=0.01)
+
+
+def test_the_slowest_of_256_chains_sets_the_horizon() -> None:
+    # Chain k liquidates after 10 · (k + 1) s; ETH held on the last (2,560 s), the slowest
+    # of 256 (more chains than a byte of horizon levels holds).
+    chains = [ChainInput(name=f"c{k}", liquidation_latency_s=10.0 * (k + 1)) for k in range(256)]
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="c255",
+                token="eth",
+                asset="ETH",
+                role=Role.COLLATERAL,
+                weight=0.8,
+                decimals=6,
+            )
+        ],
+        chains=chains,
+        params=EngineParams(model=MarginModel.PORTFOLIO),
+        portfolio=PortfolioParams(),
+    )
+    engine.set_prices([PriceInput(asset="ETH", price=2000.0, volatility=0.5)])
+    engine.set_balance(A, "c255", "eth", 10 * 10**6, 1)
+    eth = engine.account_risk(A).groups["ETH"]
+    assert eth.horizon_s == 2_560
+    shock = 2.33 * 0.5 * math.sqrt(2_560 / YEAR)
+    assert eth.loss_latency == pytest.approx(20_000 * shock, rel=1e-9)
