@@ -1,11 +1,14 @@
-"""The option book's edges (``margin.option_book``), against the independent oracle
+"""The option book's and the portfolio kernel's edges (``margin.option_book``,
+``margin.portfolio_kernel``, ``margin.portfolio``), against the independent oracle
 (``tests/margin/portfolio_oracle.py``) or numbers worked out in the comments.
 
-Each case was added for a mutant that survived the fourth mutation pass (bench/RESULTS.md,
+Each case was added for mutants that survived the fourth mutation pass (bench/RESULTS.md,
 "Fourth pass"): the clock a book starts with, a correlation set to the value it already had
-by default, a closed option line on a stale chain, which accounts a
-chain or price change touches when some hold options, a written call charged under
-``weighted``, …
+by default, closed option lines and perps on a stale chain, which accounts a chain or price
+change touches when some hold options, a written call under ``weighted``, an unpriced perp,
+the latency equity, VaR per account of a batch and without a horizon or a delta, the sparse
+contract numbering, latency and extreme moves beyond −100 %, a second scan chunk of
+three-line pairs, horizons of zero balances and of 256 chains.
 """
 
 from __future__ import annotations
