@@ -1,0 +1,81 @@
+"""The book's and the market vectors' edges (``margin.book``, ``margin.market``), with numbers
+worked out in the comments. Each case was added for mutants that survived the fourth mutation
+pass (bench/RESULTS.md, "Fourth pass"): a single token's own flag (``set_token_flags``), the
+refusals' messages, …
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager
+from dataclasses import replace
+
+import pytest
+
+from core.domain import Role
+from margin.engine import MarginEngine
+from margin.model import ChainInput, Flag, MarginInputError, MarginModel, Tier, TokenRisk
+from margin.tiers import IndexArray
+from tests.margin.portfolio_kit import World
+
+A, B, C = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_tokens_own_flag_reaches_its_holders_with_a_balance(model: MarginModel) -> None:
+    # USDC on main drifts from its oracle: A (10,000 of it) is flagged; B (a zero balance of
+    # it) is marked but not flagged; C (ETH only) is neither. Clearing the flag unflags A.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.engine.set_balance(B, "main", "usdc", 0, 1)
+    world.hold(C, "eth-main", 10_000)
+    world.engine.recompute_all()
+
+    def marked(found: IndexArray) -> set[str]:
+        return {world.engine.accounts[i] for i in found.tolist()}
+
+    def drifting(account: str) -> bool:
+        return bool(world.engine.account_health(account).flags & Flag.ORACLE_DRIFT)
+
+    assert marked(world.engine.set_token_flags({("main", "usdc"): Flag.ORACLE_DRIFT})) == {A, B}
+    world.engine.recompute_dirty()
+    assert [drifting(a) for a in (A, B, C)] == [True, False, False]
+    assert marked(world.engine.set_token_flags({})) == {A, B}
+    world.engine.recompute_dirty()
+    assert not drifting(A)
+
+
+def test_bad_inputs_are_refused_naming_what_is_wrong() -> None:
+    world = World()
+    engine = world.engine
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    main = ChainInput(name="main", liquidation_latency_s=60.0)
+
+    def refused(message: str) -> AbstractContextManager[pytest.ExceptionInfo[MarginInputError]]:
+        return pytest.raises(MarginInputError, match=f"^{re.escape(message)}$")
+
+    with refused("chain main given twice"):
+        MarginEngine(tokens=[], chains=[main, main])
+    with refused("token main/usdc given twice"):
+        MarginEngine(tokens=[usdc, usdc], chains=[main])
+    with refused("unknown chain moon"):
+        MarginEngine(tokens=[replace(usdc, chain="moon")], chains=[main])
+    with refused("unknown token main/nope"):
+        engine.set_balance(A, "main", "nope", 1, 1)
+    with refused("unknown account nobody"):
+        engine.account_index("nobody")
+    with refused(f"raw balance out of uint256 range: {2**256}"):
+        engine.set_balance(A, "main", "usdc", 2**256, 1)
+    with refused("load_balances: accounts and raws differ in length"):
+        engine.load_balances("main", "usdc", [A, B], [1], block=1)
+    with refused("load_balances: accounts and blocks differ in length"):
+        engine.load_balances("main", "usdc", [A, B], [1, 2], block=[1])
+    with refused("load_balances: an account appears twice"):
+        engine.load_balances("main", "usdc", [A, A], [1, 2], block=1)
+    with refused("load_balances: raw balance out of uint256 range"):
+        engine.load_balances("main", "usdc", [A], [2**256], block=1)
+    with refused("token main/usdc given twice"):
+        engine.add_tokens([replace(usdc, weight=0.5)])
+    with refused("token main/new: added tokens are flat"):
+        engine.add_tokens([replace(usdc, token="new", tiers=(Tier(rate=0.9),))])
