@@ -1,7 +1,7 @@
 """The book's and the market vectors' edges (``margin.book``, ``margin.market``), with numbers
 worked out in the comments. Each case was added for mutants that survived the fourth mutation
 pass (bench/RESULTS.md, "Fourth pass"): a single token's own flag (``set_token_flags``), the
-refusals' messages, …
+refusals' messages, a book started without tokens, a failed read's line flags, …
 """
 
 from __future__ import annotations
@@ -9,14 +9,23 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
 from core.domain import Role
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, MarginInputError, MarginModel, Tier, TokenRisk
+from margin.model import (
+    ChainInput,
+    Flag,
+    MarginInputError,
+    MarginModel,
+    PriceInput,
+    Tier,
+    TokenRisk,
+)
 from margin.tiers import IndexArray
-from tests.margin.portfolio_kit import World
+from tests.margin.portfolio_kit import CHAINS, World
 
 A, B, C = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
 
@@ -79,3 +88,35 @@ def test_bad_inputs_are_refused_naming_what_is_wrong() -> None:
         engine.add_tokens([replace(usdc, weight=0.5)])
     with refused("token main/new: added tokens are flat"):
         engine.add_tokens([replace(usdc, token="new", tiers=(Tier(rate=0.9),))])
+
+
+def test_a_book_started_without_tokens_values_tokens_added_later() -> None:
+    # No token at start (a venue's reserves are learned later): 10,000 USDC at weight 0.8.
+    engine = MarginEngine(tokens=[], chains=[ChainInput(name="main", liquidation_latency_s=60.0)])
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    assert engine.add_tokens([usdc]) == 1
+    engine.set_prices([PriceInput(asset="USDC", price=1.0)])
+    engine.set_balance(A, "main", "usdc", 10_000 * 10**6, 1)
+    engine.recompute_all()
+    health = engine.account_health(A)
+    assert health.weighted_collateral == Decimal("8000.00")
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_failed_read_of_a_balance_never_read_shows_only_its_own_flags(
+    model: MarginModel,
+) -> None:
+    # A's ETH on arb was never read (the read failed): its line shows READ_FAILED alone, not
+    # arb's STALE_CHAIN (no amount, no exposure there), like the account's flags.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.engine.set_read_failed(A, "arb", "eth-arb", 5)
+    world.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    world.engine.recompute_all()
+    health = world.engine.account_health(A)
+    (line,) = [h for h in health.holdings if h.token == "eth-arb"]
+    assert line.flags & (Flag.READ_FAILED | Flag.STALE_CHAIN) == Flag.READ_FAILED
+    assert not health.flags & Flag.STALE_CHAIN
