@@ -119,4 +119,23 @@ def test_a_failed_read_of_a_balance_never_read_shows_only_its_own_flags(
     health = world.engine.account_health(A)
     (line,) = [h for h in health.holdings if h.token == "eth-arb"]
     assert line.flags == Flag.READ_FAILED  # a collateral: no DEBT_UNKNOWN
+    assert line.raw is None  # never read: no raw amount, and an amount of 0
+    assert line.amount == 0
     assert not health.flags & Flag.STALE_CHAIN
+
+
+def test_a_token_without_decimals_shows_its_raw_amount_whole_in_the_breakdown() -> None:
+    # 7 units of a 0-decimal token at 3 USD: amount 7, value 21.00 (not 0.7 and 2.10).
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="main", token="pts", asset="PTS", role=Role.COLLATERAL, weight=0.5, decimals=0
+            ),
+        ],
+        chains=[ChainInput(name="main", liquidation_latency_s=60.0)],
+    )
+    engine.set_prices([PriceInput(asset="PTS", price=3.0)])
+    engine.set_balance(A, "main", "pts", 7, 1)
+    (line,) = engine.account_health(A).holdings
+    assert line.amount == 7
+    assert line.value == Decimal("21.00")
