@@ -139,3 +139,26 @@ def test_a_token_without_decimals_shows_its_raw_amount_whole_in_the_breakdown() 
     (line,) = engine.account_health(A).holdings
     assert line.amount == 7
     assert line.value == Decimal("21.00")
+
+
+def test_a_long_below_one_unit_is_marked_low_in_its_breakdown_line() -> None:
+    # ETH 2,000 in a band [1,990, 2,010]: a long of 0.5 from 1,900 is marked at 1,990 (a size
+    # below one unit is long too): PnL 0.5 · (1,990 − 1,900) = 45.00.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.perp(A, "ETH", "arb", 0.5, 1900)
+    world.engine.set_prices([PriceInput(asset="ETH", price=2000, price_low=1990, price_high=2010)])
+    (line,) = world.engine.account_health(A).positions
+    assert line.mark == 1990
+    assert line.unrealized_pnl == Decimal("45.00")
+
+
+def test_a_good_value_read_at_the_fork_block_survives_a_reorg_above_it() -> None:
+    # USDC read at block 10; a reorg orphans the blocks above 10 and the next read fails: the
+    # value read at block 10 itself is kept (flagged READ_FAILED), not forgotten.
+    world = World(model=MarginModel.WEIGHTED)
+    world.engine.set_balance(A, "main", "usdc", 10_000 * 10**6, 10)
+    world.engine.set_read_failed(A, "main", "usdc", 12, orphaned_above=10)
+    health = world.engine.account_health(A)
+    assert health.collateral_value == Decimal("10000.00")
+    assert health.flags & Flag.READ_FAILED
