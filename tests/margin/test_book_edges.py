@@ -162,3 +162,22 @@ def test_a_good_value_read_at_the_fork_block_survives_a_reorg_above_it() -> None
     health = world.engine.account_health(A)
     assert health.collateral_value == Decimal("10000.00")
     assert health.flags & Flag.READ_FAILED
+
+
+def test_a_balance_read_again_after_a_reorg_forgot_it_counts_whole() -> None:
+    # 5 units of a 0-decimal token at 3 USD read at block 10; a reorg orphans the blocks above
+    # 5 (the value is forgotten), then 1 unit is read at block 13: worth 3.00, not 0.
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="main", token="pts", asset="PTS", role=Role.COLLATERAL, weight=0.5, decimals=0
+            ),
+        ],
+        chains=[ChainInput(name="main", liquidation_latency_s=60.0)],
+    )
+    engine.set_prices([PriceInput(asset="PTS", price=3.0)])
+    engine.set_balance(A, "main", "pts", 5, 10)
+    engine.set_read_failed(A, "main", "pts", 12, orphaned_above=5)
+    assert engine.account_health(A).collateral_value == 0
+    engine.set_balance(A, "main", "pts", 1, 13)
+    assert engine.account_health(A).collateral_value == Decimal("3.00")
