@@ -174,6 +174,15 @@ def test_chunks_run_once_each_on_two_threads_at_once() -> None:
     assert alone == list(range(0, 32 * MIN_CHUNKS_PER_THREAD, 32))  # too few: in order, here
 
 
+@pytest.mark.parametrize("chunks", [5, 6, 7])
+def test_a_few_chunks_more_than_one_threads_share_run_once_each(chunks: int) -> None:
+    """Between one and two threads' share of chunks (4 to 8 chunks for 2 threads): the
+    thread count is a whole number (1 here), every chunk runs once, in order."""
+    seen: list[int] = []
+    portfolio._run_chunks(seen.append, range(chunks), 2)
+    assert seen == list(range(chunks))
+
+
 def test_snapshots_share_the_option_rows_until_a_line_changes() -> None:
     """Snapshots reuse one copy of the option rows while no line changes: a snapshot taken
     before a change still values the old lines, one taken after it the new ones."""

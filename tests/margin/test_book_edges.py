@@ -1,0 +1,183 @@
+"""The book's and the market vectors' edges (``margin.book``, ``margin.market``), with numbers
+worked out in the comments. Each case was added for mutants that survived the fourth mutation
+pass (bench/RESULTS.md, "Fourth pass"): a single token's own flag (``set_token_flags``), the
+refusals' messages, a book started without tokens, a failed read's line flags, …
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from core.domain import Role
+from margin.engine import MarginEngine
+from margin.model import (
+    ChainInput,
+    Flag,
+    MarginInputError,
+    MarginModel,
+    PriceInput,
+    Tier,
+    TokenRisk,
+)
+from margin.tiers import IndexArray
+from tests.margin.portfolio_kit import CHAINS, World
+
+A, B, C = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_tokens_own_flag_reaches_its_holders_with_a_balance(model: MarginModel) -> None:
+    # USDC on main drifts from its oracle: A (10,000 of it) is flagged; B (a zero balance of
+    # it) is marked but not flagged; C (ETH only) is neither. Clearing the flag unflags A.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.engine.set_balance(B, "main", "usdc", 0, 1)
+    world.hold(C, "eth-main", 10_000)
+    world.engine.recompute_all()
+
+    def marked(found: IndexArray) -> set[str]:
+        return {world.engine.accounts[i] for i in found.tolist()}
+
+    def drifting(account: str) -> bool:
+        return bool(world.engine.account_health(account).flags & Flag.ORACLE_DRIFT)
+
+    assert marked(world.engine.set_token_flags({("main", "usdc"): Flag.ORACLE_DRIFT})) == {A, B}
+    world.engine.recompute_dirty()
+    assert [drifting(a) for a in (A, B, C)] == [True, False, False]
+    assert marked(world.engine.set_token_flags({})) == {A, B}
+    world.engine.recompute_dirty()
+    assert not drifting(A)
+
+
+def test_bad_inputs_are_refused_naming_what_is_wrong() -> None:
+    world = World()
+    engine = world.engine
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    main = ChainInput(name="main", liquidation_latency_s=60.0)
+
+    def refused(message: str) -> AbstractContextManager[pytest.ExceptionInfo[MarginInputError]]:
+        return pytest.raises(MarginInputError, match=f"^{re.escape(message)}$")
+
+    with refused("chain main given twice"):
+        MarginEngine(tokens=[], chains=[main, main])
+    with refused("token main/usdc given twice"):
+        MarginEngine(tokens=[usdc, usdc], chains=[main])
+    with refused("unknown chain moon"):
+        MarginEngine(tokens=[replace(usdc, chain="moon")], chains=[main])
+    with refused("unknown token main/nope"):
+        engine.set_balance(A, "main", "nope", 1, 1)
+    with refused("unknown account nobody"):
+        engine.account_index("nobody")
+    with refused(f"raw balance out of uint256 range: {2**256}"):
+        engine.set_balance(A, "main", "usdc", 2**256, 1)
+    with refused("load_balances: accounts and raws differ in length"):
+        engine.load_balances("main", "usdc", [A, B], [1], block=1)
+    with refused("load_balances: accounts and blocks differ in length"):
+        engine.load_balances("main", "usdc", [A, B], [1, 2], block=[1])
+    with refused("load_balances: an account appears twice"):
+        engine.load_balances("main", "usdc", [A, A], [1, 2], block=1)
+    with refused("load_balances: raw balance out of uint256 range"):
+        engine.load_balances("main", "usdc", [A], [2**256], block=1)
+    with refused("token main/usdc given twice"):
+        engine.add_tokens([replace(usdc, weight=0.5)])
+    with refused("token main/new: added tokens are flat"):
+        engine.add_tokens([replace(usdc, token="new", tiers=(Tier(rate=0.9),))])
+
+
+def test_a_book_started_without_tokens_values_tokens_added_later() -> None:
+    # No token at start (a venue's reserves are learned later): 10,000 USDC at weight 0.8.
+    engine = MarginEngine(tokens=[], chains=[ChainInput(name="main", liquidation_latency_s=60.0)])
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    assert engine.add_tokens([usdc]) == 1
+    engine.set_prices([PriceInput(asset="USDC", price=1.0)])
+    engine.set_balance(A, "main", "usdc", 10_000 * 10**6, 1)
+    engine.recompute_all()
+    health = engine.account_health(A)
+    assert health.weighted_collateral == Decimal("8000.00")
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_failed_read_of_a_balance_never_read_shows_only_its_own_flags(
+    model: MarginModel,
+) -> None:
+    # A's ETH on arb was never read (the read failed): its line shows READ_FAILED alone, not
+    # arb's STALE_CHAIN (no amount, no exposure there), like the account's flags.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.engine.set_read_failed(A, "arb", "eth-arb", 5)
+    world.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    world.engine.recompute_all()
+    health = world.engine.account_health(A)
+    (line,) = [h for h in health.holdings if h.token == "eth-arb"]
+    assert line.flags == Flag.READ_FAILED  # a collateral: no DEBT_UNKNOWN
+    assert line.raw is None  # never read: no raw amount, and an amount of 0
+    assert line.amount == 0
+    assert not health.flags & Flag.STALE_CHAIN
+
+
+def test_a_token_without_decimals_shows_its_raw_amount_whole_in_the_breakdown() -> None:
+    # 7 units of a 0-decimal token at 3 USD: amount 7, value 21.00 (not 0.7 and 2.10).
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="main", token="pts", asset="PTS", role=Role.COLLATERAL, weight=0.5, decimals=0
+            ),
+        ],
+        chains=[ChainInput(name="main", liquidation_latency_s=60.0)],
+    )
+    engine.set_prices([PriceInput(asset="PTS", price=3.0)])
+    engine.set_balance(A, "main", "pts", 7, 1)
+    (line,) = engine.account_health(A).holdings
+    assert line.amount == 7
+    assert line.value == Decimal("21.00")
+
+
+def test_a_long_below_one_unit_is_marked_low_in_its_breakdown_line() -> None:
+    # ETH 2,000 in a band [1,990, 2,010]: a long of 0.5 from 1,900 is marked at 1,990 (a size
+    # below one unit is long too): PnL 0.5 · (1,990 − 1,900) = 45.00.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.perp(A, "ETH", "arb", 0.5, 1900)
+    world.engine.set_prices([PriceInput(asset="ETH", price=2000, price_low=1990, price_high=2010)])
+    (line,) = world.engine.account_health(A).positions
+    assert line.mark == 1990
+    assert line.unrealized_pnl == Decimal("45.00")
+
+
+def test_a_good_value_read_at_the_fork_block_survives_a_reorg_above_it() -> None:
+    # USDC read at block 10; a reorg orphans the blocks above 10 and the next read fails: the
+    # value read at block 10 itself is kept (flagged READ_FAILED), not forgotten.
+    world = World(model=MarginModel.WEIGHTED)
+    world.engine.set_balance(A, "main", "usdc", 10_000 * 10**6, 10)
+    world.engine.set_read_failed(A, "main", "usdc", 12, orphaned_above=10)
+    health = world.engine.account_health(A)
+    assert health.collateral_value == Decimal("10000.00")
+    assert health.flags & Flag.READ_FAILED
+
+
+def test_a_balance_read_again_after_a_reorg_forgot_it_counts_whole() -> None:
+    # 5 units of a 0-decimal token at 3 USD read at block 10; a reorg orphans the blocks above
+    # 5 (the value is forgotten), then 1 unit is read at block 13: worth 3.00, not 0.
+    engine = MarginEngine(
+        tokens=[
+            TokenRisk(
+                chain="main", token="pts", asset="PTS", role=Role.COLLATERAL, weight=0.5, decimals=0
+            ),
+        ],
+        chains=[ChainInput(name="main", liquidation_latency_s=60.0)],
+    )
+    engine.set_prices([PriceInput(asset="PTS", price=3.0)])
+    engine.set_balance(A, "main", "pts", 5, 10)
+    engine.set_read_failed(A, "main", "pts", 12, orphaned_above=5)
+    assert engine.account_health(A).collateral_value == 0
+    engine.set_balance(A, "main", "pts", 1, 13)
+    assert engine.account_health(A).collateral_value == Decimal("3.00")
