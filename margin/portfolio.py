@@ -443,17 +443,7 @@ def _scan_options(
 
     def keys(at: IndexArray) -> FloatArray:
         """(group, spot, call, strike, vol, τ) of the contracts at ``at``."""
-        r = rep[at]
-        return np.column_stack(
-            [
-                options.group[r].astype(np.float64),
-                options.spot[r],
-                options.call[r],
-                options.strike[r],
-                options.vol[r],
-                options.tau[r],
-            ]
-        )
+        return _line_keys(options, rep[at])
 
     def scan_units(at: IndexArray) -> FloatArray:
         c = keys(at)
@@ -535,26 +525,13 @@ def _scan_few(
     grid, lat_moves = market.grid, market.latency_moves
     n_levels = len(market.chain_latency) + 1
 
-    def keys(at: IndexArray) -> FloatArray:
-        """(group, spot, call, strike, vol, τ) of the lines at ``at``."""
-        return np.column_stack(
-            [
-                options.group[at].astype(np.float64),
-                options.spot[at],
-                options.call[at],
-                options.strike[at],
-                options.vol[at],
-                options.tau[at],
-            ]
-        )
-
     def scan_units(at: IndexArray) -> FloatArray:
-        c = keys(at)
+        c = _line_keys(options, at)
         moves = market.moves[c[:, 0].astype(np.intp)]
         return _unit_pnl(c, moves, grid.vol[None, :], with_price=True)
 
     def latency_units(at: IndexArray) -> FloatArray:
-        c = np.column_stack([keys(at), shock[o_pair[at]]])
+        c = np.column_stack([_line_keys(options, at), shock[o_pair[at]]])
         return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
 
     priced = _cached(options.contract, market.units.grid, scan_units)
@@ -583,6 +560,21 @@ def _scan_few(
     np.put(loss_lat, pairs, np.maximum(worst[columns:].max(axis=0), 0.0))
     out: FloatArray = np.floor(options.size * priced[:, 0] * market.scale)
     return out
+
+
+def _line_keys(options: OptionRows, at: IndexArray) -> FloatArray:
+    """(group, spot, call, strike, vol, τ) of the option lines at ``at``: the key of a
+    unit P&L (the contract's terms and market, not its size or owner)."""
+    return np.column_stack(
+        [
+            options.group[at].astype(np.float64),
+            options.spot[at],
+            options.call[at],
+            options.strike[at],
+            options.vol[at],
+            options.tau[at],
+        ]
+    )
 
 
 def _run_chunks(scan: Callable[[int], None], starts: range, threads: int) -> None:

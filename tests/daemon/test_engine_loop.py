@@ -44,12 +44,16 @@ def prices() -> PricesChanged:
     return PricesChanged(result)
 
 
-async def test_nothing_is_valued_or_published_before_every_chain_was_read(
-    tmp_path: Path,
-) -> None:
+async def sqlite_store(tmp_path: Path) -> str:
+    """A migrated SQLite store in ``tmp_path``; its URL."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
     await migrate(url)
-    engine = MarginEngine(
+    return url
+
+
+def two_chain_engine() -> MarginEngine:
+    """WETH collateral (weight 0.8) on l1, USDC debt on l2, one second of latency each."""
+    return MarginEngine(
         tokens=[
             TokenRisk(
                 chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
@@ -63,6 +67,13 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
             ChainInput(name="l2", liquidation_latency_s=1),
         ],
     )
+
+
+async def test_nothing_is_valued_or_published_before_every_chain_was_read(
+    tmp_path: Path,
+) -> None:
+    url = await sqlite_store(tmp_path)
+    engine = two_chain_engine()
     async with (
         await HealthStore.open(url) as store,
         MqttPublisher(MqttConfig()) as publisher,  # MQTT off: nothing to connect to
@@ -115,22 +126,8 @@ async def test_nothing_is_valued_or_published_before_every_chain_was_read(
 async def test_a_timed_out_warm_up_is_not_a_stored_valuation(tmp_path: Path) -> None:
     """At a million accounts the first read of a chain outlasts the warm-up: the cycle that
     times it out values nobody, and the daemon must not call that its first valuation."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-    await migrate(url)
-    engine = MarginEngine(
-        tokens=[
-            TokenRisk(
-                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
-            ),
-            TokenRisk(
-                chain="l2", token=DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
-            ),
-        ],
-        chains=[
-            ChainInput(name="l1", liquidation_latency_s=1),
-            ChainInput(name="l2", liquidation_latency_s=1),
-        ],
-    )
+    url = await sqlite_store(tmp_path)
+    engine = two_chain_engine()
     async with (
         await HealthStore.open(url) as store,
         MqttPublisher(MqttConfig()) as publisher,
@@ -157,8 +154,7 @@ async def test_a_timed_out_warm_up_is_not_a_stored_valuation(tmp_path: Path) -> 
 async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
     """A first sweep of millions of pairs is not a dead chain: the warm-up's deadline grows
     with the watched pairs, so the first valuation waits for it."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-    await migrate(url)
+    url = await sqlite_store(tmp_path)
     engine = MarginEngine(
         tokens=[
             TokenRisk(
@@ -190,22 +186,8 @@ async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
 async def test_breakdowns_go_to_the_largest_shortfalls(tmp_path: Path) -> None:
     """More accounts flagged in one write than get a breakdown: the stored breakdowns are
     those of the largest shortfalls (what keepers go for), not of the first accounts."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-    await migrate(url)
-    engine = MarginEngine(
-        tokens=[
-            TokenRisk(
-                chain="l1", token=WETH, asset="ETH", role=Role.COLLATERAL, weight=0.8, decimals=18
-            ),
-            TokenRisk(
-                chain="l2", token=DEBT, asset="USDC", role=Role.LIABILITY, weight=1.0, decimals=6
-            ),
-        ],
-        chains=[
-            ChainInput(name="l1", liquidation_latency_s=1),
-            ChainInput(name="l2", liquidation_latency_s=1),
-        ],
-    )
+    url = await sqlite_store(tmp_path)
+    engine = two_chain_engine()
     # 1 WETH x 2,000 x 0.8 = 1,600 against debts of 1,700 … 2,100: all liquidatable, the
     # shortfall growing with the debt. The largest debts are not the first accounts.
     debts = dict(zip(ACCOUNTS, (2_000, 1_700, 2_100, 1_800, 1_900), strict=True))
