@@ -135,3 +135,62 @@ async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
     assert len(anvils) == 3, f"expected the demo's 3 Anvil nodes, saw {anvils}"
     survivors = [pid for pid in anvils if _alive(pid)]
     assert not survivors, f"Anvil nodes still running after the demo stopped: {survivors}"
+
+
+CRASH = "crash: ETH falls 30%"
+SAVED = re.compile(r"LIQUIDATABLE=([1-9]\d*) .*saved_by_portfolio=([1-9]\d*)")
+
+
+@pytest.mark.timeout(300)
+async def test_the_portfolio_demo_shows_hedged_accounts_that_weights_would_liquidate() -> None:
+    """``crossmargin demo --model portfolio``: after the crash some accounts are liquidatable,
+    and some hedged ones are healthy under the portfolio model while flat weights would
+    liquidate them (``saved_by_portfolio``, the view's comparison): a summary line after the
+    crash shows both counts above zero."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "demo",
+        "--model",
+        "portfolio",
+        "--duration",
+        str(DURATION_S),
+        "--no-view",
+        "--accounts",
+        str(ACCOUNTS),
+        "--speed",
+        str(SPEED),
+        "--api",
+        f"127.0.0.1:{free_port()}",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    crashed = False
+    seen = None
+    try:
+        deadline = time.monotonic() + OBSERVE_TIMEOUT_S
+        while seen is None and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                raw = await asyncio.wait_for(proc.stdout.readline(), POLL_S)
+                if not raw:
+                    break  # the demo ended on its own: asserted below
+                lines.append(raw.decode(errors="replace").rstrip("\n"))
+                crashed = crashed or CRASH in lines[-1]
+                seen = SAVED.search(lines[-1]) if crashed else None
+        assert proc.returncode is None, "the demo ended before it was interrupted"
+        proc.send_signal(signal.SIGINT)
+        async for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip("\n"))
+        code = await asyncio.wait_for(proc.wait(), EXIT_TIMEOUT_S)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    output = "\n".join(lines)
+    assert crashed, f"the crash never came:\n{output[-3000:]}"
+    assert seen is not None, f"no hedged account saved after the crash:\n{output[-3000:]}"
+    assert code == 0, output[-3000:]
