@@ -61,16 +61,15 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, object]:
     return 0, None
 
 
-@pytest.mark.timeout(300)
-async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
+async def start_demo(port: int, *extra: str) -> asyncio.subprocess.Process:
+    """``crossmargin demo`` without its view (a summary line every 2 s on stdout, stderr
+    merged), 300 accounts at double speed, its API on ``port``."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "daemon.cli",
         "demo",
+        *extra,
         "--duration",
         str(DURATION_S),
         "--no-view",
@@ -84,6 +83,14 @@ async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+@pytest.mark.timeout(300)
+async def test_demo_plays_the_crash_and_stops_on_sigint() -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = await start_demo(port)
     assert proc.stdout is not None
     lines: list[str] = []
 
@@ -147,26 +154,7 @@ async def test_the_portfolio_demo_shows_hedged_accounts_that_weights_would_liqui
     and some hedged ones are healthy under the portfolio model while flat weights would
     liquidate them (``saved_by_portfolio``, the view's comparison): a summary line after the
     crash shows both counts above zero."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "daemon.cli",
-        "demo",
-        "--model",
-        "portfolio",
-        "--duration",
-        str(DURATION_S),
-        "--no-view",
-        "--accounts",
-        str(ACCOUNTS),
-        "--speed",
-        str(SPEED),
-        "--api",
-        f"127.0.0.1:{free_port()}",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_demo(free_port(), "--model", "portfolio")
     assert proc.stdout is not None
     lines: list[str] = []
     crashed = False
