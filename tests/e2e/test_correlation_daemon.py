@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from daemon.config.types import MAX_VOLATILITY
+from oracles.correlation import WARMUP_SLACK
 from tests.daemonkit import BOB, DaemonProcess, World, get_json, running_daemon
 from tests.daemonkit import world as make_world
 from tests.margin import portfolio_oracle as oracle
@@ -155,7 +156,9 @@ async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World)
             resumed, what="the estimate resumed after a restart", seen=lambda: last
         )
         assert m["rho"] == rho
-        assert m["returns"] >= WARMUP_RETURNS
+        # Kish's count of N decayed returns is a hair under N (4.9999996 for 5 seen once):
+        # warm by the estimator's own rule, N within its relative slack
+        assert m["returns"] >= WARMUP_RETURNS * (1 - WARMUP_SLACK)
 
 
 async def _metrics(w: World) -> dict[str, float]:
