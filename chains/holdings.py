@@ -111,31 +111,6 @@ class Holdings(Mapping[Pair, Reading]):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def record(
-        self, pairs: Sequence[Pair], raws: Sequence[int | None], block: BlockRef
-    ) -> Iterator[tuple[Pair, int | None, bool, int | None]]:
-        """Store ``raws`` read at ``block``, yielding per pair ``(pair, raw, had, before)``:
-        whether it had a reading, and that reading's raw amount (``None`` when it had none)."""
-        rows, columns, accounts = self._rows, self._columns, self._accounts
-        for pair, raw in zip(pairs, raws, strict=True):
-            account, token = pair
-            row = rows.get(account)
-            if row is None:
-                row = rows[account] = len(accounts)
-                accounts.append(account)
-            column = columns.get(token)
-            if column is None:
-                column = columns[token] = _Column()
-            if row >= len(column.raws):
-                column.grow(max(len(accounts), 2 * len(column.raws)))
-            had = column.blocks[row] is not None
-            before = column.raws[row]
-            if not had:
-                column.count += 1
-            column.raws[row] = raw
-            column.blocks[row] = block
-            yield pair, raw, had, before
-
     def record_token(
         self,
         token: str,
@@ -146,8 +121,8 @@ class Holdings(Mapping[Pair, Reading]):
     ) -> None:
         """Store ``token``'s ``raws`` of ``accounts`` read at ``block``, appending to ``changed``
         the readings that are new or differ from the stored ones (``failed`` counts every
-        failed read among them). ``record`` per token, without a tuple per pair: a first sweep
-        goes through here 2,000,000 times at a million accounts."""
+        failed read among them), without a tuple per pair: a first sweep goes through here
+        2,000,000 times at a million accounts."""
         rows, all_accounts = self._rows, self._accounts
         column = self._columns.get(token)
         if column is None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from chains.blocks import BlockRef
 from chains.holdings import Holdings, Reading
+from chains.readings import TokenReads
 
 ACCOUNTS = [f"0x{i:040x}" for i in range(1, 7)]
 TOKENS = ["0x" + "aa" * 20, "0x" + "bb" * 20]
@@ -55,12 +56,18 @@ def test_holdings_behave_like_a_dict_of_readings(script: list[object]) -> None:
         indices, raws, number = step
         pairs = [(ACCOUNTS[a], TOKENS[t]) for a, t in indices]
         at = block(number)
-        seen = list(holdings.record(pairs, raws[: len(pairs)], at))
-        for (pair, raw, had, before), given_pair, given_raw in zip(seen, pairs, raws, strict=False):
-            assert (pair, raw) == (given_pair, given_raw)
-            assert had == (pair in model)
-            assert before == (model[pair].raw if had else None)
-            model[pair] = Reading(raw, at.number, at.hash)
+        for token in TOKENS:  # the watcher records a sweep token by token
+            mine = [(p, r) for p, r in zip(pairs, raws, strict=False) if p[1] == token]
+            changed = TokenReads()
+            holdings.record_token(token, [p[0] for p, _ in mine], [r for _, r in mine], at, changed)
+            # the readings that are new or differ, in the order given; failed ones counted
+            expected = [(p, r) for p, r in mine if p not in model or model[p].raw != r]
+            assert list(zip(changed.accounts, changed.raws, strict=True)) == [
+                (p[0], r) for p, r in expected
+            ]
+            assert changed.failed == sum(r is None for _, r in expected)
+            for pair, raw in mine:
+                model[pair] = Reading(raw, at.number, at.hash)
         assert len(holdings) == len(model)
         assert dict(holdings.items()) == model
         assert list(holdings.items()) == [(pair, holdings[pair]) for pair in holdings]
@@ -74,7 +81,7 @@ def test_holdings_behave_like_a_dict_of_readings(script: list[object]) -> None:
 
 def test_a_pair_without_a_reading_is_missing() -> None:
     holdings = Holdings()
-    list(holdings.record([(ACCOUNTS[0], TOKENS[0])], [5], block(3)))
+    holdings.record_token(TOKENS[0], [ACCOUNTS[0]], [5], block(3), TokenReads())
     assert (ACCOUNTS[0], TOKENS[1]) not in holdings
     assert (ACCOUNTS[1], TOKENS[0]) not in holdings
     assert holdings.get((ACCOUNTS[1], TOKENS[0])) is None
