@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 FINGERPRINT_CHARS = 4  # hex digits of the URL hash shown after "#"
@@ -44,6 +45,34 @@ _WORD = re.compile(r"^[A-Za-z]+(?:-[A-Za-z]+)*$")
 def fingerprint(text: str) -> str:
     """A short, stable hash of ``text`` (hex), for telling hidden values apart."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def distinct_fingerprints(texts: Iterable[str]) -> dict[str, str]:
+    """A fingerprint per distinct text that tells it apart from all the others given.
+
+    It is ``fingerprint(text)`` unless another text's hash shares those digits (about one pair
+    in 65,536): then it is the shortest longer prefix of its hash that no other text's hash
+    starts with, so ids built from fingerprints never merge two texts and stay as they were
+    for every text that does not collide.
+    """
+    hashes = {t: hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts}
+    out = {}
+    for text, digest in hashes.items():
+        shared = max(
+            (_common_prefix(digest, other) for t, other in hashes.items() if t != text),
+            default=0,
+        )
+        out[text] = digest[: max(FINGERPRINT_CHARS, shared + 1)]
+    return out
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def url_authority(url: str) -> str | None:

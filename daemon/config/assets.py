@@ -23,7 +23,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from core.redaction import fingerprint, url_authority
+from core.redaction import distinct_fingerprints, url_authority
 from daemon.config.types import (
     MAX_HORIZON_S,
     MAX_INTERVAL_S,
@@ -251,16 +251,25 @@ class AssetConfig(StrictModel):
     @classmethod
     def _named_sources(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
         """Give every unnamed source its id: a default id shared by several unnamed sources
-        (two URLs on one host) gets ``#<fingerprint>`` of what each reads. A name given in
+        (two URLs on one host) gets ``#<fingerprint>`` of what each reads (longer where two
+        fingerprints would collide: ``distinct_fingerprints``). A name given in
         the config is kept as is (a clash with it is reported by ``asset_reference_problem``)."""
-        ids = [s.default_id() for s in sources if not s.name]
+        shared: dict[str, list[str]] = {}
+        for source in sources:
+            if not source.name:
+                shared.setdefault(source.default_id(), []).append(source.identity())
+        told_apart = {
+            default: distinct_fingerprints(identities)
+            for default, identities in shared.items()
+            if len(identities) > 1
+        }
 
         def named(source: SourceConfig) -> SourceConfig:
             if source.name:
                 return source
             default = source.default_id()
-            if ids.count(default) > 1:
-                default = f"{default}#{fingerprint(source.identity())}"
+            if default in told_apart:
+                default = f"{default}#{told_apart[default][source.identity()]}"
             return source.model_copy(update={"name": default})
 
         return [named(s) for s in sources]

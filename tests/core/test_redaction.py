@@ -3,15 +3,19 @@ source ids and registered secrets a config yields."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from core.errors import ConfigError
 from core.redaction import (
+    FINGERPRINT_CHARS,
     SECRETS,
     SecretRegistry,
+    distinct_fingerprints,
     fingerprint,
     redact_url,
     scrub,
@@ -134,6 +138,64 @@ def test_default_source_ids_never_carry_the_url_path_or_query() -> None:
     assert _source_ids({**preset, "url": "http://127.0.0.1:9002/KEY"}) == ["coinbase:ETH-USD"]
     named = {**http, "url": one, "name": "mine"}
     assert _source_ids(named, {**http, "url": two}) == ["mine", "http:127.0.0.1:9001"]
+
+
+def _colliding_urls() -> tuple[str, str]:
+    """Two URLs on one host whose short fingerprints are the same (found by search)."""
+    seen: dict[str, str] = {}
+    for i in range(1_000_000):
+        url = f"http://127.0.0.1:9001/feed/{i}"
+        first = seen.setdefault(fingerprint(url), url)
+        if first != url:
+            return first, url
+    raise AssertionError("no collision among a million URLs")
+
+
+def test_sources_whose_short_fingerprints_collide_still_get_distinct_ids() -> None:
+    one, two = _colliding_urls()
+    assert fingerprint(one) == fingerprint(two)
+    http = {"kind": "http", "price_path": "p"}
+    third = "http://127.0.0.1:9001/other/eth"
+    ids = _source_ids({**http, "url": one}, {**http, "url": two}, {**http, "url": third})
+    assert len(set(ids)) == 3, ids
+    # the two that collide get longer prefixes of their own hashes; the third keeps its id
+    for url, got in zip((one, two), ids[:2], strict=True):
+        digits = got.removeprefix("http:127.0.0.1:9001#")
+        assert len(digits) > FINGERPRINT_CHARS
+        assert hashlib.sha256(url.encode()).hexdigest().startswith(digits)
+    assert ids[2] == f"http:127.0.0.1:9001#{fingerprint(third)}"
+
+
+def test_distinct_fingerprints_are_as_short_as_they_can_be() -> None:
+    one, two = _colliding_urls()
+    got = distinct_fingerprints([one, two, "x", one])
+    assert got["x"] == fingerprint("x")
+    assert got[one] != got[two]
+    shared = 0
+    while got[one][shared] == got[two][shared]:
+        shared += 1
+    assert len(got[one]) == len(got[two]) == shared + 1  # one digit past the common prefix
+    assert distinct_fingerprints([]) == {}
+
+
+def test_the_same_url_twice_is_still_refused_as_one_name() -> None:
+    http = {"kind": "http", "price_path": "p", "url": "http://127.0.0.1:9001/a"}
+    data = {
+        "chains": [{"name": "a", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:8545"]}],
+        "tokens": [
+            {
+                "chain": "a",
+                "address": "0x" + "11" * 20,
+                "asset": "ETH",
+                "role": "collateral",
+                "weight": 0.8,
+            }
+        ],
+        "assets": [{"symbol": "ETH", "sources": [http, dict(http)]}],
+        "accounts": ["0x" + "22" * 20],
+    }
+    with pytest.raises(ConfigError, match="share this name"):
+        parse_config(data)
 
 
 def test_a_config_registers_its_secrets(registry: SecretRegistry) -> None:

@@ -138,7 +138,28 @@ async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World)
         # most of the way from the static ρ = 0 to the ρ = 1 value
         assert got - at_zero >= 0.8 * (at_one - at_zero)
         assert got <= at_one + 0.01
-        rho = (await _metrics(w))["rho"]
+
+        # The final prices' own return may still be unsampled (a sample every SAMPLE_S): it
+        # moves ρ a hair, and M with it by a cent at a rounding boundary. Wait for one more
+        # sample (the Kish count grows with each), after which the prices stand still and a
+        # return of zero leaves ρ where it is; then take the ρ and M the restart must keep.
+        counted = (await _metrics(w))["returns"]
+
+        async def settled() -> tuple[float, float] | None:
+            m = await _metrics(w)
+            state = await _state(w)
+            _, body = await get_json(w, "/v1/prices")
+            volatility = {p["asset"]: float(p["volatility"]) for p in body["prices"]}
+            last[:] = [m, state["maintenance"], counted]
+            if m["returns"] <= counted:
+                return None
+            if abs(float(state["maintenance"]) - requirement(m["rho"], final, volatility)) > 0.05:
+                return None
+            return m["rho"], float(state["maintenance"])
+
+        rho, got = await eventually(
+            settled, what="a sample taken after the final prices", seen=lambda: last
+        )
         assert await daemon.stop() == 0  # the estimator is saved at shutdown
 
     # Restarted with the prices standing still: a fresh estimator would have no return at all
@@ -148,7 +169,9 @@ async def test_moving_together_lifts_the_requirement_towards_rho_one(e2e: World)
         async def resumed() -> dict[str, float] | None:
             m = await _metrics(w)
             last[:] = [m, (await _state(w))["maintenance"]]
-            if m["estimated"] != 1 or float(last[1]) != got:
+            # M within a cent: the engine may not have re-valued Bob at the settled ρ before the
+            # stop (a hair of ρ); a fresh estimator would give the static 303.36
+            if m["estimated"] != 1 or abs(float(last[1]) - got) > 0.011:
                 return None
             return m
 
