@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -89,12 +89,6 @@ class OptionRows:
 
     def __len__(self) -> int:
         return len(self.size)
-
-    def take(self, index: IndexArray | slice) -> OptionRows:
-        """The rows at ``index`` (without a layout)."""
-        return OptionRows(
-            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"}
-        )
 
 
 class UnitTable:
@@ -238,10 +232,6 @@ class PortfolioResult:
     gamma: FloatArray
     vega: FloatArray
     horizon: FloatArray
-
-    def columns(self) -> dict[str, npt.NDArray[Any]]:
-        """Name → array."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def aggregate(loss: FloatArray, rho: FloatArray) -> FloatArray:

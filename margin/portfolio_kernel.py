@@ -90,12 +90,6 @@ class OptionInputRows:
             contract=i,
         )
 
-    def take(self, index: IndexArray) -> OptionInputRows:
-        """The rows at ``index`` (without a layout)."""
-        return OptionInputRows(
-            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "layout"}
-        )
-
     def copy(self) -> OptionInputRows:
         """A copy of every column, the layout kept (same rows, same order)."""
         return replace(self, **{f.name: getattr(self, f.name).copy() for f in _COLUMNS})
