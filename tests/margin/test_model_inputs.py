@@ -198,6 +198,9 @@ def test_values_on_the_edge_of_what_is_allowed_are_accepted() -> None:
     # a band touching the price on both sides, volatility 0
     flat = price(price_low=2_000.0, price_high=2_000.0, volatility=0.0)
     assert (flat.low, flat.high) == (2_000.0, 2_000.0)
+    # a token worth less than a dollar, with its band below a dollar too
+    cheap = price(asset="DOGE", price=0.25, price_low=0.2, price_high=0.3)
+    assert (cheap.price, cheap.low, cheap.high) == (0.25, 0.2, 0.3)
     assert ChainInput(name="arb", liquidation_latency_s=0).liquidation_latency_s == 0
     assert position(size=-3.0, entry_price=0.0).entry_price == 0.0
     assert holding(raw=2**256 - 1).raw == 2**256 - 1
