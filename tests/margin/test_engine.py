@@ -451,21 +451,22 @@ def test_bulk_load_equals_one_by_one_and_keeps_raw_balances_exact() -> None:
 
 
 def test_positions_of_several_accounts_in_an_asset_first_seen_by_a_position() -> None:
-    # SOL has no token and no price when three accounts open perps in it: unpriced (as the
-    # oracle says), then priced at 100 from an entry of 90: PnL 2 · 10 = 20.00,
-    # −1.5 · 10 = −15.00 and 4 · 10 = 40.00, each on its own account.
+    # SOL has no token and no price when three accounts open perps in it, one at a time (each
+    # evaluated alone: the first one's market must know SOL), two of them under the same
+    # three-tier MMR schedule: unpriced (as the oracle says), then priced at 100 from an entry
+    # of 90: PnL 2 · 10 = 20.00, −1.5 · 10 = −15.00 and 4 · 10 = 40.00, each on its own account.
     both = Both(MarginModel.WEIGHTED)
     both.price(PriceInput(asset="USDC", price=1.0))
-    for i, size in enumerate([2.0, -1.5, 4.0]):
+    for i, (size, mmr) in enumerate([(2.0, MMR[0]), (-1.5, MMR[1]), (4.0, MMR[0])]):
         both.balance(f"p{i}", TOKEN_MAP[("eth", "usdc")], 1_000 * 10**6)
         both.position(
             Position(
                 account=f"p{i}", asset="SOL", chain="arb", size=size, entry_price=90.0,
-                mmr_tiers=MMR[1],
+                mmr_tiers=mmr,
             )
         )  # fmt: skip
-    both.engine.recompute_dirty(full_fraction=math.inf)
-    assert_matches_reference(both)
+        both.engine.recompute_dirty(full_fraction=math.inf)
+        assert_matches_reference(both)
     both.price(PriceInput(asset="SOL", price=100.0))
     both.engine.recompute_dirty(full_fraction=math.inf)
     assert_matches_reference(both)

@@ -424,8 +424,12 @@ def test_a_later_part_of_a_sweep_replaces_the_rows_held_and_adds_the_new_ones(
 ) -> None:
     # A debt token (dusdc, key side 1) swept in two parts: ann and bob hold it after the first,
     # cat holds only weth; the second part reads ann and bob again (one row each, the new
-    # value) and cat and dan for the first time, in one call.
+    # value) and cat and dan for the first time, in one call. Four accounts come first (ann is
+    # account 4, bob 5), so that no row key but the right one names them.
     both = Both()
+    for i in range(4):
+        both.engine.set_balance(f"x{i}", "eth", "weth", 10**18, 5)
+        both.good(f"x{i}", WETH, 10**18, 5, engine=False)
     both.engine.load_balances("eth", "dusdc", ["ann", "bob"], [100 * 10**6, 200 * 10**6], 5)
     both.engine.set_balance("cat", "eth", "weth", 10**18, 5)
     for account, raw in (("ann", 100 * 10**6), ("bob", 200 * 10**6)):
