@@ -103,6 +103,37 @@ def test_a_book_started_without_tokens_values_tokens_added_later() -> None:
     assert health.weighted_collateral == Decimal("8000.00")
 
 
+def test_tokens_added_after_start_count_once_whatever_else_the_call_holds() -> None:
+    # USDC is known from the start and the prices are in before the other tokens are learned:
+    # adding [USDC, DAI, WETH] adds two, adding DAI again adds nothing, a different DAI is
+    # refused. 10,000 USDC at 0.8 + 1 WETH at 2,000 · 0.5 = 9,000.00 weighted collateral;
+    # 500 DAI owed at 1.1: 550.00 weighted debt.
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    dai = TokenRisk(chain="main", token="dai", asset="DAI", role=Role.LIABILITY, weight=1.1,
+                    decimals=18)  # fmt: skip
+    weth = replace(usdc, token="weth", asset="ETH", weight=0.5, decimals=18)
+    engine = MarginEngine(
+        tokens=[usdc], chains=[ChainInput(name="main", liquidation_latency_s=60.0)]
+    )
+    engine.set_prices(
+        [PriceInput(asset=a, price=p) for a, p in (("USDC", 1.0), ("DAI", 1.0), ("ETH", 2000.0))]
+    )
+    assert engine.add_tokens([usdc, dai, weth]) == 2
+    assert engine.add_tokens([dai]) == 0
+    with pytest.raises(MarginInputError, match=r"^token main/dai given twice$"):
+        engine.add_tokens([replace(dai, weight=1.2)])
+    engine.set_balance(A, "main", "usdc", 10_000 * 10**6, 1)
+    engine.set_balance(A, "main", "dai", 500 * 10**18, 1)
+    engine.set_balance(A, "main", "weth", 10**18, 1)
+    engine.recompute_all()
+    health = engine.account_health(A)
+    assert (health.weighted_collateral, health.weighted_liability) == (
+        Decimal("9000.00"),
+        Decimal("550.00"),
+    )
+
+
 @pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
 def test_a_failed_read_of_a_balance_never_read_shows_only_its_own_flags(
     model: MarginModel,

@@ -450,6 +450,57 @@ def test_bulk_load_equals_one_by_one_and_keeps_raw_balances_exact() -> None:
     ] == 2**256 - 1
 
 
+def test_positions_of_several_accounts_in_an_asset_first_seen_by_a_position() -> None:
+    # SOL has no token and no price when three accounts open perps in it, one at a time (each
+    # evaluated alone: the first one's market must know SOL), two of them under the same
+    # three-tier MMR schedule: unpriced (as the oracle says), then priced at 100 from an entry
+    # of 90: PnL 2 · 10 = 20.00, −1.5 · 10 = −15.00 and 4 · 10 = 40.00, each on its own account.
+    both = Both(MarginModel.WEIGHTED)
+    both.price(PriceInput(asset="USDC", price=1.0))
+    for i, (size, mmr) in enumerate([(2.0, MMR[0]), (-1.5, MMR[1]), (4.0, MMR[0])]):
+        both.balance(f"p{i}", TOKEN_MAP[("eth", "usdc")], 1_000 * 10**6)
+        both.position(
+            Position(
+                account=f"p{i}", asset="SOL", chain="arb", size=size, entry_price=90.0,
+                mmr_tiers=mmr,
+            )
+        )  # fmt: skip
+        both.engine.recompute_dirty(full_fraction=math.inf)
+        assert_matches_reference(both)
+    both.price(PriceInput(asset="SOL", price=100.0))
+    both.engine.recompute_dirty(full_fraction=math.inf)
+    assert_matches_reference(both)
+    pnl = [both.engine.account_health(f"p{i}").unrealized_pnl for i in range(3)]
+    assert pnl == [Decimal("20.00"), Decimal("-15.00"), Decimal("40.00")]
+
+
+def test_the_first_accounts_two_tokens_of_one_tier_schedule_share_one_bucket() -> None:
+    # The first account (its bucket is number 0) holds 1 WETH on eth and 1 on arb, both under
+    # TIERS_A: one bucket of 4,000 USD weighs 1,000 · 0.9 + 3,000 · 0.5 = 2,400.00 (two buckets
+    # would weigh 2 · (900 + 1,000 · 0.5) = 2,800.00).
+    both = Both(MarginModel.TIERED)
+    both.price(PriceInput(asset="ETH", price=2_000.0))
+    both.balance("t0", TOKEN_MAP[("eth", "weth")], 10**18)
+    both.balance("t0", TOKEN_MAP[("arb", "weth")], 10**18)
+    both.engine.recompute_all()
+    assert_matches_reference(both)
+    assert both.engine.account_health("t0").weighted_collateral == Decimal("2400.00")
+
+
+def test_an_empty_part_of_a_sweep_leaves_the_rows_of_the_token_as_they_are() -> None:
+    # ann holds 100 USDC of debt; an empty load of the token, then ann read again at 120: one
+    # row, 120.00 owed (not 220.00 in two rows).
+    both = Both(MarginModel.WEIGHTED)
+    both.price(PriceInput(asset="USDC", price=1.0))
+    both.engine.load_balances("eth", "dusdc", ["ann"], [100 * 10**6], 5)
+    both.engine.load_balances("eth", "dusdc", [], [], 6)
+    both.engine.load_balances("eth", "dusdc", ["ann"], [120 * 10**6], 7)
+    both.mirror.balances["ann"] = {("eth", "dusdc"): (120 * 10**6, 7)}
+    both.engine.recompute_all()
+    assert_matches_reference(both)
+    assert both.engine.account_health("ann").liability_value == Decimal("120.00")
+
+
 def test_a_closed_position_stops_counting() -> None:
     both = Both(MarginModel.WEIGHTED)
     both.price(PriceInput(asset="SOL", price=100.0))

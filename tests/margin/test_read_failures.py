@@ -101,8 +101,11 @@ class Both:
         self.prices.update((p.asset, p) for p in prices)
         self.engine.set_prices(prices)
 
-    def good(self, account: str, token: TokenRisk, raw: int, block: int = 1) -> None:
-        self.engine.set_balance(account, token.chain, token.token, raw, block)
+    def good(
+        self, account: str, token: TokenRisk, raw: int, block: int = 1, *, engine: bool = True
+    ) -> None:
+        if engine:
+            self.engine.set_balance(account, token.chain, token.token, raw, block)
         if token.decimals is None:  # unvaluable: every read counts as failed
             self.failed(account, token, block, engine=False)
             return
@@ -128,6 +131,17 @@ class Both:
             read.block = block
         read.failed = True
         self.reads[account][token.key] = read
+
+    def remember(self, holding: Holding, *, orphaned_above: int | None = None) -> None:
+        """Mirror what ``set_holding`` means (the engine is left alone): the value if there is
+        one, then the failure."""
+        token = TOKEN_MAP[(holding.chain, holding.token)]
+        if holding.raw is not None:
+            self.good(holding.account, token, holding.raw, holding.block, engine=False)
+        if holding.read_failed:
+            self.failed(
+                holding.account, token, holding.block, orphaned_above=orphaned_above, engine=False
+            )
 
     def reference(self, account: str) -> AccountHealth:
         holdings = [
@@ -316,6 +330,139 @@ def test_set_holding_restores_a_stored_failure_with_its_last_value() -> None:
     line = next(h for h in result.holdings if h.token == "dusdc")
     assert (line.raw, line.block) == (1_700 * 10**6, 10)
     assert both.engine.read_failures() == 1
+
+
+def held(
+    account: str, token: TokenRisk, raw: int | None, block: int, *, failed: bool = False
+) -> Holding:
+    return Holding(
+        account=account, chain=token.chain, token=token.token, raw=raw, block=block,
+        read_failed=failed,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("model", list(REFERENCE_MODELS))
+def test_load_holdings_records_every_kind_of_holding_as_the_oracle_reads_it(
+    model: MarginModel,
+) -> None:
+    # Three loads (a first sync, a later sweep, failed reads after a reorg above block 25),
+    # each checked against the independent oracle and, for the lines' raws and blocks, by hand.
+    both = Both(model)
+
+    def load(holdings: list[Holding], orphaned_above: int | None = None) -> None:
+        both.engine.load_holdings(holdings, orphaned_above=orphaned_above)
+        for holding in holdings:
+            both.remember(holding, orphaned_above=orphaned_above)
+        both.engine.recompute_dirty(full_fraction=math.inf)
+        assert_matches_reference(both)
+
+    def line(account: str, token: TokenRisk) -> tuple[int | None, int, Flag]:
+        found = both.engine.account_health(account).holdings
+        (h,) = [h for h in found if (h.chain, h.token) == token.key]
+        return h.raw, h.block, h.flags
+
+    # first sync, every token fresh: weth's good reads go in vectorized, bob's stored failure
+    # keeps its last good value (read at 20), cat's holding was never read, eve's debt is given
+    # twice (row by row: the later wins), ghost's decimals are unknown (a failed read)
+    load(
+        [
+            held("ann", WETH, 3 * 10**18, 20),
+            held("bob", WETH, 5 * 10**17, 20, failed=True),
+            held("cat", WETH, None, 21, failed=True),
+            held("dan", WETH, 10**18, 14, failed=True),
+            held("ann", DUSDC, 1_000 * 10**6, 20),
+            held("eve", DUSDC, 2 * 10**6, 20),
+            held("eve", DUSDC, 3 * 10**6, 21),
+            held("ann", GHOST, 7, 20),
+            held("fay", USDC, 0, 20),
+        ]
+    )
+    assert line("ann", WETH) == (3 * 10**18, 20, Flag.NONE)
+    assert line("bob", WETH) == (5 * 10**17, 20, Flag.READ_FAILED)
+    assert line("cat", WETH) == (None, 21, Flag.READ_FAILED)
+    assert line("eve", DUSDC) == (3 * 10**6, 21, Flag.NONE)
+    assert line("ann", GHOST) == (None, 20, Flag.READ_FAILED | Flag.DEBT_UNKNOWN)
+    assert both.engine.read_failures() == 4  # bob, cat, dan (weth) and ann (ghost)
+    # a later sweep: weth has rows now (row by row); gus is new, cat is read at last
+    load(
+        [
+            held("ann", WETH, 4 * 10**18, 30),
+            held("gus", WETH, 10**18, 30),
+            held("cat", WETH, 2 * 10**18, 31),
+            held("fay", DDAI, 5 * 10**18, 30),
+        ]
+    )
+    assert line("cat", WETH) == (2 * 10**18, 31, Flag.NONE)
+    assert line("gus", WETH) == (10**18, 30, Flag.NONE)
+    # a reorg orphaned the blocks above 25, and the reads fail: ann's weth (read at 30) is
+    # forgotten, eve's debt (read at 21) and dan's weth (14) are kept; a stored failure whose
+    # last good value is above the fork is forgotten too: on a fresh token (arb weth, loaded)
+    # and through set_holding (ddai of gus)
+    load(
+        [
+            held("ann", WETH, None, 32, failed=True),
+            held("eve", DUSDC, None, 32, failed=True),
+            held("dan", WETH, None, 32, failed=True),
+        ],
+        orphaned_above=25,
+    )
+    assert line("ann", WETH) == (None, 32, Flag.READ_FAILED)
+    assert line("eve", DUSDC) == (3 * 10**6, 21, Flag.READ_FAILED)
+    assert line("dan", WETH) == (10**18, 14, Flag.READ_FAILED)
+    load([held("gus", ARB_WETH, 10**18, 30, failed=True)], orphaned_above=25)
+    assert line("gus", ARB_WETH) == (None, 30, Flag.READ_FAILED)
+    both.engine.set_holding(held("gus", DDAI, 10**18, 30, failed=True), orphaned_above=25)
+    both.remember(held("gus", DDAI, 10**18, 30, failed=True), orphaned_above=25)
+    assert line("gus", DDAI) == (None, 30, Flag.READ_FAILED | Flag.DEBT_UNKNOWN)
+    both.engine.recompute_dirty(full_fraction=math.inf)
+    assert_matches_reference(both)
+
+
+@pytest.mark.parametrize("columns", [False, True], ids=["ints", "uint64"])
+def test_a_later_part_of_a_sweep_replaces_the_rows_held_and_adds_the_new_ones(
+    columns: bool,
+) -> None:
+    # A debt token (dusdc, key side 1) swept in two parts: ann and bob hold it after the first,
+    # cat holds only weth; the second part reads ann and bob again (one row each, the new
+    # value) and cat and dan for the first time, in one call. Four accounts come first (ann is
+    # account 4, bob 5), so that no row key but the right one names them.
+    both = Both()
+    for i in range(4):
+        both.engine.set_balance(f"x{i}", "eth", "weth", 10**18, 5)
+        both.good(f"x{i}", WETH, 10**18, 5, engine=False)
+    both.engine.load_balances("eth", "dusdc", ["ann", "bob"], [100 * 10**6, 200 * 10**6], 5)
+    both.engine.set_balance("cat", "eth", "weth", 10**18, 5)
+    for account, raw in (("ann", 100 * 10**6), ("bob", 200 * 10**6)):
+        both.good(account, DUSDC, raw, 5, engine=False)
+    both.good("cat", WETH, 10**18, 5, engine=False)
+    accounts, ints = ["ann", "bob", "cat", "dan"], [120 * 10**6, 250 * 10**6, 50 * 10**6, 3 * 10**6]
+    raws = np.array(ints, dtype=np.uint64) if columns else ints
+    both.engine.load_balances("eth", "dusdc", accounts, raws, [6, 6, 7, 7])
+    for account, raw, block in zip(accounts, ints, [6, 6, 7, 7], strict=True):
+        both.good(account, DUSDC, raw, block, engine=False)
+    both.engine.recompute_dirty(full_fraction=math.inf)
+    assert_matches_reference(both)
+    for account, raw, block in zip(accounts, ints, [6, 6, 7, 7], strict=True):
+        lines = [h for h in both.engine.account_health(account).holdings if h.token == "dusdc"]
+        assert [(h.raw, h.block) for h in lines] == [(raw, block)], account
+
+
+def test_load_balances_takes_every_uint256_raw_and_refuses_the_rest() -> None:
+    # 0 and 2**256 − 1 go in exactly (a list of ints: the exact path); a negative raw, given
+    # as a list or as a signed column, and 2**256 are refused, not wrapped around.
+    both = Both()
+    both.engine.load_balances("eth", "weth", ["ann", "bob"], [0, 2**256 - 1], 3)
+    both.good("ann", WETH, 0, 3, engine=False)
+    both.good("bob", WETH, 2**256 - 1, 3, engine=False)
+    both.engine.recompute_dirty(full_fraction=math.inf)
+    assert_matches_reference(both)
+    (line,) = both.engine.account_health("bob").holdings
+    assert (line.raw, line.block) == (2**256 - 1, 3)
+    for bad in ([-1], np.array([5, -1], dtype=np.int64), [2**256]):
+        with pytest.raises(
+            MarginInputError, match=r"^load_balances: raw balance out of uint256 range$"
+        ):
+            both.engine.load_balances("arb", "usdc", ["cat", "dan"][: len(bad)], bad, 3)
 
 
 # ---- the engine agrees with the reference -----------------------------------------------------
