@@ -156,6 +156,15 @@ async def run(args: argparse.Namespace) -> None:
             f"loop held {args.busy_ms:g} ms every {args.busy_every_ms:g} ms, batches of "
             f"{args.batch:,}; columns: s to the last PUBACK / s to the subscriber's last message"
         )
+    if args.busy_ms:
+        print("| publisher | last PUBACK s (median) | subscriber's last s (median) | rounds |")
+        print("|---|---:|---:|---|")
+        for name, laps in results.items():
+            acked = statistics.median(a for a, _ in laps)
+            received = statistics.median(r for _, r in laps)
+            each = ", ".join(f"{a:.2f}/{r:.2f}" for a, r in laps)
+            print(f"| {name} | {acked:.3f} | {received:.3f} | {each} |")
+        return
     print("| publisher | wall s (median) | CPU s (median) | CPU µs/message | rounds (wall/CPU) |")
     print("|---|---:|---:|---:|---|")
     for name, laps in results.items():
