@@ -6,8 +6,12 @@ each QoS 1 message costs ~33 µs of CPU on an idle core: a ``send()`` per packet
 PUBACK a ``ReasonCode`` and a ``Properties`` object plus debug logging (bench/RESULTS.md,
 issue 14). An ``EventLink`` speaks the few packets a publish-only client needs
 (``daemon.mqtt.wire``: MQTT 3.1.1, as aiomqtt negotiates) on an asyncio protocol of its own:
-the PUBLISH packets of up to half a window are encoded into one buffer and written at once,
-and every PUBACK that arrived is matched in one pass.
+the PUBLISH packets of up to a window are encoded into one buffer and written at once, every
+PUBACK that arrived is matched in one pass, and the freed slots are refilled right there, in
+the protocol callback that read the PUBACKs. The daemon's event loop is shared with the engine,
+whose full recompute holds it for a while on every price round after a market-wide move: a
+refill that waited for the publishing task to be scheduled would cost another turn of that
+loop, and the number of turns a burst needs is what bounds its rate there.
 
 Its contract is ``daemon.mqtt.acks.Link``'s: ``publish`` returns once the broker acknowledged
 every message, and a lost connection (or one that stops acknowledging for ``ack_timeout_s``,
@@ -62,6 +66,7 @@ class EventLink(asyncio.Protocol):
         self._reader = PacketReader()
         self._encoder = PublishEncoder()
         self._outstanding: dict[int, int] = {}  # packet id → index in the publish under way
+        self._job: _Publish | None = None  # the publish under way (refilled on PUBACKs)
         self._next_id = 1
         self._progress = asyncio.Event()  # set whenever something arrived or the link failed
         self._turn = asyncio.Lock()  # one publish at a time
@@ -171,18 +176,16 @@ class EventLink(asyncio.Protocol):
         return when the broker acknowledged every one. Raise ``LinkLost`` with the
         unacknowledged messages (in order) when the link fails first."""
         async with self._turn:
-            sent, total = 0, len(messages)
+            job = _Publish(messages, retain)
             outstanding = self._outstanding
             try:
-                while sent < total or outstanding:
-                    room = self._window - len(outstanding)
-                    if sent < total and room >= min(self._refill, total - sent):
-                        sent += self._send(messages, sent, min(room, total - sent), retain)
-                        continue
-                    await self._await_progress()
+                self._job = job
+                self._refill_window()  # nothing on a failed link: the wait below raises
+                while job.sent < job.total or outstanding:
+                    await self._await_progress()  # data_received refills the window
             except LinkLost as lost:
                 left = sorted(outstanding.values())
-                left.extend(range(sent, total))
+                left.extend(range(job.sent, job.total))
                 outstanding.clear()
                 raise LinkLost(lost.reason, [messages[j] for j in left]) from None
             except BaseException:
@@ -192,6 +195,19 @@ class EventLink(asyncio.Protocol):
                 self.fail("a publish was cancelled")
                 outstanding.clear()
                 raise
+            finally:
+                self._job = None
+
+    def _refill_window(self) -> None:
+        """Write the next messages of the publish under way while the window has room for
+        at least ``_refill`` of them (or for all that are left)."""
+        job = self._job
+        if job is None or self.failure is not None:
+            return
+        room = self._window - len(self._outstanding)
+        left = job.total - job.sent
+        if left and room >= min(self._refill, left):
+            job.sent += self._send(job.messages, job.sent, min(room, left), job.retain)
 
     def _send(self, messages: Sequence[Message], start: int, count: int, retain: bool) -> int:
         if self.failure is not None:
@@ -262,6 +278,8 @@ class EventLink(asyncio.Protocol):
             if outstanding.pop(packet_id, None) is not None:
                 matched += 1
         self.acknowledged += matched
+        if matched:
+            self._refill_window()
         self._progress.set()
 
     def eof_received(self) -> bool | None:
@@ -273,3 +291,15 @@ class EventLink(asyncio.Protocol):
         """asyncio: the connection is gone."""
         reason = "connection closed" if exc is None else f"{type(exc).__name__}: {exc}"
         self.fail(reason)
+
+
+class _Publish:
+    """One ``publish`` call under way: its messages and how many of them were written."""
+
+    __slots__ = ("messages", "retain", "sent", "total")
+
+    def __init__(self, messages: Sequence[Message], retain: bool) -> None:
+        self.messages = messages
+        self.retain = retain
+        self.sent = 0
+        self.total = len(messages)

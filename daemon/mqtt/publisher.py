@@ -57,7 +57,10 @@ BROKER_TIMEOUT_S = 10.0  # CONNACK and each PUBACK; beyond it the connection is 
 CLOSE_GRACE_S = 5.0  # close(): flush retained state, publish offline, disconnect
 OFFLINE_RESERVE_S = 1.0  # part of the close grace kept for publishing offline
 CANCEL_WAIT_S = 1.0  # after the grace, how long close() waits for the cancelled task
-IN_FLIGHT_WINDOW = 1000  # QoS 1 messages published and not yet acknowledged, at most
+IN_FLIGHT_WINDOW = 20_000  # QoS 1 messages published and not yet acknowledged, at most: the
+# relay's whole batch (``mqtt.max_pending``, 10,000 by default) goes out in one write, and a
+# burst needs a few turns of the shared event loop instead of one per half window (the
+# engine's recompute holds each turn after a market-wide move: bench/RESULTS.md, issue 14)
 RETAINED_BATCH = 500  # retained topics per pipelined publish: a burst of events waits behind
 # at most this many (one write, then their PUBACKs: a few ms)
 RETAINED_BUILD_CHUNK = 100  # retained payloads built between two turns of the event loop
@@ -86,6 +89,8 @@ class MqttPublisher(AsyncResource):
 
     The ``set_*``/``clear_*`` methods never block and never raise because of the broker;
     ``deliver`` waits for acknowledgements. Call them from the event loop thread.
+    ``in_flight_window``: QoS 1 messages unacknowledged at once on the events' connection
+    (also the most a lost connection can make it send twice).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class MqttPublisher(AsyncResource):
         *,
         close_grace_s: float = CLOSE_GRACE_S,
         replica: str | None = None,
+        in_flight_window: int = IN_FLIGHT_WINDOW,
     ) -> None:
         self._config = config
         self._close_grace_s = close_grace_s
@@ -111,7 +117,7 @@ class MqttPublisher(AsyncResource):
                 client_id=self._client_id,
                 keepalive_s=config.keepalive_s,
                 tls_context=self._tls_context,
-                window=IN_FLIGHT_WINDOW,
+                window=in_flight_window,
                 ack_timeout_s=BROKER_TIMEOUT_S,
                 reconnect_min_s=config.reconnect_min_s,
                 reconnect_max_s=config.reconnect_max_s,

@@ -161,6 +161,18 @@ def _blocks_json(blocks: Mapping[str, int]) -> str:
     return _ENCODER.encode({str(chain): int(number) for chain, number in sorted(blocks.items())})
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Transitions read from the outbox and the events they raise, encoded."""
+
+    entries: list[OutboxEntry]
+    messages: list[Message]
+    encode_s: float  # time spent encoding them
+
+
+_NO_BATCH = _Batch([], [], 0.0)
+
+
 class EventRelay:
     """Publishes the store's outbox through ``publisher``; see the module docstring."""
 
@@ -244,26 +256,26 @@ class EventRelay:
         # engine has just marked the state of most accounts for publishing, and building and
         # sending it would otherwise hold the event loop before the first event goes out.
         async with self._publisher.events_first():
-            entries = await self._read(0)
-            if entries:
-                await self._pass(entries, stoppable=stoppable)
+            batch = await self._read(0)
+            if batch.entries:
+                await self._pass(batch, stoppable=stoppable)
 
-    async def _pass(self, entries: list[OutboxEntry], *, stoppable: bool) -> None:
+    async def _pass(self, batch: _Batch, *, stoppable: bool) -> None:
         marking: asyncio.Task[None] | None = None
-        reading: asyncio.Task[list[OutboxEntry]] | None = None
+        reading: asyncio.Task[_Batch] | None = None
         acknowledged: Sequence[OutboxEntry] | None = None  # delivered, its mark not started
         try:
-            while entries:
+            while entries := batch.entries:
                 self._in_flight.append(entries)
                 if len(entries) == self._batch:  # more may be waiting: read them meanwhile
                     reading = asyncio.create_task(self._read(entries[-1].id), name="events-read")
-                await self._deliver(entries)
+                await self._deliver(batch)
                 acknowledged = entries
                 if marking is not None:
                     await marking
                 marking = asyncio.create_task(self._mark(entries), name="events-mark")
                 acknowledged = None
-                entries = [] if reading is None else await reading
+                batch = _NO_BATCH if reading is None else await reading
                 reading = None
                 if stoppable and self._stop.is_set():
                     break  # stopped: what was read next is left for the next pass
@@ -297,32 +309,37 @@ class EventRelay:
             if marking is not None:
                 marking.cancel()
 
-    async def _read(self, after_id: int) -> list[OutboxEntry]:
+    async def _read(self, after_id: int) -> _Batch:
+        """The next batch, its events already encoded: the read runs while the previous
+        batch is delivered, so the encoding is not between one batch's last PUBACK and the
+        next batch's first PUBLISH."""
         queries = self._store.queries
-        return await self._retrying(
+        entries = await self._retrying(
             "read",
             lambda: queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence),
         )
+        if not entries or not self._publisher.enabled:
+            return _Batch(entries, [], 0.0)
+        started = time.perf_counter()
+        messages = batch_messages(self._publisher.topics, entries)
+        return _Batch(entries, messages, time.perf_counter() - started)
 
-    async def _deliver(self, entries: Sequence[OutboxEntry]) -> None:
+    async def _deliver(self, batch: _Batch) -> None:
         if not self._publisher.enabled:
             return
         if self._may_publish is not None and not self._may_publish():
             assert self._fence is not None
             raise LeaseLost(self._fence.owner, sorted(self._fence.epochs))
         started = time.perf_counter()
-        topics = self._publisher.topics
-        messages = batch_messages(topics, entries)
-        encoded = time.perf_counter()
-        await self._publisher.deliver(messages)
-        self._published += len(messages)
+        await self._publisher.deliver(batch.messages)
+        self._published += len(batch.messages)
         log.info(
             "events_relayed transitions=%d events=%d first_id=%d encode_s=%.3f deliver_s=%.3f",
-            len(entries),
-            len(messages),
-            entries[0].id,
-            encoded - started,
-            time.perf_counter() - encoded,
+            len(batch.entries),
+            len(batch.messages),
+            batch.entries[0].id,
+            batch.encode_s,
+            time.perf_counter() - started,
         )
 
     async def _mark(self, entries: Sequence[OutboxEntry]) -> None:

@@ -22,7 +22,7 @@ from daemon.mqtt.acks import LinkLost
 from daemon.mqtt.event_link import EventLink
 from daemon.mqtt.event_session import EventSession
 from daemon.mqtt.outbox import Message
-from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, MqttPublisher
+from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.session import BrokerAddress
 from tests.mqttkit import Mosquitto, Subscriber, wait_until
 from tests.tcpproxy import TcpProxy
@@ -256,7 +256,7 @@ async def test_a_proxy_cut_mid_delivery_loses_no_event_and_repeats_few(
             reconnect_min_s=0.05,
             reconnect_max_s=0.2,
         )
-        async with MqttPublisher(settings) as publisher:
+        async with MqttPublisher(settings, in_flight_window=WINDOW) as publisher:
             await wait_until(lambda: publisher.connected)
             # Cut once a tenth of the events' topics and payloads went out (a cut fixed by
             # bytes, not by the clock: the events' connection can send all 20,000 between two
@@ -279,7 +279,7 @@ async def test_a_proxy_cut_mid_delivery_loses_no_event_and_repeats_few(
             seen=lambda: len(keeper.messages),
         )
     # at least once: only what was in flight at the cut (unacknowledged) is repeated
-    assert len(keeper.messages) - count < IN_FLIGHT_WINDOW
+    assert len(keeper.messages) - count < WINDOW
 
 
 async def test_the_password_never_shows_in_a_refused_event_connection(

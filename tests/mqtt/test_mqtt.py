@@ -23,7 +23,7 @@ from daemon.config.load import parse_config
 from daemon.config.model import MqttConfig
 from daemon.documents import HealthBucket, health_bucket
 from daemon.mqtt.outbox import Outbox
-from daemon.mqtt.publisher import IN_FLIGHT_WINDOW, MqttPublisher
+from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.session import BrokerAddress, reconnect_delay
 from daemon.mqtt.topics import (
     AccountSignal,
@@ -322,10 +322,11 @@ def events(topics: Topics, seqs: range) -> list[tuple[str, bytes]]:
 async def test_events_are_qos1_acknowledged_and_arrive_in_order(
     broker: Mosquitto, prefix: str
 ) -> None:
-    count = 3 * IN_FLIGHT_WINDOW + 7  # more than one window in flight
+    window = 1000
+    count = 3 * window + 7  # more than one window in flight
     async with (
         Subscriber(broker.port, f"{prefix}/events/#") as keeper,
-        MqttPublisher(config(broker.url, prefix)) as publisher,
+        MqttPublisher(config(broker.url, prefix), in_flight_window=window) as publisher,
     ):
         await publisher.deliver(events(Topics(prefix), range(count)))
         assert publisher.stats().events == count  # deliver returned: every PUBACK is in
