@@ -1,5 +1,6 @@
 """Exact numbers for the margin oracle (``tests/margin_oracle.py``): intervals of value units,
-the engine's conservative roundings as float64 may perform them, the latency shock and tiers.
+the engine's conservative roundings as float64 may perform them (relative error, and underflow
+near zero), the latency shock and tiers.
 
 Where float64 cannot decide. The engine computes in float64 and rounds money to whole *value
 units* (``10**-value_decimals`` USD). When the exact argument of a rounding lies within the
@@ -24,6 +25,11 @@ NOISE = Fraction(1, 2**48)
 to eight times the handful of IEEE operations between two roundings (scaled amount, weight,
 1 ∓ shock, a sum of a few tier slices, a ratio). Measured against the result, and against
 the operands where a difference cancels them (``round_down``'s ``extra``)."""
+UNDERFLOW = Fraction(1, 2**1000)
+"""Value units within which a non-zero exact argument may come out of float64 as zero: a
+product of subnormal size (a position of 5e-324 units of an asset, say) underflows before it
+is scaled and rounded. Far below any amount worth a unit (2**-1074 per operation, times a value
+scale of at most 2**74), and far above it nothing underflows."""
 ROW_CAP = 2**43
 """C3: saturation of one line's |value| in value units."""
 SQRT_BITS = 128
@@ -72,6 +78,12 @@ def _clip(x: Fraction) -> Fraction:
 def _noisy(x: Span, extra: Fraction, capped: bool) -> Span:
     noise = (max(abs(x[0]), abs(x[1])) + extra) * NOISE
     lo, hi = x[0] - noise, x[1] + noise
+    # underflow: a non-zero argument within UNDERFLOW of zero may come out as zero, never
+    # with the other sign (an exact zero stays exactly zero)
+    if 0 < x[0] <= UNDERFLOW:
+        lo = Fraction(0)
+    if -UNDERFLOW <= x[1] < 0:
+        hi = Fraction(0)
     return (_clip(lo), _clip(hi)) if capped else (lo, hi)
 
 
