@@ -117,6 +117,16 @@ async def test_same_cycle_twice_changes_nothing(store: HealthStore) -> None:
     assert last.accounts == 50
 
 
+def test_a_cycle_stages_each_account_once() -> None:
+    # With a cycle's id new to its transaction, this is what keeps (account, cycle) unique on
+    # transitions since the schema stopped checking it (migration 0009).
+    rows = book_rows(book(3))
+    columns = {name: getattr(rows, name) for name in rows.__dataclass_fields__}
+    twice = {k: v + v[:1] if isinstance(v, list) else v for k, v in columns.items()}
+    with pytest.raises(ValueError, match="appears twice"):
+        HealthRows(**twice)
+
+
 async def test_transitions_follow_flag_changes_only(store: HealthStore) -> None:
     engine = book(20)
     await store.write_cycle(book_rows(engine), context(1.0))
