@@ -9,13 +9,15 @@ engine values ``--accounts`` accounts (``tests.storekit.book``, every second one
 USDC), the first write stores them all at the calm price (no transition: healthy newcomers are
 silent), then the price alternates between a crash (ETH 2,000: every second account becomes
 liquidatable) and the calm (ETH 2,500: they recover), each move written as the engine loop
-writes it (``HealthStore.write_engine_cycle``, one chunk: the split on PostgreSQL, transitions
-and their rows committed first, the other rows in a second transaction). Every row's figures
+writes it (``HealthStore.write_engine_cycle`` per chunk of ``--chunk`` accounts, 500,000 by
+default as ``WRITE_CHUNK_ACCOUNTS``: on PostgreSQL each split, transitions and their rows
+committed first, the other rows in a second transaction). Every row's figures
 change at every move; half of them flip.
 
-Printed per move: seconds to the commit of the transitions (what the events wait for), the
-whole write, and each SQL statement's seconds (the COPY into the stage is a raw driver call,
-timed on its own); then medians. A fresh database ``crossmargin_bench_<random>`` each run.
+Printed per move: seconds to the commit of the last chunk's transitions (what the last
+events wait for), the whole write, and each SQL statement's seconds (the COPY into the stage is
+a raw driver call, outside them); then medians. A fresh database
+``crossmargin_bench_<random>`` each run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from daemon.cycle_writer import WRITE_CHUNK_ACCOUNTS  # noqa: E402
 from daemon.store.migrate import migrate  # noqa: E402
 from daemon.store.rows import CycleContext, HealthRows  # noqa: E402
 from daemon.store.writer import HealthStore  # noqa: E402
@@ -91,6 +94,14 @@ def _kind(statement: str) -> str:
     return "other (lock, stage DDL, truncate, fence)"
 
 
+def sliced(rows: HealthRows, start: int, stop: int) -> HealthRows:
+    """Rows ``start:stop`` of ``rows``."""
+    columns = {name: getattr(rows, name) for name in rows.__dataclass_fields__}
+    return HealthRows(
+        **{k: v[start:stop] if isinstance(v, list) else v for k, v in columns.items()}
+    )
+
+
 def rows_at(eth: float, accounts: int) -> HealthRows:
     engine = book(accounts, eth_price=eth, underwater_every=UNDERWATER_EVERY)
     engine.set_prices([PriceInput(asset="ETH", price=eth), PriceInput(asset="USDC", price=1.0)])
@@ -114,7 +125,7 @@ async def explain_plans(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
-async def run(accounts: int, moves: int, explain: bool) -> None:
+async def run(accounts: int, moves: int, explain: bool, chunk: int) -> None:
     print(f"valuing {accounts:,} accounts at ETH {CALM_ETH:g} and {CRASH_ETH:g} …")
     calm, crash = rows_at(CALM_ETH, accounts), rows_at(CRASH_ETH, accounts)
     flips = sum(1 for a, b in zip(calm.flags, crash.flags, strict=True) if a != b)
@@ -126,20 +137,25 @@ async def run(accounts: int, moves: int, explain: bool) -> None:
             clock = iter(range(1, 10_000))
 
             async def write(rows: HealthRows) -> tuple[float, float, int, dict[str, float]]:
-                at = float(next(clock))
-                context = CycleContext(at=at, blocks={"eth": 1, "arb": 1}, key=f"move-{at:g}")
+                """Write ``rows`` in chunks of ``chunk`` accounts, as the engine loop's writer
+                does; (seconds to the last chunk's commit of its transitions, whole seconds,
+                transitions, seconds per statement)."""
                 committed: list[float] = []
+                count = 0
                 started = time.perf_counter()
                 with statement_clock(store.engine) as spent:
-                    count = await store.write_engine_cycle(
-                        balances=(),
-                        prices=(),
-                        rows=rows,
-                        context=context,
-                        on_committed=lambda _n: committed.append(time.perf_counter()),
-                    )
+                    for start in range(0, len(rows), chunk):
+                        at = float(next(clock))
+                        key = f"move-{at:g}"
+                        count += await store.write_engine_cycle(
+                            balances=(),
+                            prices=(),
+                            rows=sliced(rows, start, start + chunk),
+                            context=CycleContext(at=at, blocks={"eth": 1, "arb": 1}, key=key),
+                            on_committed=lambda _n: committed.append(time.perf_counter()),
+                        )
                 total = time.perf_counter() - started
-                return committed[0] - started, total, count, dict(spent)
+                return committed[-1] - started, total, count, dict(spent)
 
             _, first, _, _ = await write(calm)
             print(f"first write (every account inserted): {first:.2f} s")
@@ -173,8 +189,11 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=300_000)
     parser.add_argument("--moves", type=int, default=3)
     parser.add_argument("--explain", action="store_true", help="print slow statements' plans")
+    parser.add_argument(
+        "--chunk", type=int, default=WRITE_CHUNK_ACCOUNTS, help="accounts per write"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.accounts, args.moves, args.explain))
+    asyncio.run(run(args.accounts, args.moves, args.explain, args.chunk))
 
 
 if __name__ == "__main__":

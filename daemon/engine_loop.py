@@ -43,7 +43,7 @@ from daemon.mqtt.account_state import account_state_json
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import encode_json
-from daemon.risk_inputs import apply_readings, price_inputs
+from daemon.risk_inputs import apply_readings, price_inputs, steady_volatility
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
@@ -51,7 +51,7 @@ from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
 from margin.engine import MarginEngine
 from margin.kernel import HealthTable
-from margin.model import ChainInput, Flag, MarginInputError, Position
+from margin.model import ChainInput, Flag, MarginInputError, Position, PriceInput
 from margin.options import OptionPosition
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
@@ -165,6 +165,9 @@ class EngineLoop:
         self.stats = CycleStats()
         self.blocks: dict[str, int] = {}
         self.prices: dict[str, AssetPrice] = {}
+        # The prices the engine values with: volatility decays smaller than a step are not
+        # taken (``steady_volatility``), so a still market is not revalued every round.
+        self._engine_prices: dict[str, PriceInput] = {}
         self._boot = uuid.uuid4().hex[:12]
         # What the retained state of each account (by engine index) last said: its flags and
         # health bucket (code in ``_BUCKETS``); republished when either moves. Arrays, not a
@@ -424,7 +427,9 @@ class EngineLoop:
                     self.stats.prices_seen.update(a for a, p in prices.items() if p.price)
                     if correlations is not None:
                         self.engine.set_correlations(correlations)
-                    self.engine.set_prices(price_inputs(prices.values()))
+                    inputs = steady_volatility(price_inputs(prices.values()), self._engine_prices)
+                    self._engine_prices.update((p.asset, p) for p in inputs)
+                    self.engine.set_prices(inputs)
                 case ChainsChanged(chains=chains):
                     self.engine.set_chain_status(chains)
                 case PositionsChanged(account=account):
