@@ -87,7 +87,7 @@ def _kind(statement: str) -> str:
         ("update health_stage", "stage breakdowns"),
         ("insert into cycles", "insert cycle"),
     ):
-        if words.startswith(marker):
+        if words.startswith(marker) or (marker in words and words.startswith("with ")):
             if name == "update health":
                 return "update health (flips)" if "!=" in words else "update health (rest)"
             return name
