@@ -49,7 +49,7 @@ from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
-from margin.engine import MarginEngine
+from margin.engine import FULL_RECOMPUTE_FRACTION, MarginEngine
 from margin.kernel import HealthTable
 from margin.model import ChainInput, Flag, MarginInputError, Position, PriceInput
 from margin.options import OptionPosition
@@ -319,9 +319,16 @@ class EngineLoop:
             # inputs): copying every result per cycle cost ~100 MB and ~3 % of the loop's time
             # at 200,000 accounts, for cycles that mostly change nothing.
             dirty = self.engine.dirty_accounts()
-            before = self.engine.results.select(dirty)
-            self.engine.recompute_dirty()
-            changed = _changed(dirty, before, self.engine.results)
+            if len(dirty) > FULL_RECOMPUTE_FRACTION * len(self.engine.accounts):
+                # A full pass (a price move): plain copies of the columns, compared whole,
+                # instead of gathering every dirty row (1,000,000 accounts: 0.19 s → 0.10 s).
+                before = self.engine.results.select(slice(None))
+                self.engine.recompute_dirty()
+                changed = dirty[_differs(before, self.engine.results)[dirty]]
+            else:
+                before = self.engine.results.select(dirty)
+                self.engine.recompute_dirty()
+                changed = _changed(dirty, before, self.engine.results)
         else:
             # The first valuation: every account's stored row is compared with what memory
             # says now (not with the state seeded before any price), so a restart with
@@ -673,14 +680,22 @@ def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
 
 def _changed(rows: IndexArray, before: HealthTable, after: HealthTable) -> IndexArray:
     """Those of ``rows`` whose results in ``after`` differ from ``before`` (their copy)."""
-    differs = np.zeros(len(rows), dtype=bool)
+    result: IndexArray = rows[_differs(before, after, rows)]
+    return result
+
+
+def _differs(
+    before: HealthTable, after: HealthTable, rows: IndexArray | None = None
+) -> npt.NDArray[np.bool_]:
+    """Per row of ``before``: do its results differ from ``after``'s (at ``rows``, or all)?
+    NaN equals NaN (an unknown health staying unknown is no change)."""
+    differs = np.zeros(len(before), dtype=bool)
     previous = before.columns()
     for name, column in after.columns().items():
         prev = previous[name]
-        cur = column[rows]
+        cur = column if rows is None else column[rows]
         if column.dtype.kind == "f":
             differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
         else:
             differs |= prev != cur
-    result: IndexArray = rows[differs]
-    return result
+    return differs
