@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from daemon.cycle_writer import WRITE_CHUNK_ACCOUNTS  # noqa: E402
+from daemon.store import cycle  # noqa: E402
 from daemon.store.migrate import migrate  # noqa: E402
 from daemon.store.rows import CycleContext, HealthRows  # noqa: E402
 from daemon.store.writer import HealthStore  # noqa: E402
@@ -125,7 +126,17 @@ async def explain_plans(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
-async def run(accounts: int, moves: int, explain: bool, chunk: int) -> None:
+async def anti_join_path(
+    conn: Any, cycle_id: int, at: float, value_decimals: int
+) -> tuple[int, bool]:
+    """The engine's write as before ``i12-move``'s CTE: transitions appended by their own
+    statement, and the anti-join insert of new accounts always run."""
+    count, _ = await cycle._append_transitions(conn, cycle_id, at, value_decimals, returning=False)
+    return count, True
+
+
+async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: bool) -> None:
+    seeing_new = cycle._append_transitions_seeing_new
     print(f"valuing {accounts:,} accounts at ETH {CALM_ETH:g} and {CRASH_ETH:g} …")
     calm, crash = rows_at(CALM_ETH, accounts), rows_at(CRASH_ETH, accounts)
     flips = sum(1 for a, b in zip(calm.flags, crash.flags, strict=True) if a != b)
@@ -162,10 +173,16 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int) -> None:
             results = []
             for i in range(moves):
                 rows = crash if i % 2 == 0 else calm
+                anti_join = alternate and i // 2 % 2 == 1  # crash+rebound pairs alternate
+                cycle._append_transitions_seeing_new = (  # type: ignore[assignment]
+                    anti_join_path if anti_join else seeing_new
+                )
                 commit_s, total_s, count, spent = await write(rows)
                 if count != flips:
                     raise SystemExit(f"move {i}: {count} transitions, expected {flips}")
                 results.append((commit_s, total_s))
+                if anti_join:
+                    print("  (with the anti-join path)")
                 load = os.getloadavg()[0]
                 detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items()))
                 print(
@@ -192,8 +209,13 @@ def main() -> None:
     parser.add_argument(
         "--chunk", type=int, default=WRITE_CHUNK_ACCOUNTS, help="accounts per write"
     )
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="every other crash+rebound pair with the statements before the CTE (in-process A/B)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.accounts, args.moves, args.explain, args.chunk))
+    asyncio.run(run(args.accounts, args.moves, args.explain, args.chunk, args.alternate))
 
 
 if __name__ == "__main__":

@@ -221,10 +221,20 @@ async def _append_transitions_seeing_new(
 ) -> tuple[int, bool]:
     """``_append_transitions`` on PostgreSQL, without returning rows; also tell whether any
     staged account is not stored yet, from the same join (one statement: the staged rows
-    whose stored flags differ or are missing are kept once, for the insert and the check)."""
+    whose stored flags differ or are missing are kept once, with the columns a transition
+    takes, for the insert and the check)."""
     s, h = health_stage.c, account_health.c
     moved = (
-        sa.select(*health_stage.c, h.flags.label("stored"))
+        sa.select(
+            s.account,
+            s.flags,
+            s.health,
+            s.health_latency,
+            s.shortfall,
+            s.actionable,
+            s.shard,
+            h.flags.label("stored"),
+        )
         .select_from(health_stage.outerjoin(account_health, h.account == s.account))
         .where(sa.or_(h.account.is_(None), h.flags != s.flags))
         .cte("moved")
