@@ -136,7 +136,7 @@ async def anti_join_path(
 
 
 async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: bool) -> None:
-    seeing_new = cycle._append_transitions_seeing_new
+    seeing_new = getattr(cycle, "_append_transitions_seeing_new", None)  # None: an older tree
     print(f"valuing {accounts:,} accounts at ETH {CALM_ETH:g} and {CRASH_ETH:g} …")
     calm, crash = rows_at(CALM_ETH, accounts), rows_at(CRASH_ETH, accounts)
     flips = sum(1 for a, b in zip(calm.flags, crash.flags, strict=True) if a != b)
@@ -174,9 +174,10 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
             for i in range(moves):
                 rows = crash if i % 2 == 0 else calm
                 anti_join = alternate and i // 2 % 2 == 1  # crash+rebound pairs alternate
-                cycle._append_transitions_seeing_new = (  # type: ignore[assignment]
-                    anti_join_path if anti_join else seeing_new
-                )
+                if alternate:
+                    cycle._append_transitions_seeing_new = (  # type: ignore[attr-defined]
+                        anti_join_path if anti_join else seeing_new
+                    )
                 commit_s, total_s, count, spent = await write(rows)
                 if count != flips:
                     raise SystemExit(f"move {i}: {count} transitions, expected {flips}")
