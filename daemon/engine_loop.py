@@ -43,15 +43,15 @@ from daemon.mqtt.account_state import account_state_json
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import encode_json
-from daemon.risk_inputs import apply_readings, price_inputs
+from daemon.risk_inputs import apply_readings, price_inputs, steady_volatility
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
 from daemon.venue_sync import VenueSync, venue_requirement
-from margin.engine import MarginEngine
+from margin.engine import FULL_RECOMPUTE_FRACTION, MarginEngine
 from margin.kernel import HealthTable
-from margin.model import ChainInput, Flag, MarginInputError, Position
+from margin.model import ChainInput, Flag, MarginInputError, Position, PriceInput
 from margin.options import OptionPosition
 from margin.tiers import IndexArray
 from oracles.model import AssetPrice
@@ -165,6 +165,9 @@ class EngineLoop:
         self.stats = CycleStats()
         self.blocks: dict[str, int] = {}
         self.prices: dict[str, AssetPrice] = {}
+        # The prices the engine values with: volatility decays smaller than a step are not
+        # taken (``steady_volatility``), so a still market is not revalued every round.
+        self._engine_prices: dict[str, PriceInput] = {}
         self._boot = uuid.uuid4().hex[:12]
         # What the retained state of each account (by engine index) last said: its flags and
         # health bucket (code in ``_BUCKETS``); republished when either moves. Arrays, not a
@@ -316,9 +319,16 @@ class EngineLoop:
             # inputs): copying every result per cycle cost ~100 MB and ~3 % of the loop's time
             # at 200,000 accounts, for cycles that mostly change nothing.
             dirty = self.engine.dirty_accounts()
-            before = self.engine.results.select(dirty)
-            self.engine.recompute_dirty()
-            changed = _changed(dirty, before, self.engine.results)
+            if len(dirty) > FULL_RECOMPUTE_FRACTION * len(self.engine.accounts):
+                # A full pass (a price move): plain copies of the columns, compared whole,
+                # instead of gathering every dirty row (1,000,000 accounts: 0.19 s → 0.10 s).
+                before = self.engine.results.select(slice(None))
+                self.engine.recompute_dirty()
+                changed = dirty[_differs(before, self.engine.results)[dirty]]
+            else:
+                before = self.engine.results.select(dirty)
+                self.engine.recompute_dirty()
+                changed = _changed(dirty, before, self.engine.results)
         else:
             # The first valuation: every account's stored row is compared with what memory
             # says now (not with the state seeded before any price), so a restart with
@@ -424,7 +434,9 @@ class EngineLoop:
                     self.stats.prices_seen.update(a for a, p in prices.items() if p.price)
                     if correlations is not None:
                         self.engine.set_correlations(correlations)
-                    self.engine.set_prices(price_inputs(prices.values()))
+                    inputs = steady_volatility(price_inputs(prices.values()), self._engine_prices)
+                    self._engine_prices.update((p.asset, p) for p in inputs)
+                    self.engine.set_prices(inputs)
                 case ChainsChanged(chains=chains):
                     self.engine.set_chain_status(chains)
                 case PositionsChanged(account=account):
@@ -668,14 +680,22 @@ def _bucket_codes(health: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
 
 def _changed(rows: IndexArray, before: HealthTable, after: HealthTable) -> IndexArray:
     """Those of ``rows`` whose results in ``after`` differ from ``before`` (their copy)."""
-    differs = np.zeros(len(rows), dtype=bool)
+    result: IndexArray = rows[_differs(before, after, rows)]
+    return result
+
+
+def _differs(
+    before: HealthTable, after: HealthTable, rows: IndexArray | None = None
+) -> npt.NDArray[np.bool_]:
+    """Per row of ``before``: do its results differ from ``after``'s (at ``rows``, or all)?
+    NaN equals NaN (an unknown health staying unknown is no change)."""
+    differs = np.zeros(len(before), dtype=bool)
     previous = before.columns()
     for name, column in after.columns().items():
         prev = previous[name]
-        cur = column[rows]
+        cur = column if rows is None else column[rows]
         if column.dtype.kind == "f":
             differs |= ~((prev == cur) | (np.isnan(prev) & np.isnan(cur)))
         else:
             differs |= prev != cur
-    result: IndexArray = rows[differs]
-    return result
+    return differs

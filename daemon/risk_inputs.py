@@ -7,7 +7,7 @@ other packages' outputs map onto it, so the ``health`` command and the daemon ag
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import numpy as np
@@ -27,6 +27,9 @@ from margin.scenarios import PortfolioParams
 from oracles.model import AssetPrice
 from oracles.sequencer import SequencerStatus
 
+VOLATILITY_DECAY_STEP = 0.01
+"""The daemon's engine takes an asset's new volatility when it rises, or when it has fallen by
+more than this share since the one the engine values with (``steady_volatility``)."""
 UINT64_LIMIT = 2**64  # raws below this go to the engine as one uint64 array
 
 _ROLES = {Role.COLLATERAL: MarginRole.COLLATERAL, Role.LIABILITY: MarginRole.LIABILITY}
@@ -114,6 +117,30 @@ def price_inputs(prices: Iterable[AssetPrice]) -> list[PriceInput]:
             )
         )
     return inputs
+
+
+def steady_volatility(
+    inputs: Iterable[PriceInput],
+    applied: Mapping[str, PriceInput],
+    *,
+    step: float = VOLATILITY_DECAY_STEP,
+) -> list[PriceInput]:
+    """``inputs`` with each asset's volatility kept at the one ``applied`` (what the engine
+    values with) while the new one is lower by at most ``step`` of it.
+
+    After a market-wide move the EWMA volatility decays a little at every oracle round
+    (by ~4·10⁻⁷ of itself per second at λ = 0.94 per day) while the price stands still: each
+    round changed every holder's latency health in the last digits, so the engine recomputed
+    and the store rewrote every account of the asset (a million rows per round). Kept, the
+    volatility is never below the oracle's and above it by less than ``1 / (1 - step)``; a
+    rise (a new return: the price moved, its holders are revalued anyway) is taken at once."""
+    out = []
+    for price in inputs:
+        old = applied.get(price.asset)
+        if old is not None and old.volatility * (1 - step) <= price.volatility < old.volatility:
+            price = replace(price, volatility=old.volatility)
+        out.append(price)
+    return out
 
 
 def apply_readings(

@@ -8,7 +8,9 @@ their replacement cannot interleave with another cycle:
 2. ``health_transitions`` gets one row per account whose staged flags differ from its stored
    flags (a new account counts as stored with no flags, so a healthy newcomer is silent);
 3. ``account_health``: the rows whose flags moved are updated and new accounts inserted, in
-   the same transaction as their transitions (``write_health_cycle``);
+   the same transaction as their transitions (``write_health_cycle``; on PostgreSQL the
+   engine's write learns from the transitions' join whether any staged account is new, and a
+   market-wide move, which stages none, skips that insert's anti-join);
 4. the breakdowns, built by the caller only now (``LateBreakdowns``), go onto their staged
    rows, and the other rows that differ (same flags, other figures: after a price move, most
    of them) are updated by ``update_health_rest`` — in the same transaction, or, for a large
@@ -54,7 +56,9 @@ for; the builder yields to the event loop in between, so the event relay runs me
 
 CYCLE_LOCK_KEY = 0x63_72_6F_73_73_6D_61_72
 """PostgreSQL advisory lock (transaction-scoped) serializing cycle writers ("crossmar")."""
-PG_CYCLE_WORK_MEM = "64MB"
+PG_CYCLE_WORK_MEM = "256MB"
+"""A cycle's joins of a 500,000-account chunk against a million stored rows hash in one batch
+(64MB split them in 2-4, spilled to temporary files: bench/move_write.py --explain)."""
 HEALTH_COLUMNS = [c.name for c in account_health.columns]
 _TRANSITION_COLUMNS = [
     "account",
@@ -92,11 +96,19 @@ async def write_health_cycle(
     if cycle_id is None:
         return None, 0, []
     await load_stage(conn, health_stage, rows.records(), count=len(rows))  # streamed to COPY
-    count, appended = await _append_transitions(
-        conn, cycle_id, context.at, rows.value_decimals, returning=returning
-    )
+    if returning or conn.dialect.name != "postgresql":
+        count, appended = await _append_transitions(
+            conn, cycle_id, context.at, rows.value_decimals, returning=returning
+        )
+        fresh = True
+    else:
+        count, fresh = await _append_transitions_seeing_new(
+            conn, cycle_id, context.at, rows.value_decimals
+        )
+        appended = []
     await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
-    await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
+    if fresh:  # a market-wide move stages no new account: its anti-join was 2-3 s per chunk
+        await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
         late = () if breakdowns is None else await breakdowns()
         await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
@@ -130,7 +142,7 @@ async def _lock_cycles(conn: AsyncConnection) -> None:
         # One cycle writer at a time: two overlapping cycles would both compare against the
         # same stored flags and report the same change twice. (SQLite: BEGIN IMMEDIATE.)
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CYCLE_LOCK_KEY)))
-        # Hash joins of 100k staged rows against account_health fit in memory this way
+        # Hash joins of the staged rows against account_health fit in memory this way
         # (the default 4MB spills them to temporary files).
         await conn.execute(sa.text(f"SET LOCAL work_mem = '{PG_CYCLE_WORK_MEM}'"))
 
@@ -159,24 +171,37 @@ def _usd(
     return column / sa.literal_column(f"{10**value_decimals}.0")
 
 
+def _transition_values(
+    conn: AsyncConnection,
+    row: Any,
+    stored: sa.ColumnElement[Any],
+    cycle_id: int,
+    at: float,
+    value_decimals: int,
+) -> list[sa.ColumnElement[Any]]:
+    """The ``_TRANSITION_COLUMNS`` of a transition of staged ``row`` (columns of
+    ``health_stage``) from its ``stored`` flags."""
+    return [
+        row.account,
+        sa.literal(cycle_id, sa.BigInteger()),
+        stored,
+        row.flags,
+        row.health,
+        row.health_latency,
+        _usd(conn, row.shortfall, value_decimals),
+        row.actionable,
+        sa.literal(at, Timestamp()),
+        row.shard,
+    ]
+
+
 async def _append_transitions(
     conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int, *, returning: bool
 ) -> tuple[int, list[sa.Row[Any]]]:
     s, h = health_stage.c, account_health.c
     stored = sa.func.coalesce(h.flags, 0)
     source = (
-        sa.select(
-            s.account,
-            sa.literal(cycle_id, sa.BigInteger()),
-            stored,
-            s.flags,
-            s.health,
-            s.health_latency,
-            _usd(conn, s.shortfall, value_decimals),
-            s.actionable,
-            sa.literal(at, Timestamp()),
-            s.shard,
-        )
+        sa.select(*_transition_values(conn, s, stored, cycle_id, at, value_decimals))
         .select_from(health_stage.outerjoin(account_health, h.account == s.account))
         .where(stored != s.flags)
     )
@@ -189,6 +214,48 @@ async def _append_transitions(
         return len(appended), appended
     result = await conn.execute(stmt)
     return int(result.rowcount), []
+
+
+async def _append_transitions_seeing_new(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+) -> tuple[int, bool]:
+    """``_append_transitions`` on PostgreSQL, without returning rows; also tell whether any
+    staged account is not stored yet, from the same join (one statement: the staged rows
+    whose stored flags differ or are missing are kept once, with the columns a transition
+    takes, for the insert and the check)."""
+    s, h = health_stage.c, account_health.c
+    moved = (
+        sa.select(
+            s.account,
+            s.flags,
+            s.health,
+            s.health_latency,
+            s.shortfall,
+            s.actionable,
+            s.shard,
+            h.flags.label("stored"),
+        )
+        .select_from(health_stage.outerjoin(account_health, h.account == s.account))
+        .where(sa.or_(h.account.is_(None), h.flags != s.flags))
+        .cte("moved")
+    )
+    m = moved.c
+    stored = sa.func.coalesce(m.stored, 0)
+    source = sa.select(*_transition_values(conn, m, stored, cycle_id, at, value_decimals)).where(
+        stored != m.flags
+    )
+    appended = (
+        insert_for(conn, health_transitions)
+        .from_select(_TRANSITION_COLUMNS, source)
+        .returning(health_transitions.c.id)
+        .cte("appended")
+    )
+    counts = sa.select(
+        sa.select(sa.func.count()).select_from(appended).scalar_subquery(),
+        sa.exists().where(m.stored.is_(None)).select_from(moved),
+    )
+    count, fresh = (await conn.execute(counts)).one()
+    return int(count), bool(fresh)
 
 
 def _staged_health(conn: AsyncConnection, value_decimals: int) -> sa.Subquery:

@@ -200,8 +200,9 @@ health_transitions = sa.Table(
     sa.Column("at", Timestamp(), nullable=False),
     sa.Column("published_at", Timestamp(), nullable=True),
     sa.Column("shard", sa.Integer(), nullable=True),
-    # Re-writing a cycle can never append the same change twice.
-    sa.UniqueConstraint("account", "cycle_id", "from_flags", "to_flags"),
+    # No unique key on (account, cycle_id, …): the writer cannot append a change twice (a
+    # stored cycle is skipped whole, its id is new, each account staged once), and the key
+    # was one more random B-tree insertion per transition of a market-wide move (0009).
     sa.Index(None, "account", "id"),
 )
 sa.Index(

@@ -10,8 +10,9 @@ Transitions are decided by the database, not by memory: a cycle's flags are comp
 the stored flags in the same transaction that replaces them. So a restart (or a second
 replica) needs no cache to avoid duplicates: the first cycle after it compares against what
 is stored. A cycle whose key is already stored is skipped whole (a retry after a lost
-commit acknowledgement, or a stale replay that must not undo newer cycles), and the unique
-key (account, cycle, from, to) on transitions backs that up in the schema.
+commit acknowledgement, or a stale replay that must not undo newer cycles); a new cycle's
+transitions carry its new id, one per account at most (``HealthRows`` stages each account
+once), so no change is appended twice without a unique key to check it (migration 0009).
 
 Transitions double as the MQTT outbox: ``queries.outbox()`` lists what still has to be
 published, ``mark_published`` takes it out once the broker acknowledged it, so a crash

@@ -14,10 +14,11 @@ from core.domain import Role
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged, largest_shortfalls
 from daemon.mqtt.publisher import MqttPublisher
+from daemon.risk_inputs import steady_volatility
 from daemon.store.migrate import migrate
 from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
-from margin.model import ChainInput, Flag, TokenRisk
+from margin.model import ChainInput, Flag, PriceInput, TokenRisk
 from oracles.aggregate import AssetAggregator
 from oracles.model import OracleParams, SourceQuote
 
@@ -51,7 +52,7 @@ async def sqlite_store(tmp_path: Path) -> str:
     return url
 
 
-def two_chain_engine() -> MarginEngine:
+def two_chain_engine(latency_s: float = 1) -> MarginEngine:
     """WETH collateral (weight 0.8) on l1, USDC debt on l2, one second of latency each."""
     return MarginEngine(
         tokens=[
@@ -63,8 +64,8 @@ def two_chain_engine() -> MarginEngine:
             ),
         ],
         chains=[
-            ChainInput(name="l1", liquidation_latency_s=1),
-            ChainInput(name="l2", liquidation_latency_s=1),
+            ChainInput(name="l1", liquidation_latency_s=latency_s),
+            ChainInput(name="l2", liquidation_latency_s=latency_s),
         ],
     )
 
@@ -215,6 +216,75 @@ async def test_breakdowns_go_to_the_largest_shortfalls(tmp_path: Path) -> None:
         assert all(h is not None and Flag.LIQUIDATABLE in h.flags for h in stored.values())
         with_breakdown = {a for a, h in stored.items() if h is not None and h.breakdown}
         assert with_breakdown == {ACCOUNTS[0], ACCOUNTS[2]}  # debts 2,000 and 2,100
+
+
+def with_volatility(changed: PricesChanged, symbol: str, volatility: float) -> PricesChanged:
+    """``changed`` with ``symbol``'s round carrying another volatility (a later round)."""
+    price = changed.prices[symbol]
+    later = dataclasses.replace(price, volatility=volatility, round_at=price.round_at + 1)
+    return PricesChanged({**changed.prices, symbol: later})
+
+
+async def test_a_volatility_decay_below_a_step_revalues_nobody(tmp_path: Path) -> None:
+    """After a move the volatility decays a little every round while the price stands still:
+    below ``VOLATILITY_DECAY_STEP`` no account is revalued or rewritten (at a million accounts
+    that was every account every round); a larger decay or any rise is taken."""
+    url = await sqlite_store(tmp_path)
+    engine = two_chain_engine(latency_s=3600)  # a shock of ~1 %: cents move with σ
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        loop = EngineLoop(
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            value_decimals=2,
+            required_chains=["l1", "l2"],
+            required_assets=["ETH", "USDC"],
+        )
+        start = with_volatility(prices(), "ETH", 0.5)
+        await loop.cycle([start, update("l2", DEBT, 1500 * 10**6, 10)])
+        await loop.cycle([update("l1", WETH, 10**18, 20)])
+        first = await store.queries.health(ACCOUNTS[0])
+        assert first is not None
+        assert first.health_latency is not None
+        cycle = await store.queries.last_cycle()
+        assert cycle is not None
+
+        async def stored_after(volatility: float) -> tuple[int, float | None]:
+            await loop.cycle([with_volatility(start, "ETH", volatility)])
+            last, health = await store.queries.last_cycle(), await store.queries.health(ACCOUNTS[0])
+            assert last is not None
+            assert health is not None
+            return last.id, health.health_latency
+
+        assert await stored_after(0.5 * 0.995) == (cycle.id, first.health_latency)
+        assert engine.dirty_accounts().size == 0
+        later, latency = await stored_after(0.5 * 0.98)  # a decay past the step: taken
+        assert later > cycle.id
+        assert latency is not None
+        assert latency > first.health_latency  # a smaller shock: more latency health
+        risen, _ = await stored_after(0.6)  # a rise: taken
+        assert risen > later
+
+
+def test_steady_volatility_keeps_a_small_decay_only() -> None:
+    held = PriceInput(asset="ETH", price=2_000.0, volatility=0.5)
+    applied = {"ETH": held}
+
+    def vol(new: float, price: float = 2_000.0) -> float:
+        given = PriceInput(asset="ETH", price=price, volatility=new)
+        (out,) = steady_volatility([given], applied, step=0.01)
+        assert out.price == price
+        return out.volatility
+
+    assert vol(0.5 * 0.99) == 0.5  # a decay of exactly the step: kept
+    assert vol(0.5 * 0.9899) == 0.5 * 0.9899
+    assert vol(0.5 * 0.999, price=1_800.0) == 0.5  # the price moves on, the volatility is kept
+    assert vol(0.51) == 0.51
+    other = PriceInput(asset="BTC", price=1.0, volatility=0.1)
+    assert steady_volatility([other], applied) == [other]  # never applied: as given
 
 
 def test_largest_shortfalls_keeps_row_order_and_breaks_ties_by_row() -> None:

@@ -124,6 +124,30 @@ async def test_correlation_state_revision_up_and_down(database_url: str) -> None
     assert await table_names(database_url) == TABLES
 
 
+async def unique_keys(url: str, table: str) -> list[str | None]:
+    engine = create_store_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: sa.inspect(c).get_unique_constraints(table))
+    finally:
+        await engine.dispose()
+    return [key["name"] for key in found]
+
+
+async def test_transitions_unique_key_revision_up_and_down(database_url: str) -> None:
+    key = "uq_health_transitions_account_cycle_id_from_flags_to_flags"
+    await migrate(database_url, "0008")
+    assert await unique_keys(database_url, "health_transitions") == [key]
+    up = await migrate(database_url, "0009")
+    assert (up.before, up.direction) == ("0008", "upgrade")
+    assert await unique_keys(database_url, "health_transitions") == []
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0009", "downgrade")
+    assert await unique_keys(database_url, "health_transitions") == [key]
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
+
+
 async def test_migrated_schema_matches_the_code(database_url: str) -> None:
     await migrate(database_url)
     engine = create_store_engine(database_url)

@@ -117,6 +117,16 @@ async def test_same_cycle_twice_changes_nothing(store: HealthStore) -> None:
     assert last.accounts == 50
 
 
+def test_a_cycle_stages_each_account_once() -> None:
+    # With a cycle's id new to its transaction, this is what keeps (account, cycle) unique on
+    # transitions since the schema stopped checking it (migration 0009).
+    rows = book_rows(book(3))
+    columns = {name: getattr(rows, name) for name in rows.__dataclass_fields__}
+    twice = {k: v + v[:1] if isinstance(v, list) else v for k, v in columns.items()}
+    with pytest.raises(ValueError, match="appears twice"):
+        HealthRows(**twice)
+
+
 async def test_transitions_follow_flag_changes_only(store: HealthStore) -> None:
     engine = book(20)
     await store.write_cycle(book_rows(engine), context(1.0))
@@ -398,6 +408,45 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
     stored = await store.queries.health(account_address(4))
     assert stored is not None
     assert stored.breakdown == breakdown
+
+
+async def test_a_large_engine_write_inserts_its_new_accounts_beside_the_moves(
+    store: HealthStore,
+) -> None:
+    """The engine's write (no rows returned) appends the transitions and tells from the same
+    join whether any staged account is new: new accounts go in (a flagged newcomer with its
+    transition, a healthy one silent) beside stored accounts that flip; a later write of
+    stored accounts only inserts nothing and still moves every flag."""
+    n = max(2_000, SPLIT_CYCLE_ROWS)
+    engine = book(n + 2, eth_price=2_500.0, underwater_every=4)
+    everyone = book_rows(engine)
+    columns = {name: getattr(everyone, name) for name in everyone.__dataclass_fields__}
+
+    def first(k: int) -> HealthRows:
+        return HealthRows(**{c: v[:k] if isinstance(v, list) else v for c, v in columns.items()})
+
+    await store.write_cycle(first(n), context(1.0))  # accounts 0 … n-1, all healthy
+    engine.set_prices([PriceInput(asset="ETH", price=2_000.0)])  # every 4th sinks: n is one
+    count = await store.write_engine_cycle(
+        balances=(), prices=(), rows=book_rows(engine), context=context(2.0)
+    )
+    assert count == n // 4 + 1  # the stored ones that sank, and the sinking newcomer n
+    moved = await store.queries.transitions(limit=n)
+    assert {t.account for t in moved} == {account_address(i) for i in range(0, n + 1, 4)}
+    for i, flags in ((n, Flag.LIQUIDATABLE), (n + 1, Flag.NONE), (4, Flag.LIQUIDATABLE)):
+        stored = await store.queries.health(account_address(i))
+        assert stored is not None
+        assert stored.flags == flags
+        assert stored.collateral_value == Decimal(2100)
+    engine.set_prices([PriceInput(asset="ETH", price=2_500.0)])  # all recover, nobody new
+    back = await store.write_engine_cycle(
+        balances=(), prices=(), rows=book_rows(engine), context=context(3.0)
+    )
+    assert back == n // 4 + 1
+    assert (await store.queries.liquidatable_page()).total == 0
+    async with store.engine.connect() as conn:
+        rows = await conn.scalar(sa.select(sa.func.count()).select_from(account_health))
+    assert rows == n + 2
 
 
 async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
