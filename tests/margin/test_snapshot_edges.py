@@ -1,0 +1,72 @@
+"""A frozen book (``MarginEngine.snapshot``, ``margin.scenario``) valued at other prices and
+vols: what a stress pass sees, with numbers worked out from the independent Black–Scholes of
+``tests/margin/portfolio_oracle.py``. Each case was added for a mutant that survived the fifth
+mutation pass (bench/RESULTS.md, "Fifth pass").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from margin.model import Flag, MarginModel
+from margin.options import Right
+from tests.margin import portfolio_oracle as oracle
+from tests.margin.portfolio_kit import World, option
+
+A, B = "0x" + "a" * 40, "0x" + "b" * 40
+YEAR_S = 365 * 86_400
+TAU30 = 30 * 86_400 / YEAR_S
+
+
+def cents_down(usd: float) -> float:
+    """A market value as the engine counts it in U: rounded down to a cent, in cents."""
+    return float(math.floor(usd * 100))
+
+
+def test_a_snapshot_moves_options_implied_vols_by_the_vol_shocks() -> None:
+    # weighted: A's 2 calls (strike 2,100, 30 days, σ 0.6) count at market value in U. A vol
+    # shock of +50 % on ETH values them at σ 0.9; other assets' shocks change nothing here.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.options(A, [option(A, size=2, right=Right.CALL, strike=2100)])
+    snap = world.engine.snapshot()
+    calm = snap.evaluate(snap.prices)
+    shocked = snap.evaluate(snap.prices, {"ETH": 0.5})
+    elsewhere = snap.evaluate(snap.prices, {"BTC": 0.5})
+    at = oracle.black_scholes
+    assert calm.table.unrealized_pnl[0] == cents_down(2 * at("call", 2000, 2100, 0.6, TAU30))
+    assert shocked.table.unrealized_pnl[0] == cents_down(2 * at("call", 2000, 2100, 0.9, TAU30))
+    assert elsewhere.table.unrealized_pnl[0] == calm.table.unrealized_pnl[0]
+    assert shocked.table.unrealized_pnl[0] > calm.table.unrealized_pnl[0]
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_snapshot_reports_no_separate_options_value(model: MarginModel) -> None:
+    # Options' value is inside U in every model: the stress's bad debt adds ``options_value``
+    # to the equity, so a snapshot reports zeros (a number per account), now and shocked.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.options(A, [option(A, size=2, right=Right.CALL, strike=2100)])
+    world.hold(B, "usdc", 1_000)
+    world.engine.recompute_all()
+    snap = world.engine.snapshot()
+    for values in (snap.current(), snap.evaluate(snap.prices, {"ETH": 0.5})):
+        np.testing.assert_array_equal(values.options_value, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
+def test_a_snapshot_keeps_a_tokens_own_flag(model: MarginModel) -> None:
+    # USDC on main drifts from its oracle (``set_token_flags``): its holder A is flagged in
+    # the snapshot's valuations too, at current and at shocked prices; B (ETH only) is not.
+    world = World(model=model)
+    world.hold(A, "usdc", 10_000)
+    world.hold(B, "eth-main", 10_000)
+    world.engine.set_token_flags({("main", "usdc"): Flag.ORACLE_DRIFT})
+    snap = world.engine.snapshot()
+    moved = {**snap.prices}
+    for values in (snap.current(), snap.evaluate(snap.prices), snap.evaluate(moved, {"ETH": 0.2})):
+        drifting = [bool(f & Flag.ORACLE_DRIFT) for f in values.table.flags.tolist()]
+        assert drifting == [True, False]
