@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from margin.model import Flag, MarginModel
+from margin.model import ChainInput, Flag, MarginModel
 from margin.options import Right
 from tests.margin import portfolio_oracle as oracle
-from tests.margin.portfolio_kit import World, option
+from tests.margin.portfolio_kit import CHAINS, World, option
 
 A, B = "0x" + "a" * 40, "0x" + "b" * 40
 YEAR_S = 365 * 86_400
@@ -70,3 +70,42 @@ def test_a_snapshot_keeps_a_tokens_own_flag(model: MarginModel) -> None:
     for values in (snap.current(), snap.evaluate(snap.prices), snap.evaluate(moved, {"ETH": 0.2})):
         drifting = [bool(f & Flag.ORACLE_DRIFT) for f in values.table.flags.tolist()]
         assert drifting == [True, False]
+
+
+def test_a_portfolio_snapshot_values_the_book_as_the_oracle_does() -> None:
+    # portfolio: a snapshot's valuation at current prices is the definition's (the scan of
+    # ETH held, a perp short and written puts, USDC owed), money in cents (value units).
+    world = World(volatility={"ETH": 0.7})
+    world.hold(A, "eth-main", 20_000)
+    world.hold(A, "usdc-debt", 10_000)
+    world.perp(A, "ETH", "slow", -2, 2100)
+    world.options(A, [option(A, size=-3, right=Right.PUT, strike=1900)])
+    snap = world.engine.snapshot()
+    expected = world.expected(A)
+    for values in (snap.current(), snap.evaluate(snap.prices)):
+        table = values.table
+        assert table.maintenance[0] / 100 == pytest.approx(expected.maintenance, abs=0.011)
+        assert table.collateral_value[0] / 100 == pytest.approx(expected.collateral, abs=0.011)
+        assert table.health_latency[0] == pytest.approx(expected.health_latency, rel=1e-6)
+
+
+def test_a_weighted_snapshot_charges_written_options_and_carries_their_chains_flags() -> None:
+    # weighted: A wrote 3 puts (strike 1,900, 30 days, σ 0.6) settled on arb and holds USDC
+    # on main. M is their value after a 15 % fall (ETH's base scan range), rounded up to a
+    # cent: 3 · P(1,700); U their value now, rounded down. arb goes stale: A is flagged
+    # through its options alone; B (USDC only) is not.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.options(A, [option(A, size=-3, right=Right.PUT, strike=1900, chain="arb")])
+    world.hold(B, "usdc", 10_000)
+    world.engine.set_chain_status(
+        [ChainInput(name="arb", liquidation_latency_s=CHAINS["arb"], stale=True)]
+    )
+    snap = world.engine.snapshot()
+    at = oracle.black_scholes
+    for values in (snap.current(), snap.evaluate(snap.prices)):
+        table = values.table
+        assert table.maintenance[0] == math.ceil(3 * at("put", 1700, 1900, 0.6, TAU30) * 100)
+        assert table.unrealized_pnl[0] == cents_down(-3 * at("put", 2000, 1900, 0.6, TAU30))
+        stale = [bool(f & Flag.STALE_CHAIN) for f in table.flags.tolist()]
+        assert stale == [True, False]
