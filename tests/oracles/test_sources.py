@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 
 import pytest
@@ -255,6 +255,17 @@ def test_twap_price_of_a_usdc_weth_pool() -> None:
     assert float(usdc_per_weth) == pytest.approx(1e12 / raw, rel=1e-12)
     assert 2_063 < usdc_per_weth < 2_064
     assert abs(weth_per_usdc * usdc_per_weth - 1) < D("1e-38")
+
+
+def test_twap_price_is_rounded_to_forty_significant_digits() -> None:
+    # 1.0001 ** 200_000 (USDC per WETH before the 10**12 scale) to 100 digits, then rounded
+    # half-even to 40: the product keeps 40 significant digits, not the default context's 28.
+    wide = Context(prec=100)
+    exact = wide.scaleb(wide.power(D("1.0001"), 200_000), -12)
+    expected = Context(prec=40, rounding=ROUND_HALF_EVEN).plus(exact)
+    price = twap_price_from_ticks(0, 200_000 * 60, 60, 6, 18)
+    assert len(price.as_tuple().digits) == 40
+    assert price == expected
 
 
 def test_twap_tick_zero_is_one_adjusted_by_decimals() -> None:
