@@ -1,0 +1,31 @@
+"""The engine's account and row tables seen from outside (``margin.engine``, ``margin.rows``):
+which accounts exist, in which order, and what each is worth, with numbers worked out in the
+comments. Each case was added for a mutant that survived the fifth mutation pass
+(bench/RESULTS.md, "Fifth pass").
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from margin.model import MarginModel
+from tests.margin.portfolio_kit import World
+
+A, B, C = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
+
+
+def test_a_bulk_load_adds_new_accounts_after_those_already_known() -> None:
+    # A is known; a sweep of USDC on main brings B and C (new) and A again (replaced): the
+    # new ones get the next indices in the order first seen, and every balance counts whole
+    # (USDC at 1, weight 0.8).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.engine.load_balances(
+        "main", "usdc", [B, A, C], [1_000 * 10**6, 2_000 * 10**6, 3 * 10**6], 2
+    )
+    assert list(world.engine.accounts) == [A, B, C]
+    world.engine.recompute_all()
+    for account, usd in ((A, 2_000), (B, 1_000), (C, 3)):
+        health = world.engine.account_health(account)
+        assert health.collateral_value == Decimal(usd)
+        assert health.weighted_collateral == Decimal(usd) * Decimal("0.8")
