@@ -29,3 +29,15 @@ def test_a_bulk_load_adds_new_accounts_after_those_already_known() -> None:
         health = world.engine.account_health(account)
         assert health.collateral_value == Decimal(usd)
         assert health.weighted_collateral == Decimal(usd) * Decimal("0.8")
+
+
+def test_a_bulk_load_of_new_accounts_marks_exactly_them() -> None:
+    # A is known and evaluated; a sweep finds B (a zero balance) and C: only B and C are
+    # dirty (the next incremental recompute evaluates them, not A again).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.engine.recompute_all()
+    world.engine.load_balances("main", "usdc", [B, C], [0, 5 * 10**6], 2)
+    assert world.engine.dirty_accounts().tolist() == [1, 2]
+    assert world.engine.recompute_dirty(full_fraction=1.0).tolist() == [1, 2]
+    assert world.engine.results.collateral_value.tolist() == [1_000_000.0, 0.0, 500.0]  # cents
