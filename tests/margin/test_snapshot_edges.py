@@ -55,6 +55,8 @@ def test_a_snapshot_reports_no_separate_options_value(model: MarginModel) -> Non
     snap = world.engine.snapshot()
     for values in (snap.current(), snap.evaluate(snap.prices, {"ETH": 0.5})):
         np.testing.assert_array_equal(values.options_value, [0.0, 0.0])
+        # one row per account, from the engine's stored results as from a fresh pass
+        np.testing.assert_array_equal(values.table.collateral_value, [1_000_000.0, 100_000.0])
 
 
 @pytest.mark.parametrize("model", [MarginModel.WEIGHTED, MarginModel.PORTFOLIO])
