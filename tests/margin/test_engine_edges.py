@@ -41,3 +41,18 @@ def test_a_bulk_load_of_new_accounts_marks_exactly_them() -> None:
     assert world.engine.dirty_accounts().tolist() == [1, 2]
     assert world.engine.recompute_dirty(full_fraction=1.0).tolist() == [1, 2]
     assert world.engine.results.collateral_value.tolist() == [1_000_000.0, 0.0, 500.0]  # cents
+
+
+def test_an_account_document_recomputes_a_dirty_account_first() -> None:
+    # A's USDC drops from 10,000 to 4,000 and nothing recomputes: its document (the API's
+    # account view) still shows 4,000, and the incremental recompute has nothing left to do.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.hold(B, "usdc", 1_000)
+    world.engine.recompute_all()
+    world.engine.set_balance(A, "main", "usdc", 4_000 * 10**6, 2)
+    assert world.engine.dirty_accounts().tolist() == [0]
+    health = world.engine.account_health(A)
+    assert health.collateral_value == Decimal(4_000)
+    assert health.weighted_collateral == Decimal(3_200)
+    assert world.engine.dirty_accounts().tolist() == []

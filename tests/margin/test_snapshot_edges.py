@@ -111,3 +111,22 @@ def test_a_weighted_snapshot_charges_written_options_and_carries_their_chains_fl
         assert table.unrealized_pnl[0] == cents_down(-3 * at("put", 2000, 1900, 0.6, TAU30))
         stale = [bool(f & Flag.STALE_CHAIN) for f in table.flags.tolist()]
         assert stale == [True, False]
+
+
+def test_a_snapshot_does_not_see_a_later_failed_read() -> None:
+    # A's USDC read fails after the snapshot: the engine flags A READ_FAILED (keeping the
+    # last good value), the snapshot does not, at current or at shocked prices.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.hold(B, "usdc", 1_000)
+    world.engine.recompute_all()
+    snap = world.engine.snapshot()
+    world.engine.set_read_failed(A, "main", "usdc", 2)
+    world.engine.recompute_all()
+    assert world.engine.results.flags[0] & Flag.READ_FAILED
+    for values in (
+        snap.current(),
+        snap.evaluate(snap.prices),
+        snap.evaluate(snap.prices, {"ETH": 0.1}),
+    ):
+        assert [int(f) for f in values.table.flags.tolist()] == [0, 0]
