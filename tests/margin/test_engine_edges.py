@@ -56,3 +56,16 @@ def test_an_account_document_recomputes_a_dirty_account_first() -> None:
     assert health.collateral_value == Decimal(4_000)
     assert health.weighted_collateral == Decimal(3_200)
     assert world.engine.dirty_accounts().tolist() == []
+
+
+def test_an_incremental_recompute_with_nothing_dirty_returns_usable_indices() -> None:
+    # ``recompute_dirty`` returns the indices it evaluated: with nothing dirty, an empty
+    # array of indices, which indexes the results to nothing (an empty float array, numpy's
+    # default, would raise IndexError in a caller that indexes with it).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.engine.recompute_all()
+    touched = world.engine.recompute_dirty(full_fraction=1.0)
+    assert touched.dtype.kind == "i"
+    assert world.engine.results.health[touched].tolist() == []
+    assert world.engine.dirty_accounts().tolist() == []
