@@ -146,3 +146,38 @@ def test_a_bad_pair_document_is_refused_by_name(change: dict[str, Any], problem:
     missing = {k: v for k, v in GOOD_PAIR.items() if k != "assets"}
     with pytest.raises(OracleStateInvalid, match=r"^missing field 'assets'$"):
         pair_state_from_json(missing)
+
+
+PENDING: dict[str, Any] = {
+    "direction": 1,
+    "price": "3200",
+    "confirmations": 1,
+    "evidence_at": 1.0,
+    "first_seen_at": 1.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"last_good": {"price": 2000}}, r"^price: expected a decimal string, got int$"),
+        ({"last_good": {"price": "abc"}}, r"^price: 'abc' is not a decimal$"),
+        (
+            {"pending": {**PENDING, "confirmations": "1"}},
+            r"^confirmations: expected an integer, got '1'$",
+        ),
+        (
+            {"pending": {**PENDING, "direction": True}},
+            r"^direction: expected an integer, got True$",
+        ),
+        (
+            {"volatility": {"variance_per_s": True}},
+            r"^variance_per_s: expected a number, got True$",
+        ),
+    ],
+)
+def test_a_bad_field_is_refused_with_its_name_and_value(
+    document: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(OracleStateInvalid, match=problem):
+        state_from_json({"version": 1, **document})
