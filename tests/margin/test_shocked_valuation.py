@@ -4,11 +4,14 @@ and leaves the engine as it was."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from margin.model import MarginInputError, MarginModel
 from margin.options import Right
+from tests.margin import portfolio_oracle as oracle
 from tests.margin.portfolio_kit import World, option
 
 ACCOUNTS = [f"0x{i + 1:040x}" for i in range(4)]
@@ -72,3 +75,16 @@ def test_a_portfolio_book_valued_with_flat_weights_equals_the_weighted_model() -
     expected = weighted.engine.recompute_all()
     for name, column in as_weighted.columns().items():
         np.testing.assert_array_equal(column, getattr(expected, name), err_msg=name)
+
+
+def test_a_volatility_shock_alone_revalues_options_at_the_shocked_implied_vol() -> None:
+    # No price shock at all: ETH's vol +50 % values A's 2 calls (strike 2,100, 30 days) at
+    # σ 0.9 instead of 0.6 (weighted: their market value, rounded down to a cent, is U).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(ACCOUNTS[0], "usdc", 10_000)
+    world.options(ACCOUNTS[0], [option(ACCOUNTS[0], size=2, right=Right.CALL, strike=2100)])
+    tau = 30 * 86_400 / (365 * 86_400)
+    for vol, shocks in ((0.6, {}), (0.9, {"ETH": 0.5})):
+        shocked, _ = world.engine.evaluate_under(vol_shocks=shocks)
+        value = 2 * oracle.black_scholes("call", 2000, 2100, vol, tau)
+        assert shocked.unrealized_pnl[0] == math.floor(value * 100)

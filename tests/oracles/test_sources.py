@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 
 import pytest
@@ -211,6 +211,15 @@ def test_sequencer_rejects_a_negative_grace_period() -> None:
         sequencer_status(0, int(NOW), NOW, -1)
 
 
+def test_sequencer_edges_of_the_grace_period_and_of_started_at() -> None:
+    # A grace period of 0 (or under a second) is allowed: up since now is usable at once.
+    # startedAt = 1 is a real time (1970), not the uninitialised 0: up for decades.
+    assert sequencer_status(0, int(NOW), NOW, 0) is SequencerStatus.UP
+    assert sequencer_status(0, int(NOW), NOW, 0.5) is SequencerStatus.GRACE  # up for 0 s
+    assert sequencer_status(0, int(NOW) - 1, NOW, 0.5) is SequencerStatus.UP
+    assert sequencer_status(0, 1, NOW, GRACE_S) is SequencerStatus.UP
+
+
 # --- Uniswap v3 TWAP -------------------------------------------------------------------------
 
 
@@ -223,6 +232,9 @@ def test_sequencer_rejects_a_negative_grace_period() -> None:
         (0, -600, 60, -10),
         (0, -7, 2, -4),  # −3.5 rounds toward −∞, like OracleLibrary.consult
         (-1_000, -1_001, 60, -1),
+        (0, 5, 1, 5),  # a window of one second
+        (0, -887_272 * 10, 10, -887_272),  # TickMath.MIN_TICK itself
+        (0, 887_272 * 10, 10, 887_272),  # TickMath.MAX_TICK itself
     ],
 )
 def test_mean_tick_rounds_toward_negative_infinity(
@@ -245,6 +257,17 @@ def test_twap_price_of_a_usdc_weth_pool() -> None:
     assert abs(weth_per_usdc * usdc_per_weth - 1) < D("1e-38")
 
 
+def test_twap_price_is_rounded_to_forty_significant_digits() -> None:
+    # 1.0001 ** 200_000 (USDC per WETH before the 10**12 scale) to 100 digits, then rounded
+    # half-even to 40: the product keeps 40 significant digits, not the default context's 28.
+    wide = Context(prec=100)
+    exact = wide.scaleb(wide.power(D("1.0001"), 200_000), -12)
+    expected = Context(prec=40, rounding=ROUND_HALF_EVEN).plus(exact)
+    price = twap_price_from_ticks(0, 200_000 * 60, 60, 6, 18)
+    assert len(price.as_tuple().digits) == 40
+    assert price == expected
+
+
 def test_twap_tick_zero_is_one_adjusted_by_decimals() -> None:
     assert twap_price_from_ticks(0, 0, 60, 18, 18) == 1
     assert twap_price_from_ticks(0, 0, 60, 8, 18) == D("1E-10")
@@ -262,3 +285,13 @@ def test_twap_tick_zero_is_one_adjusted_by_decimals() -> None:
 def test_twap_rejects_bad_inputs(start: int, end: int, window: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         twap_price_from_ticks(start, end, window, 18, 18)
+
+
+def test_twap_takes_tokens_without_decimals_and_refuses_negative_ones() -> None:
+    # 0 decimals is a valid token (e.g. some wrapped NFTs' fractions): tick 0 scales by 10**±d
+    assert twap_price_from_ticks(0, 0, 60, 0, 6) == D("1E-6")
+    assert twap_price_from_ticks(0, 0, 60, 6, 0) == D("1E6")
+    assert twap_price_from_ticks(0, 0, 60, 0, 0) == 1
+    for d0, d1 in ((-1, 6), (6, -1)):
+        with pytest.raises(ValueError, match=r"^decimals must be >= 0$"):
+            twap_price_from_ticks(0, 0, 60, d0, d1)
