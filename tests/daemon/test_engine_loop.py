@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,24 +73,43 @@ def two_chain_engine(latency_s: float = 1) -> MarginEngine:
     )
 
 
+@contextlib.asynccontextmanager
+async def engine_loop(
+    url: str,
+    engine: MarginEngine,
+    *,
+    required_chains: Sequence[str] = ("l1", "l2"),
+    **options: Any,
+) -> AsyncIterator[tuple[EngineLoop, HealthStore]]:
+    """An engine loop on the store at ``url`` with MQTT off (nothing to connect to)."""
+    async with (
+        await HealthStore.open(url) as store,
+        MqttPublisher(MqttConfig()) as publisher,
+    ):
+        yield (
+            EngineLoop(
+                engine=engine,
+                store=store,
+                publisher=publisher,
+                value_decimals=2,
+                required_chains=list(required_chains),
+                required_assets=["ETH", "USDC"],
+                **options,
+            ),
+            store,
+        )
+
+
 async def test_nothing_is_valued_or_published_before_every_chain_was_read(
     tmp_path: Path,
 ) -> None:
     url = await sqlite_store(tmp_path)
     engine = two_chain_engine()
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,  # MQTT off: nothing to connect to
-    ):
-        loop = EngineLoop(
-            engine=engine,
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-            write_chunk_accounts=2,  # the first valuation's 5 accounts in 3 transactions
-        )
+    async with engine_loop(
+        url,
+        engine,
+        write_chunk_accounts=2,  # the first valuation's 5 accounts in 3 transactions
+    ) as (loop, store):
         # The debt chain and the prices arrive first: 1,500 of debt and no collateral yet.
         await loop.cycle([prices(), update("l2", DEBT, 1500 * 10**6, 10)])
         assert not loop.warm()
@@ -129,19 +151,11 @@ async def test_a_timed_out_warm_up_is_not_a_stored_valuation(tmp_path: Path) -> 
     times it out values nobody, and the daemon must not call that its first valuation."""
     url = await sqlite_store(tmp_path)
     engine = two_chain_engine()
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        loop = EngineLoop(
-            engine=engine,
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-            warmup_timeout_s=0.0,
-        )
+    async with engine_loop(
+        url,
+        engine,
+        warmup_timeout_s=0.0,
+    ) as (loop, store):
         await loop.cycle([prices(), update("l2", DEBT, 1500 * 10**6, 10)])
         assert loop.warm()  # timed out: l1 is still being read
         assert not loop.valuation_stored
@@ -164,20 +178,13 @@ async def test_the_warm_up_waits_longer_for_more_pairs(tmp_path: Path) -> None:
         ],
         chains=[ChainInput(name="l1", liquidation_latency_s=1)],
     )
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        loop = EngineLoop(
-            engine=engine,
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1"],
-            required_assets=["ETH", "USDC"],
-            warmup_timeout_s=0.0,
-            watched_pairs=10_000_000,  # 1,000 s of allowance
-        )
+    async with engine_loop(
+        url,
+        engine,
+        required_chains=["l1"],
+        warmup_timeout_s=0.0,
+        watched_pairs=10_000_000,  # 1,000 s of allowance
+    ) as (loop, _store):
         await loop.cycle([prices()])
         assert not loop.warm()  # l1 is still being read: not timed out
         await loop.cycle([update("l1", WETH, 10**18, 20)])
@@ -198,18 +205,7 @@ async def test_breakdowns_go_to_the_largest_shortfalls(tmp_path: Path) -> None:
         block=block,
         readings={(a, DEBT): Reading(d * 10**6, 10, block.hash) for a, d in debts.items()},
     )
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        loop = EngineLoop(
-            engine=engine,
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-        )
+    async with engine_loop(url, engine) as (loop, store):
         loop.breakdown_limit = 2
         await loop.cycle([prices(), debt_update, update("l1", WETH, 10**18, 20)])
         stored = {a: await store.queries.health(a) for a in ACCOUNTS}
@@ -231,18 +227,7 @@ async def test_a_volatility_decay_below_a_step_revalues_nobody(tmp_path: Path) -
     that was every account every round); a larger decay or any rise is taken."""
     url = await sqlite_store(tmp_path)
     engine = two_chain_engine(latency_s=3600)  # a shock of ~1 %: cents move with σ
-    async with (
-        await HealthStore.open(url) as store,
-        MqttPublisher(MqttConfig()) as publisher,
-    ):
-        loop = EngineLoop(
-            engine=engine,
-            store=store,
-            publisher=publisher,
-            value_decimals=2,
-            required_chains=["l1", "l2"],
-            required_assets=["ETH", "USDC"],
-        )
+    async with engine_loop(url, engine) as (loop, store):
         start = with_volatility(prices(), "ETH", 0.5)
         await loop.cycle([start, update("l2", DEBT, 1500 * 10**6, 10)])
         await loop.cycle([update("l1", WETH, 10**18, 20)])
