@@ -237,6 +237,13 @@ class MarginBook:
         blocks = [block] * len(accounts) if isinstance(block, int) else list(block)
         if len(blocks) != len(accounts):
             raise MarginInputError("load_balances: accounts and blocks differ in length")
+        # Refused before anything is registered or recorded: a refused call changes nothing.
+        if len(set(accounts)) != len(accounts):
+            raise MarginInputError("load_balances: an account appears twice")
+        if not (isinstance(raws, np.ndarray) and raws.dtype == np.uint64):
+            raws = [int(r) for r in raws]
+            if any(not 0 <= r <= UINT256_MAX for r in raws):
+                raise MarginInputError("load_balances: raw balance out of uint256 range")
         if decimals is None:  # every read counts as failed (``set_balance``)
             for account, raw, at in zip(accounts, raws, blocks, strict=True):
                 self.set_balance(account, chain, token, int(raw), at)
@@ -256,17 +263,13 @@ class MarginBook:
                 blocks = [blocks[i] for i in kept]
                 if not len(accts):
                     return
-        if len(accts) and np.bincount(accts).max() > 1:
-            raise MarginInputError("load_balances: an account appears twice")
         rows = self._holdings
         if isinstance(raws, np.ndarray) and raws.dtype == np.uint64:
             amounts = normalized_amounts(raws, decimals)
             new = self._append_rows(accts, tok)
             rows.raw[new, 0] = raws
         else:
-            ints = [int(r) for r in raws]
-            if any(not 0 <= r <= UINT256_MAX for r in ints):
-                raise MarginInputError("load_balances: raw balance out of uint256 range")
+            ints = [int(r) for r in raws]  # checked above
             amounts = np.array([normalized_amount(r, decimals) for r in ints], dtype=np.float64)
             new = self._append_rows(accts, tok)
             for row, raw in zip(new.tolist(), ints, strict=True):

@@ -90,6 +90,26 @@ def test_bad_inputs_are_refused_naming_what_is_wrong() -> None:
         engine.add_tokens([replace(usdc, token="new", tiers=(Tier(rate=0.9),))])
 
 
+def test_a_refused_bulk_load_changes_nothing() -> None:
+    """Refused for a duplicate or an out-of-range raw, ``load_balances`` has registered no
+    account and recorded no balance, not even those of accounts that already hold the token."""
+    usdc = TokenRisk(chain="main", token="usdc", asset="USDC", role=Role.COLLATERAL, weight=0.8,
+                     decimals=6)  # fmt: skip
+    main = ChainInput(name="main", liquidation_latency_s=60.0)
+    engine = MarginEngine(tokens=[usdc], chains=[main])
+    engine.set_prices([PriceInput(asset="USDC", price=1.0)])
+    engine.load_balances("main", "usdc", [A], [100 * 10**6], block=1)
+    before = engine.account_health(A).weighted_collateral
+    assert before == Decimal("80.00")
+    for accounts, raws in (([A, B, B], [5 * 10**6, 1, 2]), ([A, B, C], [5 * 10**6, 1, 2**256])):
+        with pytest.raises(MarginInputError):
+            engine.load_balances("main", "usdc", accounts, raws, block=2)
+        for newcomer in (B, C):
+            with pytest.raises(MarginInputError, match="unknown account"):
+                engine.account_index(newcomer)
+        assert engine.account_health(A).weighted_collateral == before  # A's row untouched
+
+
 def test_a_book_started_without_tokens_values_tokens_added_later() -> None:
     # No token at start (a venue's reserves are learned later): 10,000 USDC at weight 0.8.
     engine = MarginEngine(tokens=[], chains=[ChainInput(name="main", liquidation_latency_s=60.0)])
