@@ -427,8 +427,7 @@ def _scan_options(
         return _scan_few(options, o_pair, linear, shock, level, market, loss, loss_lat)
     if layout is None:
         layout = option_layout(o_pair, options.contract)
-    grid, lat_moves = market.grid, market.latency_moves
-    moves_g = market.moves
+    grid = market.grid
     rep = layout.order[layout.contract_row]  # a row (original order) of each contract
 
     def keys(at: IndexArray) -> FloatArray:
@@ -436,8 +435,7 @@ def _scan_options(
         return _line_keys(options, rep[at])
 
     def scan_units(at: IndexArray) -> FloatArray:
-        c = keys(at)
-        return _unit_pnl(c, moves_g[c[:, 0].astype(np.intp)], grid.vol[None, :], with_price=True)
+        return _grid_units(keys(at), market)
 
     ids = options.contract[rep]
     priced = _cached(ids, market.units.grid, scan_units)
@@ -452,9 +450,7 @@ def _scan_options(
     lat_row_pair = row_pair[lat_first]
 
     def latency_units(at: IndexArray) -> FloatArray:
-        lat_shock = shock[lat_row_pair[at]]
-        c = np.column_stack([keys(lat_contract[at]), lat_shock])
-        return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
+        return _latency_units(keys(lat_contract[at]), shock[lat_row_pair[at]], market)
 
     lat_key = ids[lat_contract] * n_levels + level[lat_row_pair]
     unit_lat = _cached(lat_key, market.units.latency, latency_units)
@@ -465,9 +461,7 @@ def _scan_options(
     pair_gl = (layout.pair_ids % groups) * n_levels + level[layout.pair_ids]
     gl_first, gl_of = _dense_unique(pair_gl, groups * n_levels)
     gl_pair = layout.pair_ids[gl_first]
-    moves = np.concatenate(
-        [moves_g[gl_pair % groups], latency_grid(shock[gl_pair], lat_moves)], axis=1
-    )
+    moves = _pair_moves(gl_pair, shock, market)
     neg_weight = market.neg_weight
     size = options.size[layout.order] * market.scale
     n_pairs, n_rows = len(layout.pair_ids), len(layout.order)
@@ -512,17 +506,13 @@ def _scan_few(
     have equal inputs), and the lines' rounded P&Ls are added per pair with one ``np.bincount``:
     whole value units, so the sums equal the full scan's in any order. The same arithmetic
     otherwise, operation for operation: the results are the full scan's bit for bit."""
-    grid, lat_moves = market.grid, market.latency_moves
     n_levels = len(market.chain_latency) + 1
 
     def scan_units(at: IndexArray) -> FloatArray:
-        c = _line_keys(options, at)
-        moves = market.moves[c[:, 0].astype(np.intp)]
-        return _unit_pnl(c, moves, grid.vol[None, :], with_price=True)
+        return _grid_units(_line_keys(options, at), market)
 
     def latency_units(at: IndexArray) -> FloatArray:
-        c = np.column_stack([_line_keys(options, at), shock[o_pair[at]]])
-        return _unit_pnl(c, latency_grid(c[:, 6], lat_moves), np.zeros((1, 1)))
+        return _latency_units(_line_keys(options, at), shock[o_pair[at]], market)
 
     priced = _cached(options.contract, market.units.grid, scan_units)
     lat_key = options.contract * n_levels + level[o_pair]
@@ -538,18 +528,37 @@ def _scan_few(
     held[o_pair] = True
     pairs = np.flatnonzero(held)
     scan = sums.reshape(len(linear), width)[pairs]
-    groups = len(market.ranges)
-    moves = np.concatenate(
-        [market.moves[pairs % groups], latency_grid(shock[pairs], lat_moves)], axis=1
-    )
-    total = linear[pairs][:, None] * moves
+    total = linear[pairs][:, None] * _pair_moves(pairs, shock, market)
     total += scan
     worst = np.multiply(total.T, market.neg_weight[:, None], out=np.empty(total.shape[::-1]))
-    columns = len(grid)
+    columns = len(market.grid)
     np.put(loss, pairs, np.maximum(worst[:columns].max(axis=0), 0.0))
     np.put(loss_lat, pairs, np.maximum(worst[columns:].max(axis=0), 0.0))
     out: FloatArray = np.floor(options.size * priced[:, 0] * market.scale)
     return out
+
+
+def _grid_units(keys: FloatArray, market: GroupMarket) -> FloatArray:
+    """Unit P&Ls over the scenario grid, the price first, of contracts with ``keys``
+    (``_line_keys``)."""
+    moves = market.moves[keys[:, 0].astype(np.intp)]
+    return _unit_pnl(keys, moves, market.grid.vol[None, :], with_price=True)
+
+
+def _latency_units(keys: FloatArray, shock: FloatArray, market: GroupMarket) -> FloatArray:
+    """Unit P&Ls over the latency grid of contracts with ``keys`` (``_line_keys``), each at
+    its pair's latency ``shock``."""
+    c = np.column_stack([keys, shock])
+    return _unit_pnl(c, latency_grid(c[:, 6], market.latency_moves), np.zeros((1, 1)))
+
+
+def _pair_moves(pairs: IndexArray, shock: FloatArray, market: GroupMarket) -> FloatArray:
+    """Per (account, group) pair: the moves of both grids, that multiply its linear
+    exposure (the scenario grid's of its group, then its latency grid's)."""
+    groups = len(market.ranges)
+    return np.concatenate(
+        [market.moves[pairs % groups], latency_grid(shock[pairs], market.latency_moves)], axis=1
+    )
 
 
 def _line_keys(options: OptionRows, at: IndexArray) -> FloatArray:
