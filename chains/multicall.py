@@ -131,7 +131,8 @@ class MalformedReturn(NonRetryableError):
 
 
 def decode_aggregate3(result_hex: str, expected: int) -> list[bytes | None]:
-    """Decode ``(bool success, bytes returnData)[]``; ``None`` marks a failed call.
+    """Decode ``(bool success, bytes returnData)[]`` into one word per call; ``None`` marks a
+    failed call.
 
     A call counts as failed when it reverted or returned anything but exactly 32 bytes (an
     address without code "succeeds" with empty data: that is not a zero balance).
@@ -140,6 +141,35 @@ def decode_aggregate3(result_hex: str, expected: int) -> list[bytes | None]:
     words = _uniform_words(raw, expected)
     if words is not None:
         return words
+    size = len(raw)
+    return [
+        raw[data_at : data_at + CALL_RESULT_BYTES]
+        if success and length == CALL_RESULT_BYTES and data_at + CALL_RESULT_BYTES <= size
+        else None
+        for success, data_at, length in _result_tuples(raw, expected)
+    ]
+
+
+def decode_aggregate3_data(result_hex: str, expected: int) -> list[bytes | None]:
+    """Decode ``(bool success, bytes returnData)[]`` keeping each success's data whole (structs,
+    tuples, dynamic arrays); ``None`` marks a call that reverted. Data that runs past the end
+    of the return raises ``MalformedReturn``."""
+    raw = bytes.fromhex(result_hex.removeprefix("0x"))
+    words = _uniform_words(raw, expected)
+    if words is not None:
+        return words
+    size = len(raw)
+    out: list[bytes | None] = []
+    for success, data_at, length in _result_tuples(raw, expected):
+        if data_at + length > size:
+            raise MalformedReturn("return data shorter than its offsets")
+        out.append(raw[data_at : data_at + length] if success else None)
+    return out
+
+
+def _result_tuples(raw: bytes, expected: int) -> list[tuple[bool, int, int]]:
+    """``(success, where its data starts, its length)`` of each returned tuple, offsets checked
+    against the layout; a layout that does not fit raises ``MalformedReturn``."""
     try:
         if int.from_bytes(raw[0:32], "big") != 0x20:
             raise MalformedReturn("unexpected array offset")
@@ -147,17 +177,14 @@ def decode_aggregate3(result_hex: str, expected: int) -> list[bytes | None]:
         if n != expected:
             raise MalformedReturn(f"{n} results for {expected} calls")
         base = 64
-        out: list[bytes | None] = []
+        out: list[tuple[bool, int, int]] = []
         for i in range(n):
             head = base + 32 * i
             start = base + int.from_bytes(raw[head : head + 32], "big")
             success = raw[start + 31] == 1
             data_at = start + int.from_bytes(raw[start + 32 : start + 64], "big")
             length = int.from_bytes(raw[data_at : data_at + 32], "big")
-            if success and length == CALL_RESULT_BYTES and data_at + 64 <= len(raw):
-                out.append(raw[data_at + 32 : data_at + 64])
-            else:
-                out.append(None)
+            out.append((success, data_at + 32, length))
     except IndexError as exc:
         raise MalformedReturn("return data shorter than its offsets") from exc
     return out

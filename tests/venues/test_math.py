@@ -11,7 +11,7 @@ from eth_abi import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chains.multicall import MalformedReturn
+from chains.multicall import MalformedReturn, decode_aggregate3_data
 from venues.aave.account import (
     ReserveState,
     UserBalances,
@@ -26,7 +26,6 @@ from venues.aave.bitmaps import (
 )
 from venues.aave.liquidation import available_collateral_to_liquidate, close_factor
 from venues.aave.math import UINT256_MAX, percent_div, percent_mul, ray_mul, wad_div
-from venues.batch import decode_returns
 from venues.errors import VenueMathOverflow
 from venues.model import PlanPricing
 from venues.morpho.market import (
@@ -282,8 +281,8 @@ def test_aggregate3_returns_decode_like_eth_abi(
     if one_word_each:  # the fast path: every call succeeded with one word
         returned = [(True, data[:32].rjust(32, b"\0")) for _, data in returned]
     hex_result = "0x" + encode(["(bool,bytes)[]"], [returned]).hex()
-    assert decode_returns(hex_result, len(returned)) == [
+    assert decode_aggregate3_data(hex_result, len(returned)) == [
         data if ok else None for ok, data in returned
     ]
     with pytest.raises(MalformedReturn):
-        decode_returns(hex_result, len(returned) + 1)
+        decode_aggregate3_data(hex_result, len(returned) + 1)
