@@ -68,6 +68,7 @@ from daemon.store.engine import wait_until_reachable
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import LeaseLost
 from daemon.store.migrate import migrate
+from daemon.store.outbox import OutboxConnection
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState
 from daemon.store.writer import HealthStore
@@ -289,6 +290,12 @@ class Daemon:
             fence=fence,
             may_publish=None if member is None else member.valid,
             on_fenced=None if member is None else functools.partial(self._fenced, "outbox"),
+            # Unfenced, on PostgreSQL: reads and marks on a connection of the relay's own.
+            connection=(
+                OutboxConnection(store.engine, value_decimals=store.value_decimals)
+                if fence is None and store.engine.dialect.name == "postgresql"
+                else None
+            ),
         )
         self.loop = self._engine_loop(store, publisher, state, self.events)
         self.announcer = VenueAnnouncer(store=store, publisher=publisher)
@@ -511,6 +518,8 @@ class Daemon:
             )
         except LeaseLost as exc:  # the relay's claim: nothing of those shards is ours now
             self._fenced("outbox", exc)
+        finally:
+            events.close()
 
     async def _next_pipeline(
         self, store: HealthStore, publisher: MqttPublisher, stop: asyncio.Event

@@ -49,6 +49,7 @@ from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.topics import Topics, flag_events
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
+from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore
 from margin.model import Flag, flag_names
@@ -186,8 +187,12 @@ class EventRelay:
         fence: Fence | None = None,
         may_publish: Callable[[], bool] | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
+        connection: OutboxConnection | None = None,
     ) -> None:
         self._store = store
+        # Unfenced reads and marks on PostgreSQL go through the relay's own connection (one
+        # round trip each); a fenced claim needs its transaction (``StoreQueries.outbox``).
+        self._connection = connection if fence is None else None
         self._fence = fence
         self._may_publish = may_publish
         self._on_fenced = on_fenced
@@ -228,14 +233,23 @@ class EventRelay:
     async def run(self) -> None:
         """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``. Once a
         lease is lost (cluster mode) the relay stops publishing and idles until cancelled."""
-        while not self._stop.is_set():
-            self._wake.clear()  # a wake-up from now on means another pass
-            try:
-                await self.drain(stoppable=True)
-            except LeaseLost as exc:
-                self._fenced(exc)
-                await self._stop.wait()  # the replica rebuilds its pipeline
-            await wait_event(self._wake, self._poll_s)
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()  # a wake-up from now on means another pass
+                try:
+                    await self.drain(stoppable=True)
+                except LeaseLost as exc:
+                    self._fenced(exc)
+                    await self._stop.wait()  # the replica rebuilds its pipeline
+                await wait_event(self._wake, self._poll_s)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the relay's own database connection, if any (idempotent; a later ``drain``
+        opens a new one)."""
+        if self._connection is not None:
+            self._connection.close()
 
     def _fenced(self, exc: LeaseLost) -> None:
         self.fenced += 1
@@ -313,10 +327,14 @@ class EventRelay:
         """The next batch, its events already encoded: the read runs while the previous
         batch is delivered, so the encoding is not between one batch's last PUBACK and the
         next batch's first PUBLISH."""
-        queries = self._store.queries
+        queries, connection = self._store.queries, self._connection
         entries = await self._retrying(
             "read",
-            lambda: queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence),
+            lambda: (
+                queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence)
+                if connection is None
+                else connection.read(limit=self._batch, after_id=after_id)
+            ),
         )
         if not entries or not self._publisher.enabled:
             return _Batch(entries, [], 0.0)
@@ -344,7 +362,15 @@ class EventRelay:
 
     async def _mark(self, entries: Sequence[OutboxEntry]) -> None:
         ids = [e.id for e in entries]
-        self._marked += await self._retrying("mark", lambda: self._store.mark_published(ids))
+        connection = self._connection
+        self._marked += await self._retrying(
+            "mark",
+            lambda: (
+                self._store.mark_published(ids)
+                if connection is None
+                else connection.mark(ids, time.time())
+            ),
+        )
         if entries in self._in_flight:  # a mark finished after a stop has cleared them
             self._in_flight.remove(entries)
 

@@ -26,6 +26,7 @@ from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay, batch_messages, event_messages, event_payload
 from daemon.mqtt.topics import Topics, encode_json
 from daemon.store.migrate import migrate
+from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext
 from daemon.store.writer import HealthStore
@@ -75,6 +76,13 @@ def eth_at(price: str, round_at: float) -> PricesChanged:
             "USDC": asset_price("USDC", "1", round_at, volatility=LOW_VOLATILITY),
         }
     )
+
+
+def own_connection(store: HealthStore) -> OutboxConnection | None:
+    """The relay's own connection, as the daemon gives it on PostgreSQL (unfenced)."""
+    if store.engine.dialect.name != "postgresql":
+        return None
+    return OutboxConnection(store.engine, value_decimals=store.value_decimals)
 
 
 async def wait_for(check: object, what: str, timeout_s: float = DELIVERY_TIMEOUT_S) -> None:
@@ -132,7 +140,9 @@ async def test_one_move_flipping_40k_accounts_is_stored_published_and_listed_onc
                 markets=PositionMarkets(assets=frozenset(), chains=frozenset()),
             ) as api,
         ):
-            relay = EventRelay(store=store, publisher=publisher, batch=10_000)
+            relay = EventRelay(
+                store=store, publisher=publisher, batch=10_000, connection=own_connection(store)
+            )
             loop = EngineLoop(
                 engine=healthy_book(BURST),
                 store=store,
@@ -257,11 +267,13 @@ async def test_mqtt_off_marks_transitions_without_publishing(tmp_path: Path) -> 
         assert (relay.stats().marked, relay.stats().published) == (5, 0)
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["pool", "own-connection"])
 async def test_database_and_broker_outages_delay_events_and_lose_none(
-    broker: Mosquitto, prefix: str
+    broker: Mosquitto, prefix: str, own: bool
 ) -> None:
     """The relay waits out a database cut (reads and marks retried) and a broker cut
-    (deliveries wait for the next connection); nothing is marked before its PUBACK."""
+    (deliveries wait for the next connection); nothing is marked before its PUBACK. Through
+    the store's pool (cluster mode's path) and through the relay's own connection."""
     db_gate, mqtt_gate = TcpGate(PG_PORT), TcpGate(broker.port)
     await db_gate.open()
     await mqtt_gate.open()
@@ -281,7 +293,10 @@ async def test_database_and_broker_outages_delay_events_and_lose_none(
                 )
             ) as publisher,
         ):
-            relay = EventRelay(store=store, publisher=publisher, batch=4, poll_s=0.2)
+            connection = OutboxConnection(store.engine, value_decimals=2) if own else None
+            relay = EventRelay(
+                store=store, publisher=publisher, batch=4, poll_s=0.2, connection=connection
+            )
             relaying = asyncio.create_task(relay.run())
             try:
                 # The database is away: the relay cannot read, nothing is published yet.
