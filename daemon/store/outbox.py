@@ -70,7 +70,7 @@ async def mark_published(conn: AsyncConnection, ids: Iterable[int], at: float) -
 
 
 class OutboxConnection:
-    """The event relay's own PostgreSQL connection, outside the pool, for its unfenced reads
+    """The event relay's own PostgreSQL connections, outside the pool, for its unfenced reads
     and marks: each one raw statement, one round trip, in autocommit (one statement sees one
     snapshot, so no transaction is needed without a fence to check).
 
@@ -83,8 +83,9 @@ class OutboxConnection:
     ``StoreQueries.outbox`` returns for the same rows (a test holds them equal).
 
     Cluster mode keeps ``StoreQueries.outbox``: its claim checks the fence in the read's own
-    transaction. Opened on first use; a failure closes it (``StoreUnavailable``: the relay
-    retries, which opens a new one).
+    transaction. Reads and marks have a connection each (the relay reads the next batch
+    while it marks the previous one), opened on first use; a failure drops it
+    (``StoreUnavailable``: the relay retries, which opens a new one).
     """
 
     def __init__(self, engine: AsyncEngine, *, value_decimals: int) -> None:
@@ -92,19 +93,22 @@ class OutboxConnection:
             raise ValueError("OutboxConnection needs PostgreSQL")
         self._engine = engine
         self._quantum = scaled(1, value_decimals)
-        self._conn: asyncpg.Connection | None = None
-        self._turn = asyncio.Lock()  # one statement at a time on the one connection
+        # Reads and marks on a connection each: the relay reads the next batch while it marks
+        # the previous one, and one connection runs one statement at a time.
+        self._reads = _Session(self._connect)
+        self._marks = _Session(self._connect)
         self._blocks: dict[int, dict[str, int]] = {}  # cycle id → its block numbers
 
     async def read(self, *, limit: int, after_id: int = 0) -> list[OutboxEntry]:
         """The first ``limit`` unpublished transitions above ``after_id``, in id order (as
         ``StoreQueries.outbox(limit=…, after_id=…)``)."""
-        rows = await self._run(lambda conn: conn.fetch(_READ_SQL, after_id, max(1, limit)))
+        rows = await self._run(self._reads, lambda c: c.fetch(_READ_SQL, after_id, max(1, limit)))
         missing = {row[2] for row in rows} - self._blocks.keys()
         if missing:
             if len(self._blocks) + len(missing) > BLOCKS_CACHED_CYCLES:
                 self._blocks.clear()
-            found = await self._run(lambda conn: conn.fetch(_BLOCKS_SQL, sorted(missing)))
+            ids = sorted(missing)
+            found = await self._run(self._reads, lambda c: c.fetch(_BLOCKS_SQL, ids))
             for cycle_id, document in found:
                 self._blocks[cycle_id] = {str(k): int(v) for k, v in json.loads(document).items()}
         blocks, quantum, inf = self._blocks, self._quantum, float("inf")
@@ -143,26 +147,23 @@ class OutboxConnection:
         if not unique:
             return 0
         moment = datetime.fromtimestamp(at, UTC)
-        status = await self._run(lambda conn: conn.execute(_MARK_SQL, unique, moment))
+        status = await self._run(self._marks, lambda c: c.execute(_MARK_SQL, unique, moment))
         return int(status.rsplit(" ", 1)[-1])  # "UPDATE <count>"
 
     def close(self) -> None:
-        """Drop the connection (idempotent, never waits: also from a cancelled task). The
+        """Drop the connections (idempotent, never waits: also from a cancelled task). The
         next read or mark opens a new one."""
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
+        self._reads.close()
+        self._marks.close()
 
-    async def _run(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with self._turn:
-            try:
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await self._connect()
-                return await statement(self._conn)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self.close()  # the next attempt starts from a fresh connection
-                url = self._engine.url.render_as_string(hide_password=True)
-                raise StoreUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+    async def _run(
+        self, session: _Session, statement: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> T:
+        try:
+            return await session.run(statement)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            url = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
 
     async def _connect(self) -> asyncpg.Connection:
         _, params = self._engine.dialect.create_connect_args(self._engine.url)
@@ -172,6 +173,31 @@ class OutboxConnection:
             command_timeout=OUTBOX_STATEMENT_TIMEOUT_S,
             server_settings={"application_name": f"{APPLICATION_NAME}-relay"},
         )
+
+
+class _Session:
+    """One asyncpg connection, opened on first use, one statement at a time; any failure
+    drops it (the next statement opens a new one)."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._connect = connect
+        self._conn: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()
+
+    async def run(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._turn:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await self._connect()
+                return await statement(self._conn)
+            except BaseException:
+                self.close()  # cancelled mid-statement too: the connection's state is unknown
+                raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
 
 _READ_SQL = (
