@@ -161,7 +161,7 @@ class OutboxConnection:
     ) -> T:
         try:
             return await session.run(statement)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _CONNECTION_FAULTS as exc:
             url = self._engine.url.render_as_string(hide_password=True)
             raise StoreUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
 
@@ -199,6 +199,16 @@ class _Session:
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
+
+_CONNECTION_FAULTS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # A connection the server ended mid-statement: "cannot switch to state …; another
+    # operation is in progress" (asyncpg 0.32), not an InterfaceError.
+    asyncpg.InternalClientError,
+)
 
 _READ_SQL = (
     "SELECT id, account, cycle_id, from_flags, to_flags, health, health_latency, shortfall,"
