@@ -384,3 +384,25 @@ async def test_stop_ends_the_relay_after_the_batch_under_way(tmp_path: Path) -> 
         assert (relay.stats().marked, relay.stats().pending) == (2, 0)
         await relay.drain()  # what the stopped relay left goes out on the next pass
         assert await store.queries.outbox(limit=10) == []
+
+
+async def test_settled_waits_for_the_pass_a_wake_started(tmp_path: Path) -> None:
+    """``settled`` (a write's late part waits on it after a commit): true once what was
+    committed before the last ``wake`` is relayed, never while it is still in the outbox."""
+    async with mqtt_off_relay(tmp_path, 6) as (store, relay):
+        assert not await relay.settled(0.05)  # not running: nothing will relay it
+        running = asyncio.create_task(relay.run())
+        try:
+            assert await relay.settled(WAIT_S)
+            assert await store.queries.outbox(limit=10) == []
+            await store.write_cycle(  # every account recovers: six more transitions
+                book_rows(book(6, eth_price=4_000.0, underwater_every=1)),
+                CycleContext(at=2.0, blocks={"eth": 2}, prices={}),
+            )
+            relay.wake()
+            assert await relay.settled(WAIT_S)
+            assert await store.queries.outbox(limit=10) == []
+            assert relay.stats().marked == 12
+        finally:
+            relay.stop()
+            await asyncio.wait_for(running, WAIT_S)
