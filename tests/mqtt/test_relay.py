@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -29,7 +30,7 @@ from daemon.store.migrate import migrate
 from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext
-from daemon.store.writer import HealthStore
+from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
 from margin.engine import MarginEngine
 from margin.model import Flag
 from tests.api.apikit import StaticView
@@ -406,3 +407,71 @@ async def test_settled_waits_for_the_pass_a_wake_started(tmp_path: Path) -> None
         finally:
             relay.stop()
             await asyncio.wait_for(running, WAIT_S)
+
+
+def half_flipping_book(n: int) -> MarginEngine:
+    """``healthy_book`` where every other account owes 500 USDC instead of 1,000: at ETH 1,000
+    the others go under water, these stay healthy (their figures change, not their flags)."""
+    engine = MarginEngine(tokens=BOOK_TOKENS, chains=BOOK_CHAINS)
+    accounts = [account_address(i) for i in range(n)]
+    debts = [(1_000 if i % 2 else 500) * 10**6 for i in range(n)]
+    engine.load_balances("eth", WETH, accounts, [10**18] * n, 100)
+    engine.load_balances("arb", USDC_ARB, accounts, [100 * 10**6] * n, 200)
+    engine.load_balances("eth", DUSDC, accounts, debts, 100)
+    return engine
+
+
+async def test_a_large_writes_late_part_waits_until_its_events_are_relayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL, a write of ``SPLIT_CYCLE_ROWS`` rows or more: its transitions are committed
+    first, and its late part (breakdowns, then the rows whose flags did not move) runs once
+    the relay has relayed them (``EngineLoop._build_breakdowns``), not meanwhile: at a
+    market-wide move it took the daemon's and the database's CPU the events needed."""
+    accounts = 4 * SPLIT_CYCLE_ROWS
+    marked_when_stored: list[int] = []
+
+    class WhenStored(logging.Handler):
+        """Notes how many transitions were marked when a write has ended."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("cycle_stored"):
+                marked_when_stored.append(relay.stats().marked)
+
+    caplog.set_level(logging.INFO, logger="daemon.store.writer")
+    writer_log = logging.getLogger("daemon.store.writer")
+    handler = WhenStored()
+    writer_log.addHandler(handler)
+    try:
+        async with postgres_database() as url:
+            await migrate(url)
+            async with (
+                await HealthStore.open(url) as store,
+                MqttPublisher(MqttConfig()) as publisher,  # off: the relay marks at once
+            ):
+                # Small batches and no breakdowns: relaying the crash's transitions (40 reads
+                # and marks) takes longer than the late part would, were it not waiting.
+                relay = EventRelay(
+                    store=store, publisher=publisher, batch=50, connection=own_connection(store)
+                )
+                loop = EngineLoop(
+                    engine=half_flipping_book(accounts),
+                    store=store,
+                    publisher=publisher,
+                    value_decimals=2,
+                    events=relay,
+                )
+                loop.breakdown_limit = 0
+                relaying = asyncio.create_task(relay.run())
+                try:
+                    await loop.cycle([eth_at("2000", 1.0)])  # every account stored, healthy
+                    await loop.cycle([eth_at("1000", 2.0)])  # half of them flip
+                    await wait_for(lambda: len(marked_when_stored) >= 2, "both writes ended")
+                finally:
+                    relay.stop()
+                    await asyncio.wait_for(relaying, WAIT_S)
+                flipped = await all_transitions(store)
+    finally:
+        writer_log.removeHandler(handler)
+    assert len(flipped) == accounts // 2
+    assert marked_when_stored == [0, accounts // 2]
