@@ -64,11 +64,11 @@ STORE_RETRY_MIN_S = 0.5  # database unavailable: first retry after this long …
 STORE_RETRY_MAX_S = 10.0  # … doubling up to this
 STORE_FAULTS = (OSError, TimeoutError, DBAPIError, StoreUnavailable)
 MARK_ON_STOP_S = 5.0  # cancelled: this long to mark what the broker already acknowledged
+"""What a database outage looks like from here: retried, never fatal."""
 FIRST_READ = 1_000  # transitions in a pass's first read: its events go out while the next,
 # larger reads are made (a full batch of 10,000 took 0.3-0.5 s to read and encode on a busy
 # loop after a market-wide move's commit, with nothing delivered meanwhile)
 READ_GROWTH = 4  # each next read of a pass is this many times larger, up to the batch
-"""What a database outage looks like from here: retried, never fatal."""
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
