@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -85,6 +86,7 @@ MAX_LAG_S = 3_600.0  # instant mining mines nothing while idle: not stale for th
 API_TOKEN = "crash-bench-token-0123456789abcdef"
 
 DEFAULT_API_POLL_MS = 20.0
+READ_CHUNK = 1 << 20  # bytes of the subscriber's output read at once
 EVENT_TIMEOUT_S = 120.0
 STARTUP_TIMEOUT_S = 600.0
 SETTLE_S = 1.0  # after a move completes: late duplicates or strays would arrive here
@@ -228,7 +230,12 @@ def daemon_config(w: World, *, database_url: str, broker: Mosquitto, prefix: str
 
 class Keeper:
     """``mosquitto_sub`` on ``{prefix}/events/+`` (QoS 1; C, so it keeps up with a burst):
-    every line with its arrival time, parsed only after a move."""
+    every line with its arrival time, parsed only after a move.
+
+    Read in chunks, each line stamped with its chunk's arrival: a ``readline`` per event cost
+    this process ~0.3 s of CPU per burst of 50,000, on the two cores the daemon, PostgreSQL
+    and the broker share, and a (time, line) tuple per event made its garbage collector hold
+    the loop (and the stamps) 0.15-0.3 s at a time (bench/RESULTS.md, issue 14)."""
 
     def __init__(self, port: int, prefix: str) -> None:
         self.argv = [
@@ -236,7 +243,8 @@ class Keeper:
             *("-h", "127.0.0.1", "-p", str(port), "-q", "1", "-v", "--nodelay"),
             *("-i", f"crash-bench-{os.getpid()}", "-t", f"{prefix}/events/+"),
         ]
-        self.lines: list[tuple[float, bytes]] = []
+        self.lines: list[bytes] = []
+        self.arrivals: list[float] = []  # of each line, by index
         self.proc: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -258,14 +266,18 @@ class Keeper:
     async def _read(self) -> None:
         assert self.proc is not None
         assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.lines.append((now(), line))
+        partial = b""
+        while chunk := await self.proc.stdout.read(READ_CHUNK):
+            at = now()
+            *complete, partial = (partial + chunk).split(b"\n")
+            self.lines += complete
+            self.arrivals += [at] * len(complete)
 
     def events_since(self, start: int) -> list[tuple[float, str, dict[str, Any]]]:
         """(arrival, kind, payload) of the lines from index ``start`` on."""
         out = []
-        for at, line in self.lines[start:]:
-            topic, _, payload = line.decode().rstrip("\n").partition(" ")
+        for at, line in zip(self.arrivals[start:], self.lines[start:], strict=True):
+            topic, _, payload = line.decode().partition(" ")
             out.append((at, topic.rsplit("/", 1)[-1], json.loads(payload)))
         return out
 
@@ -335,7 +347,7 @@ async def run_move(
                 move.failures.append(f"{move.name}: not complete within {EVENT_TIMEOUT_S}s")
                 return
             if math.isnan(move.t_event) and len(keeper.lines) - start >= want:
-                move.t_event = keeper.lines[start + want - 1][0] - t0
+                move.t_event = keeper.arrivals[start + want - 1] - t0
             if math.isnan(move.t_api):
                 limit = 10 if sentinel_only else 1
                 body = await listing(session, api, limit)
@@ -511,6 +523,10 @@ async def session(args: argparse.Namespace, w: World, workdir: Path) -> int:
             try:
                 cold_at, cold_s = await start_daemon(daemon, api)
                 await settle(log, cold_at)
+                # The world (100,000 accounts) lives until the end: out of this process's full
+                # collections, which would otherwise hold the subscriber's reads mid-burst.
+                gc.collect()
+                gc.freeze()
                 poll = args.api_poll_ms / 1000
                 for n in range(-WARMUP_SINGLES, args.singles):
                     for price, kind, total in ((SINGLE, "liquidatable", 1), (CALM, "recovered", 0)):

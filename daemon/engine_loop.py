@@ -66,6 +66,9 @@ WARMUP_PAIR_ALLOWANCE_S = 100e-6  # ... plus this per watched pair: a first swee
 BREAKDOWN_LIMIT = 2000  # per cycle: accounts whose stored row gets a full breakdown (the
 # largest shortfalls first: those are the liquidations keepers go for)
 BREAKDOWN_CHUNK = 250  # breakdowns valued between two turns of the event loop (~0.1 s)
+EVENTS_FIRST_MAX_S = 3.0  # after a commit of transitions, a write's late part (breakdowns,
+# the rows whose flags did not move) waits this long at most for the relay to send them: at a
+# market-wide move both took the CPU (the daemon's, PostgreSQL's) the events needed
 OPTION_CLOCK_S = 60.0  # how often options are revalued for time decay alone
 POSITIONS_READ_TIMEOUT_S = 10.0  # a position reload the store does not answer is retried later
 PUBLISH_CHUNK = 5000  # accounts handed to the publisher between two yields (~2 ms: the relay
@@ -192,6 +195,7 @@ class EngineLoop:
         # CPU) slowed the next chunk's write and so readiness (``_stored``).
         self._held_back: list[IndexArray] = []
         self._writes = 0
+        self._events_first = False  # the write under way committed transitions to relay
         self.breakdown_limit = BREAKDOWN_LIMIT
         """Flagged accounts per write whose stored row carries a full breakdown."""
         self.writer = CycleWriter(
@@ -362,6 +366,7 @@ class EngineLoop:
         if not len(accounts):
             return None, None
         self._writes += 1
+        self._events_first = False
         context = CycleContext(
             at=time.time(),
             blocks=dict(self.blocks),
@@ -377,6 +382,7 @@ class EngineLoop:
         self.stats.transitions += transitions
         if transitions and self.events is not None:
             self.events.wake()
+            self._events_first = True  # ``_build_breakdowns`` lets them out first
         if transitions:
             for listener in self.transition_listeners:
                 listener()
@@ -526,7 +532,15 @@ class EngineLoop:
         kept for their retained state too. Valued from the engine's current results: those
         written, unless a write outlasted ``WRITE_WAIT_S`` and the engine moved on. Built
         ``BREAKDOWN_CHUNK`` at a time, with a turn of the event loop in between: the event
-        relay, woken as the transitions were committed, reads and sends meanwhile."""
+        relay, woken as the transitions were committed, reads and sends meanwhile.
+
+        Called after the commit of the write's transitions (PostgreSQL, a large write) it
+        first waits, ``EVENTS_FIRST_MAX_S`` at most, until the relay has sent them: the
+        breakdowns and the write's second transaction come after the events. (Called inside
+        the one transaction of a smaller write, before any commit, it does not wait.)"""
+        if self._events_first and self.events is not None:
+            self._events_first = False
+            await self.events.settled(EVENTS_FIRST_MAX_S)
         names, indices = self._breakdowns_due
         self._breakdowns_due = ([], [])
         out = []

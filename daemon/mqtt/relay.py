@@ -1,16 +1,21 @@
 """The event relay: stored transitions become MQTT events, marked published only on PUBACK.
 
 ``health_transitions`` is the outbox (``published_at`` NULL until published). The relay reads
-the oldest unpublished transitions in id order, ``batch`` at a time, builds every event from
-the stored row and the block numbers of the cycle that stored it (nothing from live memory, so
-a re-send after a restart is the same message), publishes them QoS 1 and waits until the
-broker acknowledged each one (``MqttPublisher.deliver``), and only then marks the batch
-published, in statements of bounded size (``daemon.store.outbox``).
+the oldest unpublished transitions in id order, ``batch`` at a time (a pass's first reads are
+smaller, ``FIRST_READ`` growing ``READ_GROWTH``-fold, so that the first events go out while the
+rest is read), builds every event from the stored row and the block numbers of the cycle that
+stored it (nothing from live memory, so a re-send after a restart is the same message),
+publishes them QoS 1 and waits until the broker acknowledged each one
+(``MqttPublisher.deliver``), and only then marks the batch published, in statements of bounded
+size (``daemon.store.outbox``). On PostgreSQL outside cluster mode, reads and marks go through
+connections of the relay's own (``OutboxConnection``: one statement, one round trip each).
 
 It runs when the engine loop wakes it after a committed cycle, and every ``poll_s`` as a
-safety net. While the broker is away ``deliver`` waits and resumes; while the database is away
-reads and marks are retried with backoff. A crash re-sends at most what was read and not yet
-marked: delivery is at least once, and a re-sent event has the same id and payload.
+safety net; ``settled`` tells when what a wake-up announced is relayed (a large write's late
+part waits for it: ``EngineLoop._build_breakdowns``). While the broker is away ``deliver``
+waits and resumes; while the database is away reads and marks are retried with backoff. A
+crash re-sends at most what was read and not yet marked: delivery is at least once, and a
+re-sent event has the same id and payload.
 
 Cluster mode: the relay publishes the transitions of its replica's shards only. Reading a batch
 is the claim: it carries the shards' lease epochs (``fence``) and is refused in its own
@@ -49,6 +54,7 @@ from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.topics import Topics, flag_events
 from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
+from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry
 from daemon.store.writer import HealthStore
 from margin.model import Flag, flag_names
@@ -59,6 +65,10 @@ STORE_RETRY_MAX_S = 10.0  # … doubling up to this
 STORE_FAULTS = (OSError, TimeoutError, DBAPIError, StoreUnavailable)
 MARK_ON_STOP_S = 5.0  # cancelled: this long to mark what the broker already acknowledged
 """What a database outage looks like from here: retried, never fatal."""
+FIRST_READ = 1_000  # transitions in a pass's first read: its events go out while the next,
+# larger reads are made (a full batch of 10,000 took 0.3-0.5 s to read and encode on a busy
+# loop after a market-wide move's commit, with nothing delivered meanwhile)
+READ_GROWTH = 4  # each next read of a pass is this many times larger, up to the batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,9 +178,10 @@ class _Batch:
     entries: list[OutboxEntry]
     messages: list[Message]
     encode_s: float  # time spent encoding them
+    limit: int  # the most the read could return (fewer: the outbox had no more)
 
 
-_NO_BATCH = _Batch([], [], 0.0)
+_NO_BATCH = _Batch([], [], 0.0, 0)
 
 
 class EventRelay:
@@ -186,8 +197,12 @@ class EventRelay:
         fence: Fence | None = None,
         may_publish: Callable[[], bool] | None = None,
         on_fenced: Callable[[LeaseLost], None] | None = None,
+        connection: OutboxConnection | None = None,
     ) -> None:
         self._store = store
+        # Unfenced reads and marks on PostgreSQL go through the relay's own connection (one
+        # round trip each); a fenced claim needs its transaction (``StoreQueries.outbox``).
+        self._connection = connection if fence is None else None
         self._fence = fence
         self._may_publish = may_publish
         self._on_fenced = on_fenced
@@ -198,6 +213,7 @@ class EventRelay:
         self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._idle = asyncio.Event()  # no pass under way or due (``settled``)
         self._published = 0
         self._marked = 0
         self._in_flight: deque[Sequence[OutboxEntry]] = deque()  # read, not marked yet
@@ -205,7 +221,16 @@ class EventRelay:
 
     def wake(self) -> None:
         """New transitions were committed: relay them now (cheap; call after every commit)."""
+        self._idle.clear()
         self._wake.set()
+
+    async def settled(self, within_s: float) -> bool:
+        """Wait until what was committed before the last ``wake`` is relayed (no pass under way
+        or due), at most ``within_s``; False on timeout (also when the relay does not run), and
+        at once while the broker is away (events then wait for it, the caller need not)."""
+        if self._publisher.enabled and not self._publisher.connected:
+            return self._idle.is_set()
+        return await wait_event(self._idle, within_s)
 
     def stop(self) -> None:
         """End ``run`` gracefully: the batch under way is delivered and marked, no other is
@@ -213,6 +238,7 @@ class EventRelay:
         (this replica's flush, the next start, a shard's next owner) would send it again."""
         self._stop.set()
         self._wake.set()
+        self._idle.set()  # nobody waits for a stopped relay
 
     def stats(self) -> RelayStats:
         """A snapshot of the counters."""
@@ -228,14 +254,26 @@ class EventRelay:
     async def run(self) -> None:
         """Relay forever: empty the outbox, then wait for a wake-up or ``poll_s``. Once a
         lease is lost (cluster mode) the relay stops publishing and idles until cancelled."""
-        while not self._stop.is_set():
-            self._wake.clear()  # a wake-up from now on means another pass
-            try:
-                await self.drain(stoppable=True)
-            except LeaseLost as exc:
-                self._fenced(exc)
-                await self._stop.wait()  # the replica rebuilds its pipeline
-            await wait_event(self._wake, self._poll_s)
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()  # a wake-up from now on means another pass
+                try:
+                    await self.drain(stoppable=True)
+                except LeaseLost as exc:
+                    self._fenced(exc)
+                    self._idle.set()  # nothing more is relayed by this one
+                    await self._stop.wait()  # the replica rebuilds its pipeline
+                if not self._wake.is_set():
+                    self._idle.set()
+                await wait_event(self._wake, self._poll_s)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the relay's own database connection, if any (idempotent; a later ``drain``
+        opens a new one)."""
+        if self._connection is not None:
+            self._connection.close()
 
     def _fenced(self, exc: LeaseLost) -> None:
         self.fenced += 1
@@ -256,7 +294,7 @@ class EventRelay:
         # engine has just marked the state of most accounts for publishing, and building and
         # sending it would otherwise hold the event loop before the first event goes out.
         async with self._publisher.events_first():
-            batch = await self._read(0)
+            batch = await self._read(0, min(self._batch, FIRST_READ))
             if batch.entries:
                 await self._pass(batch, stoppable=stoppable)
 
@@ -267,8 +305,11 @@ class EventRelay:
         try:
             while entries := batch.entries:
                 self._in_flight.append(entries)
-                if len(entries) == self._batch:  # more may be waiting: read them meanwhile
-                    reading = asyncio.create_task(self._read(entries[-1].id), name="events-read")
+                if len(entries) == batch.limit:  # more may be waiting: read them meanwhile
+                    limit = min(self._batch, batch.limit * READ_GROWTH)
+                    reading = asyncio.create_task(
+                        self._read(entries[-1].id, limit), name="events-read"
+                    )
                 await self._deliver(batch)
                 acknowledged = entries
                 if marking is not None:
@@ -309,20 +350,24 @@ class EventRelay:
             if marking is not None:
                 marking.cancel()
 
-    async def _read(self, after_id: int) -> _Batch:
-        """The next batch, its events already encoded: the read runs while the previous
-        batch is delivered, so the encoding is not between one batch's last PUBACK and the
-        next batch's first PUBLISH."""
-        queries = self._store.queries
+    async def _read(self, after_id: int, limit: int) -> _Batch:
+        """The next batch (at most ``limit``), its events already encoded: the read runs
+        while the previous batch is delivered, so the encoding is not between one batch's last
+        PUBACK and the next batch's first PUBLISH."""
+        queries, connection = self._store.queries, self._connection
         entries = await self._retrying(
             "read",
-            lambda: queries.outbox(limit=self._batch, after_id=after_id, fence=self._fence),
+            lambda: (
+                queries.outbox(limit=limit, after_id=after_id, fence=self._fence)
+                if connection is None
+                else connection.read(limit=limit, after_id=after_id)
+            ),
         )
         if not entries or not self._publisher.enabled:
-            return _Batch(entries, [], 0.0)
+            return _Batch(entries, [], 0.0, limit)
         started = time.perf_counter()
         messages = batch_messages(self._publisher.topics, entries)
-        return _Batch(entries, messages, time.perf_counter() - started)
+        return _Batch(entries, messages, time.perf_counter() - started, limit)
 
     async def _deliver(self, batch: _Batch) -> None:
         if not self._publisher.enabled:
@@ -344,7 +389,15 @@ class EventRelay:
 
     async def _mark(self, entries: Sequence[OutboxEntry]) -> None:
         ids = [e.id for e in entries]
-        self._marked += await self._retrying("mark", lambda: self._store.mark_published(ids))
+        connection = self._connection
+        self._marked += await self._retrying(
+            "mark",
+            lambda: (
+                self._store.mark_published(ids)
+                if connection is None
+                else connection.mark(ids, time.time())
+            ),
+        )
         if entries in self._in_flight:  # a mark finished after a stop has cleared them
             self._in_flight.remove(entries)
 

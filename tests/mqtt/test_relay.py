@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -26,9 +27,10 @@ from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay, batch_messages, event_messages, event_payload
 from daemon.mqtt.topics import Topics, encode_json
 from daemon.store.migrate import migrate
+from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext
-from daemon.store.writer import HealthStore
+from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
 from margin.engine import MarginEngine
 from margin.model import Flag
 from tests.api.apikit import StaticView
@@ -75,6 +77,13 @@ def eth_at(price: str, round_at: float) -> PricesChanged:
             "USDC": asset_price("USDC", "1", round_at, volatility=LOW_VOLATILITY),
         }
     )
+
+
+def own_connection(store: HealthStore) -> OutboxConnection | None:
+    """The relay's own connection, as the daemon gives it on PostgreSQL (unfenced)."""
+    if store.engine.dialect.name != "postgresql":
+        return None
+    return OutboxConnection(store.engine, value_decimals=store.value_decimals)
 
 
 async def wait_for(check: object, what: str, timeout_s: float = DELIVERY_TIMEOUT_S) -> None:
@@ -132,7 +141,9 @@ async def test_one_move_flipping_40k_accounts_is_stored_published_and_listed_onc
                 markets=PositionMarkets(assets=frozenset(), chains=frozenset()),
             ) as api,
         ):
-            relay = EventRelay(store=store, publisher=publisher, batch=10_000)
+            relay = EventRelay(
+                store=store, publisher=publisher, batch=10_000, connection=own_connection(store)
+            )
             loop = EngineLoop(
                 engine=healthy_book(BURST),
                 store=store,
@@ -257,11 +268,13 @@ async def test_mqtt_off_marks_transitions_without_publishing(tmp_path: Path) -> 
         assert (relay.stats().marked, relay.stats().published) == (5, 0)
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["pool", "own-connection"])
 async def test_database_and_broker_outages_delay_events_and_lose_none(
-    broker: Mosquitto, prefix: str
+    broker: Mosquitto, prefix: str, own: bool
 ) -> None:
     """The relay waits out a database cut (reads and marks retried) and a broker cut
-    (deliveries wait for the next connection); nothing is marked before its PUBACK."""
+    (deliveries wait for the next connection); nothing is marked before its PUBACK. Through
+    the store's pool (cluster mode's path) and through the relay's own connection."""
     db_gate, mqtt_gate = TcpGate(PG_PORT), TcpGate(broker.port)
     await db_gate.open()
     await mqtt_gate.open()
@@ -281,7 +294,10 @@ async def test_database_and_broker_outages_delay_events_and_lose_none(
                 )
             ) as publisher,
         ):
-            relay = EventRelay(store=store, publisher=publisher, batch=4, poll_s=0.2)
+            connection = OutboxConnection(store.engine, value_decimals=2) if own else None
+            relay = EventRelay(
+                store=store, publisher=publisher, batch=4, poll_s=0.2, connection=connection
+            )
             relaying = asyncio.create_task(relay.run())
             try:
                 # The database is away: the relay cannot read, nothing is published yet.
@@ -369,3 +385,93 @@ async def test_stop_ends_the_relay_after_the_batch_under_way(tmp_path: Path) -> 
         assert (relay.stats().marked, relay.stats().pending) == (2, 0)
         await relay.drain()  # what the stopped relay left goes out on the next pass
         assert await store.queries.outbox(limit=10) == []
+
+
+async def test_settled_waits_for_the_pass_a_wake_started(tmp_path: Path) -> None:
+    """``settled`` (a write's late part waits on it after a commit): true once what was
+    committed before the last ``wake`` is relayed, never while it is still in the outbox."""
+    async with mqtt_off_relay(tmp_path, 6) as (store, relay):
+        assert not await relay.settled(0.05)  # not running: nothing will relay it
+        running = asyncio.create_task(relay.run())
+        try:
+            assert await relay.settled(WAIT_S)
+            assert await store.queries.outbox(limit=10) == []
+            await store.write_cycle(  # every account recovers: six more transitions
+                book_rows(book(6, eth_price=4_000.0, underwater_every=1)),
+                CycleContext(at=2.0, blocks={"eth": 2}, prices={}),
+            )
+            relay.wake()
+            assert await relay.settled(WAIT_S)
+            assert await store.queries.outbox(limit=10) == []
+            assert relay.stats().marked == 12
+        finally:
+            relay.stop()
+            await asyncio.wait_for(running, WAIT_S)
+
+
+def half_flipping_book(n: int) -> MarginEngine:
+    """``healthy_book`` where every other account owes 500 USDC instead of 1,000: at ETH 1,000
+    the others go under water, these stay healthy (their figures change, not their flags)."""
+    engine = MarginEngine(tokens=BOOK_TOKENS, chains=BOOK_CHAINS)
+    accounts = [account_address(i) for i in range(n)]
+    debts = [(1_000 if i % 2 else 500) * 10**6 for i in range(n)]
+    engine.load_balances("eth", WETH, accounts, [10**18] * n, 100)
+    engine.load_balances("arb", USDC_ARB, accounts, [100 * 10**6] * n, 200)
+    engine.load_balances("eth", DUSDC, accounts, debts, 100)
+    return engine
+
+
+async def test_a_large_writes_late_part_waits_until_its_events_are_relayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL, a write of ``SPLIT_CYCLE_ROWS`` rows or more: its transitions are committed
+    first, and its late part (breakdowns, then the rows whose flags did not move) runs once
+    the relay has relayed them (``EngineLoop._build_breakdowns``), not meanwhile: at a
+    market-wide move it took the daemon's and the database's CPU the events needed."""
+    accounts = 4 * SPLIT_CYCLE_ROWS
+    marked_when_stored: list[int] = []
+
+    class WhenStored(logging.Handler):
+        """Notes how many transitions were marked when a write has ended."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("cycle_stored"):
+                marked_when_stored.append(relay.stats().marked)
+
+    caplog.set_level(logging.INFO, logger="daemon.store.writer")
+    writer_log = logging.getLogger("daemon.store.writer")
+    handler = WhenStored()
+    writer_log.addHandler(handler)
+    try:
+        async with postgres_database() as url:
+            await migrate(url)
+            async with (
+                await HealthStore.open(url) as store,
+                MqttPublisher(MqttConfig()) as publisher,  # off: the relay marks at once
+            ):
+                # Small batches and no breakdowns: relaying the crash's transitions (40 reads
+                # and marks) takes longer than the late part would, were it not waiting.
+                relay = EventRelay(
+                    store=store, publisher=publisher, batch=50, connection=own_connection(store)
+                )
+                loop = EngineLoop(
+                    engine=half_flipping_book(accounts),
+                    store=store,
+                    publisher=publisher,
+                    value_decimals=2,
+                    events=relay,
+                )
+                loop.breakdown_limit = 0
+                relaying = asyncio.create_task(relay.run())
+                try:
+                    await loop.cycle([eth_at("2000", 1.0)])  # every account stored, healthy
+                    await loop.cycle([eth_at("1000", 2.0)])  # half of them flip
+                    await wait_for(lambda: len(marked_when_stored) >= 2, "both writes ended")
+                finally:
+                    relay.stop()
+                    await asyncio.wait_for(relaying, WAIT_S)
+                flipped = await all_transitions(store)
+    finally:
+        writer_log.removeHandler(handler)
+    assert len(flipped) == accounts // 2
+    assert marked_when_stored == [0, accounts // 2]
