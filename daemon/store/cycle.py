@@ -18,6 +18,12 @@ their replacement cannot interleave with another cycle:
    committed (and their events relayed) without waiting for the breakdowns and the bulk of
    the health rows. Flags only ever change in the transaction that appends their transition.
 
+``health_listing`` (the ranked liquidatable accounts) follows ``account_health`` in the same
+statements on PostgreSQL: each update or insert returns the rows it changed, and a listed row
+is upserted into the listing, an unlisted one deleted from it (a flip is one narrow insert or
+delete; ``account_health`` has no index but its key, so its updates are HOT). SQLite brings
+the staged accounts' listing in line once per transaction (``_sync_listing``).
+
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
 """
@@ -42,8 +48,10 @@ from daemon.store.schema import (
     account_health,
     breakdown_stage,
     cycles,
+    health_listing,
     health_stage,
     health_transitions,
+    listed,
 )
 from daemon.store.types import Timestamp
 
@@ -111,7 +119,8 @@ async def write_health_cycle(
         await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
         late = () if breakdowns is None else await breakdowns()
-        await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+        await _update_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+    await _sync_listing(conn)
     return cycle_id, count, appended
 
 
@@ -128,6 +137,18 @@ async def update_health_rest(
     meanwhile is left alone (its change needs a transition: the next cycle that stages it
     appends one). Return how many rows changed."""
     await _lock_cycles(conn)
+    changed = await _update_rest(conn, cycle_id, at, value_decimals, breakdowns)
+    await _sync_listing(conn)
+    return changed
+
+
+async def _update_rest(
+    conn: AsyncConnection,
+    cycle_id: int,
+    at: float,
+    value_decimals: int,
+    breakdowns: Breakdowns,
+) -> int:
     if breakdowns:
         await load_stage(conn, breakdown_stage, list(breakdowns))
         s, b = health_stage.c, breakdown_stage.c
@@ -294,12 +315,16 @@ async def _update_health(
     # One UPDATE … FROM (a hash join; cheaper than ON CONFLICT's per-row speculative
     # insert). An unchanged row is not even locked: no write, no WAL, and it keeps the
     # cycle_id of the cycle that last changed it.
-    result = await conn.execute(
+    update = (
         sa.update(account_health)
         .where(h.account == staged.c.account, which)
         .values(**values, **_cycle_values(cycle_id, at))
     )
-    return int(result.rowcount or 0)
+    if conn.dialect.name != "postgresql":
+        result = await conn.execute(update)
+        return int(result.rowcount or 0)
+    # Flags equal: no row enters or leaves the listing, only listed shortfalls change.
+    return await _with_listing(conn, update, leaving=flags_moved)
 
 
 async def _insert_health(
@@ -314,4 +339,58 @@ async def _insert_health(
         ~sa.exists().where(h.account == staged.c.account)
     )
     stmt = insert_for(conn, account_health).from_select(HEALTH_COLUMNS, fresh)
-    await conn.execute(on_conflict_update(stmt, conflict=["account"], update=HEALTH_COLUMNS[1:]))
+    upsert = on_conflict_update(stmt, conflict=["account"], update=HEALTH_COLUMNS[1:])
+    if conn.dialect.name != "postgresql":
+        await conn.execute(upsert)
+        return
+    await _with_listing(conn, upsert, leaving=True)
+
+
+async def _with_listing(conn: AsyncConnection, write: Any, *, leaving: bool) -> int:
+    """Run ``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) with the
+    listing's side in the same statement: the rows it wrote that are listed are upserted
+    into ``health_listing`` (a new shortfall replaces the old one), and, if rows may have
+    left the listing (``leaving``), those that are not listed are deleted from it. Return
+    how many ``account_health`` rows it wrote."""
+    h, li = account_health.c, health_listing.c
+    written = write.returning(h.account, h.flags, h.shortfall).cte("written")
+    w = written.c
+    entering = insert_for(conn, health_listing).from_select(
+        ["account", "shortfall"], sa.select(w.account, w.shortfall).where(listed(w.flags))
+    )
+    ranked = on_conflict_update(
+        entering,
+        conflict=["account"],
+        update=["shortfall"],
+        where=li.shortfall != entering.excluded.shortfall,
+    )
+    counted = sa.select(sa.select(sa.func.count()).select_from(written).scalar_subquery())
+    ctes = [ranked.cte("ranked")]
+    if leaving:
+        left = sa.delete(health_listing).where(li.account == w.account, ~listed(w.flags))
+        ctes.append(left.cte("left"))
+    # Data-modifying CTEs run whether or not the outer query reads them.
+    return int((await conn.execute(counted.add_cte(*ctes))).scalar_one())
+
+
+async def _sync_listing(conn: AsyncConnection) -> None:
+    """SQLite: make ``health_listing`` agree with the staged accounts' stored rows (delete the
+    unlisted, upsert the listed). PostgreSQL keeps it in step statement by statement."""
+    if conn.dialect.name == "postgresql":
+        return
+    s, h, li = health_stage.c, account_health.c, health_listing.c
+    staged = sa.select(h.account, h.flags, h.shortfall).join(health_stage, s.account == h.account)
+    unlisted = staged.where(~listed(h.flags)).with_only_columns(h.account)
+    await conn.execute(sa.delete(health_listing).where(li.account.in_(unlisted)))
+    entering = insert_for(conn, health_listing).from_select(
+        ["account", "shortfall"],
+        staged.where(listed(h.flags)).with_only_columns(h.account, h.shortfall),
+    )
+    await conn.execute(
+        on_conflict_update(
+            entering,
+            conflict=["account"],
+            update=["shortfall"],
+            where=li.shortfall != entering.excluded.shortfall,
+        )
+    )
