@@ -90,7 +90,9 @@ def _kind(statement: str) -> str:
     ):
         if words.startswith(marker) or (marker in words and words.startswith("with ")):
             if name == "update health":
-                return "update health (flips)" if "!=" in words else "update health (rest)"
+                # the rest compares every figure; the flips only the flags (either tree)
+                rest = "is distinct from" in words
+                return "update health (rest)" if rest else "update health (flips)"
             return name
     return "other (lock, stage DDL, truncate, fence)"
 

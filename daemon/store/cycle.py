@@ -20,9 +20,10 @@ their replacement cannot interleave with another cycle:
 
 ``health_listing`` (the ranked liquidatable accounts) follows ``account_health`` in the same
 statements on PostgreSQL: each update or insert returns the rows it changed, and a listed row
-is upserted into the listing, an unlisted one deleted from it (a flip is one narrow insert or
-delete; ``account_health`` has no index but its key, so its updates are HOT). SQLite brings
-the staged accounts' listing in line once per transaction (``_sync_listing``).
+is inserted into the listing (or gets its new shortfall there), an unlisted one is deleted
+from it (a flip is one narrow insert or delete; ``account_health`` has no index but its key,
+so its updates are HOT). SQLite brings the staged accounts' listing in line once per
+transaction (``_sync_listing``).
 
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
@@ -348,27 +349,32 @@ async def _insert_health(
 
 async def _with_listing(conn: AsyncConnection, write: Any, *, leaving: bool) -> int:
     """Run ``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) with the
-    listing's side in the same statement: the rows it wrote that are listed are upserted
-    into ``health_listing`` (a new shortfall replaces the old one), and, if rows may have
-    left the listing (``leaving``), those that are not listed are deleted from it. Return
-    how many ``account_health`` rows it wrote."""
+    listing's side in the same statement: of the rows it wrote, the listed ones are inserted
+    into ``health_listing`` or, already there, given their new shortfall; if rows may have
+    left the listing (``leaving``), the unlisted ones are deleted from it. Return how many
+    ``account_health`` rows it wrote.
+
+    Plain statements, no ``ON CONFLICT``: every part reads the same snapshot, taken under the
+    cycle lock, so the insert (accounts not in the listing) and the update (accounts in it)
+    never meet, and a speculative insertion per entering account cost ~25 % more."""
     h, li = account_health.c, health_listing.c
     written = write.returning(h.account, h.flags, h.shortfall).cte("written")
     w = written.c
-    entering = insert_for(conn, health_listing).from_select(
-        ["account", "shortfall"], sa.select(w.account, w.shortfall).where(listed(w.flags))
+    absent = ~sa.exists().where(li.account == w.account)
+    entered = insert_for(conn, health_listing).from_select(
+        ["account", "shortfall"],
+        sa.select(w.account, w.shortfall).where(listed(w.flags), absent),
     )
-    ranked = on_conflict_update(
-        entering,
-        conflict=["account"],
-        update=["shortfall"],
-        where=li.shortfall != entering.excluded.shortfall,
+    reranked = (
+        sa.update(health_listing)
+        .where(li.account == w.account, listed(w.flags), li.shortfall != w.shortfall)
+        .values(shortfall=w.shortfall)
     )
-    counted = sa.select(sa.select(sa.func.count()).select_from(written).scalar_subquery())
-    ctes = [ranked.cte("ranked")]
+    ctes = [entered.cte("entered"), reranked.cte("reranked")]
     if leaving:
         left = sa.delete(health_listing).where(li.account == w.account, ~listed(w.flags))
         ctes.append(left.cte("left"))
+    counted = sa.select(sa.select(sa.func.count()).select_from(written).scalar_subquery())
     # Data-modifying CTEs run whether or not the outer query reads them.
     return int((await conn.execute(counted.add_cte(*ctes))).scalar_one())
 
