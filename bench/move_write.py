@@ -16,7 +16,8 @@ change at every move; half of them flip.
 
 Printed per move: seconds to the commit of the last chunk's transitions (what the last
 events wait for), the whole write, and each SQL statement's seconds (the COPY into the stage is
-a raw driver call, outside them); then medians. A fresh database
+a raw driver call, outside them); then how many `account_health` updates were HOT and the size
+of its indexes; then medians. A fresh database
 ``crossmargin_bench_<random>`` each run.
 """
 
@@ -128,6 +129,25 @@ async def explain_plans(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
+STATS_FLUSH_S = 1.5
+"""PostgreSQL publishes a backend's table statistics once it has been idle ~1 s."""
+
+
+async def update_counts(engine: AsyncEngine) -> str:
+    """How many of ``account_health``'s updates were HOT (in place, no index entry), and the
+    size of its indexes (they grow by an entry per non-HOT update until vacuumed)."""
+    await asyncio.sleep(STATS_FLUSH_S)
+    query = sa.text(
+        "SELECT n_tup_upd, n_tup_hot_upd, pg_indexes_size(relid) FROM pg_stat_user_tables "
+        "WHERE relname = 'account_health'"
+    )
+    async with engine.connect() as conn:
+        updated, hot, index_bytes = (await conn.execute(query)).one()
+    return (
+        f"account_health: {hot:,} of {updated:,} updates HOT, indexes {index_bytes / 2**20:.0f} MiB"
+    )
+
+
 async def anti_join_path(
     conn: Any, cycle_id: int, at: float, value_decimals: int
 ) -> tuple[int, bool]:
@@ -193,6 +213,7 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
                     f"transitions, committed {commit_s:.2f} s, whole {total_s:.2f} s "
                     f"(load {load:.1f}); SQL: {detail}"
                 )
+            print(await update_counts(store.engine))
     commit = statistics.median(r[0] for r in results)
     whole = statistics.median(r[1] for r in results)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
