@@ -16,7 +16,8 @@ change at every move; half of them flip.
 
 Printed per move: seconds to the commit of the last chunk's transitions (what the last
 events wait for), the whole write, and each SQL statement's seconds (the COPY into the stage is
-a raw driver call, outside them); then medians. A fresh database
+a raw driver call, outside them); then how many `account_health` updates were HOT and the size
+of its indexes; then medians. A fresh database
 ``crossmargin_bench_<random>`` each run.
 """
 
@@ -81,6 +82,8 @@ def statement_clock(engine: AsyncEngine) -> Iterator[dict[str, float]]:
 
 def _kind(statement: str) -> str:
     words = " ".join(statement.split()).lower()
+    if "insert into health_transitions" in words and "update account_health" in words:
+        return "transitions + flips (one statement)"
     for marker, name in (
         ("insert into health_transitions", "insert transitions"),
         ("insert into account_health", "insert new accounts"),
@@ -90,7 +93,9 @@ def _kind(statement: str) -> str:
     ):
         if words.startswith(marker) or (marker in words and words.startswith("with ")):
             if name == "update health":
-                return "update health (flips)" if "!=" in words else "update health (rest)"
+                # the rest compares every figure; the flips only the flags (either tree)
+                rest = "is distinct from" in words
+                return "update health (rest)" if rest else "update health (flips)"
             return name
     return "other (lock, stage DDL, truncate, fence)"
 
@@ -126,17 +131,39 @@ async def explain_plans(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
-async def anti_join_path(
-    conn: Any, cycle_id: int, at: float, value_decimals: int
-) -> tuple[int, bool]:
-    """The engine's write as before ``i12-move``'s CTE: transitions appended by their own
-    statement, and the anti-join insert of new accounts always run."""
-    count, _ = await cycle._append_transitions(conn, cycle_id, at, value_decimals, returning=False)
-    return count, True
+STATS_FLUSH_S = 1.5
+"""PostgreSQL publishes a backend's table statistics once it has been idle ~1 s."""
+
+
+async def update_counts(engine: AsyncEngine) -> str:
+    """How many of ``account_health``'s updates were HOT (in place, no index entry), and the
+    size of its indexes (they grow by an entry per non-HOT update until vacuumed)."""
+    await asyncio.sleep(STATS_FLUSH_S)
+    query = sa.text(
+        "SELECT n_tup_upd, n_tup_hot_upd, pg_indexes_size(relid) FROM pg_stat_user_tables "
+        "WHERE relname = 'account_health'"
+    )
+    async with engine.connect() as conn:
+        updated, hot, index_bytes = (await conn.execute(query)).one()
+    return (
+        f"account_health: {hot:,} of {updated:,} updates HOT, indexes {index_bytes / 2**20:.0f} MiB"
+    )
+
+
+ONE_STATEMENT: Any = getattr(cycle, "_append_transitions_seeing_new", None)  # None: older tree
+
+
+async def apart_path(conn: Any, cycle_id: int, at: float, value_decimals: int) -> tuple[int, bool]:
+    """The engine's write as before ``i12-hot``'s merge: the transitions (and whether any
+    account is new) in one statement, the flips' update (with the listing) in the next, each
+    joining the stage against ``account_health``."""
+    count, fresh = await ONE_STATEMENT(conn, cycle_id, at, value_decimals, flips=False)
+    await cycle._update_health(conn, cycle_id, at, value_decimals, flags_moved=True)
+    return count, fresh
 
 
 async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: bool) -> None:
-    seeing_new = getattr(cycle, "_append_transitions_seeing_new", None)  # None: an older tree
+    seeing_new = ONE_STATEMENT
     print(f"valuing {accounts:,} accounts at ETH {CALM_ETH:g} and {CRASH_ETH:g} …")
     calm, crash = rows_at(CALM_ETH, accounts), rows_at(CRASH_ETH, accounts)
     flips = sum(1 for a, b in zip(calm.flags, crash.flags, strict=True) if a != b)
@@ -173,17 +200,17 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
             results = []
             for i in range(moves):
                 rows = crash if i % 2 == 0 else calm
-                anti_join = alternate and i // 2 % 2 == 1  # crash+rebound pairs alternate
+                apart = alternate and i // 2 % 2 == 1  # crash+rebound pairs alternate
                 if alternate:
-                    cycle._append_transitions_seeing_new = (  # type: ignore[attr-defined]
-                        anti_join_path if anti_join else seeing_new
+                    cycle._append_transitions_seeing_new = (  # type: ignore[method-assign]
+                        apart_path if apart else seeing_new
                     )
                 commit_s, total_s, count, spent = await write(rows)
                 if count != flips:
                     raise SystemExit(f"move {i}: {count} transitions, expected {flips}")
                 results.append((commit_s, total_s))
-                if anti_join:
-                    print("  (with the anti-join path)")
+                if apart:
+                    print("  (the transitions and the flips apart)")
                 load = os.getloadavg()[0]
                 detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items()))
                 print(
@@ -191,6 +218,7 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
                     f"transitions, committed {commit_s:.2f} s, whole {total_s:.2f} s "
                     f"(load {load:.1f}); SQL: {detail}"
                 )
+            print(await update_counts(store.engine))
     commit = statistics.median(r[0] for r in results)
     whole = statistics.median(r[1] for r in results)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -213,7 +241,8 @@ def main() -> None:
     parser.add_argument(
         "--alternate",
         action="store_true",
-        help="every other crash+rebound pair with the statements before the CTE (in-process A/B)",
+        help="every other crash+rebound pair with the transitions and the flips in two statements "
+        "(in-process A/B)",
     )
     args = parser.parse_args()
     asyncio.run(run(args.accounts, args.moves, args.explain, args.chunk, args.alternate))

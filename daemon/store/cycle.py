@@ -9,14 +9,22 @@ their replacement cannot interleave with another cycle:
    flags (a new account counts as stored with no flags, so a healthy newcomer is silent);
 3. ``account_health``: the rows whose flags moved are updated and new accounts inserted, in
    the same transaction as their transitions (``write_health_cycle``; on PostgreSQL the
-   engine's write learns from the transitions' join whether any staged account is new, and a
-   market-wide move, which stages none, skips that insert's anti-join);
+   engine's write updates the flips in the transitions' statement, from the same join, and
+   learns there whether any staged account is new: a market-wide move, which stages none,
+   skips that insert's anti-join);
 4. the breakdowns, built by the caller only now (``LateBreakdowns``), go onto their staged
    rows, and the other rows that differ (same flags, other figures: after a price move, most
    of them) are updated by ``update_health_rest`` — in the same transaction, or, for a large
    cycle, in the next one on the same connection, so that the transitions and the listing are
    committed (and their events relayed) without waiting for the breakdowns and the bulk of
    the health rows. Flags only ever change in the transaction that appends their transition.
+
+``health_listing`` (the ranked liquidatable accounts) follows ``account_health`` in the same
+statements on PostgreSQL: each update or insert returns the rows it changed, and a listed row
+is inserted into the listing (or gets its new shortfall there), an unlisted one is deleted
+from it (a flip is one narrow insert or delete; ``account_health`` has no index but its key,
+so its updates are HOT). SQLite brings the staged accounts' listing in line once per
+transaction (``_sync_listing``).
 
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
@@ -42,8 +50,10 @@ from daemon.store.schema import (
     account_health,
     breakdown_stage,
     cycles,
+    health_listing,
     health_stage,
     health_transitions,
+    listed,
 )
 from daemon.store.types import Timestamp
 
@@ -100,18 +110,19 @@ async def write_health_cycle(
         count, appended = await _append_transitions(
             conn, cycle_id, context.at, rows.value_decimals, returning=returning
         )
+        await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
         fresh = True
-    else:
+    else:  # the transitions and the flips from one join
         count, fresh = await _append_transitions_seeing_new(
             conn, cycle_id, context.at, rows.value_decimals
         )
         appended = []
-    await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
     if fresh:  # a market-wide move stages no new account: its anti-join was 2-3 s per chunk
         await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
         late = () if breakdowns is None else await breakdowns()
-        await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+        await _update_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+    await _sync_listing(conn)
     return cycle_id, count, appended
 
 
@@ -128,6 +139,18 @@ async def update_health_rest(
     meanwhile is left alone (its change needs a transition: the next cycle that stages it
     appends one). Return how many rows changed."""
     await _lock_cycles(conn)
+    changed = await _update_rest(conn, cycle_id, at, value_decimals, breakdowns)
+    await _sync_listing(conn)
+    return changed
+
+
+async def _update_rest(
+    conn: AsyncConnection,
+    cycle_id: int,
+    at: float,
+    value_decimals: int,
+    breakdowns: Breakdowns,
+) -> int:
     if breakdowns:
         await load_stage(conn, breakdown_stage, list(breakdowns))
         s, b = health_stage.c, breakdown_stage.c
@@ -217,24 +240,19 @@ async def _append_transitions(
 
 
 async def _append_transitions_seeing_new(
-    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int, *, flips: bool = True
 ) -> tuple[int, bool]:
     """``_append_transitions`` on PostgreSQL, without returning rows; also tell whether any
-    staged account is not stored yet, from the same join (one statement: the staged rows
-    whose stored flags differ or are missing are kept once, with the columns a transition
-    takes, for the insert and the check)."""
+    staged account is not stored yet, and (``flips``) update the stored rows whose flags
+    moved, with the listing, all from the same join: one statement, in which the staged rows
+    whose stored flags differ or are missing are kept once for the insert, the update and the
+    check. (Every part reads the snapshot before any of them wrote: the transitions compare
+    with the flags the update replaces.) A move's update of its flips used to join the stage
+    against ``account_health`` once more. ``flips=False`` leaves them to ``_update_health``
+    (``bench/move_write.py --alternate`` compares the two)."""
     s, h = health_stage.c, account_health.c
     moved = (
-        sa.select(
-            s.account,
-            s.flags,
-            s.health,
-            s.health_latency,
-            s.shortfall,
-            s.actionable,
-            s.shard,
-            h.flags.label("stored"),
-        )
+        sa.select(*health_stage.c, h.flags.label("stored"))
         .select_from(health_stage.outerjoin(account_health, h.account == s.account))
         .where(sa.or_(h.account.is_(None), h.flags != s.flags))
         .cte("moved")
@@ -254,6 +272,22 @@ async def _append_transitions_seeing_new(
         sa.select(sa.func.count()).select_from(appended).scalar_subquery(),
         sa.exists().where(m.stored.is_(None)).select_from(moved),
     )
+    if flips:  # stored rows only: new accounts are inserted after, when ``fresh``
+        values = {
+            "health": m.health,
+            "health_latency": m.health_latency,
+            **{name: _usd(conn, m[name], value_decimals) for name in MONEY_COLUMNS},
+            "flags": m.flags,
+            "actionable": m.actionable,
+            "breakdown": m.breakdown,
+            **_cycle_values(cycle_id, at),
+        }
+        flipped = (
+            sa.update(account_health)
+            .where(h.account == m.account, m.stored.is_not(None))
+            .values(**values)
+        )
+        counts = counts.add_cte(*_listing_writes(conn, flipped, leaving=True)[1])
     count, fresh = (await conn.execute(counts)).one()
     return int(count), bool(fresh)
 
@@ -294,12 +328,16 @@ async def _update_health(
     # One UPDATE … FROM (a hash join; cheaper than ON CONFLICT's per-row speculative
     # insert). An unchanged row is not even locked: no write, no WAL, and it keeps the
     # cycle_id of the cycle that last changed it.
-    result = await conn.execute(
+    update = (
         sa.update(account_health)
         .where(h.account == staged.c.account, which)
         .values(**values, **_cycle_values(cycle_id, at))
     )
-    return int(result.rowcount or 0)
+    if conn.dialect.name != "postgresql":
+        result = await conn.execute(update)
+        return int(result.rowcount or 0)
+    # Flags equal: no row enters or leaves the listing, only listed shortfalls change.
+    return await _with_listing(conn, update, leaving=flags_moved)
 
 
 async def _insert_health(
@@ -314,4 +352,70 @@ async def _insert_health(
         ~sa.exists().where(h.account == staged.c.account)
     )
     stmt = insert_for(conn, account_health).from_select(HEALTH_COLUMNS, fresh)
-    await conn.execute(on_conflict_update(stmt, conflict=["account"], update=HEALTH_COLUMNS[1:]))
+    upsert = on_conflict_update(stmt, conflict=["account"], update=HEALTH_COLUMNS[1:])
+    if conn.dialect.name != "postgresql":
+        await conn.execute(upsert)
+        return
+    await _with_listing(conn, upsert, leaving=True)
+
+
+async def _with_listing(conn: AsyncConnection, write: Any, *, leaving: bool) -> int:
+    """Run ``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) with the
+    listing's side in the same statement (``_listing_writes``). Return how many
+    ``account_health`` rows it wrote."""
+    written, ctes = _listing_writes(conn, write, leaving=leaving)
+    counted = sa.select(sa.select(sa.func.count()).select_from(written).scalar_subquery())
+    return int((await conn.execute(counted.add_cte(*ctes))).scalar_one())
+
+
+def _listing_writes(conn: AsyncConnection, write: Any, *, leaving: bool) -> tuple[Any, list[Any]]:
+    """``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) as a CTE returning
+    the rows it wrote, and the CTEs that follow it into the listing: of those rows, the listed
+    ones are inserted into ``health_listing`` or, already there, given their new shortfall;
+    if rows may have left the listing (``leaving``), the unlisted ones are deleted from it.
+    Data-modifying CTEs run whether or not the outer query reads them: add them all to it.
+
+    Plain statements, no ``ON CONFLICT``: every part reads the same snapshot, taken under the
+    cycle lock, so the insert (accounts not in the listing) and the update (accounts in it)
+    never meet, and a speculative insertion per entering account cost ~25 % more."""
+    h, li = account_health.c, health_listing.c
+    written = write.returning(h.account, h.flags, h.shortfall).cte("written")
+    w = written.c
+    absent = ~sa.exists().where(li.account == w.account)
+    entered = insert_for(conn, health_listing).from_select(
+        ["account", "shortfall"],
+        sa.select(w.account, w.shortfall).where(listed(w.flags), absent),
+    )
+    reranked = (
+        sa.update(health_listing)
+        .where(li.account == w.account, listed(w.flags), li.shortfall != w.shortfall)
+        .values(shortfall=w.shortfall)
+    )
+    ctes = [written, entered.cte("entered"), reranked.cte("reranked")]
+    if leaving:
+        left = sa.delete(health_listing).where(li.account == w.account, ~listed(w.flags))
+        ctes.append(left.cte("left"))
+    return written, ctes
+
+
+async def _sync_listing(conn: AsyncConnection) -> None:
+    """SQLite: make ``health_listing`` agree with the staged accounts' stored rows (delete the
+    unlisted, upsert the listed). PostgreSQL keeps it in step statement by statement."""
+    if conn.dialect.name == "postgresql":
+        return
+    s, h, li = health_stage.c, account_health.c, health_listing.c
+    staged = sa.select(h.account, h.flags, h.shortfall).join(health_stage, s.account == h.account)
+    unlisted = staged.where(~listed(h.flags)).with_only_columns(h.account)
+    await conn.execute(sa.delete(health_listing).where(li.account.in_(unlisted)))
+    entering = insert_for(conn, health_listing).from_select(
+        ["account", "shortfall"],
+        staged.where(listed(h.flags)).with_only_columns(h.account, h.shortfall),
+    )
+    await conn.execute(
+        on_conflict_update(
+            entering,
+            conflict=["account"],
+            update=["shortfall"],
+            where=li.shortfall != entering.excluded.shortfall,
+        )
+    )

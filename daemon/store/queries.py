@@ -44,11 +44,11 @@ from daemon.store.records import (
     transition_from_row,
 )
 from daemon.store.schema import (
-    LISTED,
     account_health,
     balances,
     chain_cursors,
     cycles,
+    health_listing,
     health_transitions,
     options,
     oracle_state,
@@ -159,20 +159,22 @@ class StoreQueries(AsyncResource):
         min_shortfall: Decimal | None,
         chain: str | None,
     ) -> list[sa.ColumnElement[bool]]:
-        h = account_health.c
-        where = [LISTED]
+        h, li = account_health.c, health_listing.c
+        where: list[sa.ColumnElement[bool]] = []
         if actionable_only:
             where.append(h.actionable.is_(True))
         if min_shortfall is not None:
-            where.append(h.shortfall >= min_shortfall)
+            where.append(li.shortfall >= min_shortfall)
         if chain is not None:
             held = sa.exists().where(
-                balances.c.account == h.account,
+                balances.c.account == li.account,
                 balances.c.chain == chain,
                 # a balance never read may be anything: the account may hold something there
                 sa.or_(balances.c.raw.is_(None), balances.c.raw != 0),
             )
-            posted = sa.exists().where(positions.c.account == h.account, positions.c.chain == chain)
+            posted = sa.exists().where(
+                positions.c.account == li.account, positions.c.chain == chain
+            )
             where.append(sa.or_(held, posted))
         return where
 
@@ -203,7 +205,8 @@ class StoreQueries(AsyncResource):
         async with self._snapshot() as conn:
             ranked = (await conn.execute(_ranked(where, limit=limit, offset=offset))).all()
             accounts = [health_from_row(row, self._quantum) for row in ranked]
-            total = int((await conn.execute(_counted(where))).scalar_one())
+            counted = _counted(where, actionable_only=actionable_only)
+            total = int((await conn.execute(counted)).scalar_one())
             last = (await conn.execute(_last_cycle())).all()
             return LiquidatablePage(
                 accounts=accounts,
@@ -525,19 +528,29 @@ class StoreQueries(AsyncResource):
         return [position_from_row(row) for row in await self._rows(query)]
 
 
+def _listed_health() -> sa.Join:
+    """The listed accounts (``health_listing``) with their stored health."""
+    return health_listing.join(account_health, account_health.c.account == health_listing.c.account)
+
+
 def _ranked(where: Sequence[sa.ColumnElement[bool]], *, limit: int, offset: int) -> sa.Select[Any]:
-    """The listing's order: largest shortfall first, ties by address."""
+    """The listing's order: largest shortfall first, ties by address (the listing's index;
+    its shortfall is the stored row's, written in the same transaction)."""
+    li = health_listing.c
     return (
         sa.select(account_health)
+        .select_from(_listed_health())
         .where(*where)
-        .order_by(account_health.c.shortfall.desc(), account_health.c.account)
+        .order_by(li.shortfall.desc(), li.account)
         .limit(min(limit, MAX_LIMIT))
         .offset(offset)
     )
 
 
-def _counted(where: Sequence[sa.ColumnElement[bool]]) -> sa.Select[Any]:
-    return sa.select(sa.func.count()).select_from(account_health).where(*where)
+def _counted(where: Sequence[sa.ColumnElement[bool]], *, actionable_only: bool) -> sa.Select[Any]:
+    # Only the actionable filter needs the health rows: the others count the listing alone.
+    source = _listed_health() if actionable_only else health_listing
+    return sa.select(sa.func.count()).select_from(source).where(*where)
 
 
 def _last_cycle() -> sa.Select[Any]:

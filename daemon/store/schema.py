@@ -25,7 +25,9 @@ Tables:
   ``cycle_id``/``updated_at`` name the cycle that last *changed* the row (an unchanged row is
   not rewritten; ``cycles`` tells how current the table is). No foreign key to ``cycles``:
   checking one per row would double the cost of a 100k-row write, and cycles are never
-  deleted. The ranking index covers the listed accounts only: liquidatable or unknown.
+  deleted. Only its key is indexed, so its updates are HOT.
+- ``health_listing``: (account, shortfall) of every listed account (liquidatable or unknown),
+  ranked by its index; kept equal to ``account_health`` by the cycle writer.
 - ``health_transitions``: append-only history of flag changes; also the MQTT outbox
   (``published_at`` NULL until published).
 - ``positions``: derivative positions posted by the protocol.
@@ -166,21 +168,37 @@ account_health = sa.Table(
     sa.Column("cycle_id", sa.BigInteger(), nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
     # Half-empty pages let PostgreSQL update a row in place (HOT, no index writes): a cycle
-    # rewrites most rows, and their indexed columns (shortfall, flags) rarely change.
+    # rewrites most rows, and no column but the key is indexed (the listing has its own
+    # table, 0010), so even a flip is HOT.
     postgresql_with={"fillfactor": HEALTH_FILLFACTOR},
 )
 LISTED_FLAGS = int(Flag.LIQUIDATABLE | Flag.DEBT_UNKNOWN)
-LISTED = account_health.c.flags.bitwise_and(
-    sa.literal_column(str(LISTED_FLAGS))
-) != sa.literal_column("0")
-"""``flags & 129 <> 0`` (liquidatable, or health unknown) with literals, so the planner can
-match the partial index below: ``/v1/liquidatable`` lists both, never calls unknown healthy."""
+
+
+def listed(flags: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    """``flags & 129 <> 0`` (liquidatable, or health unknown): ``/v1/liquidatable`` lists
+    both, never calls unknown healthy."""
+    return flags.bitwise_and(sa.literal_column(str(LISTED_FLAGS))) != sa.literal_column("0")
+
+
+LISTED = listed(account_health.c.flags)
+"""Whether an ``account_health`` row is in ``health_listing``."""
+
+health_listing = sa.Table(
+    "health_listing",
+    metadata,
+    sa.Column("account", ADDRESS, primary_key=True),
+    sa.Column("shortfall", Money(), nullable=False),
+)
+"""The accounts ``/v1/liquidatable`` ranks, with their shortfall: exactly the
+``account_health`` rows that are ``LISTED``, written in the same transaction as their flags
+and shortfall. A table of its own (0010), not a partial index on ``account_health``: that
+index made every flip, and every new shortfall of a listed account, a non-HOT update of the
+wide row (a new primary-key entry too); here a flip is one narrow insert or delete."""
 sa.Index(
-    "ix_account_health_liquidatable",
-    account_health.c.shortfall.desc(),
-    account_health.c.account,
-    postgresql_where=LISTED,
-    sqlite_where=LISTED,
+    "ix_health_listing_ranking",
+    health_listing.c.shortfall.desc(),
+    health_listing.c.account,
 )
 
 health_transitions = sa.Table(

@@ -4,6 +4,7 @@ the ``crossmargin migrate`` command with its exit codes and redacted messages.""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from daemon.store.errors import MigrationFailed, SchemaNotCurrent, StoreUnavaila
 from daemon.store.migrate import current_revision, head_revision, migrate, migration_sql
 from daemon.store.schema import metadata
 from daemon.store.writer import HealthStore
+from margin.model import Flag
 from tests.storekit import DIALECTS
 
 TABLES = {
@@ -36,6 +38,7 @@ TABLES = {
     "shard_leases",
     "cluster_replicas",
     "correlation_state",
+    "health_listing",
 }
 LATER_TABLES: set[str] = {
     "venue_accounts",
@@ -43,9 +46,10 @@ LATER_TABLES: set[str] = {
     "shard_leases",
     "cluster_replicas",
     "correlation_state",
+    "health_listing",
 }
 """Tables of revisions after 0003 (0004: venue entries, 0005: options, 0006: cluster leases,
-0007: correlation state): a downgrade below 0003 drops them too."""
+0007: correlation state, 0010: the listing): a downgrade below 0003 drops them too."""
 CONFIG = """\
 chains: [{name: eth, chain_id: 1, rpc_urls: ["http://127.0.0.1:1"]}]
 tokens:
@@ -109,6 +113,7 @@ async def test_cluster_revision_up_and_down(database_url: str) -> None:
         "shard_leases",
         "cluster_replicas",
         "correlation_state",
+        "health_listing",
     }
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
@@ -119,7 +124,7 @@ async def test_correlation_state_revision_up_and_down(database_url: str) -> None
     assert "correlation_state" in await table_names(database_url)
     down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0007", "downgrade")
-    assert await table_names(database_url) == TABLES - {"correlation_state"}
+    assert await table_names(database_url) == TABLES - {"correlation_state", "health_listing"}
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
 
@@ -144,6 +149,65 @@ async def test_transitions_unique_key_revision_up_and_down(database_url: str) ->
     down = await migrate(database_url, "-1")
     assert (down.before, down.direction) == ("0009", "downgrade")
     assert await unique_keys(database_url, "health_transitions") == [key]
+    await migrate(database_url)
+    assert await table_names(database_url) == TABLES
+
+
+async def index_names(url: str, table: str) -> list[str | None]:
+    engine = create_store_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(table))
+    finally:
+        await engine.dispose()
+    return sorted(index["name"] for index in found)
+
+
+HEALTH_AT_0009 = """INSERT INTO account_health (account, health, health_latency,
+    collateral_value, weighted_collateral, liability_value, weighted_liability, unrealized_pnl,
+    maintenance, shortfall, flags, actionable, breakdown, cycle_id, updated_at)
+    VALUES (:account, NULL, NULL, 0, 0, 0, 0, 0, 0, :shortfall, :flags, false, NULL, 1,
+    CURRENT_TIMESTAMP)"""
+
+
+async def listing_rows(url: str) -> list[tuple[str, Decimal]]:
+    engine = create_store_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.text("SELECT account, shortfall FROM health_listing ORDER BY account")
+            rows = (await conn.execute(query)).all()
+    finally:
+        await engine.dispose()
+    return [(account, Decimal(str(shortfall))) for account, shortfall in rows]
+
+
+async def test_listing_revision_up_and_down(database_url: str) -> None:
+    """0010 moves the listing out of ``account_health``'s partial index into its own table,
+    filled with exactly the listed rows (liquidatable or unknown), and back."""
+    old_index = "ix_account_health_liquidatable"
+    await migrate(database_url, "0009")
+    engine = create_store_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            seeded = [
+                {"account": "0xa", "shortfall": 0, "flags": 0},  # healthy
+                {"account": "0xb", "shortfall": 12.5, "flags": int(Flag.LIQUIDATABLE)},
+                {"account": "0xc", "shortfall": 0, "flags": int(Flag.DEBT_UNKNOWN)},
+                {"account": "0xd", "shortfall": 0, "flags": int(Flag.STALE_PRICE)},
+            ]
+            await conn.execute(sa.text(HEALTH_AT_0009), seeded)
+    finally:
+        await engine.dispose()
+    assert old_index in await index_names(database_url, "account_health")
+    up = await migrate(database_url, "0010")
+    assert (up.before, up.direction) == ("0009", "upgrade")
+    assert await listing_rows(database_url) == [("0xb", Decimal("12.5")), ("0xc", Decimal(0))]
+    assert await index_names(database_url, "account_health") == []
+    assert await index_names(database_url, "health_listing") == ["ix_health_listing_ranking"]
+    down = await migrate(database_url, "-1")
+    assert (down.before, down.direction) == ("0010", "downgrade")
+    assert "health_listing" not in await table_names(database_url)
+    assert await index_names(database_url, "account_health") == [old_index]
     await migrate(database_url)
     assert await table_names(database_url) == TABLES
 

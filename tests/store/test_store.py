@@ -20,7 +20,13 @@ from chains.watcher import Reading
 from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
-from daemon.store.schema import account_health, balances, health_transitions
+from daemon.store.schema import (
+    LISTED,
+    account_health,
+    balances,
+    health_listing,
+    health_transitions,
+)
 from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
 from margin.model import Flag, Position, PriceInput, Tier
 from tests.storekit import (
@@ -447,6 +453,61 @@ async def test_a_large_engine_write_inserts_its_new_accounts_beside_the_moves(
     async with store.engine.connect() as conn:
         rows = await conn.scalar(sa.select(sa.func.count()).select_from(account_health))
     assert rows == n + 2
+
+
+async def listing_and_listed_rows(store: HealthStore) -> tuple[list[Any], list[Any]]:
+    """``health_listing`` and what it must hold: (account, shortfall) of every listed
+    ``account_health`` row."""
+    h = account_health.c
+    async with store.engine.connect() as conn:
+        listing = await conn.execute(sa.select(health_listing).order_by(health_listing.c.account))
+        rows = await conn.execute(
+            sa.select(h.account, h.shortfall).where(LISTED).order_by(h.account)
+        )
+        return [tuple(r) for r in listing], [tuple(r) for r in rows]
+
+
+async def test_the_listing_follows_every_way_a_row_is_written(store: HealthStore) -> None:
+    """``health_listing`` holds exactly the listed rows with their shortfall after every kind
+    of write: a large engine write (split in two transactions on PostgreSQL: flips first,
+    then the listed rows' new shortfalls), a deeper move (no flip, every listed shortfall
+    changes), one account written alone, newcomers, and a rebound that empties it."""
+    n = max(2_000, SPLIT_CYCLE_ROWS)
+    engine = book(n + 1, eth_price=2_500.0, underwater_every=4)
+    everyone = book_rows(engine)
+    columns = {name: getattr(everyone, name) for name in everyone.__dataclass_fields__}
+
+    def first(k: int) -> HealthRows:
+        return HealthRows(**{c: v[:k] if isinstance(v, list) else v for c, v in columns.items()})
+
+    async def check(listed: int) -> list[Any]:
+        listing, rows = await listing_and_listed_rows(store)
+        assert listing == rows
+        assert len(listing) == listed
+        return listing
+
+    def alone(rows: HealthRows, i: int) -> HealthRows:
+        picked = {c: getattr(rows, c) for c in rows.__dataclass_fields__}
+        return HealthRows(
+            **{c: v[i : i + 1] if isinstance(v, list) else v for c, v in picked.items()}
+        )
+
+    await store.write_cycle(first(n), context(1.0))  # accounts 0 … n-1, all healthy
+    await check(0)
+    shortfalls = []
+    for at, eth, listed in ((2, 2_000.0, n // 4 + 1), (3, 1_900.0, n // 4 + 1), (6, 2_500.0, 0)):
+        engine.set_prices([PriceInput(asset="ETH", price=eth)])
+        rows = book_rows(engine)  # with newcomer n (sinking at 2,000) the first time
+        await store.write_engine_cycle(balances=(), prices=(), rows=rows, context=context(at))
+        shortfalls.append({shortfall for _, shortfall in await check(listed)})
+        if eth == 1_900.0:  # one account alone, as a small cycle writes it: out, then in
+            await store.write_cycle(alone(everyone, 4), context(4))
+            await check(listed - 1)
+            await store.write_cycle(alone(rows, 4), context(5))
+            await check(listed)
+    deeper = Decimal(100) * Decimal("0.8")  # 1 ETH weighted 0.8, ETH 2,000 → 1,900
+    assert [len(s) for s in shortfalls] == [1, 1, 0]
+    assert shortfalls[1].pop() - shortfalls[0].pop() == deeper
 
 
 async def test_one_cycle_of_100k_accounts(store: HealthStore) -> None:
