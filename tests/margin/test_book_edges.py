@@ -254,3 +254,17 @@ def test_a_block_number_is_kept_exactly_whatever_its_size() -> None:
     world.engine.set_balance(A, "main", "usdc", 5_000_000, block)
     [line] = world.engine.account_health(A).holdings
     assert line.block == block
+
+
+def test_latency_risk_is_added_to_an_accounts_other_flags() -> None:
+    # A: 20,000 of ETH on "slow" (3,600 s) at weight 0.8 = 16,000.00 against 15,900.00 owed:
+    # health 1.006 now; after the latency shock 2.33 · 0.6 · √(3,600 s / year) = 1.49 % the
+    # collateral is 15,761: below 1. Its token drifts from its oracle: both flags show.
+    world = World(model=MarginModel.WEIGHTED, volatility={"ETH": 0.6})
+    world.hold(A, "eth-slow", 20_000)
+    world.hold(A, "usdc-debt", 15_900)
+    world.engine.set_token_flags({("slow", "eth-slow"): Flag.ORACLE_DRIFT})
+    world.engine.recompute_all()
+    shown = world.engine.account_health(A)
+    assert shown.health == pytest.approx(16_000 / 15_900)
+    assert shown.flags == Flag.LATENCY_RISK | Flag.ORACLE_DRIFT
