@@ -232,3 +232,39 @@ def test_a_balance_read_again_after_a_reorg_forgot_it_counts_whole() -> None:
     assert engine.account_health(A).collateral_value == 0
     engine.set_balance(A, "main", "pts", 1, 13)
     assert engine.account_health(A).collateral_value == Decimal("3.00")
+
+
+def test_a_price_or_flag_change_touches_only_the_holders_even_of_the_first_token() -> None:
+    # A, the book's first account, holds USDC only; B holds ETH on "fast" (the book's first
+    # token). A change of ETH's price or of that token's flags concerns B alone.
+    world = World()
+    world.hold(A, "usdc", 10_000)
+    world.hold(B, "eth-fast", 10_000)
+    world.engine.recompute_all()
+    touched = world.engine.set_prices([PriceInput(asset="ETH", price=2100.0)])
+    assert [world.engine.accounts[i] for i in touched.tolist()] == [B]
+    flagged = world.engine.set_token_flags({("fast", "eth-fast"): Flag.ORACLE_DRIFT})
+    assert [world.engine.accounts[i] for i in flagged.tolist()] == [B]
+
+
+def test_a_block_number_is_kept_exactly_whatever_its_size() -> None:
+    # blocks are stored as int64: one past 2**53 (where a float64 would round it) shows whole
+    world = World()
+    block = 2**53 + 1
+    world.engine.set_balance(A, "main", "usdc", 5_000_000, block)
+    [line] = world.engine.account_health(A).holdings
+    assert line.block == block
+
+
+def test_latency_risk_is_added_to_an_accounts_other_flags() -> None:
+    # A: 20,000 of ETH on "slow" (3,600 s) at weight 0.8 = 16,000.00 against 15,900.00 owed:
+    # health 1.006 now; after the latency shock 2.33 · 0.6 · √(3,600 s / year) = 1.49 % the
+    # collateral is 15,761: below 1. Its token drifts from its oracle: both flags show.
+    world = World(model=MarginModel.WEIGHTED, volatility={"ETH": 0.6})
+    world.hold(A, "eth-slow", 20_000)
+    world.hold(A, "usdc-debt", 15_900)
+    world.engine.set_token_flags({("slow", "eth-slow"): Flag.ORACLE_DRIFT})
+    world.engine.recompute_all()
+    shown = world.engine.account_health(A)
+    assert shown.health == pytest.approx(16_000 / 15_900)
+    assert shown.flags == Flag.LATENCY_RISK | Flag.ORACLE_DRIFT

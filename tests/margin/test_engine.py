@@ -566,3 +566,23 @@ def test_recompute_takes_any_indices_once_and_rejects_unknown_ones() -> None:
     for bad in ([2], [-1]):
         with pytest.raises(MarginInputError, match=r"^recompute: account index out of range$"):
             engine.recompute(bad)
+
+
+def test_tiered_and_flat_collateral_both_count_after_the_latency_shock() -> None:
+    # One account, a tiered bucket (1 WETH on eth, TIERS_A) and flat collateral (USDC on eth,
+    # 0.95) against a debt: its health after the latency shock counts both (the oracle).
+    both = Both(MarginModel.TIERED)
+    both.price(PriceInput(asset="ETH", price=2_000.0, volatility=0.6))
+    both.price(PriceInput(asset="USDC", price=1.0))
+    both.balance("t0", TOKEN_MAP[("eth", "weth")], 10**18)
+    both.balance("t0", TOKEN_MAP[("eth", "usdc")], 3_000 * 10**6)
+    both.balance("t0", TOKEN_MAP[("eth", "dusdc")], 3_500 * 10**6)
+    both.engine.recompute_all()
+    assert_matches_reference(both)
+    shown = both.engine.account_health("t0")
+    # 1,000 · 0.9 + 1,000 · 0.5 + 3,000 · 0.95 = 4,250.00 now; 3,500 owed
+    assert (shown.weighted_collateral, shown.weighted_liability) == (
+        Decimal("4250.00"),
+        Decimal("3500.00"),
+    )
+    assert 1.0 < shown.health_latency < shown.health

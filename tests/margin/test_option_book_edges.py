@@ -325,3 +325,23 @@ def test_the_slowest_of_256_chains_sets_the_horizon() -> None:
     assert eth.horizon_s == 2_560
     shock = 2.33 * 0.5 * math.sqrt(2_560 / YEAR)
     assert eth.loss_latency == pytest.approx(20_000 * shock, rel=1e-9)
+
+
+def test_options_count_alike_now_and_after_a_latency_shock_of_zero() -> None:
+    # No volatility: the latency shock is 0, so the health after it equals the health now, the
+    # options' value (2 long calls, 3 written puts: U ≠ 0) and charge (M > 0) included in both.
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.hold(A, "usdc-debt", 5_000)
+    world.options(
+        A,
+        [
+            option(A, size=2, right=Right.CALL, strike=2100),
+            option(A, size=-3, right=Right.PUT, strike=1900),
+        ],
+    )
+    table = world.engine.recompute_all()
+    assert table.unrealized_pnl[0] != 0
+    assert table.maintenance[0] > 0
+    assert math.isfinite(table.health[0])
+    assert table.health_latency[0] == table.health[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from margin.kernel import ceil_units_array, floor_clip_array, floor_units_array
 from margin.latency import YEAR_S, collateral_factor, liability_factor, price_shock
 from margin.model import Tier
 from margin.tiers import TierTable, compile_tiers, usd_to_units
@@ -75,3 +76,17 @@ def test_a_shock_shrinks_collateral_to_at_least_zero_and_grows_debt(
     shock: float, collateral: float, liability: float
 ) -> None:
     assert (collateral_factor(shock), liability_factor(shock)) == (collateral, liability)
+
+
+def test_the_array_roundings_forgive_float_noise_relative_to_the_value() -> None:
+    # one ulp off 16,500 (3.6e-12) is within SNAP · 16,500 (9.4e-10): float noise, not a unit;
+    # an absolute nudge of SNAP (5.7e-14) is smaller than that ulp and would not absorb it
+    above, below = np.nextafter(16_500.0, np.inf), np.nextafter(16_500.0, -np.inf)
+    assert ceil_units_array(np.array([above, 16_500.25])).tolist() == [16_500.0, 16_501.0]
+    assert floor_units_array(np.array([below, 16_500.75])).tolist() == [16_500.0, 16_500.0]
+
+
+def test_a_rows_value_saturates_at_the_cap_on_both_sides() -> None:
+    # ROW_CAP_UNITS is 2**43 value units: a row beyond it, either way, counts as the cap
+    got = floor_clip_array(np.array([-1e30, 1e30, -5.5, 2.0**43 + 4096]))
+    assert got.tolist() == [-(2.0**43), 2.0**43, -6.0, 2.0**43]

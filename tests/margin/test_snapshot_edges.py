@@ -130,3 +130,19 @@ def test_a_snapshot_does_not_see_a_later_failed_read() -> None:
         snap.evaluate(snap.prices, {"ETH": 0.1}),
     ):
         assert [int(f) for f in values.table.flags.tolist()] == [0, 0]
+
+
+def test_a_snapshot_does_not_see_options_reposted_after_it() -> None:
+    # A has written 3 puts (strike 1,900, 30 days, σ 0.6); after the snapshot A reposts 1:
+    # the engine rewrites the same option row in place, the snapshot still values 3 puts:
+    # U = ⌊−3 · P · 100⌋ cents (weighted: the options' market value).
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A, "usdc", 10_000)
+    world.options(A, [option(A, size=-3, right=Right.PUT, strike=1900)])
+    world.engine.recompute_all()
+    snap = world.engine.snapshot()
+    world.options(A, [option(A, size=-1, right=Right.PUT, strike=1900)])
+    put = oracle.black_scholes("put", 2000, 1900, 0.6, 30 * 86_400 / YEAR_S)
+    for values in (snap.evaluate(snap.prices), snap.evaluate(snap.prices, {"ETH": 0.0})):
+        assert values.table.unrealized_pnl[0] == math.floor(-3 * put * 100)
+    assert world.engine.recompute_all().unrealized_pnl[0] == math.floor(-1 * put * 100)

@@ -39,6 +39,7 @@ from margin.model import (
     Tier,
     TokenRisk,
 )
+from margin.options import Right
 from margin.stress import (
     GRID_MOVES,
     MAX_SHOCKS,
@@ -48,6 +49,8 @@ from margin.stress import (
     shocked_prices,
     stress_grid,
 )
+from tests.margin.portfolio_kit import World, option
+from tests.margin.portfolio_oracle import black_scholes
 
 C, L = Role.COLLATERAL, Role.LIABILITY
 ETH, USD = 10**18, 10**6
@@ -61,6 +64,8 @@ PRICES = [
     PriceInput(asset="USDC", price=1.0, volatility=0.0),
 ]
 ACCOUNTS = {name: "0x" + name.lower() * 40 for name in "ABCDEGJTU"}
+
+A_OPT = "0x" + "a" * 40
 
 
 def tokens(arb_tiers: tuple[Tier, ...] = ()) -> list[TokenRisk]:
@@ -425,3 +430,22 @@ def test_many_dirty_accounts_are_valued_in_a_full_pass() -> None:
     before = snapshot.current().table
     for name, column in engine.recompute_all().columns().items():
         np.testing.assert_array_equal(getattr(before, name), column, err_msg=name)
+
+
+def test_a_volatility_shock_revalues_written_options_in_the_stress() -> None:
+    """A holds 100.00 of USDC and has written 2 calls (ETH, strike 2,100, 30 days, σ 0.6).
+    ETH's vol +50 %: the 2 calls are worth C(σ 0.9) each to their buyer, so A's bad debt is
+    −(100.00 + ⌊−2 · C(0.9)⌋ cents), not the smaller figure at σ 0.6."""
+    world = World(model=MarginModel.WEIGHTED)
+    world.hold(A_OPT, "usdc", 100)
+    world.options(A_OPT, [option(A_OPT, size=-2, right=Right.CALL, strike=2100)])
+    tau = 30 / 365
+    owed = [
+        -(10_000 + math.floor(-2 * black_scholes("call", 2000, 2100, v, tau) * 100))
+        for v in (0.6, 0.9)
+    ]
+    assert owed[0] > 0  # already short at σ 0.6, more so at 0.9
+    calm = run_stress(world.engine.snapshot(), Shocks())
+    shocked = run_stress(world.engine.snapshot(), Shocks(vol={"ETH": 0.5}))
+    assert calm.bad_debt_after == Decimal(owed[0]) / 100
+    assert shocked.bad_debt_after == Decimal(owed[1]) / 100

@@ -107,3 +107,24 @@ def test_accepted_prices_feed_the_volatility_with_the_configured_lambda_and_inte
     for i, p in enumerate(("100", "101", "99")):
         result = agg.round(quotes([p, p], T0 + 10 * i), T0 + 10 * i)
     assert result.volatility == pytest.approx(math.sqrt(v2 * 31_536_000), rel=1e-12)
+
+
+def test_each_round_carries_its_time_and_the_state_to_resume_from() -> None:
+    # an aggregator resumed from the second round's ``resume`` takes the third round as the
+    # one that never stopped: the same volatility recursion by hand as above
+    params = OracleParams(min_sources=2, ewma_lambda=0.5, ewma_interval_s=60.0,
+                          volatility_floor=0.0)  # fmt: skip
+    agg = AssetAggregator(symbol="ETH", params=params)
+    agg.round(quotes(["100", "100"], T0), T0)
+    second = agg.round(quotes(["101", "101"], T0 + 10), T0 + 10)
+    assert second.round_at == T0 + 10
+    assert second.resume == agg.state
+    assert second.resume is not None
+    assert second.resume.last_good is not None
+    assert second.resume.last_good.price == D("101")
+    resumed = AssetAggregator(symbol="ETH", params=params, state=second.resume)
+    third = resumed.round(quotes(["99", "99"], T0 + 20), T0 + 20)
+    r1, r2, dt = math.log(101 / 100), math.log(99 / 101), 10.0
+    w = 0.5 ** (dt / 60.0)
+    v2 = w * r1 * r1 / dt + (1 - w) * r2 * r2 / dt
+    assert third.volatility == pytest.approx(math.sqrt(v2 * 31_536_000), rel=1e-12)
