@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from core.amounts import scaled
 from daemon.store.engine import APPLICATION_NAME, CONNECT_TIMEOUT_S
 from daemon.store.errors import StoreUnavailable
-from daemon.store.records import OutboxEntry
+from daemon.store.records import OutboxEntry, outbox_entries
 from daemon.store.schema import health_transitions
 
 SQLITE_IDS_PER_STATEMENT = 500  # below SQLite's historical 999-variable limit, with room
@@ -111,34 +111,7 @@ class OutboxConnection:
             found = await self._run(self._reads, lambda c: c.fetch(_BLOCKS_SQL, ids))
             for cycle_id, document in found:
                 self._blocks[cycle_id] = {str(k): int(v) for k, v in json.loads(document).items()}
-        blocks, quantum, inf = self._blocks, self._quantum, float("inf")
-        # Unpacked by position, as StoreQueries.outbox: tens of thousands per move.
-        return [
-            OutboxEntry(
-                id_,
-                account,
-                from_flags,
-                to_flags,
-                inf if health is None else health,
-                inf if health_latency is None else health_latency,
-                shortfall.quantize(quantum),
-                actionable,
-                at.timestamp(),
-                blocks[cycle_id],
-            )
-            for (
-                id_,
-                account,
-                cycle_id,
-                from_flags,
-                to_flags,
-                health,
-                health_latency,
-                shortfall,
-                actionable,
-                at,
-            ) in rows
-        ]
+        return outbox_entries(rows, self._blocks, self._quantum)
 
     async def mark(self, ids: Iterable[int], at: float) -> int:
         """Set ``published_at`` on the transitions ``ids`` that do not have it yet, in one
@@ -212,7 +185,10 @@ _CONNECTION_FAULTS = (
 
 _READ_SQL = (
     "SELECT id, account, cycle_id, from_flags, to_flags, health, health_latency, shortfall,"
-    " actionable, at FROM health_transitions WHERE id > $1 AND published_at IS NULL"
+    # ``at`` as unix seconds, as the ``Timestamp`` type gives it (both correctly rounded
+    # from the stored microseconds: equal floats).
+    " actionable, extract(epoch FROM at)::float8"
+    " FROM health_transitions WHERE id > $1 AND published_at IS NULL"
     " ORDER BY id LIMIT $2"
 )
 _BLOCKS_SQL = "SELECT id, blocks::text FROM cycles WHERE id = ANY($1::bigint[])"

@@ -40,6 +40,7 @@ from daemon.store.records import (
     StoredTransition,
     from_row,
     health_from_row,
+    outbox_entries,
     position_from_row,
     transition_from_row,
 )
@@ -366,35 +367,7 @@ class StoreQueries(AsyncResource):
                 )
                 for cycle_id, document in found:
                     blocks[cycle_id] = {str(k): int(v) for k, v in document.items()}
-        quantum, inf = self._quantum, float("inf")
-        # Rows unpacked by position and entries built positionally: a market-wide move reads
-        # tens of thousands (named access on a Row costs more than the rest of the loop).
-        return [
-            OutboxEntry(
-                id_,
-                account,
-                from_flags,
-                to_flags,
-                inf if health is None else health,
-                inf if health_latency is None else health_latency,
-                shortfall.quantize(quantum),
-                actionable,
-                at,
-                blocks[cycle_id],
-            )
-            for (
-                id_,
-                account,
-                cycle_id,
-                from_flags,
-                to_flags,
-                health,
-                health_latency,
-                shortfall,
-                actionable,
-                at,
-            ) in rows
-        ]
+        return outbox_entries(rows, blocks, self._quantum)
 
     async def summary(self, *, now: float, window_s: float, points: int) -> Summary:
         """Accounts by flag now and at ``points`` times over the last ``window_s`` seconds, the
