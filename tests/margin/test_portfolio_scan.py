@@ -14,7 +14,7 @@ import pytest
 from margin import portfolio
 from margin.model import PriceInput
 from margin.options import OptionPosition, Right
-from margin.portfolio import MAX_RANK_SWEEPS, MIN_CHUNKS_PER_THREAD, SCAN_CHUNK_PAIRS
+from margin.portfolio import FEW_LINES, MAX_RANK_SWEEPS, MIN_CHUNKS_PER_THREAD, SCAN_CHUNK_PAIRS
 from margin.stress import STRESS_THREADS
 from tests.margin.portfolio_kit import CHAINS, World, option
 
@@ -56,6 +56,14 @@ def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
         world.options(owner, lines)
         lines_of[owner] = len(lines)
     full = world.engine.recompute_all().select(slice(None))
+    # every account again as one batch: a batch's option rows come without the book's kept
+    # layout, and beyond FEW_LINES lines the scan lays them out itself
+    every = np.array([world.engine.account_index(account(i)) for i in range(n)])
+    assert sum(lines_of.values()) > FEW_LINES
+    world.engine.recompute(every)
+    batch = world.engine.results.select(every)
+    for name, column in batch.columns().items():
+        np.testing.assert_array_equal(column, getattr(full, name)[every], name)
     sample = [0, 1, 2, *range(SCAN_CHUNK_PAIRS - 5, SCAN_CHUNK_PAIRS + 5), n - 1]
     sample += rng.sample(range(n), 20)
     for i in sample:
@@ -70,6 +78,50 @@ def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
         got = float(full.maintenance[index]) / 100
         assert got == pytest.approx(expected.maintenance, abs=slack), owner
         assert expected.maintenance > 0
+
+
+def test_a_full_pass_adds_up_pairs_of_a_few_lines_rank_by_rank() -> None:
+    """A full pass (the book's kept layout) sums the lines of pairs of at most
+    MAX_RANK_SWEEPS + 1 lines one rank at a time: pairs of 2, 3 and MAX_RANK_SWEEPS + 1
+    lines, after pairs of one, each equal to its account valued alone (the short scan, one
+    bincount) bit for bit, and to the oracle within a cent per line."""
+    rng = random.Random(23)
+    world = World(volatility={"ETH": 0.9, "BTC": 0.6})
+    depths = [1, 2, 1, 3, MAX_RANK_SWEEPS + 1, 2]
+    owners = [account(i) for i in range(len(depths))]
+    for owner, depth in zip(owners, depths, strict=True):
+        world.hold(owner, "usdc", float(rng.randrange(20_000, 60_000)))
+        world.options(owner, [random_line(owner, rng, world, "ETH") for _ in range(depth)])
+    full = world.engine.recompute_all().select(slice(None))
+    for owner, depth in zip(owners, depths, strict=True):
+        index = world.engine.account_index(owner)
+        world.engine.recompute(np.array([index]))
+        alone = world.engine.results.select(slice(index, index + 1))
+        for name, column in alone.columns().items():
+            np.testing.assert_array_equal(column, getattr(full, name)[index : index + 1], name)
+        expected = world.expected(owner)
+        got = float(full.maintenance[index]) / 100
+        assert got == pytest.approx(expected.maintenance, abs=CENT * (2 + 3 + 2 * depth)), owner
+        assert expected.maintenance > 0
+
+
+@pytest.mark.parametrize("offset", [0, 100_000])
+def test_the_layout_groups_pairs_and_numbers_contracts_dense_or_sparse(offset: int) -> None:
+    """``option_layout`` as documented: one-line pairs first, then the others, each part by
+    pair; per row its place in its pair; contracts numbered by ascending id, through the
+    linear-time table (ids below 8 per row + 4,096) or ``np.unique`` (ids far above)."""
+    o_pair = np.array([5, 2, 5, 9, 2, 5, 7], dtype=np.intp)
+    contract = np.array([3, 1, 3, 0, 2, 1, 3], dtype=np.intp) + offset
+    layout = portfolio.option_layout(o_pair, contract)
+    assert o_pair[layout.order].tolist() == [7, 9, 2, 2, 5, 5, 5]
+    assert layout.pair_ids.tolist() == [7, 9, 2, 5]
+    assert layout.starts.tolist() == [0, 1, 2, 4]
+    assert layout.counts.tolist() == [1, 1, 2, 3]
+    assert layout.pair_of.tolist() == [0, 1, 2, 2, 3, 3, 3]
+    assert layout.rank.tolist() == [0, 0, 0, 1, 0, 1, 2]
+    ids = contract[layout.order]
+    assert (ids[layout.contract_row] - offset).tolist() == [0, 1, 2, 3]
+    assert layout.contract_of.tolist() == [3, 0, 1, 2, 3, 3, 1]
 
 
 def test_a_full_pass_after_the_options_change_equals_a_fresh_book() -> None:

@@ -58,6 +58,17 @@ def test_a_full_table_starts_again_and_still_answers_right(
         assert len(table) <= 4
 
 
+def test_a_table_grown_past_its_first_capacity_keeps_its_rows() -> None:
+    # 200 keys: the first rows are made for 400; 300 more make the table grow (to 1,000
+    # rows): the rows kept are copied over, and every key still answers its own row
+    table = UnitTable()
+    first, second = np.arange(0, 400, 2, dtype=np.intp), np.arange(1, 600, 2, dtype=np.intp)
+    for keys in (first, second, np.union1d(first, second)):
+        got = table.rows(keys, lambda at, keys=keys: _rows_of(keys[at]))
+        assert np.array_equal(got, _rows_of(keys))
+    assert len(table) == 500
+
+
 def test_incremental_recomputes_in_any_order_equal_a_full_pass() -> None:
     """Accounts recomputed one at a time, last posted first, so that each brings contracts
     (and horizon levels) below those already kept; then every one again: each time equal to
