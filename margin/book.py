@@ -240,10 +240,7 @@ class MarginBook:
         # Refused before anything is registered or recorded: a refused call changes nothing.
         if len(set(accounts)) != len(accounts):
             raise MarginInputError("load_balances: an account appears twice")
-        if not (isinstance(raws, np.ndarray) and raws.dtype == np.uint64):
-            raws = [int(r) for r in raws]
-            if any(not 0 <= r <= UINT256_MAX for r in raws):
-                raise MarginInputError("load_balances: raw balance out of uint256 range")
+        raws = _checked_raws(raws)
         if decimals is None:  # every read counts as failed (``set_balance``)
             for account, raw, at in zip(accounts, raws, blocks, strict=True):
                 self.set_balance(account, chain, token, int(raw), at)
@@ -264,15 +261,14 @@ class MarginBook:
                 if not len(accts):
                     return
         rows = self._holdings
-        if isinstance(raws, np.ndarray) and raws.dtype == np.uint64:
+        if isinstance(raws, np.ndarray):  # uint64 (``_checked_raws``)
             amounts = normalized_amounts(raws, decimals)
             new = self._append_rows(accts, tok)
             rows.raw[new, 0] = raws
         else:
-            ints = [int(r) for r in raws]  # checked above
-            amounts = np.array([normalized_amount(r, decimals) for r in ints], dtype=np.float64)
+            amounts = np.array([normalized_amount(r, decimals) for r in raws], dtype=np.float64)
             new = self._append_rows(accts, tok)
-            for row, raw in zip(new.tolist(), ints, strict=True):
+            for row, raw in zip(new.tolist(), raws, strict=True):
                 rows.set_raw(row, raw)
         rows.amount[new] = amounts
         rows.block[new] = block if isinstance(block, int) else blocks
@@ -484,3 +480,16 @@ class MarginBook:
         rows.n += len(accts)
         self._token_rows[tok] += len(accts)
         return new
+
+
+def _checked_raws(
+    raws: Sequence[int] | npt.NDArray[np.uint64],
+) -> npt.NDArray[np.uint64] | list[int]:
+    """A bulk load's raw balances in one of two forms: a uint64 array as it is (every value
+    fits), anything else as Python ints, each checked to be a uint256."""
+    if isinstance(raws, np.ndarray) and raws.dtype == np.uint64:
+        return raws
+    ints = [int(r) for r in raws]
+    if any(not 0 <= r <= UINT256_MAX for r in ints):
+        raise MarginInputError("load_balances: raw balance out of uint256 range")
+    return ints
