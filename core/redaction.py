@@ -44,7 +44,12 @@ _WORD = re.compile(r"^[A-Za-z]+(?:-[A-Za-z]+)*$")
 
 def fingerprint(text: str) -> str:
     """A short, stable hash of ``text`` (hex), for telling hidden values apart."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
+    return _digest(text)[:FINGERPRINT_CHARS]
+
+
+def _digest(text: str) -> str:
+    """The whole hash a fingerprint is a prefix of."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def distinct_fingerprints(texts: Iterable[str]) -> dict[str, str]:
@@ -55,7 +60,7 @@ def distinct_fingerprints(texts: Iterable[str]) -> dict[str, str]:
     starts with, so ids built from fingerprints never merge two texts and stay as they were
     for every text that does not collide.
     """
-    hashes = {t: hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts}
+    hashes = {t: _digest(t) for t in texts}
     out = {}
     for text, digest in hashes.items():
         shared = max(
