@@ -534,9 +534,9 @@ class EngineLoop:
         ``BREAKDOWN_CHUNK`` at a time, with a turn of the event loop in between: the event
         relay, woken as the transitions were committed, reads and sends meanwhile.
 
-        Called after the commit of the write's transitions (PostgreSQL, a large write) it
-        first waits, ``EVENTS_FIRST_MAX_S`` at most, until the relay has sent them: the
-        breakdowns and the write's second transaction come after the events. (Called inside
+        Called after the commit of a large write's transitions it first waits,
+        ``EVENTS_FIRST_MAX_S`` at most, until the relay has sent them: the breakdowns and the
+        write's second transaction come after the events. (Called inside
         the one transaction of a smaller write, before any commit, it does not wait.)"""
         if self._events_first and self.events is not None:
             self._events_first = False

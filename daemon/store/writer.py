@@ -65,11 +65,12 @@ from oracles.resume import state_to_json
 log = logging.getLogger(__name__)
 
 SPLIT_CYCLE_ROWS = 1_000
-"""On PostgreSQL, a health cycle of at least this many rows commits its transitions (with the
-rows whose flags moved) first and updates its other rows in a second transaction: a market-wide
-move rewrites every account, and its events and listing need only the flipped ones. (SQLite
-runs in the daemon's process: there the second transaction only competed with the event relay
-for the same CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
+"""A health cycle of at least this many rows commits its transitions (with the rows whose
+flags moved) first and updates its other rows in a second transaction: a market-wide move
+rewrites every account, and its events and listing need only the flipped ones. On SQLite too
+since the late part waits for the event relay (``EngineLoop._build_breakdowns``): before that,
+SQLite's second transaction, in the daemon's own process, competed with the relay for the CPU
+and the whole write took longer (bench/RESULTS.md, issue 14)."""
 
 
 class HealthStore(AsyncResource):
@@ -184,7 +185,7 @@ class HealthStore(AsyncResource):
         of the accounts whose flags it moved. Return how many transitions it stored (the
         event relay reads them from the outbox).
 
-        On PostgreSQL a cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
+        A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
         flags did not move in a second transaction right after (``daemon.store.cycle``):
         ``on_committed`` is called with the count as soon as the transitions are committed,
         before it (otherwise once the one transaction is). If that
@@ -231,11 +232,7 @@ class HealthStore(AsyncResource):
         cycle_id: int | None = None
         count = 0
         appended: Sequence[Any] = ()
-        split = (
-            rows is not None
-            and len(rows) >= SPLIT_CYCLE_ROWS
-            and self.engine.dialect.name == "postgresql"
-        )
+        split = rows is not None and len(rows) >= SPLIT_CYCLE_ROWS
         async with write_connection(self.engine) as conn:
             async with conn.begin():
                 if fence is not None:

@@ -338,10 +338,9 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
     store: HealthStore,
 ) -> None:
     """A market-wide move rewrites every account; its events and listing need only the
-    accounts whose flags moved. On PostgreSQL those rows and their transitions are committed
-    first (a reader sees all of them, and none of the other rows' new figures yet); the
-    breakdowns are built after that, and stored with the rest. SQLite writes it all in one
-    transaction (the breakdowns built after the transitions are appended)."""
+    accounts whose flags moved. Those rows and their transitions are committed first (a
+    reader sees all of them, and none of the other rows' new figures yet); the breakdowns
+    are built after that, and stored with the rest (both dialects)."""
     n = max(2_000, SPLIT_CYCLE_ROWS)
     engine = book(n, eth_price=2_500.0, underwater_every=4)  # all healthy at 2,500
     await store.write_cycle(book_rows(engine), context(1.0))
@@ -400,16 +399,13 @@ async def test_a_large_cycle_commits_its_transitions_before_its_other_rows(
         "collateral": {("flipped", after): sinking, ("other", after): n - sinking},
         "breakdowns": [account_address(0), account_address(4)],
     }
-    if store.engine.dialect.name == "postgresql":
-        first = {
-            "appended": sinking,
-            "listed": sinking,
-            "collateral": {("flipped", after): sinking, ("other", before): n - sinking},
-            "breakdowns": [],
-        }
-        assert calls == [("committed", first), ("count", sinking), ("breakdowns", 2)]
-    else:
-        assert calls == [("breakdowns", 0), ("committed", whole), ("count", sinking)]
+    first = {
+        "appended": sinking,
+        "listed": sinking,
+        "collateral": {("flipped", after): sinking, ("other", before): n - sinking},
+        "breakdowns": [],
+    }
+    assert calls == [("committed", first), ("count", sinking), ("breakdowns", 2)]
     assert await look() == whole
     stored = await store.queries.health(account_address(4))
     assert stored is not None
