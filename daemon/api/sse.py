@@ -7,7 +7,7 @@ a client that resumes with ``Last-Event-ID: n`` has received every event of tran
 (a client cut between the two frames still holds the previous id and gets both again).
 
 Payloads are the MQTT payloads byte for byte: transition events are built by the MQTT relay's
-own builder (``daemon.mqtt.relay.event_messages``) from the stored row, status events by
+own builder (``daemon.mqtt.event_payloads.event_messages``) from the stored row, status events by
 ``encode_json`` of the ``/v1/chains`` and ``/v1/prices`` documents.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from daemon.mqtt.relay import event_messages
+from daemon.mqtt.event_payloads import event_messages
 from daemon.mqtt.topics import Topics, encode_json, flag_events
 from daemon.store.records import OutboxEntry
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from daemon.api.stream import OUTBOX_PAGE
-from daemon.mqtt.relay import event_messages
+from daemon.mqtt.event_payloads import event_messages
 from daemon.mqtt.topics import Topics
 from tests.api.apikit import CYCLE_AT, running_api
 from tests.api.streamkit import SseReader, flood_outbox, price_cycle

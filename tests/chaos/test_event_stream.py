@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from daemon.mqtt.relay import event_messages
+from daemon.mqtt.event_payloads import event_messages
 from daemon.mqtt.topics import Topics
 from daemon.store.queries import StoreQueries
 from tests.api.streamkit import SseReader

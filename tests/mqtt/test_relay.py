@@ -23,8 +23,9 @@ from daemon.api.positions import PositionMarkets
 from daemon.config.model import ApiConfig, MqttConfig
 from daemon.engine_loop import EngineLoop, PricesChanged
 from daemon.metrics import Metrics
+from daemon.mqtt.event_payloads import batch_messages, event_messages, event_payload
 from daemon.mqtt.publisher import MqttPublisher
-from daemon.mqtt.relay import EventRelay, batch_messages, event_messages, event_payload
+from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import Topics, encode_json
 from daemon.store.migrate import migrate
 from daemon.store.outbox import OutboxConnection
