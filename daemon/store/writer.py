@@ -236,6 +236,11 @@ class HealthStore(AsyncResource):
             and len(rows) >= SPLIT_CYCLE_ROWS
             and self.engine.dialect.name == "postgresql"
         )
+        first, unstaged = rows, None
+        if split and not returning and rows is not None and rows.moved_first is not None:
+            # Only the accounts the engine saw move in the first transaction; the others are
+            # compared with the stored flags in the second (``daemon.store.cycle``).
+            first, unstaged = rows.split_moved()
         async with write_connection(self.engine) as conn:
             async with conn.begin():
                 if fence is not None:
@@ -245,14 +250,15 @@ class HealthStore(AsyncResource):
                     await store_balance_update(conn, update, now)
                 if rounds:
                     await _insert_prices(conn, rounds)
-                if rows is not None and context is not None:
+                if first is not None and rows is not None and context is not None:
                     cycle_id, count, appended = await write_health_cycle(
                         conn,
-                        rows,
+                        first,
                         context,
                         returning=returning,
                         rest=not split,
                         breakdowns=breakdowns,
+                        accounts=len(rows),
                     )
             committed_s = time.perf_counter() - started
             if cycle_id is not None and on_committed is not None:
@@ -264,7 +270,13 @@ class HealthStore(AsyncResource):
                 async with conn.begin():
                     if fence is not None:
                         await check_fence(conn, fence)
-                    await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+                    surprises = await update_health_rest(
+                        conn, cycle_id, context.at, rows.value_decimals, late, unstaged=unstaged
+                    )
+                if surprises:  # stored flags the engine did not know: their events now
+                    count += surprises
+                    if on_committed is not None:
+                        on_committed(surprises)
         if rows is None or context is None:
             return 0, ()
         if cycle_id is None:
@@ -272,12 +284,14 @@ class HealthStore(AsyncResource):
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return 0, ()
         log.info(
-            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f committed_s=%.3f",
+            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f committed_s=%.3f "
+            "staged_first=%d",
             cycle_id,
             len(rows),
             count,
             time.perf_counter() - started,
             committed_s,
+            len(rows) if first is None else len(first),
         )
         return count, appended
 
