@@ -65,11 +65,13 @@ from oracles.resume import state_to_json
 log = logging.getLogger(__name__)
 
 SPLIT_CYCLE_ROWS = 1_000
-"""On PostgreSQL, a health cycle of at least this many rows commits its transitions (with the
-rows whose flags moved) first and updates its other rows in a second transaction: a market-wide
-move rewrites every account, and its events and listing need only the flipped ones. (SQLite
-runs in the daemon's process: there the second transaction only competed with the event relay
-for the same CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
+"""A health cycle of at least this many rows commits its transitions (with the rows whose flags
+moved) first and updates its other rows in a second transaction: a market-wide move rewrites
+every account, and its events and listing need only the flipped ones. On PostgreSQL always;
+on SQLite only when the rows say which accounts the engine expects to move
+(``HealthRows.moved_first``), so that the first transaction stages only those. (With every
+row staged first, SQLite's second transaction only competed with the event relay for the
+daemon's CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
 
 
 class HealthStore(AsyncResource):
@@ -184,10 +186,13 @@ class HealthStore(AsyncResource):
         of the accounts whose flags it moved. Return how many transitions it stored (the
         event relay reads them from the outbox).
 
-        On PostgreSQL a cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
-        flags did not move in a second transaction right after (``daemon.store.cycle``):
-        ``on_committed`` is called with the count as soon as the transitions are committed,
-        before it (otherwise once the one transaction is). If that
+        A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose flags did not
+        move in a second transaction right after (``daemon.store.cycle``; on SQLite only with
+        ``rows.moved_first``): ``on_committed`` is called with the count as soon as the
+        transitions are committed, before it (otherwise once the one transaction is). With
+        ``rows.moved_first`` the first transaction stages only the rows the engine expects
+        to move; a transition among the others (stored flags the engine did not know) is
+        appended in the second, and ``on_committed`` is called again with how many. If that
         second transaction fails, this raises like any failed write, and writing the same
         inputs again is harmless (no transition is appended twice, no newer balance or round
         is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
@@ -231,16 +236,14 @@ class HealthStore(AsyncResource):
         cycle_id: int | None = None
         count = 0
         appended: Sequence[Any] = ()
-        split = (
-            rows is not None
-            and len(rows) >= SPLIT_CYCLE_ROWS
-            and self.engine.dialect.name == "postgresql"
-        )
         first, unstaged = rows, None
+        split = rows is not None and len(rows) >= SPLIT_CYCLE_ROWS
         if split and not returning and rows is not None and rows.moved_first is not None:
             # Only the accounts the engine saw move in the first transaction; the others are
             # compared with the stored flags in the second (``daemon.store.cycle``).
             first, unstaged = rows.split_moved()
+        elif self.engine.dialect.name != "postgresql":
+            split = False
         async with write_connection(self.engine) as conn:
             async with conn.begin():
                 if fence is not None:

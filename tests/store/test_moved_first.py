@@ -94,9 +94,8 @@ async def test_a_wrong_guess_costs_no_transition(store: HealthStore) -> None:
     """The engine guesses that accounts 4, 8, … and 2 move; account 0 sinks too (missed),
     account 2 does not (guessed wrong), and account 1 is stored liquidatable although it
     stays healthy (a write the engine does not know of: a restart, a shard taken over).
-    Every transition lands once, under one cycle id; on PostgreSQL the guessed flips are
-    committed first and the missed ones in the second transaction, with their own
-    ``on_committed``."""
+    Every transition lands once, under one cycle id; the guessed flips are committed first
+    and the missed ones in the second transaction, with their own ``on_committed``."""
     crash = await crash_after_calm(store)
     everyone_under = book(N, eth_price=2_000.0, underwater_every=1)  # 1 sinks here
     await store.write_cycle(alone(book_rows(everyone_under), 1), context(1.5))
@@ -125,19 +124,16 @@ async def test_a_wrong_guess_costs_no_transition(store: HealthStore) -> None:
         },
         "listed": sinking,
     }
-    if store.engine.dialect.name == "postgresql":
-        first = {
-            "appended": (sinking - 1, 1, sinking - 1),
-            "rows": {  # 1 still as stored, 0 and 2 (no flip: no figure) not written yet
-                a0: (Flag.NONE, BEFORE),
-                a1: (Flag.LIQUIDATABLE, AFTER),
-                a2: (Flag.NONE, BEFORE),
-            },
-            "listed": sinking,  # 4, 8, … in, 1 still in, 0 not yet
-        }
-        assert calls == [(sinking - 1, first), (2, whole)]
-    else:  # one transaction
-        assert calls == [(sinking + 1, whole)]
+    first = {
+        "appended": (sinking - 1, 1, sinking - 1),
+        "rows": {  # 1 still as stored, 0 and 2 (no flip: no figure) not written yet
+            a0: (Flag.NONE, BEFORE),
+            a1: (Flag.LIQUIDATABLE, AFTER),
+            a2: (Flag.NONE, BEFORE),
+        },
+        "listed": sinking,  # 4, 8, … in, 1 still in, 0 not yet
+    }
+    assert calls == [(sinking - 1, first), (2, whole)]
     assert await stored(store, 2.0) == whole
     listing, listed_rows = await listing_and_listed_rows(store)
     assert listing == listed_rows
@@ -173,22 +169,28 @@ async def test_any_guess_stores_the_same(store: HealthStore, guess: str) -> None
     assert len(listing) == len(SINKING)
 
 
+class BuildFailed(Exception):
+    """The breakdowns' builder failed."""
+
+
 async def test_a_failed_second_transaction_loses_nothing(store: HealthStore) -> None:
-    """PostgreSQL: the second transaction fails (a breakdown the database refuses) after the
-    guessed flips were committed. The write raises; what was committed stays (transitions
-    once, the listing), the rest is not half-written; writing the same rows again (the
-    writer's retry: a new cycle) finishes it without appending any transition twice."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("one transaction on SQLite: a failure rolls all of it back")
+    """The write fails after the guessed flips were committed: on PostgreSQL in its second
+    transaction (a breakdown the database refuses), on SQLite (which stores any text) in
+    the breakdowns' builder before it. The write raises; what was committed stays
+    (transitions once, the listing), the rest is not half-written; writing the same rows
+    again (the writer's retry: a new cycle) finishes it without appending any transition
+    twice."""
     crash = await crash_after_calm(store)
     rows = ordered(crash, list(SINKING))
     sinking = len(SINKING)
     good = json.dumps({"holdings": [], "positions": []})
 
     async def refused() -> list[tuple[str, str]]:
+        if store.engine.dialect.name != "postgresql":
+            raise BuildFailed("no json today")
         return [(account_address(0), good), (account_address(1), "{not json")]
 
-    with pytest.raises(asyncpg.DataError, match="json"):
+    with pytest.raises((asyncpg.DataError, BuildFailed), match="json"):
         await store.write_engine_cycle(
             balances=(), prices=(), rows=rows, context=context(2.0), breakdowns=refused
         )
