@@ -126,6 +126,19 @@ async def write_health_cycle(
     return cycle_id, count, appended
 
 
+async def append_flips(conn: AsyncConnection, cycle_id: int, rows: HealthRows, at: float) -> int:
+    """More of cycle ``cycle_id``'s rows whose flags the engine expects to move, in a
+    transaction of their own after the cycle's first (``write_health_cycle`` with
+    ``rest=False``): their transitions, flips and new accounts. Return how many transitions
+    it appended. The stage holds only these rows afterwards: ``update_health_rest`` is then
+    given every row of the cycle (``restage``)."""
+    await _lock_cycles(conn)
+    await load_stage(conn, health_stage, rows.records(), count=len(rows))
+    count, _ = await _apply_stage(conn, cycle_id, at, rows.value_decimals, returning=False)
+    await sync_listing(conn)
+    return count
+
+
 async def update_health_rest(
     conn: AsyncConnection,
     cycle_id: int,
@@ -134,6 +147,7 @@ async def update_health_rest(
     breakdowns: Breakdowns = (),
     *,
     unstaged: HealthRows | None = None,
+    restage: bool = False,
 ) -> int:
     """The rest of cycle ``cycle_id`` (staged by ``write_health_cycle`` on this connection):
     set ``breakdowns`` on their staged rows, then update the stored rows whose flags equal the
@@ -145,11 +159,14 @@ async def update_health_rest(
     its first transaction left out: they are staged beside the others, and the whole stage is
     applied as a cycle (transitions, flips, new accounts) before the rest is updated. The
     first transaction's rows carry their stored flags by then, so only the surprises among
-    the others move: their transitions are appended here, under the same cycle id."""
+    the others move: their transitions are appended here, under the same cycle id. With
+    ``restage``, ``unstaged`` replace the staged rows (they are all of the cycle's rows)."""
     await _lock_cycles(conn)
     count = 0
     if unstaged is not None and len(unstaged):
-        await load_stage(conn, health_stage, unstaged.records(), count=len(unstaged), append=True)
+        await load_stage(
+            conn, health_stage, unstaged.records(), count=len(unstaged), append=not restage
+        )
     await _stage_breakdowns(conn, breakdowns)  # before the flips below, which store them too
     if unstaged is not None and len(unstaged):
         # Over the whole stage: the first transaction's rows have their stored flags now,

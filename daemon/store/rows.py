@@ -86,6 +86,14 @@ class HealthRows:
             slice(self.moved_first, None)
         )
 
+    def chunks(self, size: int) -> list[HealthRows]:
+        """The rows in consecutive parts of at most ``size`` (as even as that allows), none
+        with a guess of its own."""
+        if not len(self):
+            return [self._sliced(slice(None))]
+        step = -(-len(self) // -(-len(self) // size))  # ceil(n / ceil(n / size))
+        return [self._sliced(slice(i, i + step)) for i in range(0, len(self), step)]
+
     def _sliced(self, part: slice) -> HealthRows:
         columns: dict[str, Any] = {}
         for name in self.__dataclass_fields__:

@@ -36,7 +36,12 @@ from daemon.store import migrate
 from daemon.store import venues as venue_store
 from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
 from daemon.store.chain_state import store_balance_update
-from daemon.store.cycle import LateBreakdowns, update_health_rest, write_health_cycle
+from daemon.store.cycle import (
+    LateBreakdowns,
+    append_flips,
+    update_health_rest,
+    write_health_cycle,
+)
 from daemon.store.engine import (
     check_reachable,
     create_store_engine,
@@ -72,6 +77,17 @@ on SQLite only when the rows say which accounts the engine expects to move
 (``HealthRows.moved_first``), so that the first transaction stages only those. (With every
 row staged first, SQLite's second transaction only competed with the event relay for the
 daemon's CPU, and the whole write took longer; bench/RESULTS.md, issue 14.)"""
+
+
+FLIP_PARTS = 2
+FLIP_PART_MIN_ROWS = 10_000
+"""The accounts a large write expects to move, when they are at least twice this many, are
+committed (with their transitions) in ``FLIP_PARTS`` transactions one after the other: the
+event relay, woken at each commit, sends the first part's events while the next is written.
+A market-wide move's 50,000 flips took 0.7-1.3 s of PostgreSQL in one transaction, all of it
+before the first event; in two, the first events leave after half of it (bench/RESULTS.md,
+issue 14, seventh pass). Few parts: each costs one more join of its rows against every
+stored row."""
 
 
 class HealthStore(AsyncResource):
@@ -183,21 +199,26 @@ class HealthStore(AsyncResource):
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
         cycle (see ``write_cycle``). Readers never see balances of a cycle without the health
-        of the accounts whose flags it moved. Return how many transitions it stored (the
-        event relay reads them from the outbox).
+        of the accounts whose flags it moved (but a large move's flips, below, arrive in
+        steps). Return how many transitions it stored (the event relay reads them from the
+        outbox).
 
         A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose flags did not
-        move in a second transaction right after (``daemon.store.cycle``; on SQLite only with
+        move in a later transaction (``daemon.store.cycle``; on SQLite only with
         ``rows.moved_first``): ``on_committed`` is called with the count as soon as the
         transitions are committed, before it (otherwise once the one transaction is). With
-        ``rows.moved_first`` the first transaction stages only the rows the engine expects
-        to move; a transition among the others (stored flags the engine did not know) is
-        appended in the second, and ``on_committed`` is called again with how many. If that
-        second transaction fails, this raises like any failed write, and writing the same
-        inputs again is harmless (no transition is appended twice, no newer balance or round
-        is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
-        stored, and its breakdowns are stored with the other rows: building them (up to a
-        second at a market-wide move) does not hold the events and the listing back.
+        ``rows.moved_first`` the first transaction stages only the rows the engine expects to
+        move — when there are at least ``2 × FLIP_PART_MIN_ROWS`` of them only their first
+        part, the others following in transactions of their own (``FLIP_PARTS`` in all; the
+        balances and rounds go with the first) — and the last transaction appends the
+        transition of any other row whose stored flags differ (flags the engine did not
+        know); ``on_committed`` is called after each commit that stored transitions, with
+        how many. If a later transaction fails, this raises like any failed write, and
+        writing the same inputs again is harmless (no transition is appended twice, no newer
+        balance or round is replaced). ``breakdowns`` (of some of the rows) is called once the
+        transitions are stored, and its breakdowns are stored with the other rows: building
+        them (up to a second at a market-wide move) does not hold the events and the listing
+        back.
 
         With a ``fence`` (cluster mode) each transaction first checks that every shard's lease
         is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
@@ -237,11 +258,15 @@ class HealthStore(AsyncResource):
         count = 0
         appended: Sequence[Any] = ()
         first, unstaged = rows, None
+        parts: list[HealthRows] = []
         split = rows is not None and len(rows) >= SPLIT_CYCLE_ROWS
         if split and not returning and rows is not None and rows.moved_first is not None:
-            # Only the accounts the engine saw move in the first transaction; the others are
-            # compared with the stored flags in the second (``daemon.store.cycle``).
-            first, unstaged = rows.split_moved()
+            # Only the accounts the engine saw move in the first transaction(s); the others
+            # are compared with the stored flags in the last (``daemon.store.cycle``).
+            moved, unstaged = rows.split_moved()
+            first, *parts = moved.chunks(max(FLIP_PART_MIN_ROWS, -(-len(moved) // FLIP_PARTS)))
+            if parts:  # the last transaction stages every row again: the stage holds a part
+                unstaged = rows
         elif self.engine.dialect.name != "postgresql":
             split = False
         async with write_connection(self.engine) as conn:
@@ -266,6 +291,16 @@ class HealthStore(AsyncResource):
             committed_s = time.perf_counter() - started
             if cycle_id is not None and on_committed is not None:
                 on_committed(count)
+            for part in parts:
+                if cycle_id is None or context is None:
+                    break
+                async with conn.begin():
+                    if fence is not None:
+                        await check_fence(conn, fence)
+                    more = await append_flips(conn, cycle_id, part, context.at)
+                count += more
+                if more and on_committed is not None:
+                    on_committed(more)
             if split and cycle_id is not None and rows is not None and context is not None:
                 # The rows whose flags did not move, and the breakdowns: nothing waits for them
                 # but readers of their figures (/v1/accounts), a moment later.
@@ -274,7 +309,13 @@ class HealthStore(AsyncResource):
                     if fence is not None:
                         await check_fence(conn, fence)
                     surprises = await update_health_rest(
-                        conn, cycle_id, context.at, rows.value_decimals, late, unstaged=unstaged
+                        conn,
+                        cycle_id,
+                        context.at,
+                        rows.value_decimals,
+                        late,
+                        unstaged=unstaged,
+                        restage=bool(parts),
                     )
                 if surprises:  # stored flags the engine did not know: their events now
                     count += surprises

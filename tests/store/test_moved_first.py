@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
+from daemon.store import writer
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, health_transitions
 from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
@@ -220,3 +221,49 @@ async def test_a_failed_second_transaction_loses_nothing(store: HealthStore) -> 
     assert health.breakdown == json.loads(good)
     listing, listed_rows = await listing_and_listed_rows(store)
     assert listing == listed_rows
+
+
+async def test_the_expected_flips_are_committed_in_parts(
+    store: HealthStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guessed flips go in ``FLIP_PARTS`` transactions (here 5 of 100), each committed
+    (and reported to ``on_committed``) before the next is written, every one with the
+    cycle's id; then the surprises and the other rows, as with one part."""
+    monkeypatch.setattr(writer, "FLIP_PARTS", 5)
+    monkeypatch.setattr(writer, "FLIP_PART_MIN_ROWS", 100)
+    crash = await crash_after_calm(store)
+    everyone_under = book(N, eth_price=2_000.0, underwater_every=1)
+    await store.write_cycle(alone(book_rows(everyone_under), 1), context(1.5))
+    guessed = [i for i in SINKING if i] + [2]  # 500 rows: 5 parts, 2 does not flip
+    calls: list[tuple[int, tuple[int, int, int]]] = []
+
+    def committed(count: int) -> None:
+        calls.append((count, look_from_another_thread(store, 2.0)["appended"]))
+
+    count = await store.write_engine_cycle(
+        balances=(),
+        prices=(),
+        rows=ordered(crash, guessed),
+        context=context(2.0),
+        on_committed=committed,
+    )
+    sinking = len(SINKING)
+    assert count == sinking + 1
+    parts = [100, 100, 100, 100, 99, 2]  # the last part holds 2; then 0 and 1, the surprises
+    totals = [sum(parts[: k + 1]) for k in range(len(parts))]
+    assert calls == [(n, (total, 1, total)) for n, total in zip(parts, totals, strict=True)]
+    whole = await stored(store, 2.0)
+    assert whole["rows"] == {
+        account_address(0): (Flag.LIQUIDATABLE, AFTER),
+        account_address(1): (Flag.NONE, AFTER),
+        account_address(2): (Flag.NONE, AFTER),
+    }
+    async with store.engine.connect() as conn:
+        h = account_health.c
+        figures = await conn.execute(
+            sa.select(h.collateral_value, sa.func.count()).group_by(h.collateral_value)
+        )
+        assert [tuple(r) for r in figures] == [(AFTER, N)]
+    listing, listed_rows = await listing_and_listed_rows(store)
+    assert listing == listed_rows
+    assert len(listing) == sinking
