@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from daemon.config.model import MqttConfig
 from daemon.engine_loop import EngineLoop
 from daemon.mqtt.publisher import MqttPublisher
+from daemon.store.cycle_transactions import SPLIT_CYCLE_ROWS
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext
 from daemon.store.schema import health_transitions
-from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
+from daemon.store.writer import HealthStore
 from daemon.stored_flags import StoredFlags
 from margin.kernel import FLAG_DTYPE
 from margin.model import Flag

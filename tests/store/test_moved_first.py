@@ -16,10 +16,11 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from daemon.store import writer
+from daemon.store import cycle_transactions
+from daemon.store.cycle_transactions import SPLIT_CYCLE_ROWS
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import account_health, health_transitions
-from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
+from daemon.store.writer import HealthStore
 from margin.model import Flag, PriceInput
 from tests.store.test_store import listing_and_listed_rows
 from tests.storekit import account_address, book, book_rows
@@ -229,8 +230,8 @@ async def test_the_expected_flips_are_committed_in_parts(
     """The guessed flips go in ``FLIP_PARTS`` transactions (here 5 of 100), each committed
     (and reported to ``on_committed``) before the next is written, every one with the
     cycle's id; then the surprises and the other rows, as with one part."""
-    monkeypatch.setattr(writer, "FLIP_PARTS", 5)
-    monkeypatch.setattr(writer, "FLIP_PART_MIN_ROWS", 100)
+    monkeypatch.setattr(cycle_transactions, "FLIP_PARTS", 5)
+    monkeypatch.setattr(cycle_transactions, "FLIP_PART_MIN_ROWS", 100)
     crash = await crash_after_calm(store)
     everyone_under = book(N, eth_price=2_000.0, underwater_every=1)
     await store.write_cycle(alone(book_rows(everyone_under), 1), context(1.5))
