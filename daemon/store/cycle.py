@@ -20,12 +20,13 @@ their replacement cannot interleave with another cycle:
    the health rows. Flags only ever change in the transaction that appends their transition.
 
 A large cycle whose rows say which accounts the engine expects to move
-(``HealthRows.moved_first``) stages only those in its first transaction: at a market-wide
-move, half of the COPY and of the join off the path to the commit of the transitions (and,
-for a single account's move among 100,000 revalued ones, all but one row). The second
-transaction stages the others beside them and treats them as a whole cycle of their own
-under the same cycle id: an account whose stored flags differ after all (a restart, a shard
-taken over, an earlier write that failed half-way) gets its transition there, exactly once.
+(``HealthRows.moved_first``) stages only those in its first transaction (for a single
+account's move among 100,000 revalued ones, one row instead of 100,000; many of them go in
+parts, the later ones through ``append_flips``: ``daemon.store.cycle_transactions``). The
+last transaction stages the others beside them (or every row again, after parts) and applies
+the stage as a cycle of its own under the same cycle id: an account whose stored flags differ
+after all (a restart, a shard taken over, an earlier write that failed half-way) gets its
+transition there, exactly once.
 
 ``health_listing`` follows ``account_health`` in the same statements
 (``daemon.store.listing_writes``).

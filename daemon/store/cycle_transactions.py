@@ -51,7 +51,9 @@ event relay, woken at each commit, sends the first part's events while the next 
 A market-wide move's 50,000 flips took 0.7-1.3 s of PostgreSQL in one transaction, all of it
 before the first event; in two, the first events leave after half of it (bench/RESULTS.md,
 issue 14, seventh pass). Few parts: each costs one more join of its rows against every
-stored row."""
+stored row, and the last transaction stages every row again. Not when every row is expected
+to move (the first valuation after a start): parts would only add work where no event
+waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,10 @@ async def write_cycle_transactions(
         # Only the accounts the engine saw move in the first transaction(s); the others
         # are compared with the stored flags in the last (``daemon.store.cycle``).
         moved, unstaged = rows.split_moved()
-        first, *parts = moved.chunks(max(FLIP_PART_MIN_ROWS, -(-len(moved) // FLIP_PARTS)))
+        if len(unstaged):  # not a first valuation (every row unknown): nothing waits on it
+            first, *parts = moved.chunks(max(FLIP_PART_MIN_ROWS, -(-len(moved) // FLIP_PARTS)))
+        else:
+            first = moved
         if parts:  # the last transaction stages every row again: the stage holds a part
             unstaged = rows
     elif engine.dialect.name != "postgresql":

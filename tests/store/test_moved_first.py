@@ -268,3 +268,14 @@ async def test_the_expected_flips_are_committed_in_parts(
     listing, listed_rows = await listing_and_listed_rows(store)
     assert listing == listed_rows
     assert len(listing) == sinking
+    calls.clear()  # every row expected to move (a first valuation): one transaction
+    engine = book(N, eth_price=2_500.0, underwater_every=4)
+    back = await store.write_engine_cycle(
+        balances=(),
+        prices=(),
+        rows=ordered(book_rows(engine), list(range(N))),
+        context=context(3.0),
+        on_committed=lambda count: calls.append((count, (0, 0, 0))),
+    )
+    assert back == sinking
+    assert calls == [(sinking, (0, 0, 0))]
