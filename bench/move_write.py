@@ -101,11 +101,28 @@ def _kind(statement: str) -> str:
 
 
 def sliced(rows: HealthRows, start: int, stop: int) -> HealthRows:
-    """Rows ``start:stop`` of ``rows``."""
+    """Rows ``start:stop`` of ``rows`` (with their ``moved_first`` only if that is all of
+    them)."""
+    if start == 0 and stop >= len(rows):
+        return rows
     columns = {name: getattr(rows, name) for name in rows.__dataclass_fields__}
     return HealthRows(
         **{k: v[start:stop] if isinstance(v, list) else v for k, v in columns.items()}
+        | {"moved_first": None}
     )
+
+
+def moved_first(rows: HealthRows, before: HealthRows) -> HealthRows:
+    """``rows`` with the accounts whose flags differ from ``before``'s first, and their count
+    as ``moved_first`` (what the engine loop tells the store: ``daemon.stored_flags``)."""
+    differs = [a != b for a, b in zip(rows.flags, before.flags, strict=True)]
+    moved = [i for i, d in enumerate(differs) if d]
+    order = moved + [i for i, d in enumerate(differs) if not d]
+    columns: dict[str, Any] = {}
+    for name in rows.__dataclass_fields__:
+        column = getattr(rows, name)
+        columns[name] = [column[i] for i in order] if isinstance(column, list) else column
+    return HealthRows(**columns | {"moved_first": len(moved)})
 
 
 def rows_at(eth: float, accounts: int) -> HealthRows:
@@ -162,7 +179,9 @@ async def apart_path(conn: Any, cycle_id: int, at: float, value_decimals: int) -
     return count, fresh
 
 
-async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: bool) -> None:
+async def run(
+    accounts: int, moves: int, explain: bool, chunk: int, alternate: bool, guess: bool
+) -> None:
     seeing_new = ONE_STATEMENT
     print(f"valuing {accounts:,} accounts at ETH {CALM_ETH:g} and {CRASH_ETH:g} …")
     calm, crash = rows_at(CALM_ETH, accounts), rows_at(CRASH_ETH, accounts)
@@ -198,8 +217,13 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
             _, first, _, _ = await write(calm)
             print(f"first write (every account inserted): {first:.2f} s")
             results = []
+            ordered = {
+                False: (crash, calm),
+                True: (moved_first(crash, calm), moved_first(calm, crash)),
+            }
             for i in range(moves):
-                rows = crash if i % 2 == 0 else calm
+                guessed = guess and i // 2 % 2 == 1  # crash+rebound pairs alternate
+                rows = ordered[guessed][i % 2]
                 apart = alternate and i // 2 % 2 == 1  # crash+rebound pairs alternate
                 if alternate:
                     cycle._append_transitions_seeing_new = (  # type: ignore[method-assign]
@@ -211,6 +235,8 @@ async def run(accounts: int, moves: int, explain: bool, chunk: int, alternate: b
                 results.append((commit_s, total_s))
                 if apart:
                     print("  (the transitions and the flips apart)")
+                if guessed:
+                    print(f"  (the {rows.moved_first:,} accounts that flip staged first)")
                 load = os.getloadavg()[0]
                 detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items()))
                 print(
@@ -244,8 +270,16 @@ def main() -> None:
         help="every other crash+rebound pair with the transitions and the flips in two statements "
         "(in-process A/B)",
     )
+    parser.add_argument(
+        "--moved-first",
+        action="store_true",
+        help="every other crash+rebound pair with the flipping accounts staged and committed "
+        "first (HealthRows.moved_first, as the engine loop writes; in-process A/B)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.accounts, args.moves, args.explain, args.chunk, args.alternate))
+    asyncio.run(
+        run(args.accounts, args.moves, args.explain, args.chunk, args.alternate, args.moved_first)
+    )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from daemon.store.errors import StoreUnavailable
 from daemon.store.fencing import Fence, LeaseLost
 from daemon.store.rows import CycleContext, HealthRows, breakdown_record
 from daemon.store.writer import HealthStore
+from daemon.stored_flags import StoredFlags
 from daemon.venue_sync import VenueSync, venue_requirement
 from margin.engine import FULL_RECOMPUTE_FRACTION, MarginEngine
 from margin.kernel import HealthTable
@@ -178,6 +179,8 @@ class EngineLoop:
         self._published_flags = np.zeros(0, dtype=np.uint16)
         self._published_bucket = np.zeros(0, dtype=np.int8)
         self._seeds: dict[str, int] = {}  # stored flags of accounts the arrays do not cover yet
+        # Which of a write's rows to commit first: those whose flags moved since stored.
+        self._stored_flags = StoredFlags()
         # Stored-form breakdowns the last written rows carried, by engine index: published too.
         self._breakdowns: dict[int, dict[str, Any]] = {}
         # Accounts (names, engine indices) of the rows being written whose breakdowns are due.
@@ -392,6 +395,7 @@ class EngineLoop:
         the retained state of the written accounts (those of the first valuation once all of
         it is stored: it is written in chunks)."""
         self._count_stored(accounts)
+        self._stored_flags.written()
         if not len(accounts):
             return
         if self._unstored is not None and not self._valuation_stored:
@@ -514,9 +518,14 @@ class EngineLoop:
 
     def _rows(self, changed: IndexArray) -> HealthRows:
         accounts = self.engine.accounts
+        # The accounts whose flags moved first: a large write commits them (and their
+        # transitions) before it stages the others. Breakdown ties go to them too.
+        changed, moved = self._stored_flags.order(changed, self.engine.results.flags)
         subset = self.engine.results.select(changed)
         names = [accounts[i] for i in changed.tolist()]
-        rows = HealthRows.from_table(names, subset, value_decimals=self.value_decimals)
+        rows = HealthRows.from_table(
+            names, subset, value_decimals=self.value_decimals, moved_first=moved
+        )
         if self._shard_of is not None:  # cluster mode: each transition names its shard
             rows = dataclasses.replace(rows, shards=[self._shard_of(a) for a in rows.accounts])
         flagged = np.flatnonzero(subset.flags & _BREAKDOWN_BITS)

@@ -67,10 +67,13 @@ async def load_stage(
     rows: Sequence[tuple[Any, ...]] | Iterator[tuple[Any, ...]],
     *,
     count: int | None = None,
+    append: bool = False,
 ) -> None:
     """Create ``stage`` for this connection if needed, empty it, and fill it with ``rows``
     (tuples in column order). Must run inside the caller's transaction. (A PostgreSQL stage
-    is emptied at commit, unless it is ``ON COMMIT PRESERVE ROWS``: then here.)
+    is emptied at commit, unless it is ``ON COMMIT PRESERVE ROWS``: then here.) With
+    ``append``, the rows go beside those a ``PRESERVE ROWS`` stage kept from an earlier
+    transaction on this connection (SQLite: from earlier in this one).
 
     ``rows`` may be an iterator (with its ``count``): PostgreSQL's COPY then encodes each
     tuple as it is made, and 2,000,000 staged balances are never all held at once."""
@@ -81,10 +84,8 @@ async def load_stage(
     # Executing through SQLAlchemy first also makes sure asyncpg's transaction has started
     # before the raw COPY below runs on the same connection.
     await conn.execute(CreateTable(stage, if_not_exists=True))
-    if conn.dialect.name != "postgresql":
-        await conn.execute(sa.delete(stage))
-    elif stage.dialect_options["postgresql"]["on_commit"] == "PRESERVE ROWS":
-        await conn.exec_driver_sql(f"TRUNCATE {stage.name}")
+    if not append:
+        await _empty(conn, stage)
     if not count:
         return
     if conn.dialect.name == "postgresql":
@@ -93,11 +94,23 @@ async def load_stage(
         await driver.copy_records_to_table(
             stage.name, records=rows, columns=[c.name for c in stage.columns]
         )
-        if count <= ANALYZE_STAGE_MAX_ROWS:
+        if count <= ANALYZE_STAGE_MAX_ROWS and not append:
             # A never-analysed temp table makes the planner hash-join the whole target table
             # for a one-row stage; statistics turn that into primary-key probes (bench/e2e.py:
             # a one-row health cycle 46-52 ms -> 29-32 ms). Large stages gain nothing from it.
+            # (Not after an append: the planner scales the row count it knows by the pages
+            # the stage has grown to.)
             await conn.exec_driver_sql(f"ANALYZE {stage.name}")
         return
     marks = ", ".join("?" for _ in stage.columns)
     await conn.exec_driver_sql(f"INSERT INTO {stage.name} VALUES ({marks})", list(rows))  # noqa: S608
+
+
+async def _empty(conn: AsyncConnection, stage: sa.Table) -> None:
+    """Empty ``stage`` of what it may still hold: an earlier load's rows in this transaction
+    (SQLite), or, on PostgreSQL, those an ``ON COMMIT PRESERVE ROWS`` stage kept past a
+    commit (others are emptied by the commit)."""
+    if conn.dialect.name != "postgresql":
+        await conn.execute(sa.delete(stage))
+    elif stage.dialect_options["postgresql"]["on_commit"] == "PRESERVE ROWS":
+        await conn.exec_driver_sql(f"TRUNCATE {stage.name}")

@@ -19,12 +19,17 @@ their replacement cannot interleave with another cycle:
    committed (and their events relayed) without waiting for the breakdowns and the bulk of
    the health rows. Flags only ever change in the transaction that appends their transition.
 
-``health_listing`` (the ranked liquidatable accounts) follows ``account_health`` in the same
-statements on PostgreSQL: each update or insert returns the rows it changed, and a listed row
-is inserted into the listing (or gets its new shortfall there), an unlisted one is deleted
-from it (a flip is one narrow insert or delete; ``account_health`` has no index but its key,
-so its updates are HOT). SQLite brings the staged accounts' listing in line once per
-transaction (``_sync_listing``).
+A large cycle whose rows say which accounts the engine expects to move
+(``HealthRows.moved_first``) stages only those in its first transaction (for a single
+account's move among 100,000 revalued ones, one row instead of 100,000; many of them go in
+parts, the later ones through ``append_flips``: ``daemon.store.cycle_transactions``). The
+last transaction stages the others beside them (or every row again, after parts) and applies
+the stage as a cycle of its own under the same cycle id: an account whose stored flags differ
+after all (a restart, a shard taken over, an earlier write that failed half-way) gets its
+transition there, exactly once.
+
+``health_listing`` follows ``account_health`` in the same statements
+(``daemon.store.listing_writes``).
 
 Money arrives in integer value units and is converted to USD in SQL (exact NUMERIC on
 PostgreSQL), so no ``Decimal`` is built per row in Python.
@@ -44,16 +49,15 @@ from daemon.store.bulk import (
     on_conflict_nothing,
     on_conflict_update,
 )
+from daemon.store.listing_writes import listing_writes, sync_listing, with_listing
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
     MONEY_COLUMNS,
     account_health,
     breakdown_stage,
     cycles,
-    health_listing,
     health_stage,
     health_transitions,
-    listed,
 )
 from daemon.store.types import Timestamp
 
@@ -92,6 +96,7 @@ async def write_health_cycle(
     returning: bool = True,
     rest: bool = True,
     breakdowns: LateBreakdowns | None = None,
+    accounts: int | None = None,
 ) -> tuple[int | None, int, list[sa.Row[Any]]]:
     """Apply one cycle; return its id (``None`` if it was stored before, then nothing is
     written), how many ``health_transitions`` rows it appended and, with ``returning``, those
@@ -100,30 +105,39 @@ async def write_health_cycle(
 
     ``rest=False`` leaves the rows whose flags did not move, and ``breakdowns``, for
     ``update_health_rest`` with the returned id, in a later transaction on the same connection
-    (the stage is kept); otherwise ``breakdowns`` is called here, after the transitions."""
+    (the stage is kept); otherwise ``breakdowns`` is called here, after the transitions.
+    ``accounts`` is the whole cycle's count when ``rows`` are only its first part (the others
+    go to ``update_health_rest`` as ``unstaged``)."""
     await _lock_cycles(conn)
-    cycle_id = await _new_cycle(conn, context, len(rows))
+    cycle_id = await _new_cycle(conn, context, len(rows) if accounts is None else accounts)
     if cycle_id is None:
         return None, 0, []
+    appended: list[sa.Row[Any]]
     await load_stage(conn, health_stage, rows.records(), count=len(rows))  # streamed to COPY
-    if returning or conn.dialect.name != "postgresql":
-        count, appended = await _append_transitions(
+    count, appended = 0, []
+    if len(rows):  # a split cycle's first part may be empty: nobody expected to move
+        count, appended = await _apply_stage(
             conn, cycle_id, context.at, rows.value_decimals, returning=returning
         )
-        await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=True)
-        fresh = True
-    else:  # the transitions and the flips from one join
-        count, fresh = await _append_transitions_seeing_new(
-            conn, cycle_id, context.at, rows.value_decimals
-        )
-        appended = []
-    if fresh:  # a market-wide move stages no new account: its anti-join was 2-3 s per chunk
-        await _insert_health(conn, cycle_id, context.at, rows.value_decimals)
     if rest:
         late = () if breakdowns is None else await breakdowns()
-        await _update_rest(conn, cycle_id, context.at, rows.value_decimals, late)
-    await _sync_listing(conn)
+        await _stage_breakdowns(conn, late)
+        await _update_health(conn, cycle_id, context.at, rows.value_decimals, flags_moved=False)
+    await sync_listing(conn)
     return cycle_id, count, appended
+
+
+async def append_flips(conn: AsyncConnection, cycle_id: int, rows: HealthRows, at: float) -> int:
+    """More of cycle ``cycle_id``'s rows whose flags the engine expects to move, in a
+    transaction of their own after the cycle's first (``write_health_cycle`` with
+    ``rest=False``): their transitions, flips and new accounts. Return how many transitions
+    it appended. The stage holds only these rows afterwards: ``update_health_rest`` is then
+    given every row of the cycle (``restage``)."""
+    await _lock_cycles(conn)
+    await load_stage(conn, health_stage, rows.records(), count=len(rows))
+    count, _ = await _apply_stage(conn, cycle_id, at, rows.value_decimals, returning=False)
+    await sync_listing(conn)
+    return count
 
 
 async def update_health_rest(
@@ -132,32 +146,66 @@ async def update_health_rest(
     at: float,
     value_decimals: int,
     breakdowns: Breakdowns = (),
+    *,
+    unstaged: HealthRows | None = None,
+    restage: bool = False,
 ) -> int:
     """The rest of cycle ``cycle_id`` (staged by ``write_health_cycle`` on this connection):
     set ``breakdowns`` on their staged rows, then update the stored rows whose flags equal the
-    staged ones and whose other figures (breakdown included) differ. A row whose flags moved
-    meanwhile is left alone (its change needs a transition: the next cycle that stages it
-    appends one). Return how many rows changed."""
+    staged ones and whose other figures (breakdown included) differ. Return how many
+    transitions this appended: none, unless ``unstaged`` is given.
+
+    Without ``unstaged``, a row whose flags moved meanwhile is left alone (its change needs a
+    transition: the next cycle that stages it appends one). ``unstaged`` are the cycle's rows
+    its first transaction left out: they are staged beside the others, and the whole stage is
+    applied as a cycle (transitions, flips, new accounts) before the rest is updated. The
+    first transaction's rows carry their stored flags by then, so only the surprises among
+    the others move: their transitions are appended here, under the same cycle id. With
+    ``restage``, ``unstaged`` replace the staged rows (they are all of the cycle's rows)."""
     await _lock_cycles(conn)
-    changed = await _update_rest(conn, cycle_id, at, value_decimals, breakdowns)
-    await _sync_listing(conn)
-    return changed
+    count = 0
+    if unstaged is not None and len(unstaged):
+        await load_stage(
+            conn, health_stage, unstaged.records(), count=len(unstaged), append=not restage
+        )
+    await _stage_breakdowns(conn, breakdowns)  # before the flips below, which store them too
+    if unstaged is not None and len(unstaged):
+        # Over the whole stage: the first transaction's rows have their stored flags now,
+        # so only the surprises among the others differ.
+        count, _ = await _apply_stage(conn, cycle_id, at, value_decimals, returning=False)
+    await _update_health(conn, cycle_id, at, value_decimals, flags_moved=False)
+    await sync_listing(conn)
+    return count
 
 
-async def _update_rest(
-    conn: AsyncConnection,
-    cycle_id: int,
-    at: float,
-    value_decimals: int,
-    breakdowns: Breakdowns,
-) -> int:
+async def _apply_stage(
+    conn: AsyncConnection, cycle_id: int, at: float, value_decimals: int, *, returning: bool
+) -> tuple[int, list[sa.Row[Any]]]:
+    """Append the transitions of the staged rows whose flags differ from the stored ones,
+    update those rows and insert the new accounts; return the count (and the rows, with
+    ``returning``)."""
+    if returning or conn.dialect.name != "postgresql":
+        count, appended = await _append_transitions(
+            conn, cycle_id, at, value_decimals, returning=returning
+        )
+        await _update_health(conn, cycle_id, at, value_decimals, flags_moved=True)
+        fresh = True
+    else:  # the transitions and the flips from one join
+        count, fresh = await _append_transitions_seeing_new(conn, cycle_id, at, value_decimals)
+        appended = []
+    if fresh:  # a market-wide move stages no new account: its anti-join was 2-3 s per chunk
+        await _insert_health(conn, cycle_id, at, value_decimals)
+    return count, appended
+
+
+async def _stage_breakdowns(conn: AsyncConnection, breakdowns: Breakdowns) -> None:
+    """Put ``breakdowns`` onto their staged rows."""
     if breakdowns:
         await load_stage(conn, breakdown_stage, list(breakdowns))
         s, b = health_stage.c, breakdown_stage.c
         await conn.execute(
             sa.update(health_stage).where(s.account == b.account).values(breakdown=b.breakdown)
         )
-    return await _update_health(conn, cycle_id, at, value_decimals, flags_moved=False)
 
 
 async def _lock_cycles(conn: AsyncConnection) -> None:
@@ -287,7 +335,7 @@ async def _append_transitions_seeing_new(
             .where(h.account == m.account, m.stored.is_not(None))
             .values(**values)
         )
-        counts = counts.add_cte(*_listing_writes(conn, flipped, leaving=True)[1])
+        counts = counts.add_cte(*listing_writes(conn, flipped, leaving=True)[1])
     count, fresh = (await conn.execute(counts)).one()
     return int(count), bool(fresh)
 
@@ -337,7 +385,7 @@ async def _update_health(
         result = await conn.execute(update)
         return int(result.rowcount or 0)
     # Flags equal: no row enters or leaves the listing, only listed shortfalls change.
-    return await _with_listing(conn, update, leaving=flags_moved)
+    return await with_listing(conn, update, leaving=flags_moved)
 
 
 async def _insert_health(
@@ -356,66 +404,4 @@ async def _insert_health(
     if conn.dialect.name != "postgresql":
         await conn.execute(upsert)
         return
-    await _with_listing(conn, upsert, leaving=True)
-
-
-async def _with_listing(conn: AsyncConnection, write: Any, *, leaving: bool) -> int:
-    """Run ``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) with the
-    listing's side in the same statement (``_listing_writes``). Return how many
-    ``account_health`` rows it wrote."""
-    written, ctes = _listing_writes(conn, write, leaving=leaving)
-    counted = sa.select(sa.select(sa.func.count()).select_from(written).scalar_subquery())
-    return int((await conn.execute(counted.add_cte(*ctes))).scalar_one())
-
-
-def _listing_writes(conn: AsyncConnection, write: Any, *, leaving: bool) -> tuple[Any, list[Any]]:
-    """``write`` (an UPDATE or INSERT of ``account_health``, PostgreSQL) as a CTE returning
-    the rows it wrote, and the CTEs that follow it into the listing: of those rows, the listed
-    ones are inserted into ``health_listing`` or, already there, given their new shortfall;
-    if rows may have left the listing (``leaving``), the unlisted ones are deleted from it.
-    Data-modifying CTEs run whether or not the outer query reads them: add them all to it.
-
-    Plain statements, no ``ON CONFLICT``: every part reads the same snapshot, taken under the
-    cycle lock, so the insert (accounts not in the listing) and the update (accounts in it)
-    never meet, and a speculative insertion per entering account cost ~25 % more."""
-    h, li = account_health.c, health_listing.c
-    written = write.returning(h.account, h.flags, h.shortfall).cte("written")
-    w = written.c
-    absent = ~sa.exists().where(li.account == w.account)
-    entered = insert_for(conn, health_listing).from_select(
-        ["account", "shortfall"],
-        sa.select(w.account, w.shortfall).where(listed(w.flags), absent),
-    )
-    reranked = (
-        sa.update(health_listing)
-        .where(li.account == w.account, listed(w.flags), li.shortfall != w.shortfall)
-        .values(shortfall=w.shortfall)
-    )
-    ctes = [written, entered.cte("entered"), reranked.cte("reranked")]
-    if leaving:
-        left = sa.delete(health_listing).where(li.account == w.account, ~listed(w.flags))
-        ctes.append(left.cte("left"))
-    return written, ctes
-
-
-async def _sync_listing(conn: AsyncConnection) -> None:
-    """SQLite: make ``health_listing`` agree with the staged accounts' stored rows (delete the
-    unlisted, upsert the listed). PostgreSQL keeps it in step statement by statement."""
-    if conn.dialect.name == "postgresql":
-        return
-    s, h, li = health_stage.c, account_health.c, health_listing.c
-    staged = sa.select(h.account, h.flags, h.shortfall).join(health_stage, s.account == h.account)
-    unlisted = staged.where(~listed(h.flags)).with_only_columns(h.account)
-    await conn.execute(sa.delete(health_listing).where(li.account.in_(unlisted)))
-    entering = insert_for(conn, health_listing).from_select(
-        ["account", "shortfall"],
-        staged.where(listed(h.flags)).with_only_columns(h.account, h.shortfall),
-    )
-    await conn.execute(
-        on_conflict_update(
-            entering,
-            conflict=["account"],
-            update=["shortfall"],
-            where=li.shortfall != entering.excluded.shortfall,
-        )
-    )
+    await with_listing(conn, upsert, leaving=True)

@@ -57,6 +57,12 @@ class HealthRows:
     shards: list[int] | None = None
     """Each account's shard in cluster mode (``daemon.cluster.shards``): stored on its
     transitions, so the shard's owner publishes them. ``None`` outside cluster mode."""
+    moved_first: int | None = None
+    """The first ``moved_first`` rows are the accounts whose stored flags the engine expects
+    these rows to change (or which it never stored): a large write commits them, with their
+    transitions, before it stages the others (``daemon.store.cycle``). A wrong guess costs
+    time, never a transition: the others are compared with the stored flags too. ``None``:
+    no guess, every row is staged at once."""
 
     def __post_init__(self) -> None:
         n = len(self.accounts)
@@ -66,9 +72,34 @@ class HealthRows:
                 raise ValueError(f"HealthRows.{name} has {len(column)} rows, expected {n}")
         if len(set(self.accounts)) != n:
             raise ValueError("HealthRows: an account appears twice in one cycle")
+        if self.moved_first is not None and not 0 <= self.moved_first <= n:
+            raise ValueError(f"HealthRows.moved_first is {self.moved_first}, of {n} rows")
 
     def __len__(self) -> int:
         return len(self.accounts)
+
+    def split_moved(self) -> tuple[HealthRows, HealthRows]:
+        """(the first ``moved_first`` rows, the others), neither with a guess of its own."""
+        if self.moved_first is None:
+            raise ValueError("HealthRows.split_moved: the rows carry no moved_first")
+        return self._sliced(slice(None, self.moved_first)), self._sliced(
+            slice(self.moved_first, None)
+        )
+
+    def chunks(self, size: int) -> list[HealthRows]:
+        """The rows in consecutive parts of at most ``size`` (as even as that allows), none
+        with a guess of its own."""
+        if not len(self):
+            return [self._sliced(slice(None))]
+        step = -(-len(self) // -(-len(self) // size))  # ceil(n / ceil(n / size))
+        return [self._sliced(slice(i, i + step)) for i in range(0, len(self), step)]
+
+    def _sliced(self, part: slice) -> HealthRows:
+        columns: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            column = getattr(self, name)
+            columns[name] = column[part] if isinstance(column, list) else column
+        return HealthRows(**columns | {"moved_first": None})
 
     def records(self) -> Iterator[HealthRecord]:
         """Row tuples in ``schema.health_stage`` column order."""
@@ -92,7 +123,12 @@ class HealthRows:
 
     @classmethod
     def from_table(
-        cls, accounts: Sequence[str], table: HealthTable, *, value_decimals: int
+        cls,
+        accounts: Sequence[str],
+        table: HealthTable,
+        *,
+        value_decimals: int,
+        moved_first: int | None = None,
     ) -> HealthRows:
         """From the engine's ``HealthTable`` (``accounts[i]`` is row ``i``), without breakdowns."""
         if len(accounts) != len(table):
@@ -112,6 +148,7 @@ class HealthRows:
             flags=table.flags.astype("int64").tolist(),
             actionable=table.actionable.tolist(),
             breakdowns=[None] * len(accounts),
+            moved_first=moved_first,
         )
 
     @classmethod
@@ -133,6 +170,7 @@ class HealthRows:
             flags=[int(h.flags) for h in items],
             actionable=[h.actionable for h in items],
             breakdowns=[json.dumps(breakdown_record(h)) if breakdown else None for h in items],
+            moved_first=None,
         )
 
 

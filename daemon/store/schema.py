@@ -310,7 +310,9 @@ health_stage = sa.Table(
     sa.Column("shard", sa.Integer()),
     prefixes=["TEMPORARY"],
     # Kept past the commit: a large cycle updates its remaining rows from it in a second
-    # transaction on the same connection (``daemon.store.cycle``); emptied at every load.
+    # transaction on the same connection, after appending those the first one did not stage
+    # (``daemon.store.cycle``); emptied at every other load. (SQLite keeps a temporary
+    # table's rows anyway.)
     postgresql_on_commit="PRESERVE ROWS",
 )
 

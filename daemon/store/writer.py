@@ -34,25 +34,24 @@ from core.amounts import scaled
 from core.lifecycle import AsyncResource
 from daemon.store import migrate
 from daemon.store import venues as venue_store
-from daemon.store.bulk import insert_for, on_conflict_nothing, on_conflict_update
+from daemon.store.bulk import insert_for, on_conflict_update
 from daemon.store.chain_state import store_balance_update
-from daemon.store.cycle import LateBreakdowns, update_health_rest, write_health_cycle
+from daemon.store.cycle import LateBreakdowns
+from daemon.store.cycle_transactions import write_cycle_transactions
 from daemon.store.engine import (
     check_reachable,
     create_store_engine,
-    write_connection,
     write_transaction,
 )
-from daemon.store.fencing import Fence, check_fence
+from daemon.store.fencing import Fence
 from daemon.store.options import replace_options
 from daemon.store.outbox import mark_published
+from daemon.store.price_rounds import insert_prices
 from daemon.store.queries import StoreQueries
 from daemon.store.records import StoredState, StoredTransition, transition_from_row
 from daemon.store.rows import CycleContext, HealthRows
 from daemon.store.schema import (
-    oracle_state,
     positions,
-    price_history,
     token_decimals,
 )
 from daemon.store.urls import shown_url
@@ -60,17 +59,8 @@ from daemon.store.venues import VenueAnnouncement, VenueRow
 from margin.model import Position
 from margin.options import OptionPosition
 from oracles.model import AssetPrice
-from oracles.resume import state_to_json
 
 log = logging.getLogger(__name__)
-
-SPLIT_CYCLE_ROWS = 1_000
-"""A health cycle of at least this many rows commits its transitions (with the rows whose
-flags moved) first and updates its other rows in a second transaction: a market-wide move
-rewrites every account, and its events and listing need only the flipped ones. On SQLite too
-since the late part waits for the event relay (``EngineLoop._build_breakdowns``): before that,
-SQLite's second transaction, in the daemon's own process, competed with the relay for the CPU
-and the whole write took longer (bench/RESULTS.md, issue 14)."""
 
 
 class HealthStore(AsyncResource):
@@ -150,7 +140,7 @@ class HealthStore(AsyncResource):
         if not rounds:
             return
         async with write_transaction(self.engine) as conn:
-            await _insert_prices(conn, rounds)
+            await insert_prices(conn, rounds)
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -182,18 +172,26 @@ class HealthStore(AsyncResource):
         """Everything one engine cycle produced, in ONE transaction: the watchers' balance
         updates (reorg roll-backs included), the oracle rounds, and — when given — the health
         cycle (see ``write_cycle``). Readers never see balances of a cycle without the health
-        of the accounts whose flags it moved. Return how many transitions it stored (the
-        event relay reads them from the outbox).
+        of the accounts whose flags it moved (but a large move's flips, below, arrive in
+        steps). Return how many transitions it stored (the event relay reads them from the
+        outbox).
 
-        A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose
-        flags did not move in a second transaction right after (``daemon.store.cycle``):
-        ``on_committed`` is called with the count as soon as the transitions are committed,
-        before it (otherwise once the one transaction is). If that
-        second transaction fails, this raises like any failed write, and writing the same
-        inputs again is harmless (no transition is appended twice, no newer balance or round
-        is replaced). ``breakdowns`` (of some of the rows) is called once the transitions are
-        stored, and its breakdowns are stored with the other rows: building them (up to a
-        second at a market-wide move) does not hold the events and the listing back.
+        A cycle of ``SPLIT_CYCLE_ROWS`` rows or more updates the rows whose flags did not
+        move in a later transaction (``daemon.store.cycle_transactions``): ``on_committed``
+        is called with the count as soon as the transitions are committed, before it
+        (otherwise once the one transaction is). With
+        ``rows.moved_first`` the first transaction stages only the rows the engine expects to
+        move — when there are at least ``2 × FLIP_PART_MIN_ROWS`` of them only their first
+        part, the others following in transactions of their own (``FLIP_PARTS`` in all; the
+        balances and rounds go with the first) — and the last transaction appends the
+        transition of any other row whose stored flags differ (flags the engine did not
+        know); ``on_committed`` is called after each commit that stored transitions, with
+        how many. If a later transaction fails, this raises like any failed write, and
+        writing the same inputs again is harmless (no transition is appended twice, no newer
+        balance or round is replaced). ``breakdowns`` (of some of the rows) is called once the
+        transitions are stored, and its breakdowns are stored with the other rows: building
+        them (up to a second at a market-wide move) does not hold the events and the listing
+        back.
 
         With a ``fence`` (cluster mode) each transaction first checks that every shard's lease
         is still this replica's at the fenced epoch: ``LeaseLost`` otherwise, nothing written.
@@ -227,56 +225,34 @@ class HealthStore(AsyncResource):
                 f"rows in units of 10**-{rows.value_decimals} USD, "
                 f"store expects 10**-{self.value_decimals}"
             )
-        started = time.perf_counter()
-        rounds = list(prices)
-        cycle_id: int | None = None
-        count = 0
-        appended: Sequence[Any] = ()
-        split = rows is not None and len(rows) >= SPLIT_CYCLE_ROWS
-        async with write_connection(self.engine) as conn:
-            async with conn.begin():
-                if fence is not None:
-                    await check_fence(conn, fence)
-                now = time.time()
-                for update in balances:
-                    await store_balance_update(conn, update, now)
-                if rounds:
-                    await _insert_prices(conn, rounds)
-                if rows is not None and context is not None:
-                    cycle_id, count, appended = await write_health_cycle(
-                        conn,
-                        rows,
-                        context,
-                        returning=returning,
-                        rest=not split,
-                        breakdowns=breakdowns,
-                    )
-            committed_s = time.perf_counter() - started
-            if cycle_id is not None and on_committed is not None:
-                on_committed(count)
-            if split and cycle_id is not None and rows is not None and context is not None:
-                # The rows whose flags did not move, and the breakdowns: nothing waits for them
-                # but readers of their figures (/v1/accounts), a moment later.
-                late = () if breakdowns is None else await breakdowns()
-                async with conn.begin():
-                    if fence is not None:
-                        await check_fence(conn, fence)
-                    await update_health_rest(conn, cycle_id, context.at, rows.value_decimals, late)
+        written = await write_cycle_transactions(
+            self.engine,
+            balances=balances,
+            rounds=list(prices),
+            rows=rows,
+            context=context,
+            returning=returning,
+            fence=fence,
+            on_committed=on_committed,
+            breakdowns=breakdowns,
+        )
         if rows is None or context is None:
             return 0, ()
-        if cycle_id is None:
+        if written.cycle_id is None:
             # Written before: a retry, or a replay that must not undo newer cycles.
             log.info("cycle_already_stored key=%s", context.cycle_key())
             return 0, ()
         log.info(
-            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f committed_s=%.3f",
-            cycle_id,
+            "cycle_stored cycle=%d accounts=%d transitions=%d seconds=%.3f committed_s=%.3f "
+            "staged_first=%d",
+            written.cycle_id,
             len(rows),
-            count,
-            time.perf_counter() - started,
-            committed_s,
+            written.transitions,
+            written.seconds,
+            written.committed_s,
+            written.staged_first,
         )
-        return count, appended
+        return written.transitions, written.appended
 
     async def mark_published(self, ids: Iterable[int], *, at: float | None = None) -> int:
         """Mark transitions as published (the broker acknowledged their events): they leave
@@ -408,65 +384,3 @@ class HealthStore(AsyncResource):
             len(state.positions),
         )
         return state
-
-
-def _price_rows(prices: Iterable[AssetPrice]) -> list[dict[str, Any]]:
-    """``price_history`` rows of oracle rounds."""
-    return [
-        {
-            "asset": p.symbol,
-            "round_at": p.round_at,
-            "status": str(p.status),
-            "price": p.price,
-            "price_low": p.price_low,
-            "price_high": p.price_high,
-            "round_price": p.round_price,
-            "observed_at": p.observed_at,
-            "held": p.held,
-            "hold_reason": None if p.hold_reason is None else str(p.hold_reason),
-            "spread": p.spread,
-            "volatility": p.volatility,
-            "sources": {
-                "used": list(p.used),
-                "anchors": list(p.anchors),
-                "dropped": {k: str(v) for k, v in sorted(p.dropped.items())},
-            },
-        }
-        for p in prices
-    ]
-
-
-async def _insert_prices(conn: AsyncConnection, rounds: Sequence[AssetPrice]) -> None:
-    """Append the rounds to ``price_history``; move each asset's ``oracle_state`` to its
-    newest round (never back to an older one: a replay leaves a newer state as it is)."""
-    stmt = insert_for(conn, price_history)
-    await conn.execute(
-        on_conflict_nothing(stmt, conflict=["asset", "round_at"]), _price_rows(rounds)
-    )
-    newest: dict[str, AssetPrice] = {}
-    for p in rounds:
-        if p.resume is not None and (
-            p.symbol not in newest or p.round_at >= newest[p.symbol].round_at
-        ):
-            newest[p.symbol] = p
-    if not newest:
-        return
-    now = time.time()
-    rows = [
-        {
-            "asset": p.symbol,
-            "round_at": p.round_at,
-            "state": state_to_json(p.resume),
-            "updated_at": now,
-        }
-        for p in newest.values()
-        if p.resume is not None
-    ]
-    upsert = insert_for(conn, oracle_state)
-    newer = upsert.excluded.round_at >= oracle_state.c.round_at
-    await conn.execute(
-        on_conflict_update(
-            upsert, conflict=["asset"], update=["round_at", "state", "updated_at"], where=newer
-        ),
-        rows,
-    )

@@ -27,11 +27,12 @@ from daemon.mqtt.event_payloads import batch_messages, event_messages, event_pay
 from daemon.mqtt.publisher import MqttPublisher
 from daemon.mqtt.relay import EventRelay
 from daemon.mqtt.topics import Topics, encode_json
+from daemon.store.cycle_transactions import SPLIT_CYCLE_ROWS
 from daemon.store.migrate import migrate
 from daemon.store.outbox import OutboxConnection
 from daemon.store.records import OutboxEntry, StoredTransition
 from daemon.store.rows import CycleContext
-from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
+from daemon.store.writer import HealthStore
 from margin.engine import MarginEngine
 from margin.model import Flag
 from tests.api.apikit import StaticView

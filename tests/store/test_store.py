@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from chains.watcher import Reading
+from daemon.store.cycle_transactions import SPLIT_CYCLE_ROWS
 from daemon.store.engine import write_transaction
 from daemon.store.migrate import migrate
 from daemon.store.rows import CycleContext, HealthRows
@@ -27,7 +28,7 @@ from daemon.store.schema import (
     health_listing,
     health_transitions,
 )
-from daemon.store.writer import SPLIT_CYCLE_ROWS, HealthStore
+from daemon.store.writer import HealthStore
 from margin.model import Flag, Position, PriceInput, Tier
 from tests.storekit import (
     DUSDC,
