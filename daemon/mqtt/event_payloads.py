@@ -48,11 +48,7 @@ def event_messages(topics: Topics, entry: OutboxEntry) -> list[Message]:
     The payload is ``encode_json(event_payload(...))``, spelt out for speed (a market-wide
     move encodes tens of thousands): see ``event_payload_bytes``; a test holds the two equal.
     """
-    kinds = flag_events(entry.from_flags, entry.to_flags)
-    if not kinds:
-        return []
-    payload = event_payload_bytes(entry, _blocks_json(entry.blocks))
-    return [(topics.event(kind), payload) for kind in kinds]
+    return batch_messages(topics, [entry])
 
 
 def batch_messages(topics: Topics, entries: Sequence[OutboxEntry]) -> list[Message]:
