@@ -181,9 +181,6 @@ def listed(flags: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
     return flags.bitwise_and(sa.literal_column(str(LISTED_FLAGS))) != sa.literal_column("0")
 
 
-LISTED = listed(account_health.c.flags)
-"""Whether an ``account_health`` row is in ``health_listing``."""
-
 health_listing = sa.Table(
     "health_listing",
     metadata,
@@ -191,8 +188,8 @@ health_listing = sa.Table(
     sa.Column("shortfall", Money(), nullable=False),
 )
 """The accounts ``/v1/liquidatable`` ranks, with their shortfall: exactly the
-``account_health`` rows that are ``LISTED``, written in the same transaction as their flags
-and shortfall. A table of its own (0010), not a partial index on ``account_health``: that
+``account_health`` rows whose flags are ``listed``, written in the same transaction as their
+flags and shortfall. A table of its own (0010), not a partial index on ``account_health``: that
 index made every flip, and every new shortfall of a listed account, a non-HOT update of the
 wide row (a new primary-key entry too); here a flip is one narrow insert or delete."""
 sa.Index(
