@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from margin import portfolio
+from margin.kernel import HealthTable
 from margin.model import PriceInput
 from margin.options import OptionPosition, Right
 from margin.portfolio import FEW_LINES, MAX_RANK_SWEEPS, MIN_CHUNKS_PER_THREAD, SCAN_CHUNK_PAIRS
@@ -38,6 +39,20 @@ def random_line(owner: str, rng: random.Random, world: World, asset: str) -> Opt
         vol=rng.choice([0.5, 0.8]),
         now=world.now,
     )
+
+
+def assert_alone_equals_full(world: World, full: HealthTable, owner: str, lines: int) -> None:
+    """``owner`` valued alone equals its row of the ``full`` pass bit for bit, and the
+    independent implementation within a cent per rounding (``lines`` option lines)."""
+    index = world.engine.account_index(owner)
+    world.engine.recompute(np.array([index]))
+    alone = world.engine.results.select(slice(index, index + 1))
+    for name, column in alone.columns().items():
+        np.testing.assert_array_equal(column, getattr(full, name)[index : index + 1], name)
+    expected = world.expected(owner)
+    got = float(full.maintenance[index]) / 100
+    assert got == pytest.approx(expected.maintenance, abs=CENT * (2 + 3 + 2 * lines)), owner
+    assert expected.maintenance > 0
 
 
 def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
@@ -67,17 +82,7 @@ def test_a_book_of_many_chunks_equals_its_accounts_alone() -> None:
     sample = [0, 1, 2, *range(SCAN_CHUNK_PAIRS - 5, SCAN_CHUNK_PAIRS + 5), n - 1]
     sample += rng.sample(range(n), 20)
     for i in sample:
-        owner = account(i)
-        index = world.engine.account_index(owner)
-        world.engine.recompute(np.array([index]))
-        alone = world.engine.results.select(slice(index, index + 1))
-        for name, column in alone.columns().items():
-            np.testing.assert_array_equal(column, getattr(full, name)[index : index + 1], name)
-        expected = world.expected(owner)
-        slack = CENT * (2 + 3 + 2 * lines_of[owner])
-        got = float(full.maintenance[index]) / 100
-        assert got == pytest.approx(expected.maintenance, abs=slack), owner
-        assert expected.maintenance > 0
+        assert_alone_equals_full(world, full, account(i), lines_of[account(i)])
 
 
 def test_a_full_pass_adds_up_pairs_of_a_few_lines_rank_by_rank() -> None:
@@ -94,15 +99,7 @@ def test_a_full_pass_adds_up_pairs_of_a_few_lines_rank_by_rank() -> None:
         world.options(owner, [random_line(owner, rng, world, "ETH") for _ in range(depth)])
     full = world.engine.recompute_all().select(slice(None))
     for owner, depth in zip(owners, depths, strict=True):
-        index = world.engine.account_index(owner)
-        world.engine.recompute(np.array([index]))
-        alone = world.engine.results.select(slice(index, index + 1))
-        for name, column in alone.columns().items():
-            np.testing.assert_array_equal(column, getattr(full, name)[index : index + 1], name)
-        expected = world.expected(owner)
-        got = float(full.maintenance[index]) / 100
-        assert got == pytest.approx(expected.maintenance, abs=CENT * (2 + 3 + 2 * depth)), owner
-        assert expected.maintenance > 0
+        assert_alone_equals_full(world, full, owner, depth)
 
 
 @pytest.mark.parametrize("offset", [0, 100_000])
