@@ -545,8 +545,8 @@ class EngineLoop:
 
         Called after the commit of a large write's transitions it first waits,
         ``EVENTS_FIRST_MAX_S`` at most, until the relay has sent them: the breakdowns and the
-        write's second transaction come after the events. (Called inside
-        the one transaction of a smaller write, before any commit, it does not wait.)"""
+        write's second transaction come after the events. (Called inside the one
+        transaction of a smaller write, before any commit, it does not wait.)"""
         if self._events_first and self.events is not None:
             self._events_first = False
             await self.events.settled(EVENTS_FIRST_MAX_S)

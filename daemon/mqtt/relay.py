@@ -5,11 +5,11 @@ the oldest unpublished transitions in id order, ``batch`` at a time (a pass's fi
 smaller, ``FIRST_READ`` growing ``READ_GROWTH``-fold, so that the first events go out while the
 rest is read), builds every event from the stored row and the block numbers of the cycle that
 stored it (``daemon.mqtt.event_payloads``: nothing from live memory, so a re-send after a
-restart is the same message),
-publishes them QoS 1 and waits until the broker acknowledged each one
-(``MqttPublisher.deliver``), and only then marks the batch published, in statements of bounded
-size (``daemon.store.outbox``). On PostgreSQL outside cluster mode, reads and marks go through
-connections of the relay's own (``OutboxConnection``: one statement, one round trip each).
+restart is the same message), publishes them QoS 1 and waits until the broker acknowledged
+each one (``MqttPublisher.deliver``), and only then marks the batch published, in statements
+of bounded size (``daemon.store.outbox``). On PostgreSQL outside cluster mode, reads and
+marks go through connections of the relay's own (``OutboxConnection``: one statement, one round
+trip each).
 
 It runs when the engine loop wakes it after a committed cycle, and every ``poll_s`` as a
 safety net; ``settled`` tells when what a wake-up announced is relayed (a large write's late
